@@ -1,0 +1,136 @@
+# djinn: a Djinn-CI-compatible image registry (SQLite extension) and build
+# runtime (djinn-lua). See README.md.
+#
+#   make            build/djinn.so and build/djinn-lua
+#   make test       build and run every suite; last line "N passed, N failed"
+#   make asan       the same tests under ASan + UBSan, in build-asan/
+#   make valgrind   C and SQL tests under valgrind
+#   make fuzz       run the libFuzzer harnesses for a bounded time
+#   make lint       cppcheck;  make format-check  clang-format --dry-run
+#   make install    PREFIX=/usr/local
+
+PKG_CONFIG ?= pkg-config
+CC ?= cc
+CFLAGS ?= -O2 -g
+LDFLAGS ?=
+PREFIX ?= /usr/local
+B ?= build
+
+WARN = -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+       -Wmissing-prototypes -Wwrite-strings -Wformat=2 -Wundef
+
+EXT_PKGS = sqlite3 zlib libcrypto libzstd
+RT_PKGS  = lua5.4 yaml-0.1 libssh $(EXT_PKGS)
+
+EXT_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(EXT_PKGS))
+EXT_LIBS   := $(shell $(PKG_CONFIG) --libs $(EXT_PKGS))
+RT_CFLAGS  := $(shell $(PKG_CONFIG) --cflags $(RT_PKGS))
+RT_LIBS    := $(shell $(PKG_CONFIG) --libs $(RT_PKGS))
+
+EXT_SRCS  = $(wildcard ext/*.c)
+RT_SRCS   = $(wildcard runtime/*.c)
+CTEST_SRCS = $(wildcard tests/c/*_test.c)
+SCHEMA    = $(sort $(wildcard schema/[0-9][0-9][0-9]_*.sql))
+
+# The extension's sources are compiled twice: position-independent for the
+# loadable build/djinn.so, and with SQLITE_CORE for static linking into
+# djinn-lua and the test drivers (the same code, not a copy).
+PIC_OBJS  = $(EXT_SRCS:%.c=$(B)/pic/%.o) $(B)/pic/schema.o
+CORE_OBJS = $(EXT_SRCS:%.c=$(B)/core/%.o) $(B)/core/schema.o
+RT_OBJS   = $(RT_SRCS:%.c=$(B)/rt/%.o)
+CTESTS    = $(CTEST_SRCS:tests/c/%.c=$(B)/tests/%)
+
+EXT_DEFS = -D_POSIX_C_SOURCE=200809L -Iext -I$(B)
+RT_DEFS  = -D_DEFAULT_SOURCE -D_GNU_SOURCE -Iext -Iruntime -I$(B) \
+           -DDJINN_LUADIR='"$(PREFIX)/share/djinn/lua"' \
+           -DDJINN_VERSION='"$(VERSION)"'
+VERSION := $(shell git describe --always --dirty 2>/dev/null || echo 0.1)
+
+.PHONY: all test asan valgrind fuzz lint format-check clean install demo
+all: $(B)/djinn.so $(if $(RT_SRCS),$(B)/djinn-lua)
+
+$(B)/schema.c: $(SCHEMA) schema/embed.sh
+	@mkdir -p $(@D)
+	sh schema/embed.sh $(SCHEMA) > $@
+
+$(B)/pic/%.o: %.c ext/*.h
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(WARN) -fPIC $(EXT_DEFS) $(EXT_CFLAGS) -c $< -o $@
+$(B)/pic/schema.o: $(B)/schema.c
+	$(CC) $(CFLAGS) $(WARN) -fPIC $(EXT_DEFS) $(EXT_CFLAGS) -c $< -o $@
+$(B)/core/%.o: %.c ext/*.h
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(WARN) -DSQLITE_CORE $(EXT_DEFS) $(EXT_CFLAGS) -c $< -o $@
+$(B)/core/schema.o: $(B)/schema.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(WARN) -DSQLITE_CORE $(EXT_DEFS) $(EXT_CFLAGS) -c $< -o $@
+$(B)/rt/%.o: %.c ext/*.h $(wildcard runtime/*.h)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(WARN) -DSQLITE_CORE $(RT_DEFS) $(RT_CFLAGS) -c $< -o $@
+
+$(B)/djinn.so: $(PIC_OBJS)
+	$(CC) $(CFLAGS) -shared -o $@ $^ $(LDFLAGS) $(EXT_LIBS)
+
+$(B)/djinn-lua: $(RT_OBJS) $(CORE_OBJS)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(RT_LIBS) -lm
+
+$(B)/tests/%: tests/c/%.c tests/c/tap.h $(CORE_OBJS)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(WARN) -DSQLITE_CORE $(RT_DEFS) -Itests/c $(EXT_CFLAGS) \
+		-o $@ $< $(CORE_OBJS) $(LDFLAGS) $(EXT_LIBS) -lm
+
+$(B)/sql_runner: tests/sql_runner.c $(CORE_OBJS)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(WARN) -DSQLITE_CORE $(RT_DEFS) $(EXT_CFLAGS) \
+		-o $@ $< $(CORE_OBJS) $(LDFLAGS) $(EXT_LIBS) -lm
+
+TEST_BINS = all $(CTESTS) $(if $(wildcard tests/sql_runner.c),$(B)/sql_runner)
+
+test: $(TEST_BINS)
+	@sh tests/run.sh $(B)
+
+SAN = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+asan:
+	$(MAKE) B=build-asan CFLAGS="-O1 -g $(SAN)" LDFLAGS="$(SAN)" test
+
+valgrind: $(TEST_BINS)
+	@VALGRIND=1 sh tests/run.sh $(B)
+
+FUZZ_TIME ?= 60
+FUZZ_CC ?= clang
+FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 -D_POSIX_C_SOURCE=200809L -Iext
+$(B)/fuzz/qcow2_fuzz: tests/fuzz/qcow2_fuzz.c ext/qcow2.c ext/qcow2.h
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(shell $(PKG_CONFIG) --cflags zlib libzstd) -o $@ \
+		tests/fuzz/qcow2_fuzz.c ext/qcow2.c $(shell $(PKG_CONFIG) --libs zlib libzstd)
+fuzz: $(B)/fuzz/qcow2_fuzz
+	sh tests/fuzz/run.sh $(B) $(FUZZ_TIME)
+
+lint:
+	cppcheck --enable=warning,performance,portability --error-exitcode=1 \
+		--inline-suppr --std=c11 --quiet -D__GNUC__ -Iext ext runtime
+
+format-check:
+	clang-format --dry-run -Werror ext/*.c ext/*.h $(wildcard runtime/*.c runtime/*.h)
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/djinn \
+		$(DESTDIR)$(PREFIX)/share/djinn/lua/djinn/drivers
+	install -m 755 $(B)/djinn.so $(DESTDIR)$(PREFIX)/lib/djinn/djinn.so
+	$(if $(RT_SRCS),install -m 755 $(B)/djinn-lua $(DESTDIR)$(PREFIX)/bin/djinn-lua)
+	$(if $(wildcard lua/djinn/*.lua),install -m 644 lua/djinn/*.lua $(DESTDIR)$(PREFIX)/share/djinn/lua/djinn/)
+	$(if $(wildcard lua/djinn/drivers/*.lua),install -m 644 lua/djinn/drivers/*.lua $(DESTDIR)$(PREFIX)/share/djinn/lua/djinn/drivers/)
+
+clean:
+	rm -rf build build-asan
+
+# qcow2 validator benchmark (not part of `make test`): build/qcow2_bench,
+# driven by bench/qcow2-bench.sh.
+.PHONY: bench
+bench: $(B)/qcow2_bench
+$(B)/qcow2_bench: bench/qcow2_bench.c ext/qcow2.c ext/qcow2.h
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(WARN) -D_POSIX_C_SOURCE=200809L -Iext \
+		$(shell $(PKG_CONFIG) --cflags zlib libzstd) -o $@ \
+		bench/qcow2_bench.c ext/qcow2.c \
+		$(LDFLAGS) $(shell $(PKG_CONFIG) --libs zlib libzstd)

@@ -1,0 +1,543 @@
+-- djinn.cli: the djinn-lua command line. main(argv) -> exit status.
+--
+--   djinn-lua run [options] [MANIFEST]       run a build (offline runner)
+--   djinn-lua image register|ls|info|rm|check ...
+--   djinn-lua SCRIPT.lua [ARGS...]           run a user script
+--   djinn-lua help [COMMAND] | --help | --version
+local util = require "djinn.util"
+
+local M = {}
+
+local EXIT_TEXT = [[
+Exit status:
+  0    the build passed (or passed_with_failures)
+  1    the build failed (a job failed); image: the command failed
+  2    usage error, invalid manifest or driver configuration, unknown
+       driver or stage
+  3    driver or infrastructure error (the driver could not be created)
+  4    the build timed out (--timeout)
+  130  killed by SIGINT or SIGTERM
+]]
+
+local HELP = {
+    main = [[
+usage: djinn-lua COMMAND [ARGS...]
+       djinn-lua SCRIPT.lua [ARGS...]
+
+Commands:
+  run [options] [MANIFEST]   run a Djinn build manifest (default .djinn.yml)
+  image SUBCOMMAND ...       manage the local QCOW2 image registry
+  help [COMMAND]             show help for a command
+  --version                  print the version
+
+A file ending in .lua runs as a script with `require "djinn"` available
+(djinn.run, djinn.manifest, djinn.registry, ...); it may return an exit
+status.
+
+]] .. EXIT_TEXT,
+    run = [[
+usage: djinn-lua run [options] [MANIFEST]
+
+Run the build described by MANIFEST (default .djinn.yml): the setup stage
+(one clone job per source), then the manifest stages in order, one job
+at a time. Output streams live to stdout.
+
+Options (also written --option=value):
+  --driver-config FILE  driver.conf (default $XDG_CONFIG_HOME/djinn/
+                        driver.conf or ~/.config/djinn/driver.conf; a
+                        missing default file means built-in defaults)
+  --objects DIR         where object sources are read from (default .)
+  --artifacts DIR       where artifacts are written (default ., created)
+  --stage NAME          run the setup stage and this stage only
+  --registry DB         image registry (default $XDG_DATA_HOME/djinn/
+                        registry.db or ~/.local/share/djinn/registry.db)
+  --timeout DURATION    whole-build timeout, e.g. 90s, 30m, 1h30m
+                        (default 30m; 0 = none)
+  --env KEY=VALUE       add or override a build variable (repeatable)
+  --json                one JSON event per line instead of text
+  -h, --help            this help
+
+]] .. EXIT_TEXT,
+    image = [[
+usage: djinn-lua image SUBCOMMAND [--registry DB] ARGS...
+
+  register NAMESPACE NAME FILE   validate FILE and store it as NAME
+  ls [NAMESPACE]                 list images (all, or one namespace)
+  info NAMESPACE NAME            show an image and its QCOW2 header
+  rm NAMESPACE NAME              remove an image
+  check FILE                     validate a QCOW2 file; prints every
+                                 problem, exit 1 if it is not valid
+
+NAMESPACE is path[@owner] (e.g. team/ci), or "-" or "" for your
+personal images. --registry DB as for run (default
+$XDG_DATA_HOME/djinn/registry.db or ~/.local/share/djinn/registry.db).
+
+Exit status: 0 success, 1 the operation failed (invalid image, no such
+image), 2 usage error.
+]],
+}
+
+local function eprint(...)
+    io.stderr:write(table.concat({ ... }, ""), "\n")
+end
+
+local function usage_error(cmd, msg)
+    eprint("djinn-lua", cmd and (" " .. cmd) or "", ": ", msg)
+    eprint("Try 'djinn-lua help", cmd and (" " .. cmd) or "",
+           "' for more information.")
+    return 2
+end
+
+-- Parse options. spec[name] = "flag" | "value" | "list". Returns opts,
+-- positional | nil, msg.
+local function parse_opts(args, spec)
+    local opts, pos = {}, {}
+    local i = 1
+    while i <= #args do
+        local a = args[i]
+        if a == "--" then
+            for k = i + 1, #args do pos[#pos + 1] = args[k] end
+            break
+        elseif a == "-h" then
+            opts.help = true
+        elseif a:sub(1, 2) == "--" and #a > 2 then
+            local name, val = a:sub(3), nil
+            local eq = name:find("=", 1, true)
+            if eq then
+                name, val = name:sub(1, eq - 1), name:sub(eq + 1)
+            end
+            local kind = spec[name]
+            if kind == nil then
+                local known = {}
+                for k in pairs(spec) do known[#known + 1] = "--" .. k end
+                table.sort(known)
+                return nil, string.format("unknown option --%s (known: %s)",
+                                          name, table.concat(known, ", "))
+            end
+            if kind == "flag" then
+                if val ~= nil then
+                    return nil, "--" .. name .. " takes no value"
+                end
+                opts[name] = true
+            else
+                if val == nil then
+                    i = i + 1
+                    val = args[i]
+                    if val == nil then
+                        return nil, "--" .. name .. " needs a value"
+                    end
+                end
+                if kind == "list" then
+                    opts[name] = opts[name] or {}
+                    table.insert(opts[name], val)
+                else
+                    opts[name] = val
+                end
+            end
+        elseif a:sub(1, 1) == "-" and #a > 1 then
+            return nil, "unknown option " .. a .. " (options start with --)"
+        else
+            pos[#pos + 1] = a
+        end
+        i = i + 1
+    end
+    return opts, pos
+end
+
+local function home_dir(var, fallback)
+    local v = os.getenv(var)
+    if v and v ~= "" then return v end
+    local home = os.getenv("HOME")
+    if home and home ~= "" then return home .. "/" .. fallback end
+    return "."
+end
+
+function M.default_driver_config()
+    return home_dir("XDG_CONFIG_HOME", ".config") .. "/djinn/driver.conf"
+end
+
+function M.default_registry()
+    return home_dir("XDG_DATA_HOME", ".local/share") .. "/djinn/registry.db"
+end
+
+---------------------------------------------------------------------------
+-- run
+---------------------------------------------------------------------------
+local function cmd_run(args)
+    local opts, pos = parse_opts(args, {
+        ["driver-config"] = "value", objects = "value", artifacts = "value",
+        stage = "value", registry = "value", timeout = "value",
+        json = "flag", env = "list", help = "flag",
+    })
+    if opts == nil then
+        return usage_error("run", pos)
+    end
+    if opts.help then
+        io.stdout:write(HELP.run)
+        return 0
+    end
+    if #pos > 1 then
+        return usage_error("run", "expected at most one MANIFEST, got " ..
+                           #pos .. " arguments")
+    end
+    local mpath = pos[1] or ".djinn.yml"
+    local timeout = 30 * 60
+    if opts.timeout then
+        local t, err = util.parse_duration(opts.timeout)
+        if t == nil or t < 0 then
+            return usage_error("run", "--timeout: " ..
+                               (err or "must not be negative"))
+        end
+        timeout = t
+    end
+    local env = {}
+    for _, item in ipairs(opts.env or {}) do
+        local k, v = util.split_first(item, "=")
+        if v == nil or k == "" then
+            return usage_error("run", string.format(
+                "--env %q: expected KEY=VALUE", item))
+        end
+        env[#env + 1] = { key = k, value = v }
+    end
+
+    local manifest = require "djinn.manifest"
+    local m, problems = manifest.load(mpath)
+    if m == nil then
+        for _, e in ipairs(problems) do eprint(e) end
+        eprint(string.format("djinn-lua: %s: invalid manifest (%d error%s)",
+                             mpath, #problems, #problems == 1 and "" or "s"))
+        return 2
+    end
+    local log = require("djinn.log").new{ json = opts.json }
+    for _, w in ipairs(problems) do
+        log:warn(w)
+    end
+
+    local config = require "djinn.config"
+    local cfg, cerr
+    local cpath = opts["driver-config"]
+    if cpath then
+        cfg, cerr = config.load(cpath)
+    else
+        local def = M.default_driver_config()
+        local f = io.open(def, "rb")
+        if f then
+            f:close()
+            cfg, cerr = config.load(def)
+        else
+            cfg = config.defaults()
+        end
+    end
+    if cfg == nil then
+        eprint(cerr)
+        return 2
+    end
+
+    local pipeline = require "djinn.pipeline"
+    local result, err, code = pipeline.run(m, {
+        log = log, config = cfg, objects = opts.objects or ".",
+        artifacts = opts.artifacts or ".", stage = opts.stage,
+        timeout = timeout, env = env,
+        registry = opts.registry or M.default_registry(),
+    })
+    if result == nil then
+        eprint("djinn-lua: ", err)
+        return code or 2
+    end
+    return result.exit_code
+end
+
+---------------------------------------------------------------------------
+-- image
+---------------------------------------------------------------------------
+local function ns_arg(s)
+    if s == nil or s == "-" or s == "" then return nil end
+    return s
+end
+
+local function ns_label(ns)
+    return ns or "(personal)"
+end
+
+local function open_registry(path)
+    local registry = require "djinn.registry"
+    local db, err = registry.open(path)
+    if db == nil then
+        eprint("djinn-lua: cannot open the registry ", path, ": ",
+               tostring(err))
+        return nil
+    end
+    return db
+end
+
+local function human_size(n)
+    if type(n) ~= "number" then return "-" end
+    local units = { "B", "KiB", "MiB", "GiB", "TiB" }
+    local i = 1
+    while n >= 1024 and i < #units do
+        n = n / 1024
+        i = i + 1
+    end
+    return i == 1 and string.format("%d B", n) or
+        string.format("%.1f %s", n, units[i])
+end
+
+-- Print a QCOW2 check report; returns whether the image is valid.
+local function print_report(path, rep)
+    for _, e in ipairs(rep.errors or {}) do
+        print(string.format("%s: error: %s%s", path,
+            e.code and (e.code .. ": ") or "", e.message or tostring(e)))
+    end
+    for _, w in ipairs(rep.warnings or {}) do
+        print(string.format("%s: warning: %s%s", path,
+            w.code and (w.code .. ": ") or "", w.message or tostring(w)))
+    end
+    local info = rep.info or {}
+    if rep.valid then
+        print(string.format("%s: valid QCOW2 v%s image, virtual size %s",
+            path, tostring(info.version or "?"),
+            human_size(info.virtual_size)))
+    else
+        print(string.format("%s: INVALID (%d error%s)", path,
+            #(rep.errors or {}), #(rep.errors or {}) == 1 and "" or "s"))
+    end
+    return rep.valid == true
+end
+
+-- Run fn() (a blocking C call) while a spinner runs on stderr: the work is
+-- done in a child djinn-lua ("image __register"), the parent animates.
+local function with_spinner(label, argv)
+    local proc = require "djinn.proc"
+    local fs = require "djinn.fs"
+    local exe = fs.realpath("/proc/self/exe")
+    local child, err = proc.spawn{ argv = { exe, table.unpack(argv) },
+                                   stdin = "null", stdout = "pipe",
+                                   stderr = "pipe" }
+    if child == nil then
+        return nil, err
+    end
+    local frames = { "|", "/", "-", "\\" }
+    local t0, n = proc.now(), 0
+    local out, errs = {}, {}
+    proc.on_signals{ "INT", "TERM" }
+    while true do
+        local data, what = child:read(0.1)
+        if data then
+            if what == "stderr" then errs[#errs + 1] = data
+            else out[#out + 1] = data end
+        elseif what == "eof" then
+            break
+        end
+        if proc.pending_signal() then
+            child:terminate(5)
+            proc.default_signals()
+            io.stderr:write("\r\27[K")
+            return nil, "interrupted", 130
+        end
+        n = n + 1
+        io.stderr:write(string.format("\r%s %s %.0fs ", frames[n % 4 + 1],
+                                      label, proc.now() - t0))
+        io.stderr:flush()
+    end
+    proc.default_signals()
+    io.stderr:write("\r\27[K")
+    local how, code = child:wait(30)
+    io.stdout:write(table.concat(out))
+    io.stderr:write(table.concat(errs))
+    if how == "exit" then return code end
+    return 1
+end
+
+local function cmd_image(args)
+    local opts, pos = parse_opts(args, { registry = "value", help = "flag" })
+    if opts == nil then
+        return usage_error("image", pos)
+    end
+    local sub = table.remove(pos, 1)
+    if opts.help or sub == nil or sub == "help" then
+        io.stdout:write(HELP.image)
+        return (opts.help or sub == "help") and 0 or 2
+    end
+    local regpath = opts.registry or M.default_registry()
+    local function nargs(lo, hi, u)
+        if #pos < lo or #pos > hi then
+            usage_error("image", "usage: djinn-lua image " .. sub .. " " .. u)
+            return false
+        end
+        return true
+    end
+    if sub == "check" then
+        if not nargs(1, 1, "FILE") then return 2 end
+        local qcow2 = require "djinn.qcow2"
+        local rep = qcow2.check(pos[1])
+        return print_report(pos[1], rep) and 0 or 1
+    elseif sub == "register" or sub == "__register" then
+        if not nargs(3, 3, "NAMESPACE NAME FILE") then return 2 end
+        local proc = require "djinn.proc"
+        if sub == "register" and proc.isatty(2) then
+            return with_spinner("registering " .. pos[2],
+                { "image", "__register", "--registry", regpath,
+                  pos[1], pos[2], pos[3] })
+        end
+        local db = open_registry(regpath)
+        if db == nil then return 1 end
+        local id, err = db:register(ns_arg(pos[1]), pos[2], pos[3])
+        if id == nil then
+            eprint("djinn-lua: image register: ", tostring(err))
+            db:close()
+            return 1
+        end
+        local path = db:resolve(ns_arg(pos[1]), pos[2])
+        db:close()
+        print(string.format("registered %s %s (id %s) -> %s",
+                            ns_label(ns_arg(pos[1])), pos[2], tostring(id),
+                            tostring(path)))
+        return 0
+    elseif sub == "ls" then
+        if not nargs(0, 1, "[NAMESPACE]") then return 2 end
+        local db = open_registry(regpath)
+        if db == nil then return 1 end
+        local rows, err = db:list(ns_arg(pos[1]))
+        db:close()
+        if rows == nil then
+            eprint("djinn-lua: image ls: ", tostring(err))
+            return 1
+        end
+        print(string.format("%-20s %-24s %-10s %-12s %s", "NAMESPACE", "NAME",
+                            "SIZE", "VIRTUAL", "SHA256"))
+        for _, r in ipairs(rows) do
+            print(string.format("%-20s %-24s %-10s %-12s %s",
+                r.namespace or "-", r.name or "?", human_size(r.file_size),
+                human_size(r.virtual_size),
+                (r.sha256 or ""):sub(1, 12)))
+        end
+        return 0
+    elseif sub == "info" then
+        if not nargs(2, 2, "NAMESPACE NAME") then return 2 end
+        local db = open_registry(regpath)
+        if db == nil then return 1 end
+        local path = db:resolve(ns_arg(pos[1]), pos[2])
+        local rows = db:list(ns_arg(pos[1])) or {}
+        db:close()
+        local row
+        for _, r in ipairs(rows) do
+            if r.name == pos[2] then row = r end
+        end
+        if path == nil or row == nil then
+            eprint(string.format("djinn-lua: image info: no image %s in %s",
+                                 pos[2], ns_label(ns_arg(pos[1]))))
+            return 1
+        end
+        local keys = {}
+        for k in pairs(row) do keys[#keys + 1] = k end
+        table.sort(keys)
+        for _, k in ipairs(keys) do
+            print(string.format("%-26s %s", k, tostring(row[k])))
+        end
+        print(string.format("%-26s %s", "path", path))
+        local qcow2 = require "djinn.qcow2"
+        local info = qcow2.info(path)
+        if info then
+            local ik = {}
+            for k in pairs(info) do ik[#ik + 1] = k end
+            table.sort(ik)
+            for _, k in ipairs(ik) do
+                if type(info[k]) ~= "table" then
+                    print(string.format("%-26s %s", "qcow2." .. k,
+                                        tostring(info[k])))
+                end
+            end
+        end
+        return 0
+    elseif sub == "rm" then
+        if not nargs(2, 2, "NAMESPACE NAME") then return 2 end
+        local db = open_registry(regpath)
+        if db == nil then return 1 end
+        local ok, err = db:remove(ns_arg(pos[1]), pos[2])
+        db:close()
+        if ok == nil then
+            eprint("djinn-lua: image rm: ", tostring(err))
+            return 1
+        elseif not ok then
+            eprint(string.format("djinn-lua: image rm: no image %s in %s",
+                                 pos[2], ns_label(ns_arg(pos[1]))))
+            return 1
+        end
+        print(string.format("removed %s %s", ns_label(ns_arg(pos[1])),
+                            pos[2]))
+        return 0
+    end
+    return usage_error("image", string.format("unknown subcommand %q " ..
+        "(allowed: register, ls, info, rm, check)", sub))
+end
+
+---------------------------------------------------------------------------
+-- scripts, help, version
+---------------------------------------------------------------------------
+local function run_script(argv)
+    local path = argv[1]
+    local chunk, err = loadfile(path)
+    if chunk == nil then
+        eprint("djinn-lua: ", err)
+        return 1
+    end
+    local script_arg = { [0] = path }
+    for i = 2, #argv do script_arg[i - 1] = argv[i] end
+    script_arg[-1] = arg and arg[0] or "djinn-lua"
+    arg = script_arg -- luacheck: ignore (the global, as lua.c sets it)
+    local res = table.pack(xpcall(chunk, debug.traceback,
+                                  table.unpack(argv, 2)))
+    if not res[1] then
+        eprint("djinn-lua: ", tostring(res[2]))
+        return 1
+    end
+    local r = res[2]
+    if math.type(r) == "integer" then return r end
+    if r == false then return 1 end
+    return 0
+end
+
+local function version_string()
+    local djinn = require "djinn"
+    return string.format("djinn-lua %s (Lua %s, SQLite %s)", djinn.version,
+                         _VERSION:match("%d+%.%d+") or "5.4",
+                         djinn.sqlite_version)
+end
+
+function M.main(argv)
+    local cmd = argv[1]
+    if cmd == nil then
+        io.stderr:write(HELP.main)
+        return 2
+    end
+    local rest = { table.unpack(argv, 2) }
+    if cmd == "--version" or cmd == "version" then
+        print(version_string())
+        return 0
+    elseif cmd == "--help" or cmd == "-h" then
+        io.stdout:write(HELP.main)
+        return 0
+    elseif cmd == "help" then
+        local topic = rest[1]
+        if topic == nil then
+            io.stdout:write(HELP.main)
+            return 0
+        end
+        if HELP[topic] == nil then
+            return usage_error(nil, string.format("no help for %q " ..
+                "(commands: run, image)", topic))
+        end
+        io.stdout:write(HELP[topic])
+        return 0
+    elseif cmd == "run" then
+        return cmd_run(rest)
+    elseif cmd == "image" then
+        return cmd_image(rest)
+    elseif cmd:match("%.lua$") then
+        return run_script(argv)
+    end
+    return usage_error(nil, string.format("unknown command %q (commands: " ..
+        "run, image, help; or a SCRIPT.lua)", cmd))
+end
+
+return M

@@ -1,0 +1,169 @@
+-- djinn.drivers.os: run jobs with /bin/sh on this machine (djinn-spec.md
+-- §3.4), for tests and trusted setups. It gives NO isolation: jobs run as
+-- the current user and can touch anything that user can.
+--
+-- Unlike Djinn's OS driver it never changes the process-wide cwd or
+-- environment: each build gets a fresh temporary directory
+-- (fs.mkdtemp "djinn-os-"), holding workspace/ (the jobs' cwd, where
+-- objects are placed and artifacts are collected from) and scripts/ (the
+-- job scripts, outside the workspace). Each job runs the Djinn script
+-- (#!/bin/sh, set -ex) with `/bin/sh SCRIPT` in its own process group, with
+-- the environment = the runner's environment + the build env, passed to
+-- spawn (never setenv). Output is streamed live from the child's pipe.
+-- On timeout or kill the job's process group is terminated (TERM, then KILL
+-- after 2 s). destroy() removes the directory.
+--
+-- Object destinations and artifact sources are paths inside the workspace;
+-- absolute paths and ".." are refused (object error / artifact error).
+-- Artifact sources may be globs; directories are copied recursively.
+local fs = require "djinn.fs"
+local proc = require "djinn.proc"
+local util = require "djinn.util"
+local pipeline = require "djinn.pipeline"
+
+local M = {}
+local Driver = {}
+Driver.__index = Driver
+
+function M.new(o)
+    return setmetatable({ log = o.log, ctx = o.ctx, config = o.config or {},
+                          nscript = 0 }, Driver)
+end
+
+local function glob_escape(s)
+    return (s:gsub("[%*%?%[%]\\]", "\\%0"))
+end
+
+local function copy_any(src, dst)
+    local st, err = fs.stat(src)
+    if st == nil then
+        return nil, err
+    end
+    if st.type == "dir" then
+        return fs.copy_tree(src, dst)
+    end
+    return fs.copy(src, dst)
+end
+
+function Driver:create(env, objects)
+    local user = os.getenv("USER") or os.getenv("LOGNAME") or
+        "the current user"
+    self.log:line("warning: the os driver runs jobs directly on this " ..
+                  "machine as " .. user .. ", with no isolation")
+    local dir, err = fs.mkdtemp("djinn-os-")
+    if dir == nil then
+        return nil, "cannot create the workspace: " .. tostring(err)
+    end
+    self.dir = dir
+    self.ws = dir .. "/workspace"
+    self.scripts = dir .. "/scripts"
+    local ok
+    ok, err = fs.mkdir_p(self.ws)
+    if ok then ok, err = fs.mkdir_p(self.scripts, tonumber("700", 8)) end
+    if not ok then
+        return nil, "cannot create the workspace: " .. tostring(err)
+    end
+    local e = proc.environ()
+    for _, kv in ipairs(env) do
+        e[kv.key] = kv.value
+    end
+    self.env = e
+    self.log:line("Workspace " .. self.ws)
+    pipeline.place_objects(objects, self.log, function(obj)
+        local rel, why = util.safe_relpath(obj.dst)
+        if rel == nil then
+            return nil, string.format("%s: %s (the os driver places " ..
+                "objects inside the workspace)", obj.dst, why)
+        end
+        local target = self.ws .. "/" .. rel
+        local pok, perr = fs.mkdir_p(fs.dirname(target))
+        if not pok then
+            return nil, perr
+        end
+        return copy_any(obj.path, target)
+    end)
+    return true
+end
+
+function Driver:_glob(src)
+    local rel, why = util.safe_relpath(src)
+    if rel == nil then
+        return nil, string.format("%s: %s (artifacts are collected from " ..
+                                  "the workspace)", src, why)
+    end
+    local matches, err = fs.glob(glob_escape(self.ws) .. "/" .. rel)
+    if matches == nil then
+        return nil, err
+    end
+    local out = {}
+    for i, p in ipairs(matches) do
+        out[i] = p:sub(#self.ws + 2)
+    end
+    return out
+end
+
+function Driver:execute(job, store)
+    local ctx, log = self.ctx, self.log
+    self.nscript = self.nscript + 1
+    local script = string.format("%s/%03d-%s.sh", self.scripts, self.nscript,
+                                 (job.name:gsub("[^%w%._-]", "-")))
+    local ok, err = fs.writefile(script, job.script, tonumber("700", 8))
+    if not ok then
+        return "failed", "cannot write the job script: " .. tostring(err)
+    end
+    local child
+    child, err = proc.spawn{
+        argv = { "/bin/sh", script }, cwd = self.ws, env = self.env,
+        stdin = "null", stdout = "pipe", stderr = "stdout",
+    }
+    if child == nil then
+        return "failed", tostring(err)
+    end
+    local function stop(reason)
+        child:terminate(2)
+        return reason, ctx:cause() or reason, nil
+    end
+    while true do
+        local data, what = child:read(0.1)
+        if data then
+            log:output(data)
+        elseif what == "eof" then
+            break
+        end
+        local reason = ctx:cancelled()
+        if reason then
+            return stop(reason)
+        end
+    end
+    local how, code
+    repeat
+        how, code = child:wait(0.1)
+        if how == nil then
+            local reason = ctx:cancelled()
+            if reason then
+                return stop(reason)
+            end
+        end
+    until how ~= nil
+    local status, cause, exit_code = "passed", nil, 0
+    if how == "signal" then
+        status, cause, exit_code = "failed", "killed by signal " ..
+            tostring(code), nil
+    elseif code ~= 0 then
+        status, cause, exit_code = "failed", "exit status " .. tostring(code),
+            code
+    end
+    pipeline.collect_artifacts(job, log, store,
+        function(src) return self:_glob(src) end,
+        function(path, host) return copy_any(self.ws .. "/" .. path, host) end)
+    return status, cause, exit_code
+end
+
+function Driver:destroy()
+    if self.dir then
+        fs.rm_rf(self.dir)
+        self.dir = nil
+    end
+end
+
+return M

@@ -1,0 +1,225 @@
+-- djinn.log: the build output writer.
+--
+--   local w = log.new{ out = io.stdout, json = false, color = nil }
+--     out    anything with :write(s) (and optionally :flush()); io.stdout
+--            by default. Written and flushed as output arrives (live).
+--     json   one JSON object per line instead of text (see below).
+--     color  true/false; nil = auto: only when fd 1 is a terminal and
+--            NO_COLOR is not set. Never in JSON mode.
+--     err    where warnings go (io.stderr).
+--
+-- Methods, called by the pipeline and the drivers:
+--   w:build_start{ manifest = path, driver = type }
+--   w:line(text)          one message line of the runner or the driver
+--                         ("Running with Driver os...", "Placing object
+--                         a => b", "object error: ..."); a newline is added.
+--   w:output(data)        raw bytes of the running job's output
+--   w:job_start(job)      job = { name =, stage = }
+--   w:job_end(job, r)     r = { status =, duration =, exit_code =, cause = }
+--   w:build_end(r)        r = { status =, duration =, error =, not_run = {jobs} }
+--   w:warn(text)          "warning: text" on err (also in JSON mode)
+--
+-- Text format: Djinn's lines unchanged, plus "==> stage/job" before each
+-- job, "--> <status> in 1.2s" after it, and a final "build <status> in
+-- 12.3s[: <error>]" with a "not run: stage/job, ..." line when jobs were
+-- left unrun.
+--
+-- JSON format: each line is an object whose first key is "event":
+--   {"event":"build_start","driver":"os","manifest":"x.yml"}
+--   {"event":"job_start","job":"test.1","stage":"test"}
+--   {"event":"output","job":"test.1","data":"+ make\n"}    (job is null
+--        for runner lines outside a job)
+--   {"event":"job_end","job":"test.1","stage":"test","status":"passed",
+--        "duration":0.52,"exit_code":0}
+--   {"event":"build_end","status":"passed","duration":1.3,
+--        "not_run":[...],"error":"..."}
+-- Output data is valid UTF-8: a multi-byte character split between two
+-- reads is held back until its end arrives; invalid bytes become U+FFFD.
+local util = require "djinn.util"
+
+local M = {}
+local Writer = {}
+Writer.__index = Writer
+
+local status_color = {
+    passed = "32", passed_with_failures = "33", failed = "31",
+    killed = "31", timed_out = "31", queued = "2", running = "36",
+}
+
+local function auto_color()
+    if os.getenv("NO_COLOR") ~= nil then
+        return false
+    end
+    local ok, proc = pcall(require, "djinn.proc")
+    if not ok or type(proc) ~= "table" or not proc.isatty then
+        return false
+    end
+    return proc.isatty(1) == true
+end
+
+function M.new(opts)
+    opts = opts or {}
+    local w = setmetatable({}, Writer)
+    w.out = opts.out or io.stdout
+    w.err = opts.err or io.stderr
+    w.json = opts.json and true or false
+    if w.json then
+        w.color = false
+    elseif opts.color == nil then
+        w.color = auto_color()
+    else
+        w.color = opts.color and os.getenv("NO_COLOR") == nil
+    end
+    w.bol = true       -- text mode: the last byte written was "\n"
+    w.job = nil        -- the running job, for JSON output events
+    w.pending = ""     -- JSON mode: held-back partial UTF-8 sequence
+    return w
+end
+
+-- A writer that discards everything (for scripts that want no output).
+function M.null()
+    return M.new{ out = { write = function() end }, color = false,
+                  err = { write = function() end } }
+end
+
+function Writer:_write(s)
+    if s == "" then return end
+    self.out:write(s)
+    if self.out.flush then self.out:flush() end
+    if not self.json then
+        self.bol = s:sub(-1) == "\n"
+    end
+end
+
+function Writer:_paint(code, s)
+    if self.color and code then
+        return "\27[" .. code .. "m" .. s .. "\27[0m"
+    end
+    return s
+end
+
+function Writer:_event(name, fields)
+    local body = util.json(fields or {})
+    if body == "{}" then
+        body = '{"event":' .. util.json(name) .. '}'
+    else
+        body = '{"event":' .. util.json(name) .. ',' .. body:sub(2)
+    end
+    self:_write(body .. "\n")
+end
+
+function Writer:_bol()
+    if not self.bol then
+        self:_write("\n")
+    end
+end
+
+function Writer:_flush_pending()
+    if self.pending ~= "" then
+        local p = self.pending
+        self.pending = ""
+        self:_event("output", { job = self.job or util.json_null,
+                                data = p })
+    end
+end
+
+function Writer:build_start(info)
+    info = info or {}
+    if self.json then
+        self:_event("build_start", { manifest = info.manifest,
+                                     driver = info.driver })
+    end
+end
+
+function Writer:line(text)
+    if self.json then
+        self:_flush_pending()
+        self:_event("output", { job = self.job or util.json_null,
+                                data = text .. "\n" })
+    else
+        self:_bol()
+        self:_write(text .. "\n")
+    end
+end
+
+function Writer:output(data)
+    if data == nil or data == "" then return end
+    if self.json then
+        local whole, rest = util.utf8_split(self.pending .. data)
+        self.pending = rest
+        if whole ~= "" then
+            self:_event("output", { job = self.job or util.json_null,
+                                    data = whole })
+        end
+    else
+        self:_write(data)
+    end
+end
+
+function Writer:job_start(job)
+    self.job = job.name
+    if self.json then
+        self:_event("job_start", { job = job.name, stage = job.stage })
+    else
+        self:_bol()
+        self:_write(self:_paint("1;36", "==> " .. job.stage .. "/" ..
+                                job.name) .. "\n")
+    end
+end
+
+function Writer:job_end(job, r)
+    if self.json then
+        self:_flush_pending()
+        self:_event("job_end", {
+            job = job.name, stage = job.stage, status = r.status,
+            duration = math.floor((r.duration or 0) * 1000 + 0.5) / 1000,
+            exit_code = r.exit_code or util.json_null,
+        })
+    else
+        self:_bol()
+        local msg = "--> " .. self:_paint(status_color[r.status], r.status)
+            .. " in " .. util.fmt_duration(r.duration or 0)
+        if r.cause and r.status ~= "passed" then
+            msg = msg .. ": " .. r.cause
+        end
+        self:_write(msg .. "\n")
+    end
+    self.job = nil
+end
+
+function Writer:build_end(r)
+    if self.json then
+        self:_flush_pending()
+        local not_run = util.json_array()
+        for _, j in ipairs(r.not_run or {}) do
+            not_run[#not_run + 1] = j.name
+        end
+        self:_event("build_end", {
+            status = r.status,
+            duration = math.floor((r.duration or 0) * 1000 + 0.5) / 1000,
+            error = r.error, not_run = not_run,
+        })
+        return
+    end
+    self:_bol()
+    local msg = "build " .. self:_paint(status_color[r.status], r.status)
+        .. " in " .. util.fmt_duration(r.duration or 0)
+    if r.error then
+        msg = msg .. ": " .. r.error
+    end
+    self:_write("\n" .. msg .. "\n")
+    if r.not_run and #r.not_run > 0 then
+        local names = {}
+        for _, j in ipairs(r.not_run) do
+            names[#names + 1] = j.stage .. "/" .. j.name
+        end
+        self:_write("not run: " .. table.concat(names, ", ") .. "\n")
+    end
+end
+
+function Writer:warn(text)
+    self.err:write("warning: " .. text .. "\n")
+    if self.err.flush then self.err:flush() end
+end
+
+return M

@@ -1,0 +1,530 @@
+-- djinn.pipeline: the specification of a build, and its runner.
+--
+-- A build (djinn-spec.md §1.5-1.9, §3.0, §4, §6.1) is:
+--   1. the stage "setup" with one job "clone.<n>" (n from 1) per manifest
+--      source: `mkdir -p DIR` (when DIR is not empty), `git clone URL DIR`,
+--      then `cd DIR` and `git checkout -q REF` only when REF is set;
+--   2. the manifest stages in order (stages without jobs are skipped; with
+--      opts.stage only setup and that stage), the jobs in manifest order,
+--      strictly one after another.
+-- Each job runs the Djinn script (M.script): "#!/bin/sh\nexec 2>&1\nset
+-- -ex\n\n" and every command followed by "\n"; a block-scalar command is
+-- one command. The environment is the manifest env plus opts.env.
+--
+-- Statuses, in enum order: queued < running < passed <
+-- passed_with_failures < failed < killed < timed_out. The build status is
+-- the worst job status. A failed job in an allow_failures stage is
+-- passed_with_failures and the build goes on; any other failure STOPS the
+-- build: later jobs stay "queued" and are listed as not run. A driver that
+-- cannot be created fails the build (result.infra = true, exit 3). The
+-- whole-build timeout gives timed_out, SIGINT/SIGTERM give killed; then
+-- the running job is stopped (its process group terminated) and the driver
+-- is destroyed before run() returns.
+--
+-- THE DRIVER INTERFACE. A driver type T is the module djinn.drivers.T:
+--
+--   mod.new(o) -> driver | nil, cause
+--     o.config    this driver's driver.conf block, defaults filled in
+--                 (config.driver(cfg, T)); unknown keys kept
+--     o.manifest  the parsed manifest; o.driver = manifest.driver (type and
+--                 string keys, e.g. image)
+--     o.log       the output writer (djinn.log): log:line(text) for the
+--                 driver's own messages, log:output(bytes) for job output
+--                 AS IT ARRIVES (live), log:warn(text) for stderr warnings
+--     o.ctx       the cancellation context, see below
+--     o.registry  path of the image registry database (--registry)
+--     o.objects_dir, o.artifacts_dir  absolute host directories
+--   driver:create(env, objects) -> true | nil, cause
+--     Boot/connect, remember env ({ {key=, value=}, ... }, in order; the
+--     map form is env.map), then place the objects with
+--     pipeline.place_objects(objects, log, put) where put(obj) copies the
+--     host file obj.path to obj.dst in the build environment (-> true |
+--     nil, cause). An object problem never fails create.
+--     Must poll ctx:cancelled() during long waits (boot) and give up with
+--     nil, reason when it returns non-nil.
+--   driver:execute(job, store) -> status, cause, exit_code
+--     job = { name =, stage =, commands = {...}, script = "#!/bin/sh...",
+--             artifacts = { {src=, dst=}, ... } }
+--     Runs job.script with the create() env, streams the merged
+--     stdout+stderr to log:output(), and returns
+--       "passed", nil, 0
+--       "failed", "exit status 1", 1          (cause as Djinn prints it)
+--       "killed" | "timed_out", cause, nil    (when ctx:cancelled() said so:
+--                                              the job's processes are
+--                                              stopped before returning)
+--     ctx:cancelled() must be polled at least every 100 ms while waiting.
+--     After the script ended (passed or failed) the driver collects the
+--     job's artifacts with pipeline.collect_artifacts(job, log, store,
+--     glob, get): glob(src) -> list of matching paths in the build
+--     environment | nil, cause; get(path, host_path) -> true | nil, cause.
+--   driver:destroy()  always called once create() was called (even when
+--     it failed); tears everything down; must not raise.
+--   A Lua error raised by a driver method is caught: from new/create it
+--   fails the build as an infrastructure error, from execute it fails the
+--   job.
+--
+-- THE CONTEXT (ctx):
+--   ctx:cancelled() -> nil | "killed" | "timed_out"   (latched: once
+--                      non-nil it stays so; polls proc.pending_signal())
+--   ctx.deadline    proc.now() value at which the build times out, or nil
+--   ctx:remaining() -> seconds left (>= 0) or nil when there is no limit
+--
+-- THE ARTIFACT STORE (store), given to execute:
+--   store.dir                   the absolute artifacts directory
+--   store:target(dst [, match]) -> host path | nil, cause: "*" in dst is
+--       replaced by basename(match); dst must be relative with no "..";
+--       parent directories are created; an existing symlink is refused.
+--
+--   M.run(manifest, opts) -> result | nil, msg, 2 (usage: unknown stage,
+--                                                  driver not available)
+--     opts = { log =, config = (parsed driver.conf table or nil),
+--              objects = ".", artifacts = ".", stage = nil,
+--              timeout = seconds (nil or 0: none), env = { {key=,value=} }
+--              or { K = V }, registry = path, signals = true (install
+--              INT/TERM handlers), drivers = { T = module } (overrides) }
+--     result = { status =, duration =, exit_code =, error = summary or nil,
+--                infra = bool, jobs = { {name, stage, status, duration,
+--                exit_code, cause}... } (every planned job, in order),
+--                not_run = { jobs still queued } }
+--   M.exit_code(status, infra) -> 0 passed/passed_with_failures, 1 failed,
+--     3 failed with infra, 4 timed_out, 130 killed.
+local util = require "djinn.util"
+local config = require "djinn.config"
+
+local M = {}
+
+M.statuses = { "queued", "running", "passed", "passed_with_failures",
+               "failed", "killed", "timed_out" }
+M.rank = {}
+for i, s in ipairs(M.statuses) do M.rank[s] = i end
+
+function M.worst(a, b)
+    return M.rank[b] > M.rank[a] and b or a
+end
+
+function M.exit_code(status, infra)
+    if status == "passed" or status == "passed_with_failures" then
+        return 0
+    elseif status == "timed_out" then
+        return 4
+    elseif status == "killed" then
+        return 130
+    end
+    return infra and 3 or 1
+end
+
+function M.script(commands)
+    local parts = { "#!/bin/sh\nexec 2>&1\nset -ex\n\n" }
+    for _, c in ipairs(commands) do
+        parts[#parts + 1] = c .. "\n"
+    end
+    return table.concat(parts)
+end
+
+function M.clone_commands(src)
+    local cmds = {}
+    if src.dir ~= "" then
+        cmds[#cmds + 1] = "mkdir -p " .. src.dir
+    end
+    cmds[#cmds + 1] = "git clone " .. src.url .. " " .. src.dir
+    if src.ref and src.ref ~= "" then
+        cmds[#cmds + 1] = "cd " .. src.dir
+        cmds[#cmds + 1] = "git checkout -q " .. src.ref
+    end
+    return cmds
+end
+
+-- The stages to run: { { name =, jobs = { job... } }, ... } | nil, msg
+function M.plan(m, opts)
+    opts = opts or {}
+    local stages = {}
+    if opts.stage ~= nil then
+        local found = false
+        for _, s in ipairs(m.stages) do
+            if s == opts.stage then found = true end
+        end
+        if not found then
+            return nil, string.format("unknown stage %q (the manifest's " ..
+                "stages: %s)", opts.stage,
+                #m.stages > 0 and table.concat(m.stages, ", ") or "none")
+        end
+    end
+    local setup = { name = "setup", jobs = {} }
+    for i, src in ipairs(m.sources) do
+        local cmds = M.clone_commands(src)
+        setup.jobs[i] = { name = "clone." .. i, stage = "setup",
+                          commands = cmds, artifacts = {},
+                          script = M.script(cmds) }
+    end
+    if #setup.jobs > 0 then
+        stages[#stages + 1] = setup
+    end
+    for _, sname in ipairs(m.stages) do
+        if opts.stage == nil or opts.stage == sname then
+            local st = { name = sname, jobs = {},
+                         allow_failure = m.allowed[sname] or false }
+            for _, j in ipairs(m.jobs) do
+                if j.stage == sname then
+                    st.jobs[#st.jobs + 1] = {
+                        name = j.name, stage = sname, commands = j.commands,
+                        artifacts = j.artifacts, script = M.script(j.commands),
+                    }
+                end
+            end
+            if #st.jobs > 0 then
+                stages[#stages + 1] = st
+            end
+        end
+    end
+    return stages
+end
+
+---------------------------------------------------------------------------
+-- Context, store and the helpers drivers use.
+---------------------------------------------------------------------------
+local Ctx = {}
+Ctx.__index = Ctx
+
+function M.new_ctx(timeout, proc, signals)
+    local ctx = setmetatable({ proc = proc, signals = signals }, Ctx)
+    if timeout and timeout > 0 then
+        ctx.deadline = proc.now() + timeout
+        ctx.timeout = timeout
+    end
+    return ctx
+end
+
+function Ctx:cancelled()
+    if self.reason then return self.reason end
+    if self.signals then
+        local sig = self.proc.pending_signal()
+        if sig then
+            self.reason, self.signal = "killed", sig
+            return self.reason
+        end
+    end
+    if self.deadline and self.proc.now() >= self.deadline then
+        self.reason = "timed_out"
+    end
+    return self.reason
+end
+
+function Ctx:remaining()
+    if not self.deadline then return nil end
+    return math.max(0, self.deadline - self.proc.now())
+end
+
+function Ctx:cause()
+    if self.reason == "killed" then
+        return "killed by SIG" .. (self.signal or "INT")
+    elseif self.reason == "timed_out" then
+        return "timed out after " .. util.fmt_timeout(self.timeout or 0)
+    end
+end
+
+local Store = {}
+Store.__index = Store
+
+function M.new_store(dir, fs)
+    return setmetatable({ dir = dir, fs = fs }, Store)
+end
+
+function Store:target(dst, match)
+    if match then
+        local base = util.basename(match)
+        dst = dst:gsub("%*", function() return base end)
+    end
+    local rel, why = util.safe_relpath(dst)
+    if rel == nil then
+        return nil, string.format("%s: %s (artifact destinations are " ..
+            "relative to the artifacts directory %s)", dst, why, self.dir)
+    end
+    local path = self.dir .. "/" .. rel
+    local parent = path:match("^(.*)/[^/]*$")
+    local ok, err = self.fs.mkdir_p(parent)
+    if not ok then
+        return nil, err
+    end
+    local st = self.fs.lstat(path)
+    if st and st.type == "link" then
+        return nil, string.format("%s: refusing to write through the " ..
+                                  "symbolic link %s", dst, path)
+    end
+    return path
+end
+
+-- Place objects: objects[i] = { src =, dst =, path = host file | nil,
+-- err = cause | nil }. put(obj) -> true | nil, cause.
+function M.place_objects(objects, log, put)
+    for _, obj in ipairs(objects) do
+        if obj.err then
+            log:line("object error: " .. obj.err)
+        else
+            log:line("Placing object " .. obj.src .. " => " .. obj.dst)
+            local ok, why = put(obj)
+            if not ok then
+                log:line("object error: " .. tostring(why))
+            end
+        end
+    end
+end
+
+-- Collect a job's artifacts (see the interface above).
+function M.collect_artifacts(job, log, store, glob, get)
+    for _, a in ipairs(job.artifacts or {}) do
+        local matches, why = glob(a.src)
+        if matches == nil then
+            log:line("artifact error: " .. tostring(why))
+        elseif #matches == 0 then
+            log:line("artifact error: " .. a.src .. ": no such file")
+        else
+            for _, match in ipairs(matches) do
+                local host, err = store:target(a.dst, match)
+                local shown = a.dst:gsub("%*", function()
+                    return util.basename(match)
+                end)
+                if host == nil then
+                    log:line("artifact error: " .. err)
+                else
+                    log:line("Collecting artifact " .. match .. " => " ..
+                             shown)
+                    local ok, gerr = get(match, host)
+                    if not ok then
+                        log:line("artifact error: " .. tostring(gerr))
+                    end
+                end
+            end
+        end
+    end
+end
+
+---------------------------------------------------------------------------
+-- The runner.
+---------------------------------------------------------------------------
+local function env_list(m, extra)
+    local list, at = {}, {}
+    local function add(k, v)
+        if at[k] then
+            list[at[k]].value = v
+        else
+            list[#list + 1] = { key = k, value = v }
+            at[k] = #list
+        end
+    end
+    for _, kv in ipairs(m.env) do add(kv.key, kv.value) end
+    if extra then
+        if extra[1] ~= nil then
+            for _, kv in ipairs(extra) do add(kv.key, kv.value) end
+        else
+            local keys = {}
+            for k in pairs(extra) do keys[#keys + 1] = k end
+            table.sort(keys)
+            for _, k in ipairs(keys) do add(k, tostring(extra[k])) end
+        end
+    end
+    local map = {}
+    for _, kv in ipairs(list) do map[kv.key] = kv.value end
+    list.map = map
+    return list
+end
+
+local function load_driver(dtype, overrides)
+    if overrides and overrides[dtype] then
+        return overrides[dtype]
+    end
+    local name = "djinn.drivers." .. dtype
+    if not package.searchpath(name, package.path) and
+        not package.preload[name] and not package.loaded[name] then
+        return nil, string.format("unknown driver: %s (no module %s in " ..
+            "this installation)", dtype, name)
+    end
+    return require(name)
+end
+
+local function abspath(fs, p)
+    if p:sub(1, 1) == "/" then return p end
+    p = p:gsub("^%./", ""):gsub("/%.$", "")
+    if p == "." or p == "" then return fs.cwd() end
+    return fs.cwd() .. "/" .. p
+end
+
+-- Resolve the manifest objects against the objects directory.
+local function resolve_objects(m, dir, fs)
+    local out = {}
+    for _, o in ipairs(m.objects) do
+        local obj = { src = o.src, dst = o.dst }
+        local rel, why = util.safe_relpath(o.src)
+        if rel == nil then
+            obj.err = string.format("%s: %s (objects are read from the " ..
+                                    "objects directory %s)", o.src, why, dir)
+        else
+            obj.path = dir .. "/" .. rel
+            local st, err = fs.stat(obj.path)
+            if st == nil then
+                obj.err = err
+                obj.path = nil
+            end
+        end
+        out[#out + 1] = obj
+    end
+    return out
+end
+
+local function protect(f, ...)
+    local res = table.pack(xpcall(f, function(e)
+        if os.getenv("DJINN_DEBUG") then
+            return debug.traceback(tostring(e), 2)
+        end
+        return tostring(e)
+    end, ...))
+    if not res[1] then
+        return false, res[2]
+    end
+    return true, table.unpack(res, 2, res.n)
+end
+
+function M.run(m, opts)
+    opts = opts or {}
+    local proc = opts.proc or require "djinn.proc"
+    local fs = opts.fs or require "djinn.fs"
+    local log = opts.log or require("djinn.log").new()
+
+    local stages, perr = M.plan(m, opts)
+    if stages == nil then
+        return nil, perr, 2
+    end
+    local dtype = m.driver.type
+    local mod, derr = load_driver(dtype, opts.drivers)
+    if mod == nil then
+        return nil, derr, 2
+    end
+
+    local artifacts_dir = abspath(fs, opts.artifacts or ".")
+    local objects_dir = abspath(fs, opts.objects or ".")
+    local ok, aerr = fs.mkdir_p(artifacts_dir)
+    if not ok then
+        return nil, "cannot create the artifacts directory: " ..
+            tostring(aerr), 2
+    end
+
+    local jobs = {}
+    for _, st in ipairs(stages) do
+        for _, j in ipairs(st.jobs) do
+            j.status = "queued"
+            jobs[#jobs + 1] = j
+        end
+    end
+    local result = { status = "running", jobs = jobs, not_run = {},
+                     infra = false }
+    local signals = opts.signals ~= false
+    if signals then
+        proc.on_signals{ "INT", "TERM" }
+    end
+    local ctx = M.new_ctx(opts.timeout, proc, signals)
+    local store = M.new_store(artifacts_dir, fs)
+    local env = env_list(m, opts.env)
+    local started = proc.now()
+    log:build_start{ manifest = m.file, driver = dtype }
+
+    local drv, created
+    local status = "passed"
+    local summary
+
+    log:line("Running with Driver " .. dtype .. "...")
+    local okn, d, nerr = protect(mod.new, {
+        config = config.driver(opts.config, dtype), manifest = m,
+        driver = m.driver, log = log, ctx = ctx, registry = opts.registry,
+        objects_dir = objects_dir, artifacts_dir = artifacts_dir,
+    })
+    if okn and d then
+        drv = d
+        local okc, c, cerr = protect(drv.create, drv, env,
+                                     resolve_objects(m, objects_dir, fs))
+        created = true
+        if okc and c then
+            created = "ok"
+        else
+            nerr = okc and cerr or c
+        end
+    else
+        nerr = okn and nerr or d
+    end
+
+    if created ~= "ok" then
+        local reason = ctx:cancelled()
+        status = reason or "failed"
+        result.infra = reason == nil
+        log:line(tostring(nerr or "driver creation failed"))
+        summary = reason and ctx:cause() or
+            ("driver " .. dtype .. ": " .. tostring(nerr))
+    else
+        for _, st in ipairs(stages) do
+            for _, job in ipairs(st.jobs) do
+                local reason = ctx:cancelled()
+                if reason then
+                    status = M.worst(status, reason)
+                    summary = ctx:cause()
+                    break
+                end
+                job.status = "running"
+                log:job_start(job)
+                local t0 = proc.now()
+                local oke, js, cause, code = protect(drv.execute, drv, job,
+                                                     store)
+                if not oke then
+                    js, cause, code = "failed", js, nil
+                end
+                if js == "failed" and st.allow_failure then
+                    js = "passed_with_failures"
+                elseif M.rank[js] == nil or M.rank[js] < M.rank.passed then
+                    js, cause = "failed", "driver returned the status " ..
+                        tostring(js)
+                end
+                job.status, job.cause, job.exit_code = js, cause, code
+                job.duration = proc.now() - t0
+                log:job_end(job, job)
+                status = M.worst(status, js)
+                if js == "failed" then
+                    log:line("")
+                    log:line(string.format("error: job %s in stage %s " ..
+                        "failed: %s", job.name, job.stage,
+                        tostring(cause or "failed")))
+                    summary = string.format("job %s in stage %s failed (%s)",
+                        job.name, job.stage, tostring(cause or "failed"))
+                    break
+                elseif js == "killed" or js == "timed_out" then
+                    summary = string.format("%s (job %s in stage %s was " ..
+                        "running)", ctx:cause() or js, job.name, job.stage)
+                    break
+                end
+            end
+            if summary then break end
+        end
+        if not summary then
+            local reason = ctx:cancelled()
+            if reason and status == "passed" and #jobs == 0 then
+                status, summary = reason, ctx:cause()
+            end
+        end
+    end
+
+    if created then
+        protect(drv.destroy, drv)
+    end
+    if signals then
+        proc.default_signals()
+    end
+    for _, j in ipairs(jobs) do
+        if j.status == "queued" then
+            result.not_run[#result.not_run + 1] = j
+        end
+    end
+    result.status = status
+    result.error = summary
+    result.duration = proc.now() - started
+    result.exit_code = M.exit_code(status, result.infra)
+    log:build_end(result)
+    return result
+end
+
+return M

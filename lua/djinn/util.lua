@@ -1,0 +1,355 @@
+-- djinn.util: small pure-Lua helpers shared by the pipeline, the CLI and
+-- the drivers. Nothing here touches the C modules, so this file also runs
+-- under the stock lua5.4 interpreter.
+--
+--   util.json(value)            -> JSON text (see below)
+--   util.json_null              sentinel encoded as null
+--   util.utf8_split(s)          -> complete, rest  (rest = a trailing
+--                                  incomplete UTF-8 sequence, max 3 bytes)
+--   util.parse_duration(s)      -> seconds | nil, msg   ("60s", "1h30m",
+--                                  "500ms", "1.5h", "0"; Go ParseDuration)
+--   util.parse_size(s)          -> bytes | nil, msg      ("50MB", "1GB")
+--   util.basename(p)            Go filepath.Base ("a/b/" -> "b", "" -> ".")
+--   util.trim(s)
+--   util.split_first(s, sep)    -> before, after | s, nil (plain find)
+--   util.safe_relpath(p)        -> normalised relative path | nil, why
+--                                  (rejects "", absolute paths and "..")
+--   util.fmt_duration(seconds)  "1.2s", "2m03s", "1h02m03s"
+--   util.shallow_copy(t)
+local M = {}
+
+---------------------------------------------------------------------------
+-- JSON encoder.
+--
+-- Strings: '"' and '\' are escaped, control characters (< 0x20, and 0x7f)
+-- become \n, \t, ... or \u00XX; valid UTF-8 passes through unchanged;
+-- every byte that is not part of a valid UTF-8 sequence (overlong forms,
+-- surrogates and code points above U+10FFFF are invalid) becomes \ufffd.
+-- Tables: an array when it has t[1] or is tagged with util.json_array
+-- (metatable), otherwise an object with its string keys sorted. Numbers:
+-- integers as integers, floats with up to 17 significant digits; NaN and
+-- infinities become null. Cycles raise.
+---------------------------------------------------------------------------
+M.json_null = setmetatable({}, { __tostring = function() return "null" end,
+                                 __name = "json_null" })
+local array_mt = { __name = "json_array" }
+function M.json_array(t)
+    return setmetatable(t or {}, array_mt)
+end
+
+local escapes = {
+    ['"'] = '\\"', ['\\'] = '\\\\', ['\b'] = '\\b', ['\f'] = '\\f',
+    ['\n'] = '\\n', ['\r'] = '\\r', ['\t'] = '\\t',
+}
+
+-- Length of the valid UTF-8 sequence starting at byte i of s, or nil.
+local function utf8_seq(s, i)
+    local c = s:byte(i)
+    local n, lo, hi
+    if c < 0x80 then
+        return 1
+    elseif c >= 0xC2 and c <= 0xDF then
+        n, lo, hi = 2, 0x80, 0xBF
+    elseif c == 0xE0 then
+        n, lo, hi = 3, 0xA0, 0xBF
+    elseif (c >= 0xE1 and c <= 0xEC) or c == 0xEE or c == 0xEF then
+        n, lo, hi = 3, 0x80, 0xBF
+    elseif c == 0xED then
+        n, lo, hi = 3, 0x80, 0x9F -- no surrogates
+    elseif c == 0xF0 then
+        n, lo, hi = 4, 0x90, 0xBF
+    elseif c >= 0xF1 and c <= 0xF3 then
+        n, lo, hi = 4, 0x80, 0xBF
+    elseif c == 0xF4 then
+        n, lo, hi = 4, 0x80, 0x8F -- up to U+10FFFF
+    else
+        return nil
+    end
+    local c2 = s:byte(i + 1)
+    if c2 == nil or c2 < lo or c2 > hi then
+        return nil
+    end
+    for k = i + 2, i + n - 1 do
+        local ck = s:byte(k)
+        if ck == nil or ck < 0x80 or ck > 0xBF then
+            return nil
+        end
+    end
+    return n
+end
+M.utf8_seq = utf8_seq
+
+local function encode_string(s)
+    local out, n, pos = {}, 0, 1
+    local len = #s
+    while pos <= len do
+        local i = s:find('[\0-\31"\\\127-\255]', pos)
+        if i == nil then
+            n = n + 1; out[n] = s:sub(pos)
+            break
+        end
+        if i > pos then
+            n = n + 1; out[n] = s:sub(pos, i - 1)
+        end
+        local ch = s:sub(i, i)
+        local b = ch:byte()
+        if b < 0x80 then
+            n = n + 1
+            out[n] = escapes[ch] or string.format("\\u%04x", b)
+            pos = i + 1
+        else
+            local k = utf8_seq(s, i)
+            n = n + 1
+            if k then
+                out[n] = s:sub(i, i + k - 1)
+                pos = i + k
+            else
+                out[n] = "\\ufffd"
+                pos = i + 1
+            end
+        end
+    end
+    return '"' .. table.concat(out) .. '"'
+end
+
+local function encode(v, seen, out)
+    local tv = type(v)
+    if v == nil or v == M.json_null then
+        out[#out + 1] = "null"
+    elseif tv == "boolean" then
+        out[#out + 1] = v and "true" or "false"
+    elseif tv == "number" then
+        if v ~= v or v == math.huge or v == -math.huge then
+            out[#out + 1] = "null"
+        elseif math.type(v) == "integer" then
+            out[#out + 1] = string.format("%d", v)
+        elseif v == math.floor(v) and math.abs(v) < 2^53 then
+            out[#out + 1] = string.format("%d", math.floor(v))
+        else
+            -- The shortest of %.14g .. %.17g that reads back exactly.
+            local str
+            for prec = 14, 17 do
+                str = string.format("%." .. prec .. "g", v)
+                if tonumber(str) == v then break end
+            end
+            out[#out + 1] = str
+        end
+    elseif tv == "string" then
+        out[#out + 1] = encode_string(v)
+    elseif tv == "table" then
+        if seen[v] then
+            error("json: cannot encode a table that contains itself", 0)
+        end
+        seen[v] = true
+        if v[1] ~= nil or getmetatable(v) == array_mt then
+            out[#out + 1] = "["
+            for i = 1, #v do
+                if i > 1 then out[#out + 1] = "," end
+                encode(v[i], seen, out)
+            end
+            out[#out + 1] = "]"
+        else
+            local keys = {}
+            for k in pairs(v) do
+                if type(k) ~= "string" then
+                    error("json: object keys must be strings, got a " ..
+                          type(k), 0)
+                end
+                keys[#keys + 1] = k
+            end
+            table.sort(keys)
+            out[#out + 1] = "{"
+            for i, k in ipairs(keys) do
+                if i > 1 then out[#out + 1] = "," end
+                out[#out + 1] = encode_string(k)
+                out[#out + 1] = ":"
+                encode(v[k], seen, out)
+            end
+            out[#out + 1] = "}"
+        end
+        seen[v] = nil
+    else
+        error("json: cannot encode a " .. tv, 0)
+    end
+end
+
+function M.json(v)
+    local out = {}
+    encode(v, {}, out)
+    return table.concat(out)
+end
+
+-- Split s into the part made of complete UTF-8 sequences (or invalid
+-- bytes) and a trailing, possibly valid but incomplete sequence.
+function M.utf8_split(s)
+    local len = #s
+    -- Look back at most 3 bytes for a lead byte whose sequence runs past
+    -- the end of the string.
+    for back = 1, math.min(3, len) do
+        local i = len - back + 1
+        local c = s:byte(i)
+        if c >= 0xC0 then
+            local need = c >= 0xF0 and 4 or c >= 0xE0 and 3 or 2
+            if need > back and c >= 0xC2 and c <= 0xF4 then
+                -- Check the bytes present are continuation bytes.
+                local ok = true
+                for k = i + 1, len do
+                    local ck = s:byte(k)
+                    if ck < 0x80 or ck > 0xBF then ok = false end
+                end
+                if ok then
+                    return s:sub(1, i - 1), s:sub(i)
+                end
+            end
+            break
+        elseif c < 0x80 then
+            break
+        end
+    end
+    return s, ""
+end
+
+---------------------------------------------------------------------------
+-- Durations and sizes.
+---------------------------------------------------------------------------
+local duration_units = {
+    ns = 1e-9, us = 1e-6, ["\194\181s"] = 1e-6, ["\206\188s"] = 1e-6,
+    ms = 1e-3, s = 1, m = 60, h = 3600,
+}
+
+-- Go's time.ParseDuration syntax: [-+]? (number unit)+ or "0".
+function M.parse_duration(s)
+    if type(s) ~= "string" then
+        return nil, "expected a duration string"
+    end
+    local text = s
+    local sign = 1
+    if s:sub(1, 1) == "-" then
+        sign, s = -1, s:sub(2)
+    elseif s:sub(1, 1) == "+" then
+        s = s:sub(2)
+    end
+    if s == "0" then
+        return 0
+    end
+    if s == "" then
+        return nil, string.format("invalid duration %q", text)
+    end
+    local total, pos = 0, 1
+    while pos <= #s do
+        local num, unit, nxt = s:match("^(%d*%.?%d*)([^%d%.]+)()", pos)
+        if num == nil or num == "" or num == "." then
+            return nil, string.format(
+                "invalid duration %q: expected a number followed by a " ..
+                "unit (ns, us, ms, s, m, h), e.g. 60s, 1h30m, 500ms", text)
+        end
+        local mult = duration_units[unit]
+        if mult == nil then
+            return nil, string.format(
+                "invalid duration %q: unknown unit %q (allowed: ns, us, " ..
+                "ms, s, m, h)", text, unit)
+        end
+        total = total + tonumber(num) * mult
+        pos = nxt
+    end
+    return sign * total
+end
+
+local size_units = { B = 1, KB = 1024, MB = 1024^2, GB = 1024^3,
+                     TB = 1024^4 }
+
+function M.parse_size(s)
+    local num, unit = tostring(s):match("^(%d+)(%u+)$")
+    local mult = unit and size_units[unit]
+    if not mult then
+        return nil, string.format(
+            "invalid size %q: expected digits followed by B, KB, MB, GB " ..
+            "or TB (powers of 1024), e.g. 50MB", tostring(s))
+    end
+    local n = math.tointeger(tonumber(num))
+    if n == nil or n > (math.maxinteger // mult) then
+        return nil, string.format("size %q is too large", s)
+    end
+    return n * math.tointeger(mult)
+end
+
+---------------------------------------------------------------------------
+-- Strings and paths.
+---------------------------------------------------------------------------
+function M.trim(s)
+    return (s:gsub("^%s+", ""):gsub("%s+$", ""))
+end
+
+function M.split_first(s, sep)
+    local i, j = s:find(sep, 1, true)
+    if i == nil then
+        return s, nil
+    end
+    return s:sub(1, i - 1), s:sub(j + 1)
+end
+
+function M.basename(p)
+    if p == "" then return "." end
+    p = p:gsub("/+$", "")
+    if p == "" then return "/" end
+    return p:match("([^/]*)$")
+end
+
+-- A relative path that stays inside its base directory: not empty, not
+-- absolute, no ".." component. Returns it with "." and empty components
+-- removed.
+function M.safe_relpath(p)
+    if type(p) ~= "string" or p == "" then
+        return nil, "empty path"
+    end
+    if p:sub(1, 1) == "/" then
+        return nil, "absolute paths are not allowed"
+    end
+    local parts = {}
+    for comp in p:gmatch("[^/]+") do
+        if comp == ".." then
+            return nil, "\"..\" is not allowed"
+        elseif comp ~= "." then
+            parts[#parts + 1] = comp
+        end
+    end
+    if #parts == 0 then
+        return nil, "the path names the directory itself"
+    end
+    return table.concat(parts, "/")
+end
+
+function M.fmt_duration(d)
+    if d < 60 then
+        return string.format("%.1fs", d)
+    end
+    local s = math.floor(d + 0.5)
+    if s < 3600 then
+        return string.format("%dm%02ds", s // 60, s % 60)
+    end
+    return string.format("%dh%02dm%02ds", s // 3600, (s % 3600) // 60, s % 60)
+end
+
+-- A duration as written in options: 2s, 30m, 1h30m, 1.5s, 500ms.
+function M.fmt_timeout(d)
+    if d < 1 then
+        return string.format("%gms", d * 1000)
+    elseif d ~= math.floor(d) then
+        return string.format("%gs", d)
+    end
+    d = math.floor(d)
+    local h, m, s = d // 3600, (d % 3600) // 60, d % 60
+    local out = ""
+    if h > 0 then out = out .. h .. "h" end
+    if m > 0 then out = out .. m .. "m" end
+    if s > 0 or out == "" then out = out .. s .. "s" end
+    return out
+end
+
+function M.shallow_copy(t)
+    local r = {}
+    for k, v in pairs(t) do r[k] = v end
+    return r
+end
+
+return M

@@ -1,0 +1,20 @@
+/*
+** runtime/djinn.h - the C modules djinn-lua registers in package.preload.
+**
+** Each opener follows lua_CFunction conventions: it returns one value,
+** the module table. (Not to be confused with ext/djinn.h, the registry
+** extension's entry point; include that one as "../ext/djinn.h".)
+*/
+#ifndef DJINN_RUNTIME_H
+#define DJINN_RUNTIME_H
+
+#include <lua.h>
+
+int luaopen_djinn_yaml(lua_State *L);
+int luaopen_djinn_proc(lua_State *L);
+int luaopen_djinn_fs(lua_State *L);
+int luaopen_djinn_registry(lua_State *L);
+int luaopen_djinn_qcow2(lua_State *L);
+int luaopen_djinn_ssh(lua_State *L); /* runtime/l_ssh.c, when built */
+
+#endif /* DJINN_RUNTIME_H */

@@ -1,0 +1,970 @@
+/*
+** l_proc.c - djinn.proc: child processes and signals (tmux job.c style).
+**
+** Lua API (see notes/lua-api.md):
+**   proc.spawn{argv = {...}, cwd =, env = {K = V} (whole environment; nil
+**     inherits), stdin = "null"|"pipe", stdout = "pipe"|"null"|"inherit",
+**     stderr = "pipe"|"stdout"|"null"|"inherit", setpgid = true,
+**     pdeathsig = true}                    -> child | nil, msg
+**   child:pid()                            -> integer
+**   child:read([timeout_s])                -> data, "stdout"|"stderr"
+**                                           | nil, "timeout" | nil, "eof"
+**   child:write(data [, timeout_s])        -> true | nil, msg
+**   child:close_stdin()                    -> true
+**   child:wait([timeout_s])                -> "exit", code | "signal", signo
+**                                           | nil, "timeout"
+**   child:kill([sig = "TERM"])             -> true | nil, msg
+**   child:terminate([grace_s = 5])         -> like wait (always reaps)
+**   proc.now() proc.sleep(s) proc.getpid() proc.isatty(fd) proc.environ()
+**   proc.on_signals{"INT", ...} proc.pending_signal() proc.default_signals()
+**
+** A signal recorded by the on_signals handler (installed without
+** SA_RESTART) makes a blocking read or wait return early with nil,
+** "timeout", and proc.sleep return early, so a loop can check
+** pending_signal().
+** Additions to the contract (backwards compatible): write takes an
+** optional timeout; kill/terminate of a process-group leader that was
+** already reaped still signals its group (the kernel does not reuse a
+** pid while its process group exists).
+**
+** Spawning: argv array only, never a shell. All signals are blocked
+** around fork(). The child resets every handler to SIG_DFL and clears the
+** mask, setpgid(0, 0) when asked, PR_SET_PDEATHSIG(SIGKILL) and re-checks
+** getppid() (the parent may have died before prctl), dup2()s its pipes,
+** closes every other fd, chdir()s, and execs. A failure writes {stage,
+** errno} to a CLOEXEC status pipe and _exit(127)s; the parent reads the
+** pipe (EOF = exec succeeded), so a missing program is nil, msg and never
+** a child exiting 127.
+**
+** Ownership: a `djinn.proc.child` userdata is created closed (pid -1, fds
+** -1) before anything is acquired; its __gc/__close terminate(2) a live
+** child and close the fds. The only C global is the signal handler's
+** volatile sig_atomic_t flag.
+*/
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "djinn.h"
+#include "util.h"
+
+#define CHILD_MT "djinn.proc.child"
+#define READ_CHUNK 65536
+
+extern char **environ;
+
+/* The one C global: the last signal recorded by on_signals' handler. */
+static volatile sig_atomic_t pending_signo;
+
+enum { IO_NULL, IO_PIPE, IO_INHERIT, IO_STDOUT };
+
+struct child {
+    pid_t pid;  /* -1: never started */
+    int pidfd;  /* -1: none (or closed) */
+    int in_fd;  /* parent's write end of the child's stdin */
+    int out_fd; /* parent's read end of the child's stdout */
+    int err_fd; /* parent's read end of the child's stderr */
+    int group;  /* the child leads its own process group */
+    int reaped;
+    int signaled; /* status: 1 = killed by signal, 0 = exited */
+    int code;     /* exit code or signal number */
+    int next_err; /* read fairness: check stderr first next time */
+};
+
+static const struct {
+    const char *name;
+    int signo;
+} signames[] = {
+    {"HUP", SIGHUP},   {"INT", SIGINT},     {"QUIT", SIGQUIT},
+    {"KILL", SIGKILL}, {"USR1", SIGUSR1},   {"USR2", SIGUSR2},
+    {"PIPE", SIGPIPE}, {"ALRM", SIGALRM},   {"TERM", SIGTERM},
+    {"CHLD", SIGCHLD}, {"CONT", SIGCONT},   {"STOP", SIGSTOP},
+    {"TSTP", SIGTSTP}, {"WINCH", SIGWINCH}, {NULL, 0},
+};
+
+static const char *signame(int signo)
+{
+    int i;
+
+    for (i = 0; signames[i].name != NULL; i++) {
+        if (signames[i].signo == signo)
+            return signames[i].name;
+    }
+    return NULL;
+}
+
+/* Signal name ("TERM", "SIGTERM") or number at idx; raises on misuse. */
+static int checksignal(lua_State *L, int idx, const char *def)
+{
+    const char *s = NULL;
+    int i;
+
+    if (lua_type(L, idx) == LUA_TNUMBER) {
+        lua_Integer n = luaL_checkinteger(L, idx);
+
+        if (n <= 0 || n >= NSIG)
+            luaL_argerror(L, idx, "signal number out of range");
+        return (int)n;
+    }
+    s = luaL_optstring(L, idx, def);
+    if (strncmp(s, "SIG", 3) == 0)
+        s += 3;
+    for (i = 0; signames[i].name != NULL; i++) {
+        if (strcmp(s, signames[i].name) == 0)
+            return signames[i].signo;
+    }
+    return luaL_argerror(L, idx, lua_pushfstring(L, "unknown signal '%s'", s));
+}
+
+static void close_fd(int *fd)
+{
+    if (*fd >= 0) {
+        close(*fd);
+        *fd = -1;
+    }
+}
+
+static struct child *tochild(lua_State *L)
+{
+    return (struct child *)luaL_checkudata(L, 1, CHILD_MT);
+}
+
+static struct child *checkchild(lua_State *L)
+{
+    struct child *c = tochild(L);
+
+    if (c->pid < 0)
+        luaL_error(L, "attempt to use a closed process handle");
+    return c;
+}
+
+/* Optional timeout argument: < 0 means none (block). Raises on misuse. */
+static double opttimeout(lua_State *L, int idx)
+{
+    double t;
+
+    if (lua_isnoneornil(L, idx))
+        return -1;
+    t = luaL_checknumber(L, idx);
+    if (isnan(t) || t < 0)
+        luaL_argerror(L, idx, "timeout must be a number >= 0");
+    return t;
+}
+
+/* Milliseconds left until `deadline` for poll(); -1 when no deadline. */
+static int ms_left(double deadline)
+{
+    double left;
+
+    if (deadline < 0)
+        return -1;
+    left = deadline - dj_now();
+    if (left <= 0)
+        return 0;
+    if (left > INT_MAX / 1000)
+        return INT_MAX;
+    return (int)ceil(left * 1000);
+}
+
+static void record_status(struct child *c, int status)
+{
+    c->reaped = 1;
+    if (WIFSIGNALED(status)) {
+        c->signaled = 1;
+        c->code = WTERMSIG(status);
+    } else {
+        c->signaled = 0;
+        c->code = WEXITSTATUS(status);
+    }
+    close_fd(&c->pidfd);
+}
+
+/*
+** Try to reap within `timeout` seconds (< 0: block). Returns 1 when
+** reaped, 0 on timeout or an interrupting signal, -1 on error (errno).
+*/
+static int reap(struct child *c, double timeout)
+{
+    double deadline = timeout < 0 ? -1 : dj_now() + timeout;
+    int status = 0;
+    pid_t r;
+
+    if (c->reaped)
+        return 1;
+    for (;;) {
+        r = waitpid(c->pid, &status, timeout < 0 ? 0 : WNOHANG);
+        if (r == c->pid) {
+            record_status(c, status);
+            return 1;
+        }
+        if (r < 0 && errno == EINTR) {
+            if (pending_signo != 0)
+                return 0;
+            continue;
+        }
+        if (r < 0)
+            return -1;
+        if (ms_left(deadline) == 0)
+            return 0;
+        if (c->pidfd >= 0) {
+            struct pollfd p = {.fd = c->pidfd, .events = POLLIN};
+            int pr = poll(&p, 1, ms_left(deadline));
+
+            if (pr < 0 && errno == EINTR)
+                return 0;
+        } else {
+            struct timespec ts = {0, 10 * 1000 * 1000};
+            double left = deadline - dj_now();
+
+            if (left < 0.01)
+                ts.tv_nsec = left > 0 ? (long)(left * 1e9) : 0;
+            if (nanosleep(&ts, NULL) < 0 && errno == EINTR &&
+                pending_signo != 0)
+                return 0;
+        }
+    }
+}
+
+/* Send sig to the child's group (or the child). 0 / -1 with errno. */
+static int signal_child(struct child *c, int sig)
+{
+    if (c->group)
+        return kill(-c->pid, sig);
+    if (c->reaped) {
+        errno = ESRCH;
+        return -1;
+    }
+    return kill(c->pid, sig);
+}
+
+static int push_status(lua_State *L, struct child *c)
+{
+    lua_pushstring(L, c->signaled ? "signal" : "exit");
+    lua_pushinteger(L, c->code);
+    return 2;
+}
+
+/* TERM, wait up to grace, KILL, reap; then KILL stragglers of the group. */
+static int do_terminate(struct child *c, double grace)
+{
+    int r;
+
+    if (!c->reaped) {
+        signal_child(c, SIGTERM);
+        /* A stopped child cannot act on TERM until continued. */
+        signal_child(c, SIGCONT);
+        r = reap(c, grace);
+        if (r == 0) {
+            signal_child(c, SIGKILL);
+            do {
+                r = reap(c, -1);
+            } while (r == 0);
+        }
+        if (r < 0)
+            return -1;
+    }
+    if (c->group)
+        kill(-c->pid, SIGKILL); /* ESRCH when the group is gone: fine */
+    return 0;
+}
+
+static int l_proc_gc(lua_State *L)
+{
+    struct child *c = tochild(L);
+
+    if (c->pid > 0 && !c->reaped)
+        do_terminate(c, 2);
+    close_fd(&c->in_fd);
+    close_fd(&c->out_fd);
+    close_fd(&c->err_fd);
+    close_fd(&c->pidfd);
+    return 0;
+}
+
+static int l_proc_tostring(lua_State *L)
+{
+    struct child *c = tochild(L);
+
+    if (c->pid < 0)
+        lua_pushliteral(L, "djinn.proc.child (closed)");
+    else if (c->reaped)
+        lua_pushfstring(L, "djinn.proc.child (pid %d, %s %d)", (int)c->pid,
+                        c->signaled ? "signal" : "exit", c->code);
+    else
+        lua_pushfstring(L, "djinn.proc.child (pid %d, running)", (int)c->pid);
+    return 1;
+}
+
+static int optio(lua_State *L, int tidx, const char *field, const char *def,
+                 const char *const names[], const int values[])
+{
+    int i;
+    const char *s = NULL;
+
+    lua_getfield(L, tidx, field);
+    if (lua_isnil(L, -1)) {
+        s = def;
+    } else if (lua_type(L, -1) == LUA_TSTRING) {
+        s = lua_tostring(L, -1);
+    } else {
+        return luaL_error(L, "proc.spawn: option '%s' must be a string", field);
+    }
+    for (i = 0; names[i] != NULL; i++) {
+        if (strcmp(names[i], s) == 0) {
+            lua_pop(L, 1);
+            return values[i];
+        }
+    }
+    return luaL_error(L, "proc.spawn: invalid %s '%s'", field, s);
+}
+
+static int optbool(lua_State *L, int tidx, const char *field, int def)
+{
+    int v = def;
+
+    lua_getfield(L, tidx, field);
+    if (lua_isboolean(L, -1))
+        v = lua_toboolean(L, -1);
+    else if (!lua_isnil(L, -1))
+        luaL_error(L, "proc.spawn: option '%s' must be a boolean", field);
+    lua_pop(L, 1);
+    return v;
+}
+
+/* What the child reports through the status pipe. */
+struct spawn_failure {
+    int stage; /* 0 exec, 1 chdir, 2 setup (dup2/open/prctl) */
+    int err;
+};
+
+/* Child side after fork(): never returns. Only async-signal-safe calls. */
+static void child_exec(char **argv, char **envp, const char *cwd, int fds[3],
+                       const int modes[3], int status_fd, int setpg,
+                       int deathsig, pid_t parent)
+{
+    struct sigaction sa;
+    sigset_t none;
+    struct spawn_failure f = {2, 0};
+    int i, fd;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = SIG_DFL;
+    sigemptyset(&sa.sa_mask);
+    for (i = 1; i < NSIG; i++)
+        sigaction(i, &sa, NULL); /* fails harmlessly for KILL/STOP, RT */
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+
+    if (setpg)
+        setpgid(0, 0);
+    if (deathsig) {
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
+            goto fail;
+        if (getppid() != parent)
+            _exit(127); /* the parent died before prctl took effect */
+    }
+    for (i = 0; i < 3; i++) {
+        if (modes[i] == IO_INHERIT)
+            continue;
+        if (modes[i] == IO_STDOUT) {
+            fd = 1;
+        } else if (modes[i] == IO_NULL) {
+            fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+            if (fd < 0)
+                goto fail;
+        } else {
+            fd = fds[i];
+        }
+        if (fd == i) {
+            if (fcntl(fd, F_SETFD, 0) < 0)
+                goto fail;
+        } else if (dup2(fd, i) < 0) {
+            goto fail;
+        }
+    }
+    /* Keep the status pipe as fd 3, close everything above it. */
+    if (status_fd != 3 && dup3(status_fd, 3, O_CLOEXEC) < 0)
+        goto fail;
+    status_fd = 3;
+    closefrom(4);
+    if (cwd != NULL && chdir(cwd) < 0) {
+        f.stage = 1;
+        goto fail;
+    }
+    if (envp != NULL)
+        execvpe(argv[0], argv, envp);
+    else
+        execvp(argv[0], argv);
+    f.stage = 0;
+fail:
+    f.err = errno;
+    while (write(status_fd, &f, sizeof(f)) < 0 && errno == EINTR)
+        ;
+    _exit(127);
+}
+
+static int set_nonblock(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+        return -1;
+    return 0;
+}
+
+/*
+** proc.spawn(opts): see the file header. Lua-side work first (may
+** raise; nothing acquired yet), then pipes + fork with no Lua call
+** in between, then results.
+*/
+static int l_proc_spawn(lua_State *L)
+{
+    static const char *const in_names[] = {"null", "pipe", NULL};
+    static const int in_vals[] = {IO_NULL, IO_PIPE};
+    static const char *const out_names[] = {"pipe", "null", "inherit", NULL};
+    static const int out_vals[] = {IO_PIPE, IO_NULL, IO_INHERIT};
+    static const char *const err_names[] = {"pipe", "stdout", "null", "inherit",
+                                            NULL};
+    static const int err_vals[] = {IO_PIPE, IO_STDOUT, IO_NULL, IO_INHERIT};
+    struct child *c = NULL;
+    char **argv = NULL;
+    char **envp = NULL;
+    const char *cwd = NULL;
+    int modes[3];
+    int setpg, deathsig;
+    lua_Integer argc, i;
+    int pipes[3][2] = {{-1, -1}, {-1, -1}, {-1, -1}};
+    int status_pipe[2] = {-1, -1};
+    int childfds[3] = {-1, -1, -1};
+    struct spawn_failure f = {0, 0};
+    sigset_t all, old;
+    pid_t pid, parent = getpid();
+    ssize_t n;
+    int k, saved;
+    char msg[512];
+
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+
+    /* 2: the child userdata, closed. */
+    c = (struct child *)lua_newuserdatauv(L, sizeof(*c), 0);
+    c->pid = -1;
+    c->pidfd = c->in_fd = c->out_fd = c->err_fd = -1;
+    c->group = c->reaped = c->signaled = c->code = c->next_err = 0;
+    luaL_setmetatable(L, CHILD_MT);
+
+    /* 3: argv table, 4: argv array (userdata, Lua-owned). */
+    if (lua_getfield(L, 1, "argv") != LUA_TTABLE)
+        return luaL_error(L, "proc.spawn: argv must be a table of strings");
+    argc = (lua_Integer)lua_rawlen(L, 3);
+    if (argc < 1 || argc > 65536)
+        return luaL_error(L, "proc.spawn: argv must have 1..65536 entries");
+    argv =
+        (char **)lua_newuserdatauv(L, (size_t)(argc + 1) * sizeof(char *), 0);
+    for (i = 1; i <= argc; i++) {
+        size_t len;
+
+        if (lua_rawgeti(L, 3, i) != LUA_TSTRING)
+            return luaL_error(L, "proc.spawn: argv[%d] must be a string",
+                              (int)i);
+        argv[i - 1] = (char *)lua_tolstring(L, -1, &len);
+        if (strlen(argv[i - 1]) != len)
+            return luaL_error(L, "proc.spawn: argv[%d] contains a NUL byte",
+                              (int)i);
+        lua_pop(L, 1); /* still anchored by the argv table */
+    }
+    argv[argc] = NULL;
+    if (argv[0][0] == '\0')
+        return luaL_error(L, "proc.spawn: argv[1] (the program) is empty");
+
+    /* 5: env strings table, 6: envp array. */
+    lua_newtable(L);
+    if (lua_getfield(L, 1, "env") == LUA_TTABLE) {
+        lua_Integer nenv = 0;
+
+        lua_pushnil(L);
+        while (lua_next(L, -2) != 0) {
+            if (lua_type(L, -2) != LUA_TSTRING ||
+                lua_type(L, -1) != LUA_TSTRING)
+                return luaL_error(L, "proc.spawn: env must map strings to "
+                                     "strings");
+            if (strchr(lua_tostring(L, -2), '=') != NULL ||
+                lua_tostring(L, -2)[0] == '\0')
+                return luaL_error(L, "proc.spawn: invalid env name '%s'",
+                                  lua_tostring(L, -2));
+            lua_pushfstring(L, "%s=%s", lua_tostring(L, -2),
+                            lua_tostring(L, -1));
+            lua_rawseti(L, 5, ++nenv);
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+        envp = (char **)lua_newuserdatauv(
+            L, (size_t)(nenv + 1) * sizeof(char *), 0);
+        for (i = 1; i <= nenv; i++) {
+            lua_rawgeti(L, 5, i);
+            envp[i - 1] = (char *)lua_tostring(L, -1);
+            lua_pop(L, 1);
+        }
+        envp[nenv] = NULL;
+    } else if (!lua_isnil(L, -1)) {
+        return luaL_error(L, "proc.spawn: env must be a table");
+    } else {
+        lua_pop(L, 1);
+        lua_pushnil(L);
+    }
+
+    /* 7: cwd. */
+    lua_getfield(L, 1, "cwd");
+    if (lua_type(L, -1) == LUA_TSTRING)
+        cwd = lua_tostring(L, -1);
+    else if (!lua_isnil(L, -1))
+        return luaL_error(L, "proc.spawn: cwd must be a string");
+
+    modes[0] = optio(L, 1, "stdin", "null", in_names, in_vals);
+    modes[1] = optio(L, 1, "stdout", "pipe", out_names, out_vals);
+    modes[2] = optio(L, 1, "stderr", "pipe", err_names, err_vals);
+    setpg = optbool(L, 1, "setpgid", 1);
+    deathsig = optbool(L, 1, "pdeathsig", 1);
+
+    /* From here on: no Lua call until the fds are owned or closed. */
+    for (k = 0; k < 3; k++) {
+        if (modes[k] == IO_PIPE && pipe2(pipes[k], O_CLOEXEC) < 0)
+            goto syserr;
+    }
+    if (pipe2(status_pipe, O_CLOEXEC) < 0)
+        goto syserr;
+    childfds[0] = pipes[0][0];
+    childfds[1] = pipes[1][1];
+    childfds[2] = pipes[2][1];
+
+    sigfillset(&all);
+    sigprocmask(SIG_BLOCK, &all, &old);
+    pid = fork();
+    if (pid == 0) {
+        close_fd(&status_pipe[0]);
+        child_exec(argv, envp, cwd, childfds, modes, status_pipe[1], setpg,
+                   deathsig, parent);
+    }
+    saved = errno;
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    if (pid < 0) {
+        errno = saved;
+        goto syserr;
+    }
+    c->pid = pid;
+    c->group = setpg;
+    if (setpg)
+        setpgid(pid, pid); /* also in the parent: no race with kill(-pid) */
+    c->in_fd = pipes[0][1];
+    c->out_fd = pipes[1][0];
+    c->err_fd = pipes[2][0];
+    close_fd(&pipes[0][0]);
+    close_fd(&pipes[1][1]);
+    close_fd(&pipes[2][1]);
+    close_fd(&status_pipe[1]);
+#ifdef SYS_pidfd_open
+    c->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (c->pidfd < 0)
+        c->pidfd = -1;
+#endif
+
+    /* EOF: exec succeeded. A record: the child failed and _exited. */
+    do {
+        n = read(status_pipe[0], &f, sizeof(f));
+    } while (n < 0 && errno == EINTR);
+    close_fd(&status_pipe[0]);
+    if (c->in_fd >= 0)
+        set_nonblock(c->in_fd);
+    if (c->out_fd >= 0)
+        set_nonblock(c->out_fd);
+    if (c->err_fd >= 0)
+        set_nonblock(c->err_fd);
+    if (n == (ssize_t)sizeof(f)) {
+        while (reap(c, -1) == 0)
+            ;
+        close_fd(&c->in_fd);
+        close_fd(&c->out_fd);
+        close_fd(&c->err_fd);
+        if (f.stage == 1)
+            return dj_pushfail(L, "proc.spawn: chdir %s: %s", cwd,
+                               strerror(f.err));
+        if (f.stage == 2)
+            return dj_pushfail(L, "proc.spawn: %s: child setup failed: %s",
+                               argv[0], strerror(f.err));
+        return dj_pushfail(L, "proc.spawn: %s: %s", argv[0], strerror(f.err));
+    }
+    lua_pushvalue(L, 2);
+    return 1;
+
+syserr:
+    saved = errno;
+    for (k = 0; k < 3; k++) {
+        close_fd(&pipes[k][0]);
+        close_fd(&pipes[k][1]);
+    }
+    close_fd(&status_pipe[0]);
+    close_fd(&status_pipe[1]);
+    snprintf(msg, sizeof(msg), "proc.spawn: %s: %s", argv[0], strerror(saved));
+    return dj_pushfail(L, "%s", msg);
+}
+
+static int l_proc_pid(lua_State *L)
+{
+    lua_pushinteger(L, checkchild(L)->pid);
+    return 1;
+}
+
+/* child:read([timeout]): see header. */
+static int l_proc_read(lua_State *L)
+{
+    struct child *c = checkchild(L);
+    double timeout = opttimeout(L, 2);
+    double deadline = timeout < 0 ? -1 : dj_now() + timeout;
+    struct pollfd p[2];
+    int *slot[2];
+    int np, i, k, r;
+    char buf[READ_CHUNK];
+    ssize_t n;
+
+    for (;;) {
+        np = 0;
+        for (k = 0; k < 2; k++) {
+            /* alternate which pipe is served first, for fairness */
+            int *fdp =
+                ((k == 0) != (c->next_err != 0)) ? &c->out_fd : &c->err_fd;
+
+            if (*fdp >= 0) {
+                p[np].fd = *fdp;
+                p[np].events = POLLIN;
+                p[np].revents = 0;
+                slot[np++] = fdp;
+            }
+        }
+        if (np == 0) {
+            lua_pushnil(L);
+            lua_pushliteral(L, "eof");
+            return 2;
+        }
+        r = poll(p, (nfds_t)np, ms_left(deadline));
+        if (r < 0 && errno == EINTR)
+            break; /* a signal: let the caller look at pending_signal */
+        if (r < 0)
+            return dj_pushfail(L, "proc.read: poll: %s", strerror(errno));
+        if (r == 0)
+            break;
+        for (i = 0; i < np; i++) {
+            if (p[i].revents == 0)
+                continue;
+            do {
+                n = read(*slot[i], buf, sizeof(buf));
+            } while (n < 0 && errno == EINTR);
+            if (n > 0) {
+                int is_out = slot[i] == &c->out_fd;
+
+                lua_pushlstring(L, buf, (size_t)n);
+                lua_pushstring(L, is_out ? "stdout" : "stderr");
+                c->next_err = is_out;
+                return 2;
+            }
+            if (n < 0 && errno == EAGAIN)
+                continue;
+            close_fd(slot[i]); /* EOF or a hard error */
+        }
+        if (ms_left(deadline) == 0)
+            break;
+    }
+    lua_pushnil(L);
+    lua_pushliteral(L, "timeout");
+    return 2;
+}
+
+/* child:write(data [, timeout]): all of data, or nil, msg. */
+static int l_proc_write(lua_State *L)
+{
+    struct child *c = checkchild(L);
+    size_t len, off = 0;
+    const char *data = luaL_checklstring(L, 2, &len);
+    double timeout = opttimeout(L, 3);
+    double deadline = timeout < 0 ? -1 : dj_now() + timeout;
+    sigset_t pipeset, old;
+    int err = 0;
+
+    if (c->in_fd < 0)
+        return dj_pushfail(L, "proc.write: stdin is not a pipe or is closed");
+    /* Block SIGPIPE so a reader that went away gives EPIPE, not death. */
+    sigemptyset(&pipeset);
+    sigaddset(&pipeset, SIGPIPE);
+    sigprocmask(SIG_BLOCK, &pipeset, &old);
+    while (off < len) {
+        ssize_t n = write(c->in_fd, data + off, len - off);
+
+        if (n > 0) {
+            off += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN) {
+            struct pollfd p = {.fd = c->in_fd, .events = POLLOUT};
+            int r = poll(&p, 1, ms_left(deadline));
+
+            if (r == 0) {
+                err = ETIMEDOUT;
+                break;
+            }
+            if (r < 0 && errno != EINTR) {
+                err = errno;
+                break;
+            }
+            continue;
+        }
+        err = errno;
+        break;
+    }
+    if (err == EPIPE && !sigismember(&old, SIGPIPE)) {
+        struct timespec zero = {0, 0};
+
+        sigtimedwait(&pipeset, NULL, &zero); /* discard our SIGPIPE */
+    }
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    if (err == ETIMEDOUT)
+        return dj_pushfail(L, "timeout");
+    if (err != 0)
+        return dj_pushfail(L, "proc.write: %s", strerror(err));
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_proc_close_stdin(lua_State *L)
+{
+    struct child *c = checkchild(L);
+
+    close_fd(&c->in_fd);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_proc_wait(lua_State *L)
+{
+    struct child *c = checkchild(L);
+    double timeout = opttimeout(L, 2);
+    int r = reap(c, timeout);
+
+    if (r < 0)
+        return dj_pushfail(L, "proc.wait: %s", strerror(errno));
+    if (r == 0) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "timeout");
+        return 2;
+    }
+    return push_status(L, c);
+}
+
+static int l_proc_kill(lua_State *L)
+{
+    struct child *c = checkchild(L);
+    int sig = checksignal(L, 2, "TERM");
+
+    if (signal_child(c, sig) < 0)
+        return dj_pushfail(L, "proc.kill: pid %d: %s", (int)c->pid,
+                           strerror(errno));
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_proc_terminate(lua_State *L)
+{
+    struct child *c = checkchild(L);
+    double grace = luaL_optnumber(L, 2, 5);
+
+    if (isnan(grace) || grace < 0)
+        return luaL_argerror(L, 2, "grace must be a number >= 0");
+    if (do_terminate(c, grace) < 0)
+        return dj_pushfail(L, "proc.terminate: %s", strerror(errno));
+    return push_status(L, c);
+}
+
+static int l_proc_now(lua_State *L)
+{
+    lua_pushnumber(L, dj_now());
+    return 1;
+}
+
+/* proc.sleep(s): returns early only when a recorded signal arrives. */
+static int l_proc_sleep(lua_State *L)
+{
+    double s = luaL_checknumber(L, 1);
+    struct timespec ts, rem;
+
+    if (isnan(s) || s < 0)
+        return luaL_argerror(L, 1, "seconds must be a number >= 0");
+    if (s > 1e9)
+        s = 1e9;
+    ts.tv_sec = (time_t)s;
+    ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
+    while (nanosleep(&ts, &rem) < 0 && errno == EINTR) {
+        if (pending_signo != 0)
+            break;
+        ts = rem;
+    }
+    return 0;
+}
+
+static int l_proc_getpid(lua_State *L)
+{
+    lua_pushinteger(L, getpid());
+    return 1;
+}
+
+static int l_proc_isatty(lua_State *L)
+{
+    lua_Integer fd = luaL_checkinteger(L, 1);
+
+    luaL_argcheck(L, fd >= 0 && fd <= 2, 1, "fd must be 0, 1 or 2");
+    lua_pushboolean(L, isatty((int)fd));
+    return 1;
+}
+
+static int l_proc_environ(lua_State *L)
+{
+    char **e;
+
+    lua_newtable(L);
+    for (e = environ; e != NULL && *e != NULL; e++) {
+        const char *eq = strchr(*e, '=');
+
+        if (eq == NULL || eq == *e)
+            continue;
+        lua_pushlstring(L, *e, (size_t)(eq - *e));
+        lua_pushstring(L, eq + 1);
+        lua_rawset(L, -3);
+    }
+    return 1;
+}
+
+static void record_signal(int signo)
+{
+    pending_signo = signo;
+}
+
+/* proc.on_signals{"INT", "TERM"}: handlers without SA_RESTART. */
+static int l_proc_on_signals(lua_State *L)
+{
+    struct sigaction sa;
+    lua_Integer n, i;
+    int sig;
+
+    luaL_checktype(L, 1, LUA_TTABLE);
+    n = (lua_Integer)lua_rawlen(L, 1);
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = record_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0; /* no SA_RESTART: poll/waitpid return EINTR */
+    for (i = 1; i <= n; i++) {
+        lua_rawgeti(L, 1, i);
+        sig = checksignal(L, lua_gettop(L), NULL);
+        if (sig == SIGKILL || sig == SIGSTOP)
+            return luaL_error(L, "proc.on_signals: cannot catch %s",
+                              signame(sig));
+        lua_pop(L, 1);
+        if (sigaction(sig, &sa, NULL) < 0)
+            return dj_pushfail(L, "proc.on_signals: %s", strerror(errno));
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_proc_pending_signal(lua_State *L)
+{
+    int s = pending_signo;
+    const char *name = NULL;
+
+    pending_signo = 0;
+    if (s == 0) {
+        lua_pushnil(L);
+        return 1;
+    }
+    name = signame(s);
+    if (name != NULL)
+        lua_pushstring(L, name);
+    else
+        lua_pushinteger(L, s);
+    return 1;
+}
+
+/* Restore SIG_DFL wherever our recorder is installed. */
+static int l_proc_default_signals(lua_State *L)
+{
+    struct sigaction cur, dfl;
+    int i;
+
+    memset(&dfl, 0, sizeof(dfl));
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    for (i = 1; i < NSIG; i++) {
+        if (sigaction(i, NULL, &cur) == 0 && cur.sa_handler == record_signal)
+            sigaction(i, &dfl, NULL);
+    }
+    pending_signo = 0;
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static const luaL_Reg child_methods[] = {
+    {"pid", l_proc_pid},
+    {"read", l_proc_read},
+    {"write", l_proc_write},
+    {"close_stdin", l_proc_close_stdin},
+    {"wait", l_proc_wait},
+    {"kill", l_proc_kill},
+    {"terminate", l_proc_terminate},
+    {NULL, NULL},
+};
+
+static const luaL_Reg child_meta[] = {
+    {"__gc", l_proc_gc},
+    {"__close", l_proc_gc},
+    {"__tostring", l_proc_tostring},
+    {"__index", NULL},
+    {NULL, NULL},
+};
+
+static const luaL_Reg proc_funcs[] = {
+    {"spawn", l_proc_spawn},
+    {"now", l_proc_now},
+    {"sleep", l_proc_sleep},
+    {"getpid", l_proc_getpid},
+    {"isatty", l_proc_isatty},
+    {"environ", l_proc_environ},
+    {"on_signals", l_proc_on_signals},
+    {"pending_signal", l_proc_pending_signal},
+    {"default_signals", l_proc_default_signals},
+    {NULL, NULL},
+};
+
+int luaopen_djinn_proc(lua_State *L)
+{
+    luaL_newmetatable(L, CHILD_MT);
+    luaL_setfuncs(L, child_meta, 0);
+    luaL_newlibtable(L, child_methods);
+    luaL_setfuncs(L, child_methods, 0);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+    luaL_newlib(L, proc_funcs);
+    return 1;
+}

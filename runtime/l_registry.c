@@ -1,0 +1,427 @@
+/*
+** l_registry.c - djinn.registry: the image registry from Lua, a thin
+** adapter over the SQL functions of the statically linked extension.
+**
+** Lua API (see notes/lua-api.md):
+**   registry.open(path)        -> db | nil, msg   (creates the parent
+**                                 directories 0755, the file and the schema:
+**                                 sqlite3_djinn_init on the connection;
+**                                 busy_timeout 5000 ms)
+**   db:exec(sql, ...)          -> changes | nil, msg   (every statement of
+**                                 sql; the positional parameters are bound
+**                                 to each statement that has any)
+**   db:query(sql, ...)         -> {{col = value, ...}, ...} | nil, msg
+**                                 (one statement; NULL columns are absent)
+**   db:register(ns, name, path) -> id | nil, msg   image_register(?,?,?)
+**   db:resolve(ns, name)       -> path | nil [, msg]   image_path(?,?)
+**   db:remove(ns, name)        -> true | false | nil, msg  image_remove(?,?)
+**   db:list([ns])              -> rows of image_list ("path" or
+**                                 "path@owner" filters)
+**   db:close()                 ; __gc / __close close.
+** Parameters: nil, boolean (1/0), integer, float, string; other types
+** raise (misuse), as does use after close.
+**
+** Ownership: the `djinn.registry.db` userdata holds the sqlite3 * and
+** the statement being run; it is created closed before sqlite3_open_v2,
+** and a statement left behind by a raise (out of memory while building
+** rows) is finalized by the next call or by __gc.
+*/
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <sqlite3.h>
+
+#include "../ext/djinn.h"
+#include "djinn.h"
+#include "util.h"
+
+#define DB_MT "djinn.registry.db"
+#define BUSY_MS 5000
+
+struct regdb {
+    sqlite3 *db;
+    sqlite3_stmt *stmt;
+};
+
+static void db_release(struct regdb *d)
+{
+    sqlite3_finalize(d->stmt); /* NULL is a no-op */
+    d->stmt = NULL;
+    if (d->db != NULL)
+        sqlite3_close_v2(d->db);
+    d->db = NULL;
+}
+
+static struct regdb *checkdb(lua_State *L)
+{
+    struct regdb *d = (struct regdb *)luaL_checkudata(L, 1, DB_MT);
+
+    if (d->db == NULL)
+        luaL_error(L, "attempt to use a closed registry database");
+    sqlite3_finalize(d->stmt);
+    d->stmt = NULL;
+    return d;
+}
+
+/* Check parameter types before any statement exists (raises). */
+static void check_params(lua_State *L, int first)
+{
+    int i, top = lua_gettop(L);
+
+    for (i = first; i <= top; i++) {
+        int t = lua_type(L, i);
+
+        if (t != LUA_TNIL && t != LUA_TBOOLEAN && t != LUA_TNUMBER &&
+            t != LUA_TSTRING)
+            luaL_argerror(L, i,
+                          "parameter must be nil, boolean, number "
+                          "or string");
+    }
+}
+
+/* Bind args first..top to positions 1..; no Lua call that can raise. */
+static int bind_params(lua_State *L, sqlite3_stmt *st, int first)
+{
+    int i, rc = SQLITE_OK, top = lua_gettop(L);
+    int np = sqlite3_bind_parameter_count(st);
+
+    for (i = first; i <= top && i - first < np && rc == SQLITE_OK; i++) {
+        int pos = i - first + 1;
+        size_t len;
+        const char *s = NULL;
+
+        switch (lua_type(L, i)) {
+        case LUA_TBOOLEAN:
+            rc = sqlite3_bind_int(st, pos, lua_toboolean(L, i));
+            break;
+        case LUA_TNUMBER:
+            if (lua_isinteger(L, i))
+                rc = sqlite3_bind_int64(st, pos, lua_tointeger(L, i));
+            else
+                rc = sqlite3_bind_double(st, pos, lua_tonumber(L, i));
+            break;
+        case LUA_TSTRING:
+            s = lua_tolstring(L, i, &len); /* a string: no conversion */
+            rc = sqlite3_bind_text64(st, pos, s, len, SQLITE_TRANSIENT,
+                                     SQLITE_UTF8);
+            break;
+        default:
+            rc = sqlite3_bind_null(st, pos);
+            break;
+        }
+    }
+    return rc;
+}
+
+static int dbfail(lua_State *L, struct regdb *d, const char *what)
+{
+    const char *msg = sqlite3_errmsg(d->db);
+
+    lua_pushnil(L);
+    lua_pushfstring(L, "registry.%s: %s", what, msg);
+    sqlite3_finalize(d->stmt);
+    d->stmt = NULL;
+    return 2;
+}
+
+static int l_registry_open(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    struct regdb *d = lua_newuserdatauv(L, sizeof(*d), 0);
+    char dir[PATH_MAX];
+    char *err = NULL;
+    char msg[512];
+    const char *slash = strrchr(path, '/');
+    int rc;
+
+    d->db = NULL;
+    d->stmt = NULL;
+    luaL_setmetatable(L, DB_MT);
+    if (slash != NULL && slash != path &&
+        (size_t)(slash - path) < sizeof(dir)) {
+        char *p = NULL;
+
+        memcpy(dir, path, (size_t)(slash - path));
+        dir[slash - path] = '\0';
+        for (p = dir + 1; *p != '\0'; p++) {
+            if (*p != '/')
+                continue;
+            *p = '\0';
+            (void)mkdir(dir, 0755);
+            *p = '/';
+        }
+        if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+            return dj_pushfail(L, "registry.open: %s: %s", dir,
+                               strerror(errno));
+    }
+    rc = sqlite3_open_v2(path, &d->db,
+                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+    if (rc != SQLITE_OK) {
+        snprintf(msg, sizeof(msg), "registry.open: %s: %s", path,
+                 d->db != NULL ? sqlite3_errmsg(d->db) : sqlite3_errstr(rc));
+        db_release(d);
+        return dj_pushfail(L, "%s", msg);
+    }
+    sqlite3_extended_result_codes(d->db, 1);
+    sqlite3_busy_timeout(d->db, BUSY_MS);
+    rc = sqlite3_djinn_init(d->db, &err, NULL);
+    if (rc != SQLITE_OK) {
+        snprintf(msg, sizeof(msg), "registry.open: %s: %s", path,
+                 err != NULL ? err : sqlite3_errstr(rc));
+        sqlite3_free(err);
+        db_release(d);
+        return dj_pushfail(L, "%s", msg);
+    }
+    sqlite3_free(err);
+    return 1;
+}
+
+static int l_registry_exec(lua_State *L)
+{
+    struct regdb *d = checkdb(L);
+    size_t len;
+    const char *sql = luaL_checklstring(L, 2, &len);
+    const char *end = sql + len, *tail = NULL;
+    sqlite3_int64 changes = 0;
+    int rc;
+
+    check_params(L, 3);
+    while (sql < end) {
+        rc = sqlite3_prepare_v2(d->db, sql, (int)(end - sql), &d->stmt, &tail);
+        if (rc != SQLITE_OK)
+            return dbfail(L, d, "exec");
+        sql = tail;
+        if (d->stmt == NULL) /* whitespace or a comment */
+            continue;
+        if (bind_params(L, d->stmt, 3) != SQLITE_OK)
+            return dbfail(L, d, "exec");
+        do {
+            rc = sqlite3_step(d->stmt);
+        } while (rc == SQLITE_ROW);
+        if (rc != SQLITE_DONE)
+            return dbfail(L, d, "exec");
+        changes = sqlite3_changes64(d->db);
+        sqlite3_finalize(d->stmt);
+        d->stmt = NULL;
+    }
+    lua_pushinteger(L, (lua_Integer)changes);
+    return 1;
+}
+
+static void push_column(lua_State *L, sqlite3_stmt *st, int i)
+{
+    switch (sqlite3_column_type(st, i)) {
+    case SQLITE_INTEGER:
+        lua_pushinteger(L, (lua_Integer)sqlite3_column_int64(st, i));
+        break;
+    case SQLITE_FLOAT:
+        lua_pushnumber(L, sqlite3_column_double(st, i));
+        break;
+    case SQLITE_NULL:
+        lua_pushnil(L);
+        break;
+    default: {
+        const void *p = sqlite3_column_blob(st, i);
+
+        lua_pushlstring(L, p != NULL ? (const char *)p : "",
+                        (size_t)sqlite3_column_bytes(st, i));
+        break;
+    }
+    }
+}
+
+/* Run d->stmt (prepared and bound), push an array of row tables. */
+static int collect_rows(lua_State *L, struct regdb *d, const char *what)
+{
+    lua_Integer n = 0;
+    int rc, i, ncol = sqlite3_column_count(d->stmt);
+
+    lua_newtable(L);
+    while ((rc = sqlite3_step(d->stmt)) == SQLITE_ROW) {
+        lua_createtable(L, 0, ncol);
+        for (i = 0; i < ncol; i++) {
+            push_column(L, d->stmt, i);
+            lua_setfield(L, -2, sqlite3_column_name(d->stmt, i));
+        }
+        lua_rawseti(L, -2, ++n);
+    }
+    if (rc != SQLITE_DONE)
+        return dbfail(L, d, what);
+    sqlite3_finalize(d->stmt);
+    d->stmt = NULL;
+    return 1;
+}
+
+/* Prepare one statement with args from `first`; 0 or pushes nil,msg. */
+static int prepare(lua_State *L, struct regdb *d, const char *sql, int first,
+                   const char *what)
+{
+    if (sqlite3_prepare_v2(d->db, sql, -1, &d->stmt, NULL) != SQLITE_OK ||
+        d->stmt == NULL) {
+        if (d->stmt == NULL && sqlite3_errcode(d->db) == SQLITE_OK) {
+            dj_pushfail(L, "registry.%s: empty statement", what);
+            return -1;
+        }
+        dbfail(L, d, what);
+        return -1;
+    }
+    if (bind_params(L, d->stmt, first) != SQLITE_OK) {
+        dbfail(L, d, what);
+        return -1;
+    }
+    return 0;
+}
+
+static int l_registry_query(lua_State *L)
+{
+    struct regdb *d = checkdb(L);
+    const char *sql = luaL_checkstring(L, 2);
+
+    check_params(L, 3);
+    if (prepare(L, d, sql, 3, "query") < 0)
+        return 2;
+    return collect_rows(L, d, "query");
+}
+
+/* Run "SELECT f(...)" with args 2..top; leaves column 0 of the row for
+ * the caller (returns 0), or pushes nil,msg (returns -1). */
+static int scalar_call(lua_State *L, struct regdb *d, const char *sql,
+                       const char *what)
+{
+    int rc;
+
+    if (prepare(L, d, sql, 2, what) < 0)
+        return -1;
+    rc = sqlite3_step(d->stmt);
+    if (rc != SQLITE_ROW) {
+        dbfail(L, d, what);
+        return -1;
+    }
+    return 0;
+}
+
+static int l_registry_register(lua_State *L)
+{
+    struct regdb *d = checkdb(L);
+
+    luaL_optstring(L, 2, NULL);
+    luaL_checkstring(L, 3);
+    luaL_checkstring(L, 4);
+    lua_settop(L, 4);
+    if (scalar_call(L, d, "SELECT image_register(?, ?, ?)", "register") < 0)
+        return 2;
+    push_column(L, d->stmt, 0);
+    sqlite3_finalize(d->stmt);
+    d->stmt = NULL;
+    return 1;
+}
+
+static int l_registry_resolve(lua_State *L)
+{
+    struct regdb *d = checkdb(L);
+
+    luaL_optstring(L, 2, NULL);
+    luaL_checkstring(L, 3);
+    lua_settop(L, 3);
+    if (scalar_call(L, d, "SELECT image_path(?, ?)", "resolve") < 0)
+        return 2;
+    push_column(L, d->stmt, 0);
+    sqlite3_finalize(d->stmt);
+    d->stmt = NULL;
+    return 1;
+}
+
+static int l_registry_remove(lua_State *L)
+{
+    struct regdb *d = checkdb(L);
+
+    luaL_optstring(L, 2, NULL);
+    luaL_checkstring(L, 3);
+    lua_settop(L, 3);
+    if (scalar_call(L, d, "SELECT image_remove(?, ?)", "remove") < 0)
+        return 2;
+    lua_pushboolean(L, sqlite3_column_int(d->stmt, 0) != 0);
+    sqlite3_finalize(d->stmt);
+    d->stmt = NULL;
+    return 1;
+}
+
+static int l_registry_list(lua_State *L)
+{
+    struct regdb *d = checkdb(L);
+    const char *ns = luaL_optstring(L, 2, NULL);
+    const char *at = ns != NULL ? strchr(ns, '@') : NULL;
+    const char *sql = "SELECT * FROM image_list";
+
+    lua_settop(L, 2);
+    if (at != NULL) {
+        lua_pushlstring(L, ns, (size_t)(at - ns));
+        lua_pushstring(L, at + 1);
+        lua_remove(L, 2);
+        sql = "SELECT * FROM image_list WHERE namespace = ? AND owner = ?";
+    } else if (ns != NULL) {
+        sql = "SELECT * FROM image_list WHERE namespace = ?";
+    } else {
+        lua_settop(L, 1);
+    }
+    if (prepare(L, d, sql, 2, "list") < 0)
+        return 2;
+    return collect_rows(L, d, "list");
+}
+
+static int l_registry_close(lua_State *L)
+{
+    struct regdb *d = (struct regdb *)luaL_checkudata(L, 1, DB_MT);
+
+    db_release(d);
+    return 0;
+}
+
+static int l_registry_tostring(lua_State *L)
+{
+    struct regdb *d = (struct regdb *)luaL_checkudata(L, 1, DB_MT);
+    const char *f = d->db != NULL ? sqlite3_db_filename(d->db, "main") : NULL;
+
+    if (d->db == NULL)
+        lua_pushliteral(L, "djinn.registry.db (closed)");
+    else
+        lua_pushfstring(L, "djinn.registry.db (%s)", f != NULL ? f : "?");
+    return 1;
+}
+
+static const luaL_Reg db_methods[] = {
+    {"exec", l_registry_exec},         {"query", l_registry_query},
+    {"register", l_registry_register}, {"resolve", l_registry_resolve},
+    {"remove", l_registry_remove},     {"list", l_registry_list},
+    {"close", l_registry_close},       {NULL, NULL},
+};
+
+static const luaL_Reg db_meta[] = {
+    {"__gc", l_registry_close},
+    {"__close", l_registry_close},
+    {"__tostring", l_registry_tostring},
+    {"__index", NULL},
+    {NULL, NULL},
+};
+
+static const luaL_Reg registry_funcs[] = {
+    {"open", l_registry_open},
+    {NULL, NULL},
+};
+
+int luaopen_djinn_registry(lua_State *L)
+{
+    luaL_newmetatable(L, DB_MT);
+    luaL_setfuncs(L, db_meta, 0);
+    luaL_newlibtable(L, db_methods);
+    luaL_setfuncs(L, db_methods, 0);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+    luaL_newlib(L, registry_funcs);
+    return 1;
+}

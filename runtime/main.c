@@ -1,0 +1,255 @@
+/*
+** main.c - the djinn-lua host (modelled on lua.c).
+**
+**     djinn-lua [ARGS...]
+**
+** main() only creates the state and runs pmain() under lua_pcall with a
+** traceback message handler; any error is printed as
+** "djinn-lua: <message>" on stderr and the exit status is 1.
+**
+** pmain():
+**   - opens the standard libraries and registers the C modules
+**     (djinn.yaml, djinn.proc, djinn.fs, djinn.registry, djinn.qcow2) in
+**     package.preload; package.cpath is emptied (no foreign C modules);
+**   - sets package.path: "<exe dir>/../lua/?.lua;<exe dir>/../lua/?/init.lua"
+**     when <exe dir>/../lua/djinn/cli.lua exists (build tree), else the
+**     compile-time DJINN_LUADIR; $DJINN_LUA_PATH, if set, is prepended;
+**   - if djinn.cli is found on package.path: sets the global `arg`
+**     (arg[0] = argv[0], arg[1..] = ARGS) and returns cli.main({ARGS...});
+**   - otherwise, if ARGS[1] ends in ".lua", runs it as a script like lua.c
+**     (arg[-1] = argv[0], arg[0] = script, arg[1..] = the rest; the chunk
+**     also receives them as `...`). This fallback stays permanently.
+** An integer result is the exit status; the state is closed first so
+** every __gc runs (os.exit(code, true) semantics).
+*/
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
+#include "djinn.h"
+
+#ifndef DJINN_LUADIR
+#define DJINN_LUADIR "/usr/local/share/djinn/lua"
+#endif
+
+/*
+** djinn.ssh is registered when runtime/l_ssh.c is linked in (a weak
+** reference, so the host also builds without libssh).
+*/
+extern int luaopen_djinn_ssh(lua_State *L) __attribute__((weak));
+
+static const luaL_Reg preloads[] = {
+    {"djinn.yaml", luaopen_djinn_yaml},
+    {"djinn.proc", luaopen_djinn_proc},
+    {"djinn.fs", luaopen_djinn_fs},
+    {"djinn.registry", luaopen_djinn_registry},
+    {"djinn.qcow2", luaopen_djinn_qcow2},
+    {NULL, NULL},
+};
+
+/* Message handler: add a traceback (lua.c msghandler). */
+static int msghandler(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+
+    if (msg == NULL) {
+        if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+            return 1;
+        msg = lua_pushfstring(L, "(error object is a %s value)",
+                              luaL_typename(L, 1));
+    }
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+/* Set package.path from the executable's location (see header). */
+static void set_paths(lua_State *L)
+{
+    char exe[PATH_MAX];
+    char probe[PATH_MAX + 64];
+    const char *extra = getenv("DJINN_LUA_PATH");
+    ssize_t n;
+    char *slash = NULL;
+    luaL_Buffer b;
+
+    luaL_buffinit(L, &b);
+    if (extra != NULL && *extra != '\0') {
+        luaL_addstring(&b, extra);
+        luaL_addchar(&b, ';');
+    }
+    n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        slash = strrchr(exe, '/');
+    }
+    if (slash != NULL) {
+        *slash = '\0';
+        snprintf(probe, sizeof(probe), "%s/../lua/djinn/cli.lua", exe);
+    }
+    if (slash != NULL && access(probe, R_OK) == 0) {
+        lua_pushfstring(L, "%s/../lua/?.lua;%s/../lua/?/init.lua", exe, exe);
+    } else {
+        lua_pushstring(L, DJINN_LUADIR "/?.lua;" DJINN_LUADIR "/?/init.lua");
+    }
+    luaL_addvalue(&b);
+    luaL_pushresult(&b);
+    lua_getglobal(L, "package");
+    lua_insert(L, -2);
+    lua_setfield(L, -2, "path");
+    lua_pushliteral(L, "");
+    lua_setfield(L, -2, "cpath");
+    lua_getfield(L, -1, "preload");
+    luaL_setfuncs(L, preloads, 0);
+    if (luaopen_djinn_ssh != NULL) {
+        lua_pushcfunction(L, luaopen_djinn_ssh);
+        lua_setfield(L, -2, "djinn.ssh");
+    }
+    lua_pop(L, 2);
+}
+
+/* Global `arg`: argv[first] at index 0, earlier ones at negative indices. */
+static void set_arg(lua_State *L, int argc, char **argv, int first)
+{
+    int i;
+
+    lua_createtable(L, argc - first, first + 1);
+    for (i = 0; i < argc; i++) {
+        lua_pushstring(L, argv[i]);
+        lua_rawseti(L, -2, i - first);
+    }
+    lua_setglobal(L, "arg");
+}
+
+/* Is there a djinn.cli on package.path? */
+static int have_cli(lua_State *L)
+{
+    int found;
+
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "searchpath");
+    lua_pushliteral(L, "djinn.cli");
+    lua_getfield(L, -3, "path");
+    lua_call(L, 2, 1);
+    found = lua_isstring(L, -1);
+    lua_pop(L, 2);
+    return found;
+}
+
+static int ends_with_lua(const char *s)
+{
+    size_t n = strlen(s);
+
+    return n > 4 && strcmp(s + n - 4, ".lua") == 0;
+}
+
+/* Leave the exit status (integer) on the stack. */
+static int pmain(lua_State *L)
+{
+    int argc = (int)lua_tointeger(L, 1);
+    char **argv = (char **)lua_touserdata(L, 2);
+    int i, nres;
+
+    luaL_checkversion(L);
+    luaL_openlibs(L);
+    set_paths(L);
+    lua_settop(L, 0);
+
+    if (have_cli(L)) {
+        set_arg(L, argc, argv, 0);
+        lua_getglobal(L, "require");
+        lua_pushliteral(L, "djinn.cli");
+        lua_call(L, 1, 1);
+        lua_getfield(L, -1, "main");
+        if (!lua_isfunction(L, -1))
+            return luaL_error(L, "djinn.cli has no main function");
+        lua_createtable(L, argc > 1 ? argc - 1 : 0, 0);
+        for (i = 1; i < argc; i++) {
+            lua_pushstring(L, argv[i]);
+            lua_rawseti(L, -2, i);
+        }
+        lua_call(L, 1, 1);
+    } else if (argc > 1 && ends_with_lua(argv[1])) {
+        set_arg(L, argc, argv, 1);
+        if (luaL_loadfile(L, argv[1]) != LUA_OK)
+            return lua_error(L);
+        for (i = 2; i < argc; i++)
+            lua_pushstring(L, argv[i]);
+        lua_call(L, argc - 2, 1);
+    } else {
+        lua_getglobal(L, "package");
+        lua_getfield(L, -1, "path");
+        return luaL_error(L,
+                          "cannot find module djinn.cli (package.path is "
+                          "'%s'); usage: djinn-lua SCRIPT.lua [ARGS...]",
+                          lua_tostring(L, -1));
+    }
+    nres = lua_gettop(L);
+    if (lua_isinteger(L, nres))
+        lua_pushinteger(L, lua_tointeger(L, nres));
+    else if (lua_isboolean(L, nres))
+        lua_pushinteger(L, lua_toboolean(L, nres) ? 0 : 1);
+    else
+        lua_pushinteger(L, 0);
+    return 1;
+}
+
+/* Make sure fds 0, 1 and 2 are open, so no pipe we create lands there. */
+static void sanitize_stdio(void)
+{
+    int fd;
+
+    for (fd = 0; fd < 3; fd++) {
+        if (fcntl(fd, F_GETFD) == -1 && errno == EBADF) {
+            int nfd = open("/dev/null", O_RDWR);
+
+            if (nfd < 0)
+                break;
+            if (nfd != fd) { /* cannot happen: lowest fd first */
+                close(nfd);
+                break;
+            }
+        }
+    }
+}
+
+int main(int argc, char **argv)
+{
+    lua_State *L = NULL;
+    int status = 1;
+    int rc;
+
+    sanitize_stdio();
+    L = luaL_newstate();
+    if (L == NULL) {
+        fprintf(stderr, "djinn-lua: cannot create Lua state: not enough "
+                        "memory\n");
+        return 1;
+    }
+    lua_pushcfunction(L, msghandler);
+    lua_pushcfunction(L, pmain);
+    lua_pushinteger(L, argc);
+    lua_pushlightuserdata(L, argv);
+    rc = lua_pcall(L, 2, 1, 1);
+    if (rc != LUA_OK) {
+        const char *msg = lua_tostring(L, -1);
+
+        fprintf(stderr, "djinn-lua: %s\n",
+                msg != NULL ? msg : "(error object is not a string)");
+        fflush(stderr);
+        status = 1;
+    } else {
+        lua_Integer st = lua_tointeger(L, -1);
+
+        status = (st < 0 || st > 255) ? 1 : (int)st;
+    }
+    lua_close(L);
+    return status;
+}

@@ -1,0 +1,215 @@
+-- proc_test.lua - djinn.proc (runtime/l_proc.c): spawning from argv,
+-- pipes, exit status, timeouts, process groups, signals.
+local t = ...
+local proc = require "djinn.proc"
+
+-- read everything until eof; returns stdout, stderr
+local function drain(c, timeout)
+  local out, err = {}, {}
+  local deadline = proc.now() + (timeout or 20)
+  while proc.now() < deadline do
+    local data, what = c:read(1)
+    if data then
+      if what == "stdout" then out[#out + 1] = data else err[#err + 1] = data end
+    elseif what == "eof" then
+      break
+    end
+  end
+  return table.concat(out), table.concat(err)
+end
+
+-- is the process gone (no /proc entry, or a zombie)?
+local function gone(pid)
+  local f = io.open("/proc/" .. pid .. "/stat")
+  if not f then return true end
+  local s = f:read("a") or ""
+  f:close()
+  return s:match("^%d+ %b() (%a)") == "Z"
+end
+
+local function wait_gone(pid)
+  local deadline = proc.now() + 10
+  while proc.now() < deadline do
+    if gone(pid) then return true end
+    proc.sleep(0.02)
+  end
+  return false
+end
+
+-- stdout and stderr capture, exit code
+local c = assert(proc.spawn { argv = { "sh", "-c", 'echo out; echo err >&2; exit 3' } })
+t:ok(math.type(c:pid()) == "integer" and c:pid() > 0, "pid is a positive integer")
+local out, err = drain(c)
+t:is(out, "out\n", "stdout captured")
+t:is(err, "err\n", "stderr captured")
+local how, code = c:wait(10)
+t:is(how, "exit", "exit status kind")
+t:is(code, 3, "exit code")
+local how2, code2 = c:wait()
+t:ok(how2 == "exit" and code2 == 3, "wait again returns the same status")
+t:ok(tostring(c):find("exit 3", 1, true) ~= nil, "__tostring shows the status")
+
+-- echo, argument passing without a shell
+c = assert(proc.spawn { argv = { "echo", "a b", "$HOME", ";", "*" } })
+t:is((drain(c)), "a b $HOME ; *\n", "argv passed verbatim (no shell)")
+t:is(select(2, c:wait(10)), 0, "echo exits 0")
+
+-- stderr = "stdout"
+c = assert(proc.spawn { argv = { "sh", "-c", "echo e >&2" }, stderr = "stdout" })
+local o2, e2 = drain(c)
+t:ok(o2 == "e\n" and e2 == "", "stderr merged into stdout")
+c:wait(10)
+
+-- a signal
+c = assert(proc.spawn { argv = { "sleep", "100" } })
+t:ok(c:kill("KILL"), "kill with a name")
+how, code = c:wait(10)
+t:ok(how == "signal" and code == 9, "killed by SIGKILL reported as signal 9")
+
+-- timeouts on read and wait
+c = assert(proc.spawn { argv = { "sleep", "100" } })
+local data, what = c:read(0.05)
+t:ok(data == nil and what == "timeout", "read times out")
+how, code = c:wait(0.05)
+t:ok(how == nil and code == "timeout", "wait times out")
+how, code = c:terminate(5)
+t:ok(how == "signal" and code == 15, "terminate sends TERM first")
+
+-- terminate escalates to KILL when TERM is ignored
+c = assert(proc.spawn { argv = { "sh", "-c", "trap '' TERM; echo ready; while :; do sleep 1; done" } })
+t:is(c:read(10), "ready\n", "TERM-ignoring child is ready")
+how, code = c:terminate(0.2)
+t:ok(how == "signal" and code == 9, "terminate escalates to KILL")
+
+-- exec of a missing program
+local nc, nmsg = proc.spawn { argv = { "/nonexistent/prog" } }
+t:ok(nc == nil, "missing program gives nil")
+t:is(nmsg, "proc.spawn: /nonexistent/prog: No such file or directory", "missing program message")
+nc, nmsg = proc.spawn { argv = { "djinn-no-such-program-xyz" } }
+t:ok(nc == nil and nmsg:find("No such file or directory", 1, true), "missing program on PATH")
+nc, nmsg = proc.spawn { argv = { "true" }, cwd = "/nonexistent/dir" }
+t:ok(nc == nil and nmsg == "proc.spawn: chdir /nonexistent/dir: No such file or directory",
+  "bad cwd gives nil, msg: " .. tostring(nmsg))
+
+-- env replaced
+c = assert(proc.spawn { argv = { "/usr/bin/env" }, env = { ONLY = "me", X = "a=b" } })
+out = drain(c)
+local lines = {}
+for l in out:gmatch("[^\n]+") do lines[#lines + 1] = l end
+table.sort(lines)
+t:is(table.concat(lines, ","), "ONLY=me,X=a=b", "env replaces the whole environment")
+c:wait(10)
+c = assert(proc.spawn { argv = { "env" }, env = { PATH = "/usr/bin:/bin" } })
+t:ok(drain(c):find("PATH=", 1, true) ~= nil, "env program found through the runner's PATH")
+c:wait(10)
+-- env inherited
+local env = proc.environ()
+t:ok(type(env.PATH) == "string", "environ() has PATH")
+c = assert(proc.spawn { argv = { "sh", "-c", "echo $PATH" } })
+t:is(drain(c), env.PATH .. "\n", "environment inherited when env is nil")
+c:wait(10)
+
+-- cwd
+c = assert(proc.spawn { argv = { "pwd" }, cwd = "/usr" })
+t:is(drain(c), "/usr\n", "cwd applied")
+c:wait(10)
+
+-- stdin pipe
+c = assert(proc.spawn { argv = { "cat" }, stdin = "pipe" })
+t:ok(c:write("hello "), "write to stdin")
+t:ok(c:write("world"), "second write")
+c:close_stdin()
+t:is(drain(c), "hello world", "cat echoes stdin")
+t:is(select(2, c:wait(10)), 0, "cat exits 0 after eof")
+-- a large write through a pipe that is read concurrently by the child
+c = assert(proc.spawn { argv = { "wc", "-c" }, stdin = "pipe" })
+t:ok(c:write(string.rep("x", 1000000)), "1 MB written through stdin")
+c:close_stdin()
+t:is((drain(c):gsub("%s", "")), "1000000", "child read all of it")
+c:wait(10)
+-- writing to a child that closed its stdin gives nil, msg (no SIGPIPE death)
+c = assert(proc.spawn { argv = { "true" }, stdin = "pipe" })
+c:wait(10)
+local wok, wmsg = c:write(string.rep("x", 100000))
+t:ok(wok == nil and wmsg:find("Broken pipe", 1, true), "write to a dead child: " .. tostring(wmsg))
+-- stdin null
+c = assert(proc.spawn { argv = { "cat" } })
+t:is(drain(c), "", "stdin defaults to /dev/null")
+c:wait(10)
+
+-- fds other than 0,1,2 are closed in the child
+local keep = io.open("/dev/null")
+c = assert(proc.spawn { argv = { "ls", "/proc/self/fd" } })
+out = drain(c)
+local fds = {}
+for fd in out:gmatch("%d+") do fds[#fds + 1] = fd end
+table.sort(fds)
+t:is(table.concat(fds, ","), "0,1,2,3", "only 0,1,2 (and ls's own dir fd) are open")
+keep:close()
+c:wait(10)
+
+-- process group: the grandchild dies with the child
+c = assert(proc.spawn { argv = { "sh", "-c", "sleep 100 & echo $!; wait" } })
+local line = ""
+while not line:find("\n") do
+  local d = c:read(10)
+  if not d then break end
+  line = line .. d
+end
+local gpid = tonumber(line:match("%d+"))
+t:ok(gpid ~= nil and not gone(gpid), "grandchild is running")
+how, code = c:terminate(5)
+t:is(how, "signal", "child terminated by a signal")
+t:ok(gone(c:pid()), "child is gone")
+t:ok(wait_gone(gpid), "grandchild in the process group is gone")
+
+-- kill() with setpgid=false signals only the child
+c = assert(proc.spawn { argv = { "sleep", "100" }, setpgid = false })
+t:ok(c:kill("TERM"), "kill without a process group")
+how, code = c:wait(10)
+t:ok(how == "signal" and code == 15, "TERM delivered")
+
+-- __close terminates a running child
+local cpid
+do
+  local cc <close> = assert(proc.spawn { argv = { "sleep", "100" } })
+  cpid = cc:pid()
+end
+t:ok(gone(cpid), "__close terminated and reaped the child")
+
+-- signals: handler records, read returns early on EINTR
+t:ok(proc.on_signals { "USR1" }, "on_signals installs a handler")
+local me = proc.getpid()
+c = assert(proc.spawn { argv = { "kill", "-USR1", tostring(me) } })
+c:wait(10)
+local got = proc.pending_signal()
+local deadline = proc.now() + 5
+while not got and proc.now() < deadline do
+  proc.sleep(0.01)
+  got = proc.pending_signal()
+end
+t:is(got, "USR1", "pending_signal reports USR1")
+t:is(proc.pending_signal(), nil, "pending_signal clears it")
+-- a signal during a blocking read makes it return
+local sleeper = assert(proc.spawn { argv = { "sleep", "100" } })
+local killer = assert(proc.spawn { argv = { "sh", "-c", "sleep 0.2; kill -USR1 " .. me } })
+data, what = sleeper:read(nil)
+t:ok(data == nil and what == "timeout", "blocking read returns on a signal")
+t:is(proc.pending_signal(), "USR1", "the interrupting signal is pending")
+killer:wait(10)
+sleeper:terminate(1)
+t:ok(proc.default_signals(), "default_signals")
+
+-- misuse raises
+t:checkerr("argv must be a table", proc.spawn, { argv = "ls" })
+t:checkerr("argv must have", proc.spawn, { argv = {} })
+t:checkerr("argv%[2%] must be a string", proc.spawn, { argv = { "ls", 1 } })
+t:checkerr("invalid stdout 'file'", proc.spawn, { argv = { "ls" }, stdout = "file" })
+t:checkerr("env must map strings", proc.spawn, { argv = { "ls" }, env = { 1 } })
+t:checkerr("unknown signal 'NOPE'", c.kill, c, "NOPE")
+t:checkerr("timeout must be", c.read, c, -1)
+
+-- misc
+t:ok(type(proc.now()) == "number", "now() is a number")
+t:is(type(proc.isatty(0)), "boolean", "isatty returns a boolean")
+t:checkerr("fd must be 0, 1 or 2", proc.isatty, 5)

@@ -1,0 +1,283 @@
+-- ssh_test.lua - djinn.ssh (runtime/l_ssh.c) against real VMs: the tiny
+-- images from tests/vm/build-image.sh (dropbear, and OpenSSH for env
+-- passing), each booted once under QEMU TCG with a slirp port forward.
+-- Covers wait_banner, connect/auth (none, password "", publickey), host key
+-- pinning, exec (status, streaming, env, timeout, cancel), SFTP and SCP
+-- transfers, glob, stat, and misuse errors.
+local t = ...
+local ssh = require "djinn.ssh"
+local proc = require "djinn.proc"
+local fs = require "djinn.fs"
+
+local top = assert(os.getenv("DJINN_TOP"), "DJINN_TOP is not set (run tests/run.sh)")
+local build = assert(os.getenv("DJINN_BUILD"), "DJINN_BUILD is not set (run tests/run.sh)")
+local vmdir = build .. "/vm"
+
+local tmp = assert(fs.mkdtemp("djinn-ssh-test-"))
+
+-- Run argv to completion; returns status code, stdout+stderr.
+local function run(argv, env, timeout)
+  local c = assert(proc.spawn { argv = argv, env = env, stdin = "null", stdout = "pipe", stderr = "stdout" })
+  local out = {}
+  local deadline = proc.now() + (timeout or 60)
+  while proc.now() < deadline do
+    local data, what = c:read(1)
+    if data then out[#out + 1] = data elseif what == "eof" then break end
+  end
+  local how, code = c:wait(math.max(deadline - proc.now(), 1))
+  if how == nil then c:terminate(1) end
+  return how == "exit" and code or -1, table.concat(out)
+end
+
+-- 1. The images (cached after the first build).
+local env = proc.environ()
+local rc, out = run({ "bash", top .. "/tests/vm/build-image.sh", vmdir }, env, 600)
+t:is(rc, 0, "build-image.sh (dropbear) exits 0: " .. out:gsub("\n$", ""))
+env.SSHD = "openssh"
+rc, out = run({ "bash", top .. "/tests/vm/build-image.sh", vmdir }, env, 600)
+t:is(rc, 0, "build-image.sh (SSHD=openssh) exits 0: " .. out:gsub("\n$", ""))
+local img_db = vmdir .. "/djinn-tiny.qcow2"
+local img_os = vmdir .. "/djinn-tiny-openssh.qcow2"
+t:is(io.open(img_db, "rb"):read(4), "QFI\xfb", "the dropbear image is a qcow2 file")
+
+-- 2. Boot both at once. The host port is chosen by the kernel: hostfwd with
+-- host port 0, read back with the HMP command "info usernet" on stdio (see
+-- tests/vm/boot.sh). Every VM is stopped by its PID when this chunk ends.
+local vms = {}
+local guard <close> = setmetatable({}, { __close = function()
+  for _, vm in ipairs(vms) do vm.q:terminate(2) end
+  fs.rm_rf(tmp)
+end })
+
+local function boot(image, name)
+  local log = tmp .. "/" .. name .. ".serial"
+  local q = assert(proc.spawn { argv = {
+    "qemu-system-x86_64", "-accel", "tcg", "-display", "none", "-m", "256", "-smp", "1",
+    "-monitor", "stdio", "-serial", "file:" .. log,
+    "-netdev", "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:0-:22",
+    "-device", "virtio-net-pci,netdev=n0",
+    "-drive", "file=" .. image:gsub(",", ",,") .. ",if=virtio,snapshot=on",
+  }, stdin = "pipe", stdout = "pipe", stderr = "pipe" })
+  local vm = { q = q, log = log, name = name }
+  vms[#vms + 1] = vm
+  assert(q:write("info usernet\n"))
+  local seen, deadline = "", proc.now() + 30
+  while proc.now() < deadline and not vm.port do
+    local data, what = q:read(1)
+    if data then
+      seen = seen .. data
+      vm.port = tonumber(seen:match("HOST_FORWARD%]%s+%d+%s+127%.0%.0%.1%s+(%d+)"))
+    elseif what == "eof" then
+      break
+    end
+  end
+  assert(vm.port, name .. ": no forwarded port in 'info usernet': " .. seen)
+  return vm
+end
+
+local db = boot(img_db, "dropbear")
+local os_ = boot(img_os, "openssh")
+t:ok(db.port > 0 and os_.port > 0 and db.port ~= os_.port,
+  "hostfwd port 0: QEMU reports two distinct bound ports")
+for _, vm in ipairs { db, os_ } do
+  local ok, err = ssh.wait_banner("127.0.0.1", vm.port, 120)
+  if not ok then
+    local f = io.open(vm.log)
+    err = err .. "\nserial console:\n" .. (f and f:read("a") or "?")
+  end
+  t:ok(ok, vm.name .. ": wait_banner sees the SSH banner: " .. tostring(err))
+end
+
+-- 3. Connect, auth, fingerprints.
+local s = assert(ssh.connect { port = db.port, timeout = 5 })
+t:is(s:auth_method(), "none", "dropbear: the empty root password is accepted via 'none'")
+local fp = s:fingerprint()
+t:like(fp, "^SHA256:[%w+/]+$", "fingerprint is SHA256:base64")
+t:like(tostring(s), "ssh session %(127%.0%.0%.1:%d+%)", "__tostring names host:port")
+do
+  local s2 <close> = assert(ssh.connect { port = db.port, timeout = 5, fingerprint = fp })
+  t:is(s2:fingerprint(), fp, "second connect: same fingerprint, accepted when pinned")
+end
+local bad = "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+local s3, err = ssh.connect { port = db.port, timeout = 5, fingerprint = bad }
+t:ok(s3 == nil, "a different pinned fingerprint is refused")
+t:is(err, ("ssh.connect: 127.0.0.1:%d: host key mismatch: expected %s, got %s"):format(db.port, bad, fp),
+  "mismatch message names both fingerprints")
+s3, err = ssh.connect { port = db.port, timeout = 5, methods = { "password" } }
+t:ok(s3 == nil, "dropbear refuses password \"\" (it grants blank passwords only via 'none')")
+t:like(err, "authentication failed for user root: tried password %(empty%); the server offers .*password",
+  "auth failure says what was tried and what the server offers")
+
+local so = assert(ssh.connect { port = os_.port, timeout = 5 })
+t:is(so:auth_method(), "none", "openssh: 'none' succeeds (PermitEmptyPasswords)")
+do
+  local sp <close> = assert(ssh.connect { port = os_.port, timeout = 5, methods = { "password" } })
+  t:is(sp:auth_method(), "password", "openssh: password \"\" succeeds when forced")
+  t:ok(sp:fingerprint() ~= fp, "the two images have different host keys")
+end
+
+local s4
+s4, err = ssh.connect { port = 1, timeout = 2 }
+t:ok(s4 == nil, "connect to a closed port fails")
+t:like(err, "^ssh%.connect: 127%.0%.0%.1:1: ", "closed-port message names the address")
+local ok
+ok, err = ssh.wait_banner("127.0.0.1", 1, 0.3)
+t:ok(ok == nil, "wait_banner on a closed port gives up at its timeout")
+t:like(err, "^ssh%.wait_banner: 127%.0%.0%.1:1: no SSH banner within 0%.3 s %(last attempt: .+%)",
+  "wait_banner message says what the last attempt saw")
+
+-- 4. exec: status, output capture and streaming.
+local st, info = s:exec("true")
+t:is(st, 0, "exec true -> 0")
+t:is(#info.env_rejected, 0, "no env: nothing rejected")
+st = s:exec("exit 3")
+t:is(st, 3, "exec 'exit 3' -> 3")
+st, info = s:exec("echo out; echo err >&2; id -u; pwd")
+t:is(info.stdout, "out\n0\n/root\n", "stdout collected without on_output (uid 0, login dir /root)")
+t:is(info.stderr, "err\n", "stderr collected separately")
+
+local streams = {}
+st = s:exec("echo o1; echo e1 >&2", { on_output = function(data, stream)
+  streams[stream] = (streams[stream] or "") .. data
+end })
+t:ok(st == 0 and streams.stdout == "o1\n" and streams.stderr == "e1\n", "on_output gets each stream tagged")
+
+-- Streaming proof without timing: the command waits until a file exists,
+-- and only the on_output callback (via a second session) creates it. So
+-- the first chunk must reach Lua while the command is still running.
+s:exec("rm -f /tmp/go")
+local helper = assert(ssh.connect { port = db.port, timeout = 5 })
+local chunks = {}
+st, err = s:exec("echo first; i=0; while [ ! -e /tmp/go ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done; echo second",
+  { timeout = 60, on_output = function(data)
+    chunks[#chunks + 1] = data
+    if data:find("first") then assert(helper:put_data("", "/tmp/go")) end
+  end })
+t:is(st, 0, "streaming command finished: " .. tostring(err))
+t:is(table.concat(chunks), "first\nsecond\n", "streamed output complete and in order")
+t:is(chunks[1], "first\n", "the first chunk arrived while the command was running")
+helper:close()
+
+-- A callback may not reuse its own session; errors in callbacks propagate.
+ok, err = pcall(s.exec, s, "echo x", { on_output = function() s:exec("true") end })
+t:ok(not ok and tostring(err):find("is busy"), "exec from its own callback raises 'busy'")
+ok, err = pcall(s.exec, s, "echo x", { on_output = function() error("boom in callback") end })
+t:ok(not ok and tostring(err):find("boom in callback"), "an on_output error propagates")
+ok, err = pcall(s.exec, s, "sleep 5", { cancel = function() error("boom in cancel") end })
+t:ok(not ok and tostring(err):find("boom in cancel"), "a cancel error propagates: " .. tostring(err))
+t:is(s:exec("true"), 0, "the session still works after callback errors")
+
+-- timeout and cancel close the channel; the session stays usable.
+local code
+st, err, code = s:exec("sleep 30", { timeout = 1 })
+t:ok(st == nil and code == "timeout", "exec timeout -> nil, msg, 'timeout'")
+t:like(err, "^ssh%.exec: 127%.0%.0%.1:%d+: timeout: the command ran longer than 1 s$", "timeout message")
+local polls = 0
+st, err, code = s:exec("sleep 30", { cancel = function()
+  polls = polls + 1
+  if polls >= 3 then return "stop requested" end
+end })
+t:ok(st == nil and err == "stop requested" and code == "cancelled", "cancel -> nil, reason, 'cancelled'")
+st, err, code = s:exec("sleep 30", { cancel = function() return true end })
+t:ok(st == nil and err == "cancelled", "cancel returning true -> 'cancelled': " .. tostring(err))
+t:is(s:exec("exit 7"), 7, "session usable after timeout and cancel")
+st, err, code = s:exec("kill -TERM $$")
+t:ok(st == nil and code == "signal" and err:find("killed by signal TERM"), "a signal death is reported: " .. tostring(err))
+
+-- env: dropbear refuses every env request (not fatal), OpenSSH accepts.
+st, info = s:exec('echo "[$DJ_A$DJ_B]"', { env = { DJ_B = "2", DJ_A = "1" } })
+t:is(st, 0, "dropbear: exec with refused env still runs")
+t:is(table.concat(info.env_rejected, ","), "DJ_A,DJ_B", "dropbear: env_rejected lists the names, sorted")
+t:is(info.stdout, "[]\n", "dropbear: the variables are not set")
+st, info = so:exec('echo "[$DJ_A][$DJ_N]"', { env = { DJ_A = "x y", DJ_N = 42 } })
+t:is(#info.env_rejected, 0, "openssh: nothing rejected")
+t:is(info.stdout, "[x y][42]\n", "openssh: the command sees the variables (numbers as strings)")
+
+-- 5. Transfers over SFTP, then over SCP.
+local function remote_sh(sess, cmd)
+  local status, i = sess:exec(cmd)
+  return status, i and i.stdout
+end
+remote_sh(s, "rm -rf djt; mkdir -p djt/sub")
+t:ok(s:put_data("hello\n", "djt/a.txt", 384), "put_data (relative path, mode 0600)")
+local stt = s:stat("djt/a.txt")
+t:ok(stt and stt.type == "file" and stt.size == 6 and stt.mode == 384, "stat: file, 6 bytes, 0600")
+t:is(s:stat("djt").type, "dir", "stat of a directory")
+local blob = {}
+for i = 0, 255 do blob[#blob + 1] = string.char(i) end
+blob = table.concat(blob):rep(1200) -- 300 KiB, every byte value
+assert(fs.writefile(tmp .. "/blob", blob, 493))
+t:ok(s:put(tmp .. "/blob", "/root/djt/blob"), "put of a local file (absolute remote path)")
+t:is(s:stat("djt/blob").mode, 493, "put keeps the local mode (0755) when none is given")
+t:ok(s:get("djt/blob", tmp .. "/blob.back"), "get back")
+t:ok(fs.readfile(tmp .. "/blob.back") == blob, "round trip is byte-exact (300 KiB, all byte values)")
+t:is(fs.stat(tmp .. "/blob.back").mode & 4095, 493, "get applies the remote mode locally")
+t:ok(s:put_data("again", "djt/a.txt", 420), "overwrite with a new mode")
+t:is(s:stat("djt/a.txt").mode, 420, "mode of an existing file is updated (0644)")
+t:is(select(2, remote_sh(s, "cat djt/a.txt")), "again", "content replaced")
+st, err = s:get("djt/missing", tmp .. "/missing")
+t:ok(st == nil and err:find("djt/missing: No such file or directory"), "get of a missing file: " .. tostring(err))
+t:ok(not fs.exists(tmp .. "/missing"), "a failed get leaves no local file")
+st, err = s:stat("djt/missing")
+t:like(err, "^ssh%.stat: 127%.0%.0%.1:%d+: cannot stat djt/missing: No such file or directory$", "stat of a missing file")
+st, err = s:put_data("x", "nodir/x")
+t:like(err, "cannot create nodir/x: No such file or directory", "put_data into a missing directory")
+st, err = s:put(tmp .. "/nope", "x")
+t:like(err, "^ssh%.put: .*/nope: No such file or directory$", "put of a missing local file")
+
+-- glob
+for _, f in ipairs { "b.txt", "c.log", ".hidden.txt", "sub/d.txt" } do assert(s:put_data(f, "djt/" .. f)) end
+local function list(l) return l and table.concat(l, " ") or "nil" end
+t:is(list(s:glob("djt/*.txt")), "djt/a.txt djt/b.txt", "glob *.txt: sorted, hidden files skipped")
+t:is(list(s:glob("djt/.*.txt")), "djt/.hidden.txt", "an explicit leading dot matches hidden files")
+t:is(list(s:glob("djt/*/d.txt")), "djt/sub/d.txt", "wildcard in a middle component")
+t:is(list(s:glob("/root/djt/?.log")), "/root/djt/c.log", "absolute pattern with ?")
+t:is(list(s:glob("djt/[ab].txt")), "djt/a.txt djt/b.txt", "bracket expression")
+t:is(list(s:glob("djt/*.none")), "", "no match -> empty list")
+t:is(list(s:glob("djt/a.txt")), "djt/a.txt", "a literal existing path")
+t:is(list(s:glob("djt/*/missing")), "", "a literal tail that does not exist")
+t:is(list(s:glob("nodir/*")), "", "a missing directory -> empty list")
+
+-- SCP fallback (forced): dropbear's scp sink, libssh's SCP API.
+local sc = assert(ssh.connect { port = db.port, timeout = 5, no_sftp = true })
+t:ok(sc:put_data("via scp\n", "djt/scp.txt", 448), "SCP put_data")
+t:is(s:stat("djt/scp.txt").mode, 448, "SCP: mode 0700 set")
+t:ok(sc:put_data("", "djt/empty", 420), "SCP put of an empty file")
+t:is(s:stat("djt/empty").size, 0, "SCP: empty file arrives empty")
+t:ok(sc:put(tmp .. "/blob", "djt/blob.scp", 416), "SCP put of a local file")
+t:ok(sc:get("djt/blob.scp", tmp .. "/blob.scp"), "SCP get")
+t:ok(fs.readfile(tmp .. "/blob.scp") == blob, "SCP round trip is byte-exact")
+t:is(fs.stat(tmp .. "/blob.scp").mode & 4095, 416, "SCP get applies the remote mode (0640)")
+t:ok(sc:get("djt/empty", tmp .. "/empty") and fs.readfile(tmp .. "/empty") == "", "SCP get of an empty file")
+st, err = sc:get("djt/missing", tmp .. "/missing2")
+t:ok(st == nil and err:find("No such file or directory"), "SCP get of a missing file: " .. tostring(err))
+st, err = sc:glob("djt/*")
+t:like(err, "^ssh%.glob: 127%.0%.0%.1:%d+: needs SFTP: SFTP disabled by the no_sftp option$", "glob needs SFTP")
+sc:close()
+
+-- OpenSSH's SFTP too.
+t:ok(so:put_data("os\n", "o.txt", 416) and so:stat("o.txt").mode == 416, "openssh: SFTP put_data + stat")
+
+-- 6. Public key auth (the key installed over SFTP).
+rc, out = run({ "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "djinn-test", "-f", tmp .. "/id" })
+t:is(rc, 0, "ssh-keygen: " .. out)
+assert(s:put_data(assert(fs.readfile(tmp .. "/id.pub")), ".ssh/authorized_keys", 384))
+do
+  local sk <close> = assert(ssh.connect { port = db.port, timeout = 5, methods = { "publickey" }, identity = tmp .. "/id" })
+  t:is(sk:auth_method(), "publickey", "publickey auth with an identity file")
+end
+s4, err = ssh.connect { port = db.port, timeout = 5, methods = { "publickey" }, identity = tmp .. "/nope" }
+t:like(err, "cannot load the private key .*/nope: the file cannot be read", "missing identity file")
+
+-- 7. Misuse raises.
+t:checkerr("option 'port' must be 1..65535", ssh.connect, { port = 0 })
+t:checkerr("option 'port' must be an integer", ssh.connect, { port = "22" })
+t:checkerr("unknown method 'kerberos'", ssh.connect, { methods = { "kerberos" } })
+t:checkerr("command contains a NUL byte", s.exec, s, "true\0")
+t:checkerr("option 'env': names must be", s.exec, s, "true", { env = { [1] = "x" } })
+t:checkerr("mode must be 0..4095", s.put_data, s, "x", "y", 65536)
+s:close()
+s:close()
+t:like(tostring(s), "closed", "__tostring of a closed session")
+t:checkerr("attempt to use a closed ssh session", s.exec, s, "true")
+so:close()

@@ -1,0 +1,102 @@
+#!/bin/sh
+# run.sh BUILDDIR - run every test suite and summarise.
+#
+# Each suite prints TAP ("ok N - name" / "not ok N - name"). This script
+# passes the lines through, counts them, and ends with the line
+#     N passed, N failed
+# alone on the last line. It exits non-zero if anything failed, if a suite
+# crashed (exited non-zero with no "not ok" to show for it), or if nothing ran.
+#
+# Suites, in order: C unit tests (BUILD/tests/*_test), SQL files through the
+# private driver (BUILD/sql_runner) and through the stock sqlite3 shell
+# (tests/sql_shell.sh), Lua tests inside djinn-lua (tests/lua/runner.lua),
+# end-to-end shell tests (tests/e2e/*.sh).
+#
+# Test fixtures (QCOW2 images made with the real qemu-img) are built once per
+# run into a private work directory, which is also every suite's cwd, so SQL
+# files can name them as 'fixtures/<name>.qcow2'. The directory is removed at
+# the end, whatever happened.
+#
+# VALGRIND=1 runs the C tests and the SQL driver under valgrind.
+set -u
+B=${1:-build}
+TOP=$(cd "$(dirname "$0")/.." && pwd)
+case $B in /*) ;; *) B=$TOP/$B ;; esac
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/djinn-test.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+trap 'exit 130' INT TERM
+export DJINN_TOP="$TOP" DJINN_BUILD="$B" DJINN_WORK="$WORK"
+export DJINN_FIXTURES="$WORK/fixtures"
+
+passed=0 failed=0
+SUITE_TIMEOUT=${SUITE_TIMEOUT:-1800}
+
+VG=
+if [ "${VALGRIND:-}" = 1 ]; then
+	VG="valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite"
+fi
+
+# Under an ASan build the stock sqlite3 shell must preload the sanitizer
+# runtimes to load build-asan/djinn.so.
+if ldd "$B/djinn.so" 2>/dev/null | grep -q libasan; then
+	pre=$(${CC:-cc} -print-file-name=libasan.so)
+	ub=$(${CC:-cc} -print-file-name=libubsan.so)
+	export DJINN_SHELL_PRELOAD="$pre $ub"
+	export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
+	export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+fi
+
+# suite NAME CMD... - run one TAP suite, count its points.
+suite() {
+	name=$1
+	shift
+	echo "# suite: $name"
+	out=$WORK/suite.out
+	(cd "$WORK" && timeout -k 10 "$SUITE_TIMEOUT" "$@") >"$out" 2>&1
+	rc=$?
+	cat "$out"
+	p=$(grep -c '^ok ' "$out")
+	f=$(grep -c '^not ok ' "$out")
+	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+		echo "not ok - suite $name exited with status $rc"
+		f=1
+	fi
+	if [ "$p" -eq 0 ] && [ "$f" -eq 0 ]; then
+		echo "not ok - suite $name ran no test"
+		f=1
+	fi
+	passed=$((passed + p))
+	failed=$((failed + f))
+}
+
+if [ -x "$TOP/tests/fixtures.sh" ] || [ -f "$TOP/tests/fixtures.sh" ]; then
+	if ! sh "$TOP/tests/fixtures.sh" "$DJINN_FIXTURES" >"$WORK/fixtures.log" 2>&1; then
+		cat "$WORK/fixtures.log"
+		echo "not ok - building test fixtures failed"
+		failed=$((failed + 1))
+	fi
+fi
+
+for t in "$B"/tests/*_test; do
+	[ -x "$t" ] || continue
+	suite "c/$(basename "$t")" $VG "$t"
+done
+
+if [ -x "$B/sql_runner" ]; then
+	suite "sql (driver)" $VG "$B/sql_runner" "$B/djinn.so" "$TOP"/tests/sql/*.sql
+fi
+if [ -f "$TOP/tests/sql_shell.sh" ] && [ -z "$VG" ]; then
+	suite "sql (sqlite3 shell)" sh "$TOP/tests/sql_shell.sh" "$B/djinn" "$TOP"/tests/sql/*.sql
+fi
+if [ -x "$B/djinn-lua" ] && [ -f "$TOP/tests/lua/runner.lua" ] && [ -z "$VG" ]; then
+	suite "lua" "$B/djinn-lua" "$TOP/tests/lua/runner.lua" "$TOP"/tests/lua/*_test.lua
+fi
+if [ -z "$VG" ]; then
+	for t in "$TOP"/tests/e2e/*.sh; do
+		[ -f "$t" ] || continue
+		suite "e2e/$(basename "$t" .sh)" sh "$t"
+	done
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
