@@ -134,3 +134,20 @@ $(B)/qcow2_bench: bench/qcow2_bench.c ext/qcow2.c ext/qcow2.h
 		$(shell $(PKG_CONFIG) --cflags zlib libzstd) -o $@ \
 		bench/qcow2_bench.c ext/qcow2.c \
 		$(LDFLAGS) $(shell $(PKG_CONFIG) --libs zlib libzstd)
+
+# The VM demo: build everything, build the tiny image once (cached in
+# $(B)/vm), register it as demo/tiny in the default registry (skipped when
+# the same file is already registered) and run examples/hello.yml in it.
+# Needs qemu-system-x86 and the packages tests/vm/build-image.sh lists.
+.PHONY: demo
+demo: all
+	bash tests/vm/build-image.sh $(B)/vm
+	$(B)/djinn-lua examples/demo-register.lua $(B)/vm/djinn-tiny.qcow2 demo tiny
+	$(B)/djinn-lua run --driver-config examples/vm.conf --objects examples/files \
+		--artifacts $(B)/demo-artifacts examples/hello.yml
+	@echo "artifacts in $(B)/demo-artifacts:" && ls -l $(B)/demo-artifacts
+
+# VM benchmark (not part of `make test`): boot and per-job overheads.
+.PHONY: vm-bench
+vm-bench: all
+	bash bench/vm-bench.sh $(B)

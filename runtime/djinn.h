@@ -15,6 +15,6 @@ int luaopen_djinn_proc(lua_State *L);
 int luaopen_djinn_fs(lua_State *L);
 int luaopen_djinn_registry(lua_State *L);
 int luaopen_djinn_qcow2(lua_State *L);
-int luaopen_djinn_ssh(lua_State *L); /* runtime/l_ssh.c, when built */
+int luaopen_djinn_ssh(lua_State *L);
 
 #endif /* DJINN_RUNTIME_H */

@@ -12,7 +12,7 @@
 **   fs.copy(src, dst [, mode])        -> true (regular file; src mode kept)
 **   fs.copy_tree(src, dst)            -> true (files, dirs, symlinks)
 **   fs.stat(path) / fs.lstat(path)    -> {type=, size=, mode=, mtime=,
-**                                         dev=, ino=}
+**                                         dev=, ino=, mtime_ns=, ctime_ns=}
 **   fs.glob(pattern)                  -> sorted array (empty when none)
 **   fs.readfile(path [, max_bytes])   -> string
 **   fs.writefile(path, data [, mode = 0644]) -> true (temp file in the
@@ -451,7 +451,7 @@ static int push_stat(lua_State *L, const struct stat *st)
         type = "dir";
     else if (S_ISLNK(st->st_mode))
         type = "link";
-    lua_createtable(L, 0, 6);
+    lua_createtable(L, 0, 8);
     lua_pushstring(L, type);
     lua_setfield(L, -2, "type");
     lua_pushinteger(L, (lua_Integer)st->st_size);
@@ -460,6 +460,15 @@ static int push_stat(lua_State *L, const struct stat *st)
     lua_setfield(L, -2, "mode");
     lua_pushinteger(L, (lua_Integer)st->st_mtime);
     lua_setfield(L, -2, "mtime");
+    /* Nanosecond times (addition for the QEMU driver's SHA-256 cache: a
+     * same-size rewrite within one second must still change the key;
+     * ctime cannot be set back with utimensat). */
+    lua_pushinteger(L, (lua_Integer)st->st_mtim.tv_sec * 1000000000 +
+                           (lua_Integer)st->st_mtim.tv_nsec);
+    lua_setfield(L, -2, "mtime_ns");
+    lua_pushinteger(L, (lua_Integer)st->st_ctim.tv_sec * 1000000000 +
+                           (lua_Integer)st->st_ctim.tv_nsec);
+    lua_setfield(L, -2, "ctime_ns");
     lua_pushinteger(L, (lua_Integer)st->st_dev);
     lua_setfield(L, -2, "dev");
     lua_pushinteger(L, (lua_Integer)st->st_ino);

@@ -37,12 +37,19 @@
 ** Errors: misuse (wrong argument type, closed session) raises; operational
 ** failure returns nil, "ssh.<fn>: host:port: what happened".
 **
-** Ownership: every libssh object lives in the session userdata, which is
-** created (closed) before ssh_new, so __gc releases whatever a raise leaves
-** behind. The only Lua calls made while a C resource is open are exec's
-** on_output/cancel callbacks; they run under lua_pcall, and an error is
-** re-raised after the channel has been released. Everything else builds its
-** message in a stack buffer, releases, and only then pushes.
+** exec's callbacks must not use the session that runs them (that raises
+** "busy"). A timeout or cancel sends the SSH signal TERM, KILL after 1 s,
+** and lets the server close the channel first (up to 3 s): closing first
+** makes dropbear 2022.83 drop the whole connection.
+**
+** Ownership: the libssh session, the SFTP session and exec's channel live
+** in the session userdata, which is created (closed) before ssh_new, so
+** __gc releases whatever a raise leaves behind. Short-lived handles (SFTP
+** files and directories, SCP, helper channels, local fds) are opened and
+** released with no Lua call in between. The only Lua calls made while the
+** exec channel is open are on_output/cancel; they run under lua_pcall, and
+** an error is re-raised after the channel has been released. Messages are
+** built in stack buffers, then pushed after releasing.
 */
 #include <errno.h>
 #include <fcntl.h>
@@ -73,15 +80,14 @@ int luaopen_djinn_ssh(lua_State *L);
 
 #define SESSION_MT "djinn.ssh.session"
 #define ERRLEN 768
-#define XFER_CHUNK 32768           /* SFTP packet payload and read size */
-#define COLLECT_MAX (64u << 20)    /* output kept per stream without on_output */
-#define GLOB_MAX 100000            /* glob results */
-#define POLL_MS 100                /* exec: cancel/timeout check interval */
+#define XFER_CHUNK 32768        /* SFTP packet payload and read size */
+#define COLLECT_MAX (64u << 20) /* output kept per stream without on_output */
+#define GLOB_MAX 100000         /* glob results */
+#define POLL_MS 100             /* exec: cancel/timeout check interval */
 
 enum { SFTP_UNTRIED, SFTP_OK, SFTP_NONE };
 enum { AUTH_NONE, AUTH_PASSWORD, AUTH_PUBKEY };
-static const char *const auth_names[] = {"none", "password", "publickey",
-                                         NULL};
+static const char *const auth_names[] = {"none", "password", "publickey", NULL};
 
 struct ssh_ud {
     ssh_session ssh;
@@ -96,6 +102,7 @@ struct ssh_ud {
     char sftp_why[300];
     char where[300]; /* "host:port", for messages */
     char fingerprint[128];
+    char errtext[300]; /* ssh_errtext's copy */
     const char *auth_method;
 };
 
@@ -112,14 +119,33 @@ static void errf(char *err, const char *fmt, ...)
     va_end(ap);
 }
 
+/* libssh's last error; it can be empty when the peer just went away. */
+static const char *ssh_errtext(struct ssh_ud *s)
+{
+    const char *e = ssh_get_error(s->ssh);
+    size_t n = 0;
+    if (e == NULL || e[0] == '\0')
+        return ssh_is_connected(s->ssh) ? "unknown libssh error"
+                                        : "the connection was closed";
+    /* Without the trailing newline an scp status message carries. */
+    snprintf(s->errtext, sizeof s->errtext, "%s", e);
+    n = strlen(s->errtext);
+    while (n > 0 && (s->errtext[n - 1] == '\n' || s->errtext[n - 1] == '\r' ||
+                     s->errtext[n - 1] == ' '))
+        s->errtext[--n] = '\0';
+    return s->errtext;
+}
+
 static struct ssh_ud *check_session(lua_State *L, int idx)
 {
     struct ssh_ud *s = luaL_checkudata(L, idx, SESSION_MT);
     if (s->ssh == NULL)
         luaL_error(L, "attempt to use a closed ssh session"); /* no return */
     if (s->busy)
-        luaL_error(L, "ssh session %s is busy: an exec callback cannot use "
-                      "the session that runs it", s->where); /* no return */
+        luaL_error(L,
+                   "ssh session %s is busy: an exec callback cannot use "
+                   "the session that runs it",
+                   s->where); /* no return */
     return s;
 }
 
@@ -138,6 +164,29 @@ static int set_timeout(struct ssh_ud *s, double secs)
     if (ssh_options_set(s->ssh, SSH_OPTIONS_TIMEOUT, &sec) < 0)
         return -1;
     if (ssh_options_set(s->ssh, SSH_OPTIONS_TIMEOUT_USEC, &usec) < 0)
+        return -1;
+    return 0;
+}
+
+/*
+** Process incoming packets for up to `ms` milliseconds, whatever channel or
+** stream they are for (ssh_channel_poll_timeout waits for one stream only
+** and returns at once after EOF). 0, or -1 when the connection failed.
+*/
+static int wait_packets(struct ssh_ud *s, int ms)
+{
+    ssh_event ev = ssh_event_new();
+    int rc = SSH_ERROR;
+    if (ev == NULL)
+        return -1;
+    if (ssh_event_add_session(ev, s->ssh) != SSH_OK) {
+        ssh_event_free(ev);
+        return -1;
+    }
+    rc = ssh_event_dopoll(ev, ms);
+    (void)ssh_event_remove_session(ev, s->ssh);
+    ssh_event_free(ev);
+    if (rc == SSH_ERROR || !ssh_is_connected(s->ssh))
         return -1;
     return 0;
 }
@@ -173,8 +222,7 @@ static void stop_command(struct ssh_ud *s)
             if (rc == SSH_ERROR)
                 return;
         }
-        rc = ssh_channel_poll_timeout(s->chan, POLL_MS, 0);
-        if (rc == SSH_ERROR)
+        if (wait_packets(s, POLL_MS) < 0)
             return;
     }
 }
@@ -269,9 +317,8 @@ static void sftp_errmsg(struct ssh_ud *s, char *err, const char *fn,
     int code = sftp_get_error(s->sftp);
     const char *text = sftp_code_text(code);
     if (text == NULL)
-        text = ssh_get_error(s->ssh);
-    errf(err, "ssh.%s: %s: %s %s: %s", fn, s->where, what, path,
-             text);
+        text = ssh_errtext(s);
+    errf(err, "ssh.%s: %s: %s %s: %s", fn, s->where, what, path, text);
 }
 
 /* 1: SFTP usable; 0: not available (s->sftp_why says why; use SCP). */
@@ -287,20 +334,19 @@ static int sftp_ready(struct ssh_ud *s)
         return s->sftp_state == SFTP_OK;
     s->sftp_state = SFTP_NONE;
     if (set_timeout(s, s->io_timeout) < 0) {
-        snprintf(s->sftp_why, sizeof s->sftp_why, "%s",
-                 ssh_get_error(s->ssh));
+        snprintf(s->sftp_why, sizeof s->sftp_why, "%s", ssh_errtext(s));
         return 0;
     }
     s->sftp = sftp_new(s->ssh);
     if (s->sftp == NULL) {
         snprintf(s->sftp_why, sizeof s->sftp_why, "no SFTP subsystem: %s",
-                 ssh_get_error(s->ssh));
+                 ssh_errtext(s));
         return 0;
     }
     rc = sftp_init(s->sftp);
     if (rc != SSH_OK) {
         snprintf(s->sftp_why, sizeof s->sftp_why,
-                 "SFTP subsystem did not start: %s", ssh_get_error(s->ssh));
+                 "SFTP subsystem did not start: %s", ssh_errtext(s));
         sftp_free(s->sftp);
         s->sftp = NULL;
         return 0;
@@ -375,7 +421,7 @@ static int run_quiet(struct ssh_ud *s, const char *fn, const char *cmd,
     return status;
 fail:
     errf(err, "ssh.%s: %s: running '%s': %s", fn, s->where, cmd,
-             ssh_get_error(s->ssh));
+         ssh_errtext(s));
     if (chan != NULL) {
         (void)ssh_channel_close(chan);
         ssh_channel_free(chan);
@@ -414,12 +460,11 @@ static int banner_attempt(const struct addrinfo *ai, double limit, char *err,
     pfd.events = POLLOUT;
     rc = poll(&pfd, 1, (int)(limit * 1000));
     if (rc <= 0) {
-        snprintf(err, errlen, "%s", rc == 0 ? "connect timed out"
-                                            : strerror(errno));
+        snprintf(err, errlen, "%s",
+                 rc == 0 ? "connect timed out" : strerror(errno));
         goto done;
     }
-    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &slen) < 0 ||
-        soerr != 0) {
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &slen) < 0 || soerr != 0) {
         snprintf(err, errlen, "%s", strerror(soerr ? soerr : errno));
         goto done;
     }
@@ -510,8 +555,10 @@ static int l_ssh_wait_banner(lua_State *L)
         nanosleep(&pause, NULL);
     }
     freeaddrinfo(res);
-    errf(err, "ssh.wait_banner: %s:%d: no SSH banner within %g s (last "
-         "attempt: %s)", host, (int)port, timeout, last);
+    errf(err,
+         "ssh.wait_banner: %s:%d: no SSH banner within %g s (last "
+         "attempt: %s)",
+         host, (int)port, timeout, last);
     return dj_pushfail(L, "%s", err);
 }
 
@@ -525,22 +572,24 @@ static int read_fingerprint(struct ssh_ud *s, char *err)
     char *fp = NULL;
     int rc = ssh_get_server_publickey(s->ssh, &key);
     if (rc != SSH_OK) {
-        errf(err, "ssh.connect: %s: no server host key: %s",
-                 s->where, ssh_get_error(s->ssh));
+        errf(err, "ssh.connect: %s: no server host key: %s", s->where,
+             ssh_errtext(s));
         return -1;
     }
     rc = ssh_get_publickey_hash(key, SSH_PUBLICKEY_HASH_SHA256, &hash, &hlen);
     ssh_key_free(key);
     if (rc != 0) {
-        errf(err, "ssh.connect: %s: cannot hash the host key: %s",
-                 s->where, ssh_get_error(s->ssh));
+        errf(err, "ssh.connect: %s: cannot hash the host key: %s", s->where,
+             ssh_errtext(s));
         return -1;
     }
     fp = ssh_get_fingerprint_hash(SSH_PUBLICKEY_HASH_SHA256, hash, hlen);
     ssh_clean_pubkey_hash(&hash);
     if (fp == NULL) {
-        errf(err, "ssh.connect: %s: cannot format the host key "
-                 "fingerprint", s->where);
+        errf(err,
+             "ssh.connect: %s: cannot format the host key "
+             "fingerprint",
+             s->where);
         return -1;
     }
     snprintf(s->fingerprint, sizeof s->fingerprint, "%s", fp);
@@ -612,7 +661,7 @@ static int authenticate(struct ssh_ud *s, const int *methods, int nmethods,
         if (rc == SSH_AUTH_ERROR) {
             snprintf(err, ERRLEN,
                      "ssh.connect: %s: error during %s authentication: %s",
-                     s->where, auth_names[methods[i]], ssh_get_error(s->ssh));
+                     s->where, auth_names[methods[i]], ssh_errtext(s));
             return -1;
         }
         append_word(tried, sizeof tried,
@@ -706,8 +755,9 @@ static int l_ssh_connect(lua_State *L)
                 if (strcmp(name, auth_names[m]) == 0)
                     break;
             if (name == NULL || auth_names[m] == NULL)
-                return luaL_error(L, "option 'methods': unknown method '%s'; "
-                                     "allowed: none, password, publickey",
+                return luaL_error(L,
+                                  "option 'methods': unknown method '%s'; "
+                                  "allowed: none, password, publickey",
                                   name != NULL ? name : luaL_typename(L, -1));
             methods[nmethods++] = m;
             lua_pop(L, 1);
@@ -726,13 +776,15 @@ static int l_ssh_connect(lua_State *L)
 
     s->ssh = ssh_new();
     if (s->ssh == NULL) {
-        errf(err, "ssh.connect: %s: cannot create a session "
-                 "(out of memory)", s->where);
+        errf(err,
+             "ssh.connect: %s: cannot create a session "
+             "(out of memory)",
+             s->where);
         goto fail;
     }
     {
         int iport = (int)port;
-        int verbosity = getenv("DJDBG") ? atoi(getenv("DJDBG")) : SSH_LOG_NOLOG;
+        int verbosity = SSH_LOG_NOLOG;
         if (ssh_options_set(s->ssh, SSH_OPTIONS_HOST, host) < 0 ||
             ssh_options_set(s->ssh, SSH_OPTIONS_PORT, &iport) < 0 ||
             ssh_options_set(s->ssh, SSH_OPTIONS_USER, user) < 0 ||
@@ -743,30 +795,27 @@ static int l_ssh_connect(lua_State *L)
             ssh_options_set(s->ssh, SSH_OPTIONS_LOG_VERBOSITY, &verbosity) <
                 0 ||
             set_timeout(s, timeout) < 0) {
-            errf(err, "ssh.connect: %s: bad option: %s",
-                     s->where, ssh_get_error(s->ssh));
+            errf(err, "ssh.connect: %s: bad option: %s", s->where,
+                 ssh_errtext(s));
             goto fail;
         }
     }
     rc = ssh_connect(s->ssh);
     if (rc != SSH_OK) {
-        errf(err, "ssh.connect: %s: %s", s->where,
-                 ssh_get_error(s->ssh));
+        errf(err, "ssh.connect: %s: %s", s->where, ssh_errtext(s));
         goto fail;
     }
     if (read_fingerprint(s, err) < 0)
         goto fail;
     if (expected != NULL && strcmp(expected, s->fingerprint) != 0) {
-        snprintf(err, sizeof err,
-                 "ssh.connect: %s: host key mismatch: expected %s, got %s",
-                 s->where, expected, s->fingerprint);
+        errf(err, "ssh.connect: %s: host key mismatch: expected %s, got %s",
+             s->where, expected, s->fingerprint);
         goto fail;
     }
     if (authenticate(s, methods, nmethods, user, password, identity, err) < 0)
         goto fail;
     if (set_timeout(s, io_timeout) < 0) {
-        errf(err, "ssh.connect: %s: %s", s->where,
-                 ssh_get_error(s->ssh));
+        errf(err, "ssh.connect: %s: %s", s->where, ssh_errtext(s));
         goto fail;
     }
     ssh_callbacks_init(&s->cb);
@@ -791,8 +840,8 @@ struct exec_state {
 
 /* Hand one chunk to Lua. Returns 0, or -1 with the callback's error on top
  * of the stack (the caller releases the channel, then re-raises). */
-static int deliver(lua_State *L, struct exec_state *x, const char *data,
-                   int n, int stream)
+static int deliver(lua_State *L, struct exec_state *x, const char *data, int n,
+                   int stream)
 {
     static const char *const names[] = {"stdout", "stderr"};
     if (x->on_output != 0) {
@@ -991,8 +1040,8 @@ static int l_session_exec(lua_State *L)
         if (deadline > 0 && dj_now() >= deadline)
             goto timed_out;
         for (stream = 0; stream < 2; stream++) {
-            int n = ssh_channel_read_nonblocking(s->chan, buf, sizeof buf,
-                                                 stream);
+            int n =
+                ssh_channel_read_nonblocking(s->chan, buf, sizeof buf, stream);
             if (n == SSH_ERROR)
                 goto ssh_fail;
             if (n > 0) {
@@ -1010,8 +1059,7 @@ static int l_session_exec(lua_State *L)
             if (left_ms < wait_ms)
                 wait_ms = left_ms < 1 ? 1 : (int)left_ms;
         }
-        rc = ssh_channel_poll_timeout(s->chan, wait_ms, 0);
-        if (rc == SSH_ERROR)
+        if (wait_packets(s, wait_ms) < 0)
             goto ssh_fail;
     }
 
@@ -1037,19 +1085,18 @@ static int l_session_exec(lua_State *L)
         if (status >= 0)
             break;
         if (s->exit_signal[0] != '\0') {
-            snprintf(err, sizeof err,
-                     "ssh.exec: %s: the command was killed by signal %s",
-                     s->where, s->exit_signal);
+            errf(err, "ssh.exec: %s: the command was killed by signal %s",
+                 s->where, s->exit_signal);
             code = "signal";
             goto fail;
         }
         if (!ssh_is_connected(s->ssh))
             goto ssh_fail;
         if (ssh_channel_is_closed(s->chan)) {
-            snprintf(err, sizeof err,
-                     "ssh.exec: %s: the server closed the channel without "
-                     "an exit status",
-                     s->where);
+            errf(err,
+                 "ssh.exec: %s: the server closed the channel without "
+                 "an exit status",
+                 s->where);
             goto fail;
         }
     }
@@ -1076,13 +1123,14 @@ cancelled:
     lua_pushliteral(L, "cancelled");
     return 3;
 timed_out:
-    errf(err, "ssh.exec: %s: timeout: the command ran "
-             "longer than %g s", s->where, timeout);
+    errf(err,
+         "ssh.exec: %s: timeout: the command ran "
+         "longer than %g s",
+         s->where, timeout);
     code = "timeout";
     goto fail;
 ssh_fail:
-    errf(err, "ssh.exec: %s: %s", s->where,
-             ssh_get_error(s->ssh));
+    errf(err, "ssh.exec: %s: %s", s->where, ssh_errtext(s));
 fail:
     (void)set_timeout(s, s->io_timeout);
     release_channel(s, 1);
@@ -1128,8 +1176,7 @@ static int sftp_upload(struct ssh_ud *s, const char *fn, struct source *src,
     char buf[XFER_CHUNK];
     int rc = 0;
 
-    f = sftp_open(s->sftp, remote, O_WRONLY | O_CREAT | O_TRUNC,
-                  (mode_t)mode);
+    f = sftp_open(s->sftp, remote, O_WRONLY | O_CREAT | O_TRUNC, (mode_t)mode);
     if (f == NULL) {
         sftp_errmsg(s, err, fn, "cannot create", remote);
         return -1;
@@ -1139,7 +1186,7 @@ static int sftp_upload(struct ssh_ud *s, const char *fn, struct source *src,
         ssize_t w = 0;
         if (n < 0) {
             errf(err, "ssh.%s: reading the local file: %s", fn,
-                     strerror(errno));
+                 strerror(errno));
             goto fail;
         }
         if (n == 0)
@@ -1178,7 +1225,6 @@ static int scp_upload(struct ssh_ud *s, const char *fn, struct source *src,
                       uint64_t size, const char *remote, int mode, char *err)
 {
     ssh_scp scp = NULL;
-    char dir[4096];
     char buf[XFER_CHUNK];
     char cmd[8300];
     char quoted[8200];
@@ -1186,29 +1232,30 @@ static int scp_upload(struct ssh_ud *s, const char *fn, struct source *src,
     uint64_t sent = 0;
     int rc = 0;
 
-    if (base == NULL) {
-        snprintf(dir, sizeof dir, ".");
-        base = remote;
-    } else {
-        size_t dlen = (size_t)(base - remote);
-        if (dlen >= sizeof dir) {
-            errf(err, "ssh.%s: %s: path too long", fn, remote);
-            return -1;
-        }
-        memcpy(dir, remote, dlen);
-        dir[dlen] = '\0';
-        if (dlen == 0)
-            snprintf(dir, sizeof dir, "/");
-        base++;
-    }
+    base = base != NULL ? base + 1 : remote;
     if (*base == '\0') {
-        errf(err, "ssh.%s: %s: %s: the remote path must name a "
-                 "file", fn, s->where, remote);
+        errf(err, "ssh.%s: %s: %s: the remote path must name a file", fn,
+             s->where, remote);
+        return -1;
+    }
+    if (sh_quote(quoted, sizeof quoted, remote) < 0) {
+        errf(err, "ssh.%s: %s: path too long", fn, remote);
+        return -1;
+    }
+    /* "scp -t PATH" writes to PATH, or into it when PATH is a directory;
+     * SFTP refuses the latter, and so do we. */
+    snprintf(cmd, sizeof cmd, "test -d %s", quoted);
+    rc = run_quiet(s, fn, cmd, err);
+    if (rc < 0)
+        return -1;
+    if (rc == 0) {
+        errf(err, "ssh.%s: %s: cannot create %s: Is a directory", fn, s->where,
+             remote);
         return -1;
     }
     if (set_timeout(s, s->io_timeout) < 0)
         goto ssh_fail;
-    scp = ssh_scp_new(s->ssh, SSH_SCP_WRITE, dir);
+    scp = ssh_scp_new(s->ssh, SSH_SCP_WRITE, remote);
     if (scp == NULL)
         goto ssh_fail;
     rc = ssh_scp_init(scp);
@@ -1221,12 +1268,14 @@ static int scp_upload(struct ssh_ud *s, const char *fn, struct source *src,
         ssize_t n = source_read(src, buf, sizeof buf);
         if (n < 0) {
             errf(err, "ssh.%s: reading the local file: %s", fn,
-                     strerror(errno));
+                 strerror(errno));
             goto fail;
         }
         if ((uint64_t)n > size - sent || (n == 0 && sent < size)) {
-            errf(err, "ssh.%s: the local file changed size "
-                     "while being copied", fn);
+            errf(err,
+                 "ssh.%s: the local file changed size "
+                 "while being copied",
+                 fn);
             goto fail;
         }
         rc = ssh_scp_write(scp, buf, (size_t)n);
@@ -1240,23 +1289,18 @@ static int scp_upload(struct ssh_ud *s, const char *fn, struct source *src,
     if (rc != SSH_OK)
         goto ssh_fail;
     /* scp -t keeps the mode of an existing file: set it explicitly. */
-    if (sh_quote(quoted, sizeof quoted, remote) < 0) {
-        errf(err, "ssh.%s: %s: path too long", fn, remote);
-        return -1;
-    }
     snprintf(cmd, sizeof cmd, "chmod %o %s", (unsigned)mode, quoted);
     rc = run_quiet(s, fn, cmd, err);
     if (rc < 0)
         return -1;
     if (rc != 0) {
-        errf(err, "ssh.%s: %s: '%s' exited with %d", fn, s->where,
-                 cmd, rc);
+        errf(err, "ssh.%s: %s: '%s' exited with %d", fn, s->where, cmd, rc);
         return -1;
     }
     return 0;
 ssh_fail:
-    errf(err, "ssh.%s: %s: SCP upload of %s failed: %s (%s)", fn,
-             s->where, remote, ssh_get_error(s->ssh), s->sftp_why);
+    errf(err, "ssh.%s: %s: SCP upload of %s failed: %s (%s)", fn, s->where,
+         remote, ssh_errtext(s), s->sftp_why);
 fail:
     if (scp != NULL) {
         (void)ssh_scp_close(scp);
@@ -1280,8 +1324,8 @@ static int write_all(int fd, const char *buf, size_t n)
     return 0;
 }
 
-static int scp_download(struct ssh_ud *s, const char *remote, int fd,
-                        int *mode, char *err)
+static int scp_download(struct ssh_ud *s, const char *remote, int fd, int *mode,
+                        char *err)
 {
     ssh_scp scp = NULL;
     char buf[XFER_CHUNK];
@@ -1300,14 +1344,13 @@ static int scp_download(struct ssh_ud *s, const char *remote, int fd,
     rc = ssh_scp_pull_request(scp);
     if (rc == SSH_SCP_REQUEST_WARNING) {
         errf(err, "ssh.get: %s: %s", s->where,
-                 ssh_scp_request_get_warning(scp));
+             ssh_scp_request_get_warning(scp));
         goto fail;
     }
     if (rc == SSH_ERROR)
         goto ssh_fail;
     if (rc != SSH_SCP_REQUEST_NEWFILE) {
-        errf(err, "ssh.get: %s: %s: not a regular file", s->where,
-                 remote);
+        errf(err, "ssh.get: %s: %s: not a regular file", s->where, remote);
         goto fail;
     }
     size = ssh_scp_request_get_size64(scp);
@@ -1321,14 +1364,15 @@ static int scp_download(struct ssh_ud *s, const char *remote, int fd,
         if (n < 0)
             goto ssh_fail;
         if (n == 0 && got < size) {
-            errf(err, "ssh.get: %s: %s: the transfer ended after "
-                     "%llu of %llu bytes", s->where, remote,
-                     (unsigned long long)got, (unsigned long long)size);
+            errf(err,
+                 "ssh.get: %s: %s: the transfer ended after "
+                 "%llu of %llu bytes",
+                 s->where, remote, (unsigned long long)got,
+                 (unsigned long long)size);
             goto fail;
         }
         if (write_all(fd, buf, (size_t)n) < 0) {
-            errf(err, "ssh.get: writing the local file: %s",
-                     strerror(errno));
+            errf(err, "ssh.get: writing the local file: %s", strerror(errno));
             goto fail;
         }
         got += (uint64_t)n;
@@ -1340,8 +1384,8 @@ static int scp_download(struct ssh_ud *s, const char *remote, int fd,
     ssh_scp_free(scp);
     return 0;
 ssh_fail:
-    errf(err, "ssh.get: %s: SCP download of %s failed: %s (%s)",
-             s->where, remote, ssh_get_error(s->ssh), s->sftp_why);
+    errf(err, "ssh.get: %s: SCP download of %s failed: %s (%s)", s->where,
+         remote, ssh_errtext(s), s->sftp_why);
 fail:
     if (scp != NULL) {
         (void)ssh_scp_close(scp);
@@ -1435,8 +1479,7 @@ static int sftp_download(struct ssh_ud *s, const char *remote, int fd,
         return -1;
     }
     if (a->type != SSH_FILEXFER_TYPE_REGULAR) {
-        errf(err, "ssh.get: %s: %s: not a regular file", s->where,
-                 remote);
+        errf(err, "ssh.get: %s: %s: not a regular file", s->where, remote);
         sftp_attributes_free(a);
         return -1;
     }
@@ -1456,8 +1499,7 @@ static int sftp_download(struct ssh_ud *s, const char *remote, int fd,
         if (n == 0)
             break;
         if (write_all(fd, buf, (size_t)n) < 0) {
-            errf(err, "ssh.get: writing the local file: %s",
-                     strerror(errno));
+            errf(err, "ssh.get: writing the local file: %s", strerror(errno));
             goto fail;
         }
     }
@@ -1485,15 +1527,16 @@ static int l_session_get(lua_State *L)
         return dj_pushfail(L, "ssh.get: %s: path too long", local);
     fd = mkostemp(tmp, O_CLOEXEC);
     if (fd < 0)
-        return dj_pushfail(L, "ssh.get: %s: cannot create a temporary file "
-                           "beside it: %s", local, strerror(errno));
+        return dj_pushfail(L,
+                           "ssh.get: %s: cannot create a temporary file "
+                           "beside it: %s",
+                           local, strerror(errno));
     if (sftp_ready(s))
         rc = sftp_download(s, remote, fd, &mode, err);
     else
         rc = scp_download(s, remote, fd, &mode, err);
     if (rc == 0 && fchmod(fd, (mode_t)(mode & 07777)) < 0) {
-        errf(err, "ssh.get: %s: chmod: %s", tmp,
-                 strerror(errno));
+        errf(err, "ssh.get: %s: chmod: %s", tmp, strerror(errno));
         rc = -1;
     }
     if (close(fd) < 0 && rc == 0) {
@@ -1600,8 +1643,10 @@ static int glob_step(struct ssh_ud *s, const char *comp, int magic,
                 if (next->n >= GLOB_MAX) {
                     sftp_attributes_free(a);
                     (void)sftp_closedir(d);
-                    errf(err, "ssh.glob: %s: more than %d "
-                             "matches", s->where, GLOB_MAX);
+                    errf(err,
+                         "ssh.glob: %s: more than %d "
+                         "matches",
+                         s->where, GLOB_MAX);
                     return -1;
                 }
                 strv_push(next, path_join(prefix, a->name));
@@ -1672,7 +1717,8 @@ static int l_session_glob(lua_State *L)
     }
     free(pat);
     pat = NULL;
-    qsort(cur.v, cur.n, sizeof *cur.v, cmp_str);
+    if (cur.n > 1)
+        qsort(cur.v, cur.n, sizeof *cur.v, cmp_str);
     /* Lua may raise (memory) while the list is C-owned: push it under
      * lua_pcall, free it, and only then re-raise. */
     lua_pushcfunction(L, push_strv);
@@ -1747,8 +1793,10 @@ static int l_session_close(lua_State *L)
 {
     struct ssh_ud *s = luaL_checkudata(L, 1, SESSION_MT);
     if (s->busy)
-        return luaL_error(L, "ssh session %s is busy: an exec callback cannot "
-                             "close the session that runs it", s->where);
+        return luaL_error(L,
+                          "ssh session %s is busy: an exec callback cannot "
+                          "close the session that runs it",
+                          s->where);
     release_session(s);
     return 0;
 }

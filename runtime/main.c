@@ -40,18 +40,13 @@
 #define DJINN_LUADIR "/usr/local/share/djinn/lua"
 #endif
 
-/*
-** djinn.ssh is registered when runtime/l_ssh.c is linked in (a weak
-** reference, so the host also builds without libssh).
-*/
-extern int luaopen_djinn_ssh(lua_State *L) __attribute__((weak));
-
 static const luaL_Reg preloads[] = {
     {"djinn.yaml", luaopen_djinn_yaml},
     {"djinn.proc", luaopen_djinn_proc},
     {"djinn.fs", luaopen_djinn_fs},
     {"djinn.registry", luaopen_djinn_registry},
     {"djinn.qcow2", luaopen_djinn_qcow2},
+    {"djinn.ssh", luaopen_djinn_ssh},
     {NULL, NULL},
 };
 
@@ -108,10 +103,6 @@ static void set_paths(lua_State *L)
     lua_setfield(L, -2, "cpath");
     lua_getfield(L, -1, "preload");
     luaL_setfuncs(L, preloads, 0);
-    if (luaopen_djinn_ssh != NULL) {
-        lua_pushcfunction(L, luaopen_djinn_ssh);
-        lua_setfield(L, -2, "djinn.ssh");
-    }
     lua_pop(L, 2);
 }
 

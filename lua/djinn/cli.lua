@@ -354,9 +354,12 @@ local function cmd_image(args)
         return usage_error("image", pos)
     end
     local sub = table.remove(pos, 1)
-    if opts.help or sub == nil or sub == "help" then
+    if opts.help or sub == "help" then
         io.stdout:write(HELP.image)
-        return (opts.help or sub == "help") and 0 or 2
+        return 0
+    elseif sub == nil then
+        io.stderr:write(HELP.image)
+        return 2
     end
     local regpath = opts.registry or M.default_registry()
     local function nargs(lo, hi, u)

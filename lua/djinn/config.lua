@@ -41,11 +41,14 @@ local M = {}
 M.schema = {
     driver = {
         ssh = { timeout = "duration", user = "string", password = "string",
-                addr = "string" },
+                addr = "string", identity = "string",
+                fingerprint = "string" },
         docker = { host = "string", version = "string", image = "string",
                    workspace = "string" },
         qemu = { disks = "string", cpus = "int", memory = "int",
-                 arch = "string", image = "string" },
+                 arch = "string", image = "string", accel = "string",
+                 boot_timeout = "duration", restrict = "bool",
+                 binary = "string" },
         os = {},
     },
 }

@@ -58,8 +58,8 @@ gone() {
 }
 
 # --- a passing build ------------------------------------------------------
-run hello run --objects "$EX/files" --artifacts "$W/a1" "$EX/hello.yml"
-ok $rc "hello.yml exits 0 (got $rc)"
+run hello run --objects "$EX/files" --artifacts "$W/a1" "$EX/os-hello.yml"
+ok $rc "os-hello.yml exits 0 (got $rc)"
 [ $rc -eq 0 ] || show hello.err
 hasF hello.out "Running with Driver os..."; ok $? "hello: Running with Driver os..."
 hasF hello.out "Placing object greeting.txt => in/greeting.txt"; ok $? "hello: Placing object line"
@@ -75,7 +75,7 @@ ok $? "hello: artifact on disk holds the object's content"
 ok $? "hello: glob artifacts with * in DST"
 
 # --env overrides the manifest env; --opt=value form.
-run env run --objects="$EX/files" --artifacts="$W/a2" --env TARGET=tests --env=NEW=1 "$EX/hello.yml"
+run env run --objects="$EX/files" --artifacts="$W/a2" --env TARGET=tests --env=NEW=1 "$EX/os-hello.yml"
 hasF env.out "hello, tests"; ok $? "--env overrides the manifest env"
 
 # --- a failing build --------------------------------------------------------
@@ -95,11 +95,11 @@ has allow.out '^build passed_with_failures in'; ok $? "allow-failures: passed_wi
 hasF allow.out "build done"; ok $? "allow-failures: the next stage ran"
 
 # --- --stage ----------------------------------------------------------------
-run stage run --objects "$EX/files" --artifacts "$W/a5" --stage test "$EX/hello.yml"
+run stage run --objects "$EX/files" --artifacts "$W/a5" --stage test "$EX/os-hello.yml"
 ok $rc "--stage test exits 0 (got $rc)"
 hasF stage.out "==> test/check" && ! hasF stage.out "==> build/"
 ok $? "--stage runs only that stage"
-run stage2 run --stage nope "$EX/hello.yml"
+run stage2 run --stage nope "$EX/os-hello.yml"
 ok $([ $rc -eq 2 ]; echo $?) "--stage with an unknown stage exits 2 (got $rc)"
 hasF stage2.err 'unknown stage "nope"'; ok $? "unknown stage message"
 
@@ -147,17 +147,17 @@ ok $? "invalid manifest: every error with line:col"
 run nofile run "$W/none.yml"
 ok $([ $rc -eq 2 ]; echo $?) "missing manifest exits 2 (got $rc)"
 
-run badopt run --bogus "$EX/hello.yml"
+run badopt run --bogus "$EX/os-hello.yml"
 ok $([ $rc -eq 2 ]; echo $?) "unknown option exits 2 (got $rc)"
 
-run badto run --timeout 10 "$EX/hello.yml"
+run badto run --timeout 10 "$EX/os-hello.yml"
 ok $([ $rc -eq 2 ]; echo $?) "--timeout without a unit exits 2 (got $rc)"
 
 # --- driver.conf -----------------------------------------------------------
-run conf run --driver-config "$EX/driver.conf" --objects "$EX/files" --artifacts "$W/a8" "$EX/hello.yml"
+run conf run --driver-config "$EX/driver.conf" --objects "$EX/files" --artifacts "$W/a8" "$EX/os-hello.yml"
 ok $rc "examples/driver.conf loads (got $rc)"
 sed 's/timeout 60s/timeout "60s"/' "$EX/driver.conf" >"$W/dist.conf"
-run dist run --driver-config "$W/dist.conf" "$EX/hello.yml"
+run dist run --driver-config "$W/dist.conf" "$EX/os-hello.yml"
 ok $([ $rc -eq 2 ]; echo $?) "Djinn's dist driver.conf (timeout \"60s\") exits 2 (got $rc)"
 has dist.err 'dist.conf:[0-9]*:[0-9]*: driver ssh: timeout: expected a duration, got the string "60s"; write it without quotes: timeout 60s'
 ok $? "dist driver.conf: message names the key, position and fix"
@@ -193,7 +193,7 @@ ok $? "git: clone and checkout commands"
 [ "$(cat "$W/a9/cloned.txt" 2>/dev/null)" = v1 ]; ok $? "git: the ref was checked out"
 
 # --- --json --------------------------------------------------------------
-run json run --json --objects "$EX/files" --artifacts "$W/a10" "$EX/hello.yml"
+run json run --json --objects "$EX/files" --artifacts "$W/a10" "$EX/os-hello.yml"
 ok $rc "--json exits 0 (got $rc)"
 /usr/bin/python3 -c 'import json,sys; [json.loads(l) for l in sys.stdin]' <"$W/json.out"
 ok $? "--json: every line is JSON"

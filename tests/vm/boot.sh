@@ -43,14 +43,14 @@ is_qemu() { # pid
 }
 
 stop() { # pid
-	local pid=$1 i
+	local pid=$1
 	case $pid in '' | *[!0-9]*) die "stop: '$pid' is not a PID" ;; esac
 	if ! is_qemu "$pid"; then
 		kill -0 "$pid" 2>/dev/null && die "stop: PID $pid is not a qemu process; not touching it"
 		return 0 # already gone
 	fi
 	kill -TERM "$pid" 2>/dev/null || return 0
-	for i in $(seq 50); do
+	for _ in $(seq 50); do
 		is_qemu "$pid" || return 0
 		sleep 0.1
 	done
@@ -59,7 +59,7 @@ stop() { # pid
 
 start() { # image [timeout]
 	local image=$1 timeout=${2:-120}
-	local fifo pid port="" t0 t1 i
+	local fifo pid port="" t0 t1
 	[ -f "$image" ] || die "start: $image: no such image (build one with tests/vm/build-image.sh)"
 	case $timeout in '' | *[!0-9]*) die "start: TIMEOUT_S must be whole seconds, got '$timeout'" ;; esac
 	W=$(mktemp -d "${TMPDIR:-/tmp}/djinn-boot.XXXXXX")
@@ -78,7 +78,7 @@ start() { # image [timeout]
 		-drive "$drive" <"$fifo" >"$W/monitor.out" 2>"$W/stderr" &
 	local spawned=$!
 	printf 'info usernet\n' >&3
-	for i in $(seq 100); do
+	for _ in $(seq 100); do
 		port=$(tr -d '\r' <"$W/monitor.out" | awk '$1 == "TCP[HOST_FORWARD]" && $3 == "127.0.0.1" { print $4; exit }')
 		[ -n "$port" ] && break
 		kill -0 "$spawned" 2>/dev/null || break
@@ -91,11 +91,12 @@ start() { # image [timeout]
 		cat "$W/stderr" >&2
 		die "start: qemu did not report a forwarded port"
 	fi
-	for i in $(seq $((timeout * 10))); do
+	for _ in $(seq $((timeout * 10))); do
 		if ! kill -0 "$pid" 2>/dev/null; then
 			cat "$W/stderr" >&2
 			die "start: qemu exited before the guest was ready"
 		fi
+		# shellcheck disable=SC2016 # $1 expands in the inner shell
 		if timeout 1 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1" && head -c 4 <&3' _ "$port" 2>/dev/null | grep -q '^SSH-'; then
 			t1=$(date +%s%N)
 			printf 'pid=%s port=%s seconds=%d.%02d\n' "$pid" "$port" \
@@ -112,7 +113,7 @@ start() { # image [timeout]
 [ $# -ge 1 ] || usage
 case $1 in
 start)
-	[ $# -ge 2 ] && [ $# -le 3 ] || usage
+	if [ $# -lt 2 ] || [ $# -gt 3 ]; then usage; fi
 	start "$2" "${3:-120}"
 	;;
 stop)

@@ -11,9 +11,12 @@
 # Usage:  tests/vm/build-image.sh [OUTDIR]          (OUTDIR defaults to ".")
 # Output: OUTDIR/djinn-tiny.qcow2          SSH server dropbear (the default)
 #         OUTDIR/djinn-tiny-openssh.qcow2  with SSHD=openssh (AcceptEnv *)
+#         OUTDIR/djinn-tiny-git.qcow2      with GIT=1: also Debian's git
+#                                          (clone over git://; no https)
+#         (SSHD=openssh GIT=1: djinn-tiny-openssh-git.qcow2)
 #         plus OUTDIR/<image>.stamp, which makes a re-run print "cached" and
 #         do nothing while this script and the kernel package are unchanged.
-# Env:    SSHD=dropbear|openssh  ROOT_MB=256 (ext4 root size, 64..65536)
+# Env:    SSHD=dropbear|openssh  GIT=0|1  ROOT_MB=256 (ext4 root, 64..65536)
 #
 # Everything is built as an ordinary user from Debian packages, without loop
 # mounts, nbd, guestfish or root: the kernel comes from `apt-get download` of
@@ -45,12 +48,18 @@ die() {
 [ $# -le 1 ] || die "usage: $prog [OUTDIR]  (env SSHD=dropbear|openssh, ROOT_MB=N)"
 OUT=${1:-.}
 SSHD=${SSHD:-dropbear}
+GIT=${GIT:-0}
 ROOT_MB=${ROOT_MB:-256}
 BOOT_MB=32
 case $SSHD in
-dropbear) NAME=djinn-tiny.qcow2 ;;
-openssh) NAME=djinn-tiny-openssh.qcow2 ;;
+dropbear) NAME=djinn-tiny ;;
+openssh) NAME=djinn-tiny-openssh ;;
 *) die "SSHD=$SSHD: unknown SSH server; allowed: dropbear (default), openssh" ;;
+esac
+case $GIT in
+0) NAME=$NAME.qcow2 ;;
+1) NAME=$NAME-git.qcow2 ;;
+*) die "GIT=$GIT: allowed: 0 (default), 1 (add git to the image)" ;;
 esac
 case $ROOT_MB in
 '' | *[!0-9]*) die "ROOT_MB=$ROOT_MB: not a number; allowed: 64..65536 (MiB)" ;;
@@ -80,7 +89,7 @@ fi
 
 # ------------------------------------------------------------------ cache --
 SELF_HASH=$(sha256sum <"${BASH_SOURCE[0]}" | cut -d' ' -f1)
-STAMP_TEXT=$(printf 'script %s\nkernel %s\nsshd %s\nroot_mb %s\n' "$SELF_HASH" "$KPKG" "$SSHD" "$ROOT_MB")
+STAMP_TEXT=$(printf 'script %s\nkernel %s\nsshd %s\ngit %s\nroot_mb %s\n' "$SELF_HASH" "$KPKG" "$SSHD" "$GIT" "$ROOT_MB")
 if [ -f "$IMAGE" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$STAMP_TEXT" ]; then
 	echo "cached $IMAGE"
 	exit 0
@@ -120,6 +129,7 @@ trap 'exit 143' TERM
 mkdir -p "$W/deb" "$W/x"
 debs=("$KPKG" openssh-sftp-server openssh-client)
 [ "$SSHD" = openssh ] && debs+=(openssh-server libwrap0)
+[ "$GIT" = 1 ] && debs+=(git)
 download() { (cd "$W/deb" && apt-get download -q "${debs[@]}") >"$W/download.log" 2>&1; }
 if ! download; then
 	if is_root && ((!APT_UPDATED)); then
@@ -156,7 +166,9 @@ for d in "$W"/deb/*.deb; do
 	esac
 done
 kdirs=("$W"/x/lib/modules/*)
-[ ${#kdirs[@]} = 1 ] && [ -d "${kdirs[0]}" ] || die "$KPKG: expected one lib/modules/VERSION directory"
+if [ ${#kdirs[@]} != 1 ] || [ ! -d "${kdirs[0]}" ]; then
+	die "$KPKG: expected one lib/modules/VERSION directory"
+fi
 KVER=${kdirs[0]##*/}
 MODDIR=$W/x/lib/modules/$KVER
 VMLINUZ=$W/x/boot/vmlinuz-$KVER
@@ -255,6 +267,18 @@ copy_bin "$W/x/usr/lib/openssh/sftp-server" /usr/lib/openssh/sftp-server
 ln -s openssh/sftp-server "$R/usr/lib/sftp-server" # dropbear's compiled-in path
 rm -f "$R/usr/bin/scp"
 copy_bin "$W/x/usr/bin/scp" /usr/bin/scp
+
+if [ "$GIT" = 1 ]; then
+	# One binary: git runs its helpers (index-pack, ...) as
+	# $GIT_EXEC_PATH/git <cmd>. Remote helpers (https) are left out.
+	copy_bin "$W/x/usr/bin/git" /usr/bin/git
+	mkdir -p "$R/usr/lib/git-core" "$R/usr/share/git-core"
+	ln -s /usr/bin/git "$R/usr/lib/git-core/git"
+	for c in git-upload-pack git-receive-pack git-upload-archive; do
+		ln -s git "$R/usr/bin/$c"
+	done
+	cp -a "$W/x/usr/share/git-core/templates" "$R/usr/share/git-core/templates"
+fi
 
 # Do not put the empty password in /etc/passwd: Debian's static busybox then
 # cannot resolve uid 0 ("unknown uid 0"). Both SSH servers read /etc/shadow.
@@ -415,5 +439,5 @@ mv -f "$STAMP.tmp.$$" "$STAMP"
 
 T1=$(date +%s%N)
 size=$(stat -c %s "$IMAGE")
-printf 'built %s (%s bytes; kernel %s, %s, %d modules) in %d.%02d s\n' "$IMAGE" "$size" "$KPKG" "$SSHD" \
-	"${#load_order[@]}" $(((T1 - T0) / 1000000000)) $(((T1 - T0) / 10000000 % 100))
+printf 'built %s (%s bytes; kernel %s, %s%s, %d modules) in %d.%02d s\n' "$IMAGE" "$size" "$KPKG" "$SSHD" \
+	"$([ "$GIT" = 1 ] && echo ", git")" "${#load_order[@]}" $(((T1 - T0) / 1000000000)) $(((T1 - T0) / 10000000 % 100))

@@ -1,0 +1,217 @@
+-- vm-bench.lua TOP BUILD WORK RUNS - the VM benchmark behind
+-- bench/vm-bench.sh (read that file's header). Prints a table; every
+-- number is measured in this run, nothing is assumed.
+local proc = require "djinn.proc"
+local ssh = require "djinn.ssh"
+local fs = require "djinn.fs"
+
+local top, build, work, runs = ...
+runs = tonumber(runs) or 3
+local dl = build .. "/djinn-lua"
+local image = build .. "/vm/djinn-tiny.qcow2"
+local reg = work .. "/reg/registry.db"
+
+local function median(t)
+    local c = {}
+    for i, v in ipairs(t) do c[i] = v end
+    table.sort(c)
+    local n = #c
+    if n == 0 then return 0 / 0 end
+    if n % 2 == 1 then return c[(n + 1) // 2] end
+    return (c[n // 2] + c[n // 2 + 1]) / 2
+end
+
+local function mean(t)
+    local s = 0
+    for _, v in ipairs(t) do s = s + v end
+    return s / #t
+end
+
+local function fmt(t)
+    local p = {}
+    for i, v in ipairs(t) do p[i] = string.format("%.2f", v) end
+    return table.concat(p, " ")
+end
+
+-- Run argv to completion, return exit code and output.
+local function run(argv, timeout)
+    local c = assert(proc.spawn{ argv = argv, stdin = "null",
+                                 stdout = "pipe", stderr = "stdout" })
+    local out, deadline = {}, proc.now() + (timeout or 120)
+    while proc.now() < deadline do
+        local d, w = c:read(0.5)
+        if d then out[#out + 1] = d elseif w == "eof" then break end
+    end
+    local how, code = c:wait(5)
+    if how == nil then c:terminate(1) end
+    return how == "exit" and code or -1, table.concat(out)
+end
+
+-- The same machine as the driver's, for (b) and (c): a snapshot disk is
+-- enough here (nothing is measured about the disk).
+local function spawn_qemu()
+    local q = assert(proc.spawn{ argv = {
+        "qemu-system-x86_64", "-nodefaults", "-no-user-config",
+        "-display", "none", "-accel", "tcg", "-smp", "1", "-m", "256",
+        "-qmp", "stdio",
+        "-drive", "file=" .. image:gsub(",", ",,") ..
+            ",format=qcow2,if=virtio,snapshot=on",
+        "-netdev", "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:0-:22",
+        "-device", "virtio-net-pci,netdev=n0",
+    }, stdin = "pipe", stdout = "pipe", stderr = "pipe" })
+    local t0 = proc.now()
+    assert(q:write('{"execute":"qmp_capabilities"}\n{"execute":' ..
+        '"human-monitor-command","arguments":{"command-line":' ..
+        '"info usernet"}}\n'))
+    local seen, port = "", nil
+    local deadline = proc.now() + 30
+    while not port and proc.now() < deadline do
+        local d = q:read(0.05)
+        if d then
+            seen = seen .. d
+            port = tonumber(seen:match(
+                "HOST_FORWARD%]%s+%d+%s+127%.0%.0%.1%s+(%d+)"))
+        end
+    end
+    assert(port, "no port from qemu: " .. seen)
+    return q, port, t0
+end
+
+-- (b) a plain banner poll straight after starting qemu: ssh.wait_banner
+-- (a fresh TCP connection, read until "SSH-", retry after 75 ms) and
+-- nothing else of the driver: no registry, overlay or SSH login.
+local function measure_b()
+    local q, port, t0 = spawn_qemu()
+    while true do
+        if ssh.wait_banner("127.0.0.1", port, 0.3) then break end
+        assert(q:wait(0) == nil, "qemu exited")
+        assert(proc.now() - t0 < 180, "no banner in 180 s")
+    end
+    local t = proc.now() - t0
+    q:terminate(2)
+    return t
+end
+
+-- (c) Djinn: sleep 2 s after starting qemu, then a connect attempt with a
+-- 1 s timeout every 1 s until one succeeds (djinn-spec.md §3.1, §3.2).
+local function measure_c()
+    local q, port, t0 = spawn_qemu()
+    proc.sleep(2)
+    local t
+    while true do
+        local s = ssh.connect{ host = "127.0.0.1", port = port, timeout = 1 }
+        if s then
+            t = proc.now() - t0
+            s:close()
+            break
+        end
+        assert(proc.now() - t0 < 180, "no connection in 180 s")
+        proc.sleep(1)
+    end
+    q:terminate(2)
+    return t
+end
+
+-- (a) djinn-lua run: from spawning it to the first byte of the first
+-- job's output ("+ echo first-output" from set -x).
+local function measure_a()
+    local m = work .. "/first.yml"
+    local t0 = proc.now()
+    local c = assert(proc.spawn{ argv = { dl, "run", "--registry", reg,
+        "--driver-config", work .. "/vm.conf", "--artifacts",
+        work .. "/art", m }, stdin = "null", stdout = "pipe",
+        stderr = "stdout" })
+    local out, t_first, ready = "", nil, nil
+    while true do
+        local d, w = c:read(1)
+        if d then
+            out = out .. d
+            if not t_first and out:find("+ echo first-output", 1, true) then
+                t_first = proc.now() - t0
+            end
+        elseif w == "eof" then
+            break
+        end
+        assert(proc.now() - t0 < 300, "run did not finish")
+    end
+    local how, code = c:wait(10)
+    assert(how == "exit" and code == 0, "the run failed:\n" .. out)
+    ready = tonumber(out:match("Machine ready in ([%d.]+)s"))
+    return t_first, ready
+end
+
+-- per-job overhead on one booted VM
+local function measure_jobs()
+    local q, port = spawn_qemu()
+    while not ssh.wait_banner("127.0.0.1", port, 0.5) do
+        assert(q:wait(0) == nil, "qemu exited")
+    end
+    local s = assert(ssh.connect{ host = "127.0.0.1", port = port,
+                                  timeout = 5 })
+    s:exec("true")
+    local N = 50
+    local t0 = proc.now()
+    for _ = 1, N do assert(s:exec("true") == 0) end
+    local per_exec = (proc.now() - t0) / N
+    -- What the driver does per job besides the script: upload, run, rm.
+    t0 = proc.now()
+    for _ = 1, 20 do
+        assert(s:put_data("#!/bin/sh\ntrue\n", "j.sh", 493))
+        assert(s:exec("./j.sh") == 0)
+        assert(s:exec("rm -f ./j.sh") == 0)
+    end
+    local per_job = (proc.now() - t0) / 20
+    s:close()
+    local NC = 20
+    local argv = { "ssh", "-q", "-p", tostring(port), "-o", "BatchMode=yes",
+                   "-o", "StrictHostKeyChecking=no", "-o",
+                   "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+                   "root@127.0.0.1", "true" }
+    assert(run(argv, 30) == 0, "ssh CLI failed")
+    t0 = proc.now()
+    for _ = 1, NC do
+        local rc, out = run(argv, 30)
+        assert(rc == 0, "ssh CLI failed: " .. out)
+    end
+    local per_cli = (proc.now() - t0) / NC
+    q:terminate(2)
+    return per_exec, per_job, per_cli, N, NC
+end
+
+io.write(string.format("vm-bench: %d run(s) each, TCG, image %s (%d bytes)\n",
+                       runs, image, fs.stat(image).size))
+local A, R, Bs, Cs = {}, {}, {}, {}
+for i = 1, runs do
+    -- interleave, so load drifts hit every method alike
+    Bs[i] = measure_b()
+    A[i], R[i] = measure_a()
+    Cs[i] = measure_c()
+    io.write(string.format("  run %d: a %.2f s  b %.2f s  c %.2f s\n", i,
+                           A[i], Bs[i], Cs[i]))
+    io.flush()
+end
+local ma, mb, mc = median(A), median(Bs), median(Cs)
+print("")
+print("boot to first job output (seconds; median of " .. runs .. ")")
+print(string.format("  (a) djinn-lua run -> first job output  %6.2f   [%s]",
+                    ma, fmt(A)))
+print(string.format("      of which the driver's boot wait    %6.2f   [%s]",
+                    median(R), fmt(R)))
+print(string.format("  (b) guest SSH banner (plain poll)      %6.2f   [%s]",
+                    mb, fmt(Bs)))
+print(string.format("  (c) Djinn: sleep 2 s + 1 s retries     %6.2f   [%s]",
+                    mc, fmt(Cs)))
+print(string.format("  (a) - (b) = %+.2f s (goal <= +0.10); (c) - (a) = " ..
+                    "%+.2f s", ma - mb, mc - ma))
+local pe, pj, pc, N, NC = measure_jobs()
+print("")
+print("per-job overhead on a booted VM (milliseconds)")
+print(string.format("  djinn.ssh exec of true (mean of %d)       %7.1f", N,
+                    pe * 1000))
+print(string.format("  driver job: upload + ./j.sh + rm (mean 20) %7.1f",
+                    pj * 1000))
+print(string.format("  fresh ssh CLI process per job (mean of %d) %7.1f", NC,
+                    pc * 1000))
+print(string.format("  exec / ssh CLI = %.3f (goal <= 0.2); driver job / " ..
+                    "ssh CLI = %.3f", pe / pc, pj / pc))
+return 0

@@ -1,0 +1,589 @@
+-- djinn.drivers.qemu: run a build in a QEMU virtual machine booted from a
+-- QCOW2 image, over SSH (djinn-spec.md §2.3, §3.1; the job execution is
+-- djinn.sshjob's, shared with the SSH driver).
+--
+-- driver.conf, `driver qemu { ... }`:
+--   disks "/var/lib/djinn/images"  base images: <disks>/qemu/x86_64/<name>
+--   cpus 1                         -smp
+--   memory 2048                    -m, in MiB (Djinn's docs say bytes; its
+--                                  code, and this driver, use MiB)
+--   accel "auto"                   kvm | tcg | auto: KVM only when it really
+--                                  works (proc.kvm_usable), else TCG
+--   boot_timeout 5m                how long to wait for the guest's SSH
+--   restrict false                 true: slirp restrict=on (the guest
+--                                  reaches nothing but its SSH forward)
+--   binary "qemu-system-x86_64"
+--
+-- Image resolution (driver.image): a name of letters, digits, ".", "_" and
+-- "-" segments joined by "/" (no "..", no leading "/"), checked before any
+-- file is touched. A name without "/" or "." is first looked up in the
+-- registry (--registry): the manifest's namespace, then the personal
+-- images. Otherwise it is the base image <disks>/qemu/x86_64/<name>.
+-- A registered image's file must still have the SHA-256 recorded at
+-- registration (a check cached in the registry's image_verified table by
+-- device, inode, size, mtime and ctime, so an unchanged file is not hashed
+-- again), and every image is re-validated with the QCOW2 validator before
+-- each boot: a swapped or tampered file never boots.
+--
+-- The machine: qemu-system-x86_64 is a DIRECT child (no -daemonize) in its
+-- own process group, killed by the kernel if djinn-lua dies (PDEATHSIG).
+-- The disk is a chain of -blockdev nodes: the image, opened read-only
+-- with its format pinned to qcow2 and its backing file disabled
+-- ("backing": null), under a temporary qcow2 overlay that takes every
+-- guest write; the image file itself is never written. Networking is
+-- slirp with a forward 127.0.0.1:<port> -> guest :22, where the host port
+-- is 0 (the kernel picks a free one atomically, so parallel builds never
+-- collide) and the bound port is read back over QMP (human-monitor-command
+-- "info usernet"). QMP runs over qemu's stdin/stdout pipes: private to this
+-- process, no socket file to protect or remove. The serial console goes to
+-- a file, whose tail is shown when the boot fails.
+--
+-- Boot wait: the forward accepts TCP before the guest exists, so readiness
+-- is the "SSH-" banner, polled with short attempts and fast retries up to
+-- boot_timeout; if qemu exits meanwhile the build fails at once with its
+-- stderr. Teardown (destroy, on every path): close SSH, QMP "quit", wait
+-- up to 3 s, then TERM and KILL the process group; the temporary directory
+-- (overlay, console log) is removed.
+local fs = require "djinn.fs"
+local proc = require "djinn.proc"
+local util = require "djinn.util"
+local sshjob = require "djinn.sshjob"
+
+local M = {}
+local Driver = {}
+Driver.__index = Driver
+
+local ARCH = "x86_64"
+
+function M.new(o)
+    local cfg = o.config or {}
+    local d = setmetatable({ log = o.log, ctx = o.ctx, cfg = cfg,
+                             manifest = o.manifest, image = o.driver.image,
+                             registry = o.registry }, Driver)
+    local accel = cfg.accel or "auto"
+    if accel ~= "auto" and accel ~= "kvm" and accel ~= "tcg" then
+        return nil, string.format("driver.conf: driver qemu: accel %q is " ..
+            "not known (allowed: kvm, tcg, auto)", tostring(accel))
+    end
+    d.accel = accel
+    for _, k in ipairs{ "cpus", "memory" } do
+        local v = cfg[k]
+        if math.type(v) ~= "integer" or v < 1 or v > 1048576 then
+            return nil, string.format("driver.conf: driver qemu: %s %s " ..
+                "must be a positive integer (memory in MiB)", k, tostring(v))
+        end
+    end
+    d.boot_timeout = cfg.boot_timeout or 300
+    if type(d.boot_timeout) ~= "number" or d.boot_timeout <= 0 then
+        return nil, "driver.conf: driver qemu: boot_timeout must be a " ..
+            "positive duration, e.g. 5m"
+    end
+    return d
+end
+
+---------------------------------------------------------------------------
+-- Image resolution and verification.
+---------------------------------------------------------------------------
+local NAME_RULE = "names are segments of letters, digits, '.', '_' and " ..
+    "'-' joined by '/', e.g. debian/stable or a registered image name"
+
+function M.check_name(name)
+    if type(name) ~= "string" or name == "" then
+        return nil, "driver.image is empty (" .. NAME_RULE .. ")"
+    end
+    if #name > 255 then
+        return nil, string.format("driver.image %q is longer than 255 " ..
+                                  "characters", name:sub(1, 40) .. "...")
+    end
+    if name:sub(1, 1) == "/" then
+        return nil, string.format("driver.image %q: absolute paths are " ..
+                                  "not allowed (%s)", name, NAME_RULE)
+    end
+    for seg in (name .. "/"):gmatch("([^/]*)/") do
+        if seg == ".." or seg == "." then
+            return nil, string.format("driver.image %q: %q is not " ..
+                "allowed (%s)", name, seg, NAME_RULE)
+        elseif seg == "" then
+            return nil, string.format("driver.image %q: empty path " ..
+                "segment (%s)", name, NAME_RULE)
+        elseif not seg:match("^[%w_%-][%w%._%-]*$") then
+            return nil, string.format("driver.image %q: segment %q has " ..
+                "characters outside the rules, or starts with '.' (%s)",
+                name, seg, NAME_RULE)
+        end
+    end
+    return name
+end
+
+local function identity(st)
+    return { dev = st.dev, ino = st.ino, size = st.size,
+             mtime_ns = st.mtime_ns, ctime_ns = st.ctime_ns }
+end
+
+local function same_identity(a, b)
+    return a.dev == b.dev and a.ino == b.ino and a.size == b.size and
+        a.mtime_ns == b.mtime_ns and a.ctime_ns == b.ctime_ns
+end
+
+-- -> { path =, label =, sha256 = (registered images), db = } | nil, cause
+function Driver:resolve()
+    local name, why = M.check_name(self.image)
+    if name == nil then
+        return nil, why
+    end
+    local looked = {}
+    local ns = self.manifest and self.manifest.namespace
+    if name:match("^[%w_%-]+$") and self.registry then
+        if fs.exists(self.registry) then
+            local registry = require "djinn.registry"
+            local db, err = registry.open(self.registry)
+            if db == nil then
+                return nil, "cannot open the image registry " ..
+                    self.registry .. ": " .. tostring(err)
+            end
+            local scopes = {}
+            if ns and ns ~= "" then scopes[#scopes + 1] = ns end
+            scopes[#scopes + 1] = false
+            for _, scope in ipairs(scopes) do
+                local okr, path = pcall(db.resolve, db, scope or nil, name)
+                if okr and path then
+                    local rows = db:query("SELECT sha256 FROM images " ..
+                        "WHERE store_path = ? LIMIT 1", path)
+                    local sha = rows and rows[1] and rows[1].sha256
+                    if sha == nil then
+                        db:close()
+                        return nil, "image " .. name .. ": the registry " ..
+                            "has no SHA-256 for " .. path
+                    end
+                    return { path = path, sha256 = sha, db = db,
+                             label = (scope and (scope .. "/") or
+                                      "(personal) ") .. name }
+                end
+                looked[#looked + 1] = string.format("registry %s, %s%s",
+                    self.registry, scope and ("namespace " .. scope) or
+                    "personal images", okr and "" or
+                    (" (" .. tostring(path) .. ")"))
+            end
+            db:close()
+        else
+            looked[#looked + 1] = "registry " .. self.registry ..
+                " (does not exist)"
+        end
+    end
+    local base = string.format("%s/qemu/%s/%s", self.cfg.disks or
+                               "/var/lib/djinn/images", ARCH, name)
+    local st = fs.stat(base)
+    if st and st.type == "file" then
+        return { path = base, label = name }
+    end
+    if st then
+        return nil, string.format("couldn't find image %s: the base image " ..
+                                  "%s is not a file", name, base)
+    end
+    looked[#looked + 1] = "base image " .. base .. " (disks in driver.conf)"
+    return nil, string.format("couldn't find image %s\nmake sure your " ..
+        "image exists in the namespace the build is being run from\n" ..
+        "looked in: %s", name, table.concat(looked, "; "))
+end
+
+-- SHA-256 against the registry (cached by file identity), then the QCOW2
+-- validator. -> info (qcow2 info table), identity | nil, cause
+function Driver:verify(img)
+    local st, err = fs.stat(img.path)
+    if st == nil then
+        return nil, "image " .. img.label .. ": " .. tostring(err)
+    end
+    local id = identity(st)
+    if img.sha256 then
+        local db = img.db
+        local rows = db:query("SELECT sha256 FROM image_verified WHERE " ..
+            "path = ? AND dev = ? AND ino = ? AND size = ? AND " ..
+            "mtime_ns = ? AND ctime_ns = ?", img.path, id.dev, id.ino,
+            id.size, id.mtime_ns, id.ctime_ns)
+        if rows and rows[1] and rows[1].sha256 == img.sha256 then
+            self.log:line("Image " .. img.label .. ": SHA-256 matches the " ..
+                          "registry (unchanged since the last check)")
+        else
+            local t0 = proc.now()
+            local h
+            rows, err = db:query("SELECT image_sha256(?) AS h", img.path)
+            h = rows and rows[1] and rows[1].h
+            if h == nil then
+                return nil, "image " .. img.label .. ": cannot hash " ..
+                    img.path .. ": " .. tostring(err)
+            end
+            local st2 = fs.stat(img.path)
+            if st2 == nil or not same_identity(id, identity(st2)) then
+                return nil, "image " .. img.label .. ": " .. img.path ..
+                    " changed while it was being checked; refusing to boot it"
+            end
+            if h ~= img.sha256 then
+                db:exec("DELETE FROM image_verified WHERE path = ?", img.path)
+                return nil, string.format("image %s: the file %s does not " ..
+                    "match the registry (SHA-256 %s, registered %s): it " ..
+                    "was modified or replaced after registration; refusing " ..
+                    "to boot it (remove and register the image again)",
+                    img.label, img.path, h, img.sha256)
+            end
+            db:exec("INSERT OR REPLACE INTO image_verified(path, dev, ino, " ..
+                "size, mtime_ns, ctime_ns, sha256) VALUES (?,?,?,?,?,?,?)",
+                img.path, id.dev, id.ino, id.size, id.mtime_ns, id.ctime_ns,
+                h)
+            self.log:line(string.format("Image %s: SHA-256 matches the " ..
+                "registry (checked in %s)", img.label,
+                util.fmt_duration(proc.now() - t0)))
+        end
+    end
+    local qcow2 = require "djinn.qcow2"
+    local rep = qcow2.check(img.path)
+    if not rep.valid then
+        local msgs = {}
+        for _, e in ipairs(rep.errors or {}) do
+            msgs[#msgs + 1] = (e.code and (e.code .. ": ") or "") ..
+                tostring(e.message)
+        end
+        return nil, string.format("image %s: %s is not a valid QCOW2 " ..
+            "image; refusing to boot it:\n  %s", img.label, img.path,
+            table.concat(msgs, "\n  "))
+    end
+    local st3 = fs.stat(img.path)
+    if st3 == nil or not same_identity(id, identity(st3)) then
+        return nil, "image " .. img.label .. ": " .. img.path ..
+            " changed while it was being checked; refusing to boot it"
+    end
+    return rep.info or {}, id
+end
+
+---------------------------------------------------------------------------
+-- The QEMU process.
+---------------------------------------------------------------------------
+function Driver:choose_accel()
+    if self.accel == "tcg" then
+        return "tcg", "accel tcg in driver.conf"
+    end
+    local ok, why = proc.kvm_usable()
+    if self.accel == "kvm" then
+        if not ok then
+            self.log:warn("accel kvm: KVM does not look usable here (" ..
+                why .. "); the guest may hang in the BIOS until " ..
+                "boot_timeout. Use accel \"auto\" or \"tcg\".")
+        end
+        return "kvm", "accel kvm in driver.conf"
+    end
+    if ok then
+        return "kvm", "accel auto: KVM works"
+    end
+    return "tcg", "accel auto: KVM is not usable: " .. why
+end
+
+-- Read whatever qemu wrote, without blocking longer than `t`.
+function Driver:pump(t)
+    local q = self.q
+    if q == nil then return end
+    local data, what = q:read(t or 0)
+    while data do
+        if what == "stderr" then
+            if #self.stderr < 65536 then
+                self.stderr = self.stderr .. data
+            end
+        else
+            self.qmp = (self.qmp .. data):sub(-65536)
+        end
+        data, what = q:read(0)
+    end
+end
+
+-- nil while qemu runs, else a message with its exit status and stderr.
+function Driver:dead()
+    local q = self.q
+    if q == nil then return "qemu is not running" end
+    local how, code = q:wait(0)
+    if how == nil then return nil end
+    self:pump(0)
+    self.exited = true
+    return string.format("qemu exited (%s %s)%s", how, tostring(code),
+        self.stderr ~= "" and (": " .. self.stderr:gsub("%s+$", "")) or "")
+end
+
+local function run_tool(argv, timeout)
+    local c, err = proc.spawn{ argv = argv, stdin = "null", stdout = "pipe",
+                               stderr = "stdout" }
+    if c == nil then return nil, err end
+    local out, deadline = {}, proc.now() + timeout
+    while proc.now() < deadline do
+        local data, what = c:read(0.2)
+        if data then out[#out + 1] = data elseif what == "eof" then break end
+    end
+    local how, code = c:wait(math.max(0.1, deadline - proc.now()))
+    if how == nil then
+        c:terminate(1)
+        return nil, argv[1] .. ": timed out after " .. timeout .. " s"
+    end
+    if how ~= "exit" or code ~= 0 then
+        return nil, string.format("%s failed (%s %s): %s", argv[1], how,
+            tostring(code), table.concat(out):gsub("%s+$", ""))
+    end
+    return true
+end
+
+local function friendly(stderr, label)
+    if stderr:find("No such file or directory", 1, true) then
+        return "couldn't find image " .. label
+    elseif stderr:find('Failed to get "write" lock', 1, true) or
+        stderr:find('Failed to get shared "write" lock', 1, true) then
+        return "image is currently being modified"
+    end
+end
+
+function Driver:boot_failure(why)
+    local lines = { "failed to boot machine" }
+    local f = friendly(self.stderr or "", self.label or "")
+    if f then lines[#lines + 1] = f end
+    lines[#lines + 1] = why
+    local console = self.dir and fs.readfile(self.dir .. "/console.log")
+    if console and console ~= "" then
+        local tail = console:sub(-1500):gsub("\r", "")
+        lines[#lines + 1] = "last lines of the guest console:\n" .. tail
+    end
+    return table.concat(lines, "\n")
+end
+
+-- Send one QMP command and wait for its reply; -> reply text | nil, cause
+function Driver:qmp_command(cmd, timeout)
+    local ok, err = self.q:write(cmd .. "\n", timeout)
+    if not ok then
+        return nil, "QMP write: " .. tostring(err)
+    end
+    local deadline = proc.now() + timeout
+    while true do
+        local s, e = self.qmp:find('{"return"[^\n]*\n')
+        local es, ee = self.qmp:find('{"error"[^\n]*\n')
+        if es and (s == nil or es < s) then
+            local reply = self.qmp:sub(es, ee)
+            self.qmp = self.qmp:sub(ee + 1)
+            return nil, "QMP error: " .. reply
+        end
+        if s then
+            local reply = self.qmp:sub(s, e)
+            self.qmp = self.qmp:sub(e + 1)
+            return reply
+        end
+        local dead = self:dead()
+        if dead then return nil, dead end
+        if proc.now() >= deadline then
+            return nil, "no QMP reply within " .. timeout .. " s"
+        end
+        self:pump(0.1)
+    end
+end
+
+function Driver:start_qemu(img, info, accel)
+    local dir, err = fs.mkdtemp("djinn-qemu-")
+    if dir == nil then
+        return nil, "cannot create a temporary directory: " .. tostring(err)
+    end
+    self.dir = dir
+    local overlay = dir .. "/overlay.qcow2"
+    local vsize = info.virtual_size
+    if math.type(vsize) ~= "integer" or vsize <= 0 then
+        return nil, "image " .. img.label .. ": no virtual size in its header"
+    end
+    local ok
+    ok, err = run_tool({ "qemu-img", "create", "-q", "-f", "qcow2", "-o",
+                         "compat=1.1", overlay, tostring(vsize) }, 60)
+    if not ok then
+        return nil, "cannot create the disk overlay: " .. tostring(err)
+    end
+    local json = util.json
+    local netdev = "user,id=net0,hostfwd=tcp:127.0.0.1:0-:22"
+    if self.cfg.restrict == true then
+        netdev = netdev .. ",restrict=on"
+    end
+    local argv = {
+        self.cfg.binary or "qemu-system-x86_64",
+        "-name", "djinn", "-nodefaults", "-no-user-config",
+        "-display", "none", "-accel", accel,
+        "-smp", tostring(self.cfg.cpus), "-m", tostring(self.cfg.memory),
+        "-qmp", "stdio",
+        "-serial", "file:" .. (dir .. "/console.log"):gsub(",", ",,"),
+        "-blockdev", json{ driver = "file", ["node-name"] = "image-file",
+                           filename = img.path, ["read-only"] = true },
+        "-blockdev", json{ driver = "qcow2", ["node-name"] = "image",
+                           file = "image-file", ["read-only"] = true,
+                           backing = util.json_null },
+        "-blockdev", json{ driver = "file", ["node-name"] = "overlay-file",
+                           filename = overlay },
+        "-blockdev", json{ driver = "qcow2", ["node-name"] = "disk0",
+                           file = "overlay-file", backing = "image" },
+        "-device", "virtio-blk-pci,drive=disk0",
+        "-netdev", netdev, "-device", "virtio-net-pci,netdev=net0",
+    }
+    self.stderr, self.qmp = "", ""
+    local q
+    q, err = proc.spawn{ argv = argv, stdin = "pipe", stdout = "pipe",
+                         stderr = "pipe" }
+    if q == nil then
+        return nil, tostring(err) .. " (install qemu-system-x86)"
+    end
+    self.q = q
+    self.t_spawn = proc.now()
+    self.qemu_pid = q:pid()
+    self.log:line(string.format("Started qemu (pid %d, accel %s, %d CPU, " ..
+        "%d MiB)", self.qemu_pid, accel, self.cfg.cpus, self.cfg.memory))
+    -- The QMP greeting, capabilities negotiation, then the bound port.
+    local deadline = proc.now() + 30
+    while not self.qmp:find('{"QMP"[^\n]*\n') do
+        local dead = self:dead()
+        if dead then return nil, self:boot_failure(dead) end
+        if proc.now() >= deadline then
+            return nil, self:boot_failure("no QMP greeting from qemu " ..
+                                          "within 30 s")
+        end
+        self:pump(0.1)
+    end
+    self.qmp = self.qmp:gsub('^.-{"QMP"[^\n]*\n', "")
+    local reply
+    reply, err = self:qmp_command('{"execute":"qmp_capabilities"}', 30)
+    if reply == nil then
+        return nil, self:boot_failure(err)
+    end
+    reply, err = self:qmp_command('{"execute":"human-monitor-command",' ..
+        '"arguments":{"command-line":"info usernet"}}', 30)
+    if reply == nil then
+        return nil, self:boot_failure(err)
+    end
+    local port = tonumber(reply:match(
+        "HOST_FORWARD%]%s+%d+%s+127%.0%.0%.1%s+(%d+)%s"))
+    if port == nil or port < 1 or port > 65535 then
+        return nil, self:boot_failure("qemu did not report the forwarded " ..
+                                      "SSH port: " .. reply)
+    end
+    self.port = port
+    return true
+end
+
+---------------------------------------------------------------------------
+-- The driver interface.
+---------------------------------------------------------------------------
+local function ssh_banner(port)
+    local ssh = require "djinn.ssh"
+    return ssh.wait_banner("127.0.0.1", port, 0.5)
+end
+
+function Driver:create(env, objects)
+    local log, ctx = self.log, self.ctx
+    log:line("Creating machine with arch " .. ARCH .. "...")
+    local img, err = self:resolve()
+    if img == nil then
+        return nil, "failed to boot machine\n" .. err
+    end
+    self.label = img.label
+    local info, id = self:verify(img)
+    if img.db then img.db:close() end
+    if info == nil then
+        return nil, "failed to boot machine\n" .. id
+    end
+    log:line("Booting machine with image " .. self.image .. "...")
+    local accel, why = self:choose_accel()
+    log:line("Using accelerator " .. accel .. " (" .. why .. ")")
+    local t0 = proc.now()
+    local ok
+    ok, err = self:start_qemu(img, info, accel)
+    if not ok then
+        return nil, err
+    end
+    -- qemu holds the image open now; it must still be the file we checked.
+    local st = fs.stat(img.path)
+    if st == nil or not same_identity(id, identity(st)) then
+        return nil, "failed to boot machine\nimage " .. img.label .. ": " ..
+            img.path .. " changed while the machine was starting"
+    end
+
+    local deadline = t0 + self.boot_timeout
+    while true do
+        local reason = ctx:cancelled()
+        if reason then
+            return nil, ctx:cause() or reason
+        end
+        local dead = self:dead()
+        if dead then
+            return nil, self:boot_failure(dead)
+        end
+        if proc.now() >= deadline then
+            return nil, self:boot_failure(string.format("the machine did " ..
+                "not answer on SSH (127.0.0.1:%d) within %s (boot_timeout " ..
+                "in driver.conf)", self.port,
+                util.fmt_timeout(self.boot_timeout)))
+        end
+        self:pump(0)
+        if ssh_banner(self.port) then break end
+    end
+    local t_banner = proc.now()
+    local conn
+    conn, err = sshjob.connect{
+        host = "127.0.0.1", port = self.port, user = "root", attempt = 5,
+        deadline = math.max(deadline, proc.now() + 10), ctx = ctx,
+        alive = function() return self:dead() end,
+    }
+    if conn == nil then
+        local reason = ctx:cancelled()
+        if reason then return nil, ctx:cause() or reason end
+        return nil, self:boot_failure(err)
+    end
+    self.conn = conn
+    log:line("Established SSH connection to machine as root...")
+    local now = proc.now()
+    log:line(string.format("Machine ready in %s (SSH banner after %.2fs, " ..
+        "login %.2fs; SSH on 127.0.0.1:%d, host key %s)",
+        util.fmt_duration(now - t0), t_banner - self.t_spawn,
+        now - t_banner, self.port, conn.fingerprint))
+    log:line("")
+    ok, err = conn:setup_env(env, log)
+    if not ok then
+        return nil, err
+    end
+    if #objects > 0 then
+        conn:place_objects(objects, log)
+        log:line("")
+    end
+    return true
+end
+
+function Driver:execute(job, store)
+    if self.conn == nil then
+        return "failed", "no SSH connection to the machine"
+    end
+    return self.conn:execute(job, store, self.ctx, self.log, function()
+        self:pump(0)
+        local dead = self:dead()
+        if dead then
+            return "the machine stopped: " .. dead
+        end
+    end)
+end
+
+function Driver:destroy()
+    if self.conn then
+        pcall(self.conn.close, self.conn)
+        self.conn = nil
+    end
+    local q = self.q
+    if q then
+        if not self.exited then
+            q:write('{"execute":"quit"}\n', 1)
+            local how = q:wait(3)
+            if how == nil then
+                q:terminate(2)
+            end
+        end
+        -- The process group may hold helpers; make sure it is gone.
+        q:terminate(1)
+        self.q = nil
+    end
+    if self.dir then
+        fs.rm_rf(self.dir)
+        self.dir = nil
+    end
+end
+
+return M
