@@ -991,8 +991,9 @@ static int l_proc_kvm_usable(lua_State *L)
     }
     api = ioctl(fd, KVM_GET_API_VERSION, 0);
     if (api != KVM_API_VERSION) {
-        snprintf(why, sizeof(why), "/dev/kvm: KVM_GET_API_VERSION is %d, "
-                 "expected %d", api, KVM_API_VERSION);
+        snprintf(why, sizeof(why),
+                 "/dev/kvm: KVM_GET_API_VERSION is %d, expected %d", api,
+                 KVM_API_VERSION);
         goto done;
     }
     vm = ioctl(fd, KVM_CREATE_VM, 0);

@@ -585,8 +585,10 @@ static void test_refused_by_qemu_img(void)
     expect_error(P("datafile2.qcow2"), QCOW2_E_DATA_FILE,
                  "data_file_raw=on");
     /* qemu's PBKDF2 calibration sometimes fails with "Unable to get
-     * accurate CPU usage" on a busy machine: try up to three times. */
-    for (i = 0; i < 3 && access(P("luks.qcow2"), F_OK) != 0; i++)
+     * accurate CPU usage" on a busy machine (its thread CPU clock can read
+     * 0 ms for the first round of iterations): a failed attempt costs a few
+     * milliseconds, so try up to 25 times. */
+    for (i = 0; i < 25 && access(P("luks.qcow2"), F_OK) != 0; i++)
         RUN("qemu-img", "create", "-q", "-f", "qcow2", "--object",
             "secret,id=s0,data=abc", "-o",
             "encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10",

@@ -467,7 +467,7 @@ end
 ---------------------------------------------------------------------------
 local function ssh_banner(port)
     local ssh = require "djinn.ssh"
-    return ssh.wait_banner("127.0.0.1", port, 0.5)
+    return ssh.wait_banner("127.0.0.1", port, 0.3)
 end
 
 function Driver:create(env, objects)
