@@ -20,7 +20,7 @@ WARN = -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
        -Wmissing-prototypes -Wwrite-strings -Wformat=2 -Wundef
 
 EXT_PKGS = sqlite3 zlib libcrypto libzstd
-RT_PKGS  = lua5.4 yaml-0.1 libssh $(EXT_PKGS)
+RT_PKGS  = lua5.4 yaml-0.1 libssh libcurl jansson libarchive $(EXT_PKGS)
 
 EXT_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(EXT_PKGS))
 EXT_LIBS   := $(shell $(PKG_CONFIG) --libs $(EXT_PKGS))

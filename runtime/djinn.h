@@ -16,5 +16,8 @@ int luaopen_djinn_fs(lua_State *L);
 int luaopen_djinn_registry(lua_State *L);
 int luaopen_djinn_qcow2(lua_State *L);
 int luaopen_djinn_ssh(lua_State *L);
+int luaopen_djinn_http(lua_State *L);
+int luaopen_djinn_json(lua_State *L);
+int luaopen_djinn_tar(lua_State *L);
 
 #endif /* DJINN_RUNTIME_H */

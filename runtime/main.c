@@ -12,7 +12,9 @@
 **     (djinn.yaml, djinn.proc, djinn.fs, djinn.registry, djinn.qcow2) in
 **     package.preload; package.cpath is emptied (no foreign C modules);
 **   - sets package.path: "<exe dir>/../lua/?.lua;<exe dir>/../lua/?/init.lua"
-**     when <exe dir>/../lua/djinn/cli.lua exists (build tree), else the
+**     when <exe dir>/../lua/djinn/cli.lua exists (build tree), then
+**     <exe dir>/../share/djinn/lua when it holds djinn/cli.lua (an
+**     installed tree, even one moved after `make install`), else the
 **     compile-time DJINN_LUADIR; $DJINN_LUA_PATH, if set, is prepended;
 **   - if djinn.cli is found on package.path: sets the global `arg`
 **     (arg[0] = argv[0], arg[1..] = ARGS) and returns cli.main({ARGS...});
@@ -47,6 +49,9 @@ static const luaL_Reg preloads[] = {
     {"djinn.registry", luaopen_djinn_registry},
     {"djinn.qcow2", luaopen_djinn_qcow2},
     {"djinn.ssh", luaopen_djinn_ssh},
+    {"djinn.http", luaopen_djinn_http},
+    {"djinn.json", luaopen_djinn_json},
+    {"djinn.tar", luaopen_djinn_tar},
     {NULL, NULL},
 };
 
@@ -91,6 +96,18 @@ static void set_paths(lua_State *L)
     }
     if (slash != NULL && access(probe, R_OK) == 0) {
         lua_pushfstring(L, "%s/../lua/?.lua;%s/../lua/?/init.lua", exe, exe);
+        luaL_addvalue(&b);
+        luaL_addchar(&b, ';');
+    }
+    /* An installed tree that was moved (DESTDIR, a relocated PREFIX). */
+    if (slash != NULL)
+        snprintf(probe, sizeof(probe), "%s/../share/djinn/lua/djinn/cli.lua",
+                 exe);
+    if (slash != NULL && access(probe, R_OK) == 0) {
+        lua_pushfstring(L,
+                        "%s/../share/djinn/lua/?.lua;"
+                        "%s/../share/djinn/lua/?/init.lua",
+                        exe, exe);
     } else {
         lua_pushstring(L, DJINN_LUADIR "/?.lua;" DJINN_LUADIR "/?/init.lua");
     }

@@ -2,6 +2,7 @@
 --
 --   djinn-lua run [options] [MANIFEST]       run a build (offline runner)
 --   djinn-lua image register|ls|info|rm|check ...
+--   djinn-lua docker prune [--driver-config FILE]
 --   djinn-lua SCRIPT.lua [ARGS...]           run a user script
 --   djinn-lua help [COMMAND] | --help | --version
 local util = require "djinn.util"
@@ -27,6 +28,8 @@ usage: djinn-lua COMMAND [ARGS...]
 Commands:
   run [options] [MANIFEST]   run a Djinn build manifest (default .djinn.yml)
   image SUBCOMMAND ...       manage the local QCOW2 image registry
+  docker prune               remove leftover containers and volumes of the
+                             docker driver (labelled djinn.managed=true)
   help [COMMAND]             show help for a command
   --version                  print the version
 
@@ -74,6 +77,22 @@ $XDG_DATA_HOME/djinn/registry.db or ~/.local/share/djinn/registry.db).
 
 Exit status: 0 success, 1 the operation failed (invalid image, no such
 image), 2 usage error.
+]],
+    docker = [[
+usage: djinn-lua docker prune [--driver-config FILE]
+
+Remove every container and volume labelled djinn.managed=true (what the
+docker driver creates; builds remove their own, but a killed runner can
+leave some behind) from the engine named by host in the docker block of
+driver.conf (default unix:///var/run/docker.sock). Nothing without that
+label is touched. Running builds lose their containers: prune when no
+build runs.
+
+Options:
+  --driver-config FILE  driver.conf (default as for run)
+
+Exit status: 0 success, 1 something could not be removed, 2 usage error,
+3 the engine cannot be reached.
 ]],
 }
 
@@ -475,6 +494,97 @@ local function cmd_image(args)
 end
 
 ---------------------------------------------------------------------------
+-- docker prune
+---------------------------------------------------------------------------
+local function cmd_docker(args)
+    local opts, pos = parse_opts(args, { ["driver-config"] = "value",
+                                         help = "flag" })
+    if opts == nil then
+        return usage_error("docker", pos)
+    end
+    if opts.help or pos[1] == "help" then
+        io.stdout:write(HELP.docker)
+        return 0
+    end
+    if pos[1] ~= "prune" or #pos > 1 then
+        return usage_error("docker", pos[1] == nil and
+            "missing subcommand (allowed: prune)" or
+            string.format("unknown arguments %q (allowed: prune)",
+                          table.concat(pos, " ")))
+    end
+    local config = require "djinn.config"
+    local cpath = opts["driver-config"] or M.default_driver_config()
+    local cfg, cerr
+    local f = io.open(cpath, "rb")
+    if f or opts["driver-config"] then
+        if f then f:close() end
+        cfg, cerr = config.load(cpath)
+    else
+        cfg = config.defaults()
+    end
+    if cfg == nil then
+        eprint(cerr)
+        return 2
+    end
+    local dcfg = config.driver(cfg, "docker")
+    local docker = require "djinn.docker"
+    local c, err = docker.connect{ host = dcfg.host, version = dcfg.version }
+    if c == nil then
+        eprint("djinn-lua: docker prune: ", err)
+        return 3
+    end
+    local labels = { ["djinn.managed"] = "true" }
+    local status = 0
+    local list
+    list, err = c:containers(labels)
+    if list == nil then
+        eprint("djinn-lua: docker prune: listing containers: ", err)
+        return 1
+    end
+    local nc, nv = 0, 0
+    for _, ct in ipairs(list) do
+        -- The engine filtered by label; check again before removing.
+        if type(ct.Labels) == "table" and
+            ct.Labels["djinn.managed"] == "true" then
+            local ok, rerr = c:container_remove(ct.Id)
+            if ok then
+                nc = nc + 1
+                print(string.format("removed container %s (build %s)",
+                    ct.Id:sub(1, 12), tostring(ct.Labels["djinn.build"])))
+            else
+                eprint("djinn-lua: docker prune: container ",
+                       ct.Id:sub(1, 12), ": ", rerr)
+                status = 1
+            end
+        end
+    end
+    list, err = c:volumes(labels)
+    if list == nil then
+        eprint("djinn-lua: docker prune: listing volumes: ", err)
+        return 1
+    end
+    for _, v in ipairs(list) do
+        if type(v.Labels) == "table" and
+            v.Labels["djinn.managed"] == "true" then
+            local ok, rerr = c:volume_remove(v.Name)
+            if ok then
+                nv = nv + 1
+                print(string.format("removed volume %s (build %s)", v.Name,
+                                    tostring(v.Labels["djinn.build"])))
+            else
+                eprint("djinn-lua: docker prune: volume ", v.Name, ": ",
+                       rerr)
+                status = 1
+            end
+        end
+    end
+    print(string.format("pruned %d container%s and %d volume%s at %s", nc,
+                        nc == 1 and "" or "s", nv, nv == 1 and "" or "s",
+                        c.host))
+    return status
+end
+
+---------------------------------------------------------------------------
 -- scripts, help, version
 ---------------------------------------------------------------------------
 local function run_script(argv)
@@ -528,7 +638,7 @@ function M.main(argv)
         end
         if HELP[topic] == nil then
             return usage_error(nil, string.format("no help for %q " ..
-                "(commands: run, image)", topic))
+                "(commands: run, image, docker)", topic))
         end
         io.stdout:write(HELP[topic])
         return 0
@@ -536,11 +646,13 @@ function M.main(argv)
         return cmd_run(rest)
     elseif cmd == "image" then
         return cmd_image(rest)
+    elseif cmd == "docker" then
+        return cmd_docker(rest)
     elseif cmd:match("%.lua$") then
         return run_script(argv)
     end
     return usage_error(nil, string.format("unknown command %q (commands: " ..
-        "run, image, help; or a SCRIPT.lua)", cmd))
+        "run, image, docker, help; or a SCRIPT.lua)", cmd))
 end
 
 return M

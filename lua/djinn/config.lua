@@ -44,7 +44,8 @@ M.schema = {
                 addr = "string", identity = "string",
                 fingerprint = "string" },
         docker = { host = "string", version = "string", image = "string",
-                   workspace = "string" },
+                   workspace = "string", network = "string", init = "bool",
+                   stop_timeout = "duration", pull_timeout = "duration" },
         qemu = { disks = "string", cpus = "int", memory = "int",
                  arch = "string", image = "string", accel = "string",
                  boot_timeout = "duration", restrict = "bool",
@@ -57,8 +58,8 @@ function M.defaults()
     return {
         driver = {
             ssh = { timeout = 60, user = "root" },
-            docker = { host = "unix:///var/run/docker.sock",
-                       version = "1.40" },
+            -- No API version: it is negotiated from the engine's /version.
+            docker = { host = "unix:///var/run/docker.sock" },
             qemu = { disks = "/var/lib/djinn/images", cpus = 1,
                      memory = 2048 },
             os = {},

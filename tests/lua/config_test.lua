@@ -179,7 +179,13 @@ t:is(cfg, {
         os = {},
     },
 }, "examples/driver.conf loads: " .. tostring(err))
-t:is(cfg, config.defaults(), "the example equals the built-in defaults")
+-- The built-in defaults are Djinn's, except that the Docker API version is
+-- negotiated with the engine unless configured (Djinn pins 1.40).
+local expected = config.defaults()
+expected.driver.docker.version = "1.40"
+t:is(cfg, expected, "the example equals the built-in defaults plus version")
+t:is(config.defaults().driver.docker.version, nil,
+     "no default Docker API version: negotiated")
 -- And as Djinn ships it (timeout "60s"), it is refused with the fix.
 local text = assert(fs.readfile(top .. "/examples/driver.conf"))
 local djinn_text = text:gsub("timeout 60s", 'timeout "60s"')

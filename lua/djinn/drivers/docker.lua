@@ -1,0 +1,427 @@
+-- djinn.drivers.docker: run each job in its own container, over the Docker
+-- Engine API (djinn-spec.md §3.3, with Djinn's weaknesses fixed).
+--
+-- driver.conf, block `driver docker { ... }`:
+--   host        "unix:///var/run/docker.sock" (default) | "tcp://H:P"
+--   version     API version; unset or "auto" = negotiated from /version
+--   network     HostConfig.NetworkMode of the job containers (default:
+--               the engine's default network; "none" = loopback only)
+--   init        true (default): run the job under the engine's init
+--               (docker-init / tini) so that stop's SIGTERM reaches it
+--   stop_timeout  grace period of a stop before SIGKILL (default 5s)
+--   pull_timeout  limit for pulling the image (default 10m)
+-- Manifest: driver.image (pulled), driver.workspace (absolute path).
+--
+-- Create: connect (check the engine answers; API version); pull the
+-- image with its progress lines in the log (if the pull fails and the
+-- image is present locally, say so and use it); create the workspace
+-- volume; place the objects through the archive API ("Placing object SRC
+-- => DST"): relative DSTs and DSTs inside the workspace go into the
+-- volume (through a helper container that is never started); an absolute
+-- DST outside the workspace goes where it says, in every job container
+-- (uploaded before it starts), since only the volume outlives a container.
+--
+-- Execute: one container per job: the image, the build env, the volume at
+-- workspace, WorkingDir = workspace, the job script uploaded into the
+-- volume as <workspace>/.djinn/NNN-<job>.sh and run as
+-- `/bin/sh <script>`. The output is followed live (logs?follow=1,
+-- demultiplexed) while the job runs; the exit code comes from wait;
+-- non-zero = failed. Artifacts come out through the archive API, relative
+-- to the workspace: directories stay directories; globs are expanded by
+-- the image's /bin/sh in a short helper container (the same rules as
+-- glob(3): * does not match a leading dot), literal paths are checked
+-- with HEAD /archive.
+--
+-- Every container and volume is labelled djinn.build=<id> and
+-- djinn.managed=true; destroy() force-removes them on every path. On
+-- timeout or SIGINT the running container is stopped (stop with the
+-- grace period, then kill) before execute returns.
+local docker = require "djinn.docker"
+local json = require "djinn.json"
+local tar = require "djinn.tar"
+local util = require "djinn.util"
+local pipeline = require "djinn.pipeline"
+local proc = require "djinn.proc"
+
+local M = {}
+local Driver = {}
+Driver.__index = Driver
+
+local function build_id()
+    local f = io.open("/dev/urandom", "rb")
+    local raw = f and f:read(6) or tostring(os.time())
+    if f then f:close() end
+    return (raw:gsub(".", function(c)
+        return string.format("%02x", c:byte())
+    end))
+end
+
+local function short(id)
+    return (tostring(id):gsub("^sha256:", "")):sub(1, 12)
+end
+
+function M.new(o)
+    local cfg = o.config or {}
+    local ws = o.driver and o.driver.workspace
+    local image = o.driver and o.driver.image
+    if type(image) ~= "string" or image == "" then
+        return nil, "driver docker requires image"
+    end
+    if type(ws) ~= "string" or ws:sub(1, 1) ~= "/" then
+        return nil, string.format("driver docker: workspace must be an " ..
+            "absolute path in the container, got %q", tostring(ws))
+    end
+    ws = ws:gsub("/+$", "")
+    if ws == "" or ws:find("/%.%.?/") or ws:find("/%.%.?$") then
+        return nil, string.format("driver docker: workspace %q must be " ..
+            "an absolute path below / without . or ..", o.driver.workspace)
+    end
+    local kinds = { network = "string", init = "boolean",
+                    stop_timeout = "number", pull_timeout = "number",
+                    host = "string", version = "string" }
+    for k, want in pairs(kinds) do
+        if cfg[k] ~= nil and type(cfg[k]) ~= want then
+            return nil, string.format("driver.conf: docker %s: expected " ..
+                "%s, got %s %s (e.g. network \"none\", init false, " ..
+                "stop_timeout 10s, pull_timeout 5m)", k,
+                want == "number" and "a duration" or "a " .. want,
+                type(cfg[k]), tostring(cfg[k]))
+        end
+    end
+    local id = build_id()
+    return setmetatable({
+        log = o.log, ctx = o.ctx, cfg = cfg, image = image, ws = ws,
+        id = id, labels = { ["djinn.build"] = id,
+                            ["djinn.managed"] = "true" },
+        containers = {}, nscript = 0,
+        grace = tonumber(cfg.stop_timeout) or 5,
+    }, Driver)
+end
+
+function Driver:cancel_fn()
+    local ctx = self.ctx
+    return function() return ctx and ctx:cancelled() end
+end
+
+-- A container config for the image with the workspace volume.
+function Driver:config(extra)
+    local c = {
+        Image = self.image_id, WorkingDir = self.ws,
+        Labels = json.object(util.shallow_copy(self.labels)),
+        Tty = false, OpenStdin = false,
+        HostConfig = {
+            Mounts = json.array{ { Type = "volume", Source = self.volume,
+                                   Target = self.ws } },
+            Init = self.cfg.init ~= false,
+        },
+    }
+    if type(self.cfg.network) == "string" and self.cfg.network ~= "" then
+        c.HostConfig.NetworkMode = self.cfg.network
+    end
+    for k, v in pairs(extra or {}) do c[k] = v end
+    return c
+end
+
+function Driver:new_container(extra)
+    local id, err = self.c:container_create(self:config(extra))
+    if id == nil then return nil, err end
+    self.containers[id] = true
+    return id
+end
+
+function Driver:remove_container(id)
+    local ok, err = self.c:container_remove(id)
+    if ok then self.containers[id] = nil end
+    return ok, err
+end
+
+function Driver:pull()
+    local log, image = self.log, self.image
+    log:line("Pulling image " .. image .. "...")
+    local last = {}
+    local ok, err, code = self.c:pull(image, function(msg)
+        local status = msg.status or ""
+        local line = msg.id and (msg.id .. ": " .. status) or status
+        if msg.progress and msg.progress ~= "" then
+            line = line .. " " .. msg.progress
+        end
+        -- Every state change is shown; repeated progress of the same
+        -- state at most once a second per layer.
+        local key = (msg.id or "") .. "\0" .. status
+        local now = proc.now()
+        local prev = last[msg.id or ""]
+        if prev == nil or prev.key ~= key or now - prev.t >= 1 then
+            last[msg.id or ""] = { key = key, t = now }
+            log:line("  " .. line)
+        end
+    end, { cancel = self:cancel_fn(), timeout = self.cfg.pull_timeout })
+    if ok then return true end
+    if code == "cancelled" or code == "connect" then
+        return nil, err
+    end
+    local info = self.c:image_inspect(image)
+    if type(info) == "table" and info.Id then
+        log:line(string.format("Pulling %s failed: %s", image,
+                               (err:gsub("^docker: ", ""))))
+        log:line("Using the image " .. image .. " present locally instead")
+        return true
+    end
+    return nil, string.format("docker: pulling image %s failed: %s", image,
+                              (err:gsub("^docker: ", "")))
+end
+
+-- Where an object's DST goes: "vol", relative path inside the volume |
+-- "root", path relative to / | nil, cause.
+function Driver:object_target(dst)
+    if dst:sub(1, 1) == "/" then
+        local norm = dst:gsub("/+", "/"):gsub("/$", "")
+        if norm == self.ws then
+            return nil, dst .. ": is the workspace itself (name a file " ..
+                "inside it)"
+        end
+        if norm:sub(1, #self.ws + 1) == self.ws .. "/" then
+            local rel, why = util.safe_relpath(norm:sub(#self.ws + 2))
+            if rel == nil then return nil, dst .. ": " .. why end
+            return "vol", rel
+        end
+        local rel, why = util.safe_relpath(norm:sub(2))
+        if rel == nil or rel == "" then
+            return nil, dst .. ": " .. (why or "not a file path")
+        end
+        return "root", rel
+    end
+    local rel, why = util.safe_relpath(dst)
+    if rel == nil then
+        return nil, string.format("%s: %s (relative destinations are " ..
+            "inside the workspace %s)", dst, why, self.ws)
+    end
+    return "vol", rel
+end
+
+function Driver:place(objects)
+    local helper
+    local outside = {}
+    pipeline.place_objects(objects, self.log, function(obj)
+        local where, rel = self:object_target(obj.dst)
+        if where == nil then return nil, rel end
+        local data, terr = tar.create{ { name = rel, path = obj.path } }
+        if data == nil then return nil, terr end
+        if where == "root" then
+            outside[#outside + 1] = { name = rel, path = obj.path }
+            return true
+        end
+        if helper == nil then
+            local err
+            helper, err = self:new_container{ Cmd = json.array{ "true" } }
+            if helper == nil then return nil, err end
+        end
+        return self.c:put_archive(helper, self.ws, data)
+    end)
+    if helper then
+        self:remove_container(helper)
+    end
+    if #outside > 0 then
+        local data, err = tar.create(outside)
+        if data == nil then
+            self.log:line("object error: " .. tostring(err))
+        else
+            self.outside = data
+        end
+    end
+end
+
+-- The pipeline prints "driver docker: <cause>": no second "docker: ".
+local function plain(err)
+    return (tostring(err):gsub("^docker: ", ""))
+end
+
+function Driver:create(env, objects)
+    local ok, err = self:_create(env, objects)
+    if not ok then return nil, plain(err) end
+    return true
+end
+
+function Driver:_create(env, objects)
+    local log, cfg = self.log, self.cfg
+    local c, err = docker.connect{ host = cfg.host, version = cfg.version,
+                                   cancel = self:cancel_fn() }
+    if c == nil then return nil, err end
+    self.c = c
+    log:line(string.format("Using docker API version %s%s (engine %s at " ..
+        "%s)...", c.version, c.negotiated and ", negotiated" or "",
+        tostring(c.engine.Version), c.host))
+    local ok
+    ok, err = self:pull()
+    if not ok then return nil, err end
+    local info
+    info, err = c:image_inspect(self.image)
+    if type(info) ~= "table" then
+        return nil, "docker: inspecting image " .. self.image .. ": " ..
+            tostring(err):gsub("^docker: ", "")
+    end
+    self.image_id = info.Id
+    log:line(string.format("Using Driver image %s - %s...", self.image,
+                           info.Id))
+    log:line("")
+    local vol
+    vol, err = c:volume_create("djinn-" .. self.id, self.labels)
+    if vol == nil then
+        return nil, "docker: creating the workspace volume: " ..
+            tostring(err):gsub("^docker: ", "")
+    end
+    self.volume = vol
+    local list = json.array{}
+    for _, kv in ipairs(env) do
+        list[#list + 1] = kv.key .. "=" .. kv.value
+    end
+    self.env = list
+    self:place(objects)
+    return true
+end
+
+-- Stop a running job container: stop with the grace period, then kill.
+function Driver:stop(id)
+    self.log:line(string.format("Stopping container %s (SIGTERM, SIGKILL " ..
+                                "after %gs)...", short(id), self.grace))
+    local ok = self.c:container_stop(id, self.grace)
+    if not ok then
+        self.c:container_kill(id)
+    end
+end
+
+function Driver:glob(job_id, src)
+    local rel, why = util.safe_relpath(src)
+    if rel == nil then
+        return nil, string.format("%s: %s (artifacts are collected from " ..
+                                  "the workspace %s)", src, why, self.ws)
+    end
+    if not rel:find("[%*%?%[]") then
+        local st, err = self.c:stat_path(job_id, self.ws .. "/" .. rel)
+        if st == nil then return nil, err end
+        return st and { rel } or {}
+    end
+    -- Expand the pattern with the image's shell: IFS= stops field
+    -- splitting, pathname expansion stays; a pattern that matches nothing
+    -- is left as is and dropped by the test.
+    local id, err = self:new_container{
+        Entrypoint = json.array{ "/bin/sh" },
+        Cmd = json.array{ "-c", 'IFS=; for f in $1; do ' ..
+            'if [ -e "$f" ] || [ -L "$f" ]; then printf "%s\\0" "$f"; fi; ' ..
+            'done', "sh", rel },
+    }
+    if id == nil then return nil, err end
+    local out = {}
+    local ok
+    ok, err = self.c:container_start(id)
+    if ok then
+        ok, err = self.c:container_wait(id, { timeout = 60 })
+    end
+    if ok then
+        ok, err = self.c:container_logs(id, { on_output = function(d, s)
+            if s == "stdout" then out[#out + 1] = d end
+        end })
+    end
+    self:remove_container(id)
+    if not ok then return nil, err end
+    local list = {}
+    for name in table.concat(out):gmatch("([^%z]+)%z") do
+        list[#list + 1] = name
+    end
+    table.sort(list)
+    return list
+end
+
+function Driver:get(job_id, path, host)
+    local data, err = self.c:get_archive(job_id, self.ws .. "/" .. path)
+    if data == nil then return nil, err end
+    local parent = host:match("^(.*)/[^/]*$")
+    local names
+    names, err = tar.extract(data, parent, { top = util.basename(host) })
+    if names == nil then return nil, err end
+    return true
+end
+
+function Driver:execute(job, store)
+    local ctx, log, c = self.ctx, self.log, self.c
+    self.nscript = self.nscript + 1
+    local rel = string.format(".djinn/%03d-%s.sh", self.nscript,
+                              (job.name:gsub("[^%w%._-]", "-")))
+    local script = self.ws .. "/" .. rel
+    local id, err = self:new_container{
+        Entrypoint = json.array{ "/bin/sh" }, Cmd = json.array{ script },
+        Env = self.env,
+    }
+    if id == nil then return "failed", err end
+    local data = tar.create{
+        { name = ".djinn", type = "dir", mode = tonumber("755", 8) },
+        { name = rel, data = job.script, mode = tonumber("755", 8) },
+    }
+    local ok
+    ok, err = c:put_archive(id, self.ws, data)
+    if ok and self.outside then
+        ok, err = c:put_archive(id, "/", self.outside)
+    end
+    if ok then ok, err = c:container_start(id) end
+    if not ok then
+        self:remove_container(id)
+        return "failed", err
+    end
+    local cancel = self:cancel_fn()
+    local code
+    ok, err, code = c:container_logs(id, {
+        follow = true, cancel = cancel,
+        on_output = function(d) log:output(d) end,
+    })
+    if not ok and code ~= "cancelled" then
+        log:line("warning: the log stream of the job broke: " ..
+                 tostring(err))
+    end
+    local exit
+    if code ~= "cancelled" then
+        exit, err, code = c:container_wait(id, { cancel = cancel })
+    end
+    if code == "cancelled" then
+        local reason = ctx:cancelled()
+        self:stop(id)
+        self:remove_container(id)
+        return reason, ctx:cause() or reason, nil
+    end
+    if exit == nil then
+        self:remove_container(id)
+        return "failed", err
+    end
+    local status, cause = "passed", nil
+    if exit ~= 0 then
+        status, cause = "failed", "exit status " .. tostring(exit)
+    end
+    pipeline.collect_artifacts(job, log, store,
+        function(src) return self:glob(id, src) end,
+        function(path, host) return self:get(id, path, host) end)
+    self:remove_container(id)
+    return status, cause, exit
+end
+
+function Driver:destroy()
+    if self.c == nil then return end
+    local ids = {}
+    for id in pairs(self.containers) do ids[#ids + 1] = id end
+    table.sort(ids)
+    for _, id in ipairs(ids) do
+        local ok, r, err = pcall(self.remove_container, self, id)
+        if not ok or not r then
+            self.log:warn("cannot remove container " .. short(id) ..
+                          ": " .. tostring(ok and err or r))
+        end
+    end
+    if self.volume then
+        local ok, r, err = pcall(self.c.volume_remove, self.c, self.volume)
+        if not ok or not r then
+            self.log:warn("cannot remove volume " .. self.volume .. ": " ..
+                          tostring(ok and err or r))
+        else
+            self.volume = nil
+        end
+    end
+end
+
+return M

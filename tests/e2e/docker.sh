@@ -1,0 +1,243 @@
+#!/bin/sh
+# docker.sh - end-to-end tests of the docker driver against a REAL engine:
+# a private dockerd (data and exec roots, pid file and socket under a
+# mktemp dir; no bridge, no iptables, no forwarding) and Debian's
+# docker-registry on 127.0.0.1:5000 (tests/docker/lib.sh). A busybox image
+# made from the busybox-static package's files is imported through the
+# API, pushed to the registry and deleted locally, so the driver's pull
+# really fetches it. Both daemons are stopped by PID and their directory
+# removed on every exit path (trap). TAP on stdout.
+#
+# Needs root, docker.io, docker-registry, busybox-static, curl and jq
+# (.ci/run installs them); fails (no skip) when they are missing or port
+# 5000 is busy.
+set -u
+TOP=${DJINN_TOP:-$(cd "$(dirname "$0")/../.." && pwd)}
+B=${DJINN_BUILD:-$TOP/build}
+D=$B/djinn-lua
+EX=$TOP/examples
+W=$(mktemp -d "${DJINN_WORK:-${TMPDIR:-/tmp}}/docker.XXXXXX") || exit 1
+DK=$W/dk
+BGPID=
+cleanup() {
+	if [ -n "$BGPID" ]; then kill "$BGPID" 2>/dev/null; fi
+	dk_stop "$DK"
+	rm -rf "$W"
+}
+. "$TOP/tests/docker/lib.sh"
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+export XDG_CONFIG_HOME="$W/config" XDG_DATA_HOME="$W/data"
+unset NO_COLOR
+
+n=0
+ok() { # ok STATUS NAME
+	n=$((n + 1))
+	if [ "$1" -eq 0 ]; then
+		echo "ok $n - $2"
+	else
+		echo "not ok $n - $2"
+	fi
+}
+run() { # run NAME ARGS... : stdout -> $W/NAME.out, stderr -> $W/NAME.err, $rc
+	name=$1
+	shift
+	timeout 120 "$D" "$@" >"$W/$name.out" 2>"$W/$name.err"
+	rc=$?
+}
+has() { grep -q -e "$2" "$W/$1"; }
+hasF() { grep -q -F -e "$2" "$W/$1"; }
+show() { sed 's/^/# /' "$W/$1" | tail -n 40; }
+# leftovers: the number of containers + volumes labelled djinn.managed=true
+leftovers() {
+	f=$(jq -rn --arg l djinn.managed=true '{label: [$l]} | @uri')
+	c=$(dk_api GET "/containers/json?all=1&filters=$f" | jq length)
+	v=$(dk_api GET "/volumes?filters=$f" | jq '.Volumes | length')
+	echo $((c + v))
+}
+docker0() { ip -o link show 2>/dev/null | grep -c 'docker0'; }
+
+IMG=$DK_REG/djinn-test/busybox
+net_before=$(docker0)
+
+# --- the engine and the registry -------------------------------------------
+dk_start "$DK" 2>"$W/start.err"
+ok $? "dockerd and docker-registry started under a temp dir" || true
+[ -s "$W/start.err" ] && show start.err
+if ! [ -S "$DK/docker.sock" ]; then
+	echo "Bail out! no engine: $(cat "$W/start.err")"
+	exit 1
+fi
+dk_build_image "$IMG" 2>"$W/img.err"
+ok $? "busybox image built from busybox-static and imported through the API"
+dk_push_and_forget "$IMG" 2>>"$W/img.err"
+ok $? "image pushed to $DK_REG and deleted locally"
+dk_api GET "/images/$IMG:latest/json" >/dev/null 2>&1
+ok $([ $? -ne 0 ]; echo $?) "the image is not present locally before the first build"
+
+mkdir -p "$W/config/djinn"
+CONF=$W/config/djinn/driver.conf
+printf 'driver docker {\n    host "unix://%s/docker.sock"\n    network "none"\n    stop_timeout 2s\n}\n' "$DK" >"$CONF"
+
+# --- a passing build: pull, env, objects, state, artifacts ------------------
+run hello run --objects "$EX/docker-objects" --artifacts "$W/a1" "$EX/docker-hello.yml"
+ok $([ $rc -eq 0 ]; echo $?) "docker-hello.yml passes (exit $rc)"
+[ $rc -eq 0 ] || { show hello.out; show hello.err; }
+hasF hello.out "Pulling image $IMG:latest..."; ok $? "pull announced"
+has hello.out "Pulling fs layer\|Pull complete"; ok $? "pull progress lines shown live"
+hasF hello.out "Downloaded newer image for $IMG:latest"; ok $? "the image was really pulled from the registry"
+has hello.out "^Using docker API version 1\.[0-9]*"; ok $? "API version reported"
+has hello.out "^Using Driver image $IMG:latest - sha256:[0-9a-f]*\.\.\.$"; ok $? "image id reported"
+hasF hello.out "Placing object note.txt => data/note.txt"; ok $? "relative object placed"
+hasF hello.out "Placing object note.txt => /etc/djinn/note.txt"; ok $? "absolute object placed"
+[ "$(grep -c '^a note placed by djinn$' "$W/hello.out")" -eq 2 ]
+ok $? "both objects readable in the job (volume and /etc/djinn)"
+hasF hello.out "hello from docker in /workspace"; ok $? "env set and WorkingDir = workspace"
+grep -q '^state$' "$W/hello.out"; ok $? "state kept in the workspace volume between jobs"
+hasF hello.out "+ test -f /etc/djinn/note.txt"; ok $? "absolute object present in the second job's container"
+[ "$(cat "$W/a1/result.txt" 2>/dev/null)" = built ]; ok $? "file artifact collected"
+[ -d "$W/a1/logs" ] && [ "$(cat "$W/a1/logs/2.log" 2>/dev/null)" = two ]; ok $? "directory artifact kept as a directory"
+[ "$(cat "$W/a1/flat/1.log" "$W/a1/flat/2.log" 2>/dev/null | tr '\n' ' ')" = "one two " ]; ok $? "glob artifact: every match collected"
+hasF hello.out "Collecting artifact out/logs/2.log => flat/2.log"; ok $? "glob matches announced"
+[ "$(leftovers)" -eq 0 ]; ok $? "no labelled container or volume left after success"
+
+# --- a failing build --------------------------------------------------------
+run fail run --artifacts "$W/a2" "$EX/docker-fail.yml"
+ok $([ $rc -eq 1 ]; echo $?) "docker-fail.yml fails with exit 1 (got $rc)"
+hasF fail.out "about to fail"; ok $? "failing job output shown"
+hasF fail.out "exit status 3"; ok $? "exit code from wait reported"
+hasF fail.out "not run: after/after.1"; ok $? "later job not run"
+[ "$(leftovers)" -eq 0 ]; ok $? "no labelled container or volume left after failure"
+
+# --- live output: the first line must arrive while the job runs ------------
+# The job prints, then waits until the test drops "go" into its workspace
+# (PUT /archive into the running container), then prints again. Without
+# live logs the test never sees the first line, the job never ends and
+# the build fails after 30 s.
+cat >"$W/live.yml" <<EOF
+driver: {type: docker, image: $IMG, workspace: /workspace}
+stages: [live]
+jobs:
+  - stage: live
+    commands:
+      - echo first-line
+      - i=0; while [ ! -e /workspace/go ] && [ \$i -lt 300 ]; do sleep 0.1; i=\$((i+1)); done
+      - test -e /workspace/go
+      - echo second-line
+EOF
+mkdir -p "$W/go" && : >"$W/go/go" && tar -C "$W/go" -cf "$W/go.tar" go
+(
+	timeout 120 "$D" run --artifacts "$W/a3" "$W/live.yml" 2>"$W/live.err"
+	echo $? >"$W/live.rc"
+) | while IFS= read -r line; do
+	printf '%s %s\n' "$(date +%s.%N)" "$line"
+done >"$W/live.out" &
+BGPID=$!
+i=0
+while ! grep -q ' first-line$' "$W/live.out" && [ $i -lt 600 ]; do sleep 0.05; i=$((i + 1)); done
+t_first=$(date +%s.%N)
+f=$(jq -rn '{label: ["djinn.managed=true"], status: ["running"]} | @uri')
+cid=$(dk_api GET "/containers/json?filters=$f" | jq -r '.[0].Id // empty')
+[ -n "$cid" ] && dk_api PUT "/containers/$cid/archive?path=/workspace" \
+	-H 'Content-Type: application/x-tar' --data-binary @"$W/go.tar" >/dev/null
+wait "$BGPID"
+BGPID=
+rc=$(cat "$W/live.rc" 2>/dev/null || echo none)
+ok $([ -n "$cid" ]; echo $?) "live: the first line arrived while the job's container was running"
+ok $([ "$rc" = 0 ]; echo $?) "live: the job saw the test's answer and passed (exit $rc)"
+[ "$rc" = 0 ] || show live.out
+t1=$(awk '$2 == "first-line" { print $1; exit }' "$W/live.out")
+t2=$(awk '$2 == "second-line" { print $1; exit }' "$W/live.out")
+ok $([ -n "$t1" ] && [ -n "$t2" ]; echo $?) "live: both lines timestamped on arrival"
+echo "# live: first-line at +0.00 s, second-line at +$(awk -v a="$t1" -v b="$t2" 'BEGIN { printf "%.2f", b - a }') s (the test answered at +$(awk -v a="$t1" -v b="$t_first" 'BEGIN { printf "%.2f", b - a }') s)"
+
+# --- --timeout stops the container -----------------------------------------
+run slow run --artifacts "$W/a4" --timeout 4s "$EX/docker-slow.yml"
+ok $([ $rc -eq 4 ]; echo $?) "--timeout 4s on sleep 60 exits 4 (got $rc)"
+has slow.out '^build timed_out in'; ok $? "timeout: build timed_out"
+has slow.out '^Stopping container [0-9a-f]* '; ok $? "timeout: the container was stopped"
+hasF slow.out "not run: after/after.1"; ok $? "timeout: later job not run"
+[ "$(leftovers)" -eq 0 ]; ok $? "timeout: no labelled container or volume left"
+
+# --- SIGINT ----------------------------------------------------------------
+"$D" run --artifacts "$W/a5" "$EX/docker-slow.yml" >"$W/int.out" 2>"$W/int.err" &
+BGPID=$!
+i=0
+while ! grep -q '^started$' "$W/int.out" && [ $i -lt 600 ]; do sleep 0.05; i=$((i + 1)); done
+kill -INT "$BGPID"
+wait "$BGPID"
+rc=$?
+BGPID=
+ok $([ $rc -eq 130 ]; echo $?) "SIGINT mid-job exits 130 (got $rc)"
+has int.out '^build killed in'; ok $? "SIGINT: build killed"
+[ "$(leftovers)" -eq 0 ]; ok $? "SIGINT: no labelled container or volume left (listed by label)"
+
+# --- a missing image --------------------------------------------------------
+cat >"$W/missing.yml" <<EOF
+driver: {type: docker, image: $DK_REG/djinn-test/nope:1.0, workspace: /workspace}
+stages: [a]
+jobs:
+  - stage: a
+    commands: [echo never]
+EOF
+run missing run "$W/missing.yml"
+ok $([ $rc -eq 3 ]; echo $?) "missing image: exit 3 (got $rc)"
+has missing.out "pulling image $DK_REG/djinn-test/nope:1.0 failed: .*manifest unknown"
+ok $? "missing image: the engine's own message"
+[ "$(leftovers)" -eq 0 ]; ok $? "missing image: nothing left"
+
+# --- an image only present locally: the failed pull says so -----------------
+dk_build_image "djinn-test/localonly" 2>>"$W/img.err"
+cat >"$W/local.yml" <<EOF
+driver: {type: docker, image: djinn-test/localonly, workspace: /w}
+stages: [a]
+jobs:
+  - stage: a
+    commands: [echo local-ok]
+EOF
+run local run "$W/local.yml"
+ok $([ $rc -eq 0 ]; echo $?) "local-only image: passes (exit $rc)"
+has local.out "^Pulling djinn-test/localonly failed: "; ok $? "local-only image: the failed pull is reported"
+hasF local.out "Using the image djinn-test/localonly present locally instead"; ok $? "local-only image: local copy used, and said so"
+dk_api DELETE "/images/djinn-test/localonly:latest" >/dev/null 2>&1
+
+# --- an unreachable engine ---------------------------------------------------
+printf 'driver docker {\n    host "unix://%s/nope.sock"\n}\n' "$W" >"$W/nope.conf"
+run nope run --driver-config "$W/nope.conf" "$EX/docker-fail.yml"
+ok $([ $rc -eq 3 ]; echo $?) "unreachable engine: exit 3 (got $rc)"
+hasF nope.out "cannot reach the Docker engine at unix://$W/nope.sock" ; ok $? "unreachable engine: clear error"
+has nope.out "No such file or directory"; ok $? "unreachable engine: the cause"
+
+# --- docker prune removes only labelled leftovers ---------------------------
+mk() { # mk LABELS_JSON -> container id
+	dk_api POST /containers/create -H 'Content-Type: application/json' \
+		-d "$(jq -cn --arg i "$IMG:latest" --argjson l "$1" '{Image: $i, Cmd: ["true"], Labels: $l}')" | jq -r .Id
+}
+mine=$(mk '{"djinn.managed": "true", "djinn.build": "leftover"}')
+other=$(mk '{"owner": "someone-else"}')
+dk_api POST /volumes/create -H 'Content-Type: application/json' \
+	-d '{"Name": "djinn-leftover", "Labels": {"djinn.managed": "true", "djinn.build": "leftover"}}' >/dev/null
+dk_api POST /volumes/create -H 'Content-Type: application/json' -d '{"Name": "not-djinn"}' >/dev/null
+run prune docker prune --driver-config "$CONF"
+ok $([ $rc -eq 0 ]; echo $?) "docker prune exits 0 (got $rc)"
+hasF prune.out "removed container $(echo "$mine" | cut -c1-12) (build leftover)"; ok $? "prune: the labelled container removed"
+hasF prune.out "removed volume djinn-leftover (build leftover)"; ok $? "prune: the labelled volume removed"
+dk_api GET "/containers/$mine/json" >/dev/null 2>&1
+ok $([ $? -ne 0 ]; echo $?) "prune: the labelled container is gone from the engine"
+dk_api GET "/containers/$other/json" >/dev/null 2>&1; ok $? "prune: the unlabelled container is still there"
+dk_api GET "/volumes/not-djinn" >/dev/null 2>&1; ok $? "prune: the unlabelled volume is still there"
+[ "$(leftovers)" -eq 0 ]; ok $? "prune: no labelled object left"
+dk_api DELETE "/containers/$other?force=1" >/dev/null
+dk_api DELETE "/volumes/not-djinn" >/dev/null
+run prune2 docker prune --driver-config "$W/nope.conf"
+ok $([ $rc -eq 3 ]; echo $?) "docker prune with an unreachable engine exits 3 (got $rc)"
+
+# --- stop everything; nothing left behind -----------------------------------
+dpid=$(cat "$DK/dockerd.pid.bg")
+rpid=$(cat "$DK/registry.pid")
+dk_stop "$DK"
+! kill -0 "$dpid" 2>/dev/null && ! kill -0 "$rpid" 2>/dev/null
+ok $? "dockerd and the registry stopped by PID"
+[ ! -e "$DK" ] && ! grep -q " $DK/" /proc/mounts; ok $? "their directory removed, no mount left"
+ok $([ "$(docker0)" -eq "$net_before" ] && [ "$net_before" -eq 0 ]; echo $?) "no docker0 link before or after"
+echo "1..$n"
