@@ -66,14 +66,14 @@
 #include <zstd.h>
 
 /* QEMU limits (block/qcow2.h). */
-#define MAX_L1_BYTES (32ULL << 20)          /* QCOW_MAX_L1_SIZE */
-#define MAX_REFTABLE_BYTES (8ULL << 20)     /* QCOW_MAX_REFTABLE_SIZE */
-#define MAX_SNAPSHOTS 65536ULL              /* QCOW_MAX_SNAPSHOTS */
-#define MAX_SNAPSHOT_EXTRA 1024U            /* QCOW_MAX_SNAPSHOT_EXTRA_DATA */
-#define MAX_SNAPSHOTS_BYTES (64ULL << 20)   /* QCOW_MAX_SNAPSHOTS_SIZE */
-#define MAX_BITMAPS 65535U                  /* QCOW2_MAX_BITMAPS */
+#define MAX_L1_BYTES (32ULL << 20)        /* QCOW_MAX_L1_SIZE */
+#define MAX_REFTABLE_BYTES (8ULL << 20)   /* QCOW_MAX_REFTABLE_SIZE */
+#define MAX_SNAPSHOTS 65536ULL            /* QCOW_MAX_SNAPSHOTS */
+#define MAX_SNAPSHOT_EXTRA 1024U          /* QCOW_MAX_SNAPSHOT_EXTRA_DATA */
+#define MAX_SNAPSHOTS_BYTES (64ULL << 20) /* QCOW_MAX_SNAPSHOTS_SIZE */
+#define MAX_BITMAPS 65535U                /* QCOW2_MAX_BITMAPS */
 #define MAX_BITMAP_DIR_BYTES (1024ULL * MAX_BITMAPS)
-#define MAX_BITMAP_TABLE 0x8000000ULL       /* BME_MAX_TABLE_SIZE */
+#define MAX_BITMAP_TABLE 0x8000000ULL /* BME_MAX_TABLE_SIZE */
 
 /*
 ** Our own resource limits. 2^25 host clusters cost 160 MiB of counters and
@@ -139,12 +139,20 @@ enum {
 #define F_COPIED_SET 0x20   /* active reference with OFLAG_COPIED */
 #define F_COPIED_CLEAR 0x40 /* active reference without OFLAG_COPIED */
 
-static const char *const kind_names[] = {
-    "free",           "header",         "L1 table",
-    "L2 table",       "refcount table", "refcount block",
-    "snapshot table", "snapshot L1 table", "encryption header",
-    "bitmap directory", "bitmap table", "bitmap data",
-    "data cluster",   "compressed data"};
+static const char *const kind_names[] = {"free",
+                                         "header",
+                                         "L1 table",
+                                         "L2 table",
+                                         "refcount table",
+                                         "refcount block",
+                                         "snapshot table",
+                                         "snapshot L1 table",
+                                         "encryption header",
+                                         "bitmap directory",
+                                         "bitmap table",
+                                         "bitmap data",
+                                         "data cluster",
+                                         "compressed data"};
 
 static const char *const code_names[QCOW2_CODE_COUNT] = {
     "ok",
@@ -213,7 +221,7 @@ struct reader {
     int fd;                   /* -1 for a buffer */
     const unsigned char *buf; /* NULL for a file */
     uint64_t size;
-    unsigned char *win;       /* read-ahead window (files only) */
+    unsigned char *win; /* read-ahead window (files only) */
     size_t win_cap;
     uint64_t win_off;
     size_t win_len;
@@ -250,8 +258,7 @@ static int rd_read(const struct reader *rd, uint64_t off, void *dst, size_t n)
 ** clusters, which are small, many and mostly sequential). The pointer is
 ** valid until the next call. NULL on I/O error or when n > window.
 */
-static const unsigned char *rd_window(struct reader *rd, uint64_t off,
-                                      size_t n)
+static const unsigned char *rd_window(struct reader *rd, uint64_t off, size_t n)
 {
     size_t want;
 
@@ -356,11 +363,10 @@ static struct qcow2_problem *problem_slot(struct ctx *c, int warn)
     return &(*arr)[(*n)++];
 }
 
-static void vadd(struct ctx *c, int warn, enum qcow2_code code,
-                 const char *fmt, va_list ap)
-    __attribute__((format(printf, 4, 0)));
-static void vadd(struct ctx *c, int warn, enum qcow2_code code,
-                 const char *fmt, va_list ap)
+static void vadd(struct ctx *c, int warn, enum qcow2_code code, const char *fmt,
+                 va_list ap) __attribute__((format(printf, 4, 0)));
+static void vadd(struct ctx *c, int warn, enum qcow2_code code, const char *fmt,
+                 va_list ap)
 {
     struct qcow2_problem *p = problem_slot(c, warn);
 
@@ -504,8 +510,8 @@ static void features_text(char *buf, size_t len, uint64_t bits)
     buf[0] = 0;
     for (b = 0; b < 64 && used + 4 < len; b++)
         if (bits >> b & 1) {
-            int w = snprintf(buf + used, len - used, "%s%d",
-                             used ? "," : "", b);
+            int w =
+                snprintf(buf + used, len - used, "%s%d", used ? "," : "", b);
             if (w < 0 || (size_t)w >= len - used)
                 break;
             used += (size_t)w;
@@ -513,14 +519,13 @@ static void features_text(char *buf, size_t len, uint64_t bits)
 }
 
 /* Printable copy of an extension's text for messages. */
-static void printable(char *dst, size_t dlen, const unsigned char *s,
-                      size_t n)
+static void printable(char *dst, size_t dlen, const unsigned char *s, size_t n)
 {
     size_t i, j = 0;
 
     for (i = 0; i < n && j + 1 < dlen; i++)
-        dst[j++] = (s[i] >= 0x20 && s[i] < 0x7f && s[i] != '"') ? (char)s[i]
-                                                                  : '?';
+        dst[j++] =
+            (s[i] >= 0x20 && s[i] < 0x7f && s[i] != '"') ? (char)s[i] : '?';
     dst[j] = 0;
 }
 
@@ -531,8 +536,8 @@ static void check_bitmaps_ext(struct ctx *c, const unsigned char *p,
 
     if (len != 24) {
         err(c, QCOW2_E_BITMAPS,
-            "bitmaps extension at offset %zu has length %u; it must be 24",
-            at, len);
+            "bitmaps extension at offset %zu has length %u; it must be 24", at,
+            len);
         return;
     }
     c->nb_bitmaps = get_be32(p);
@@ -563,8 +568,7 @@ static void check_bitmaps_ext(struct ctx *c, const unsigned char *p,
         err(c, QCOW2_E_BITMAPS,
             "bitmaps extension: directory at 0x%llx (%llu bytes) ends past "
             "the end of the file (%llu bytes)",
-            (ull)c->bitmap_dir_off, (ull)c->bitmap_dir_size,
-            (ull)c->rd.size);
+            (ull)c->bitmap_dir_off, (ull)c->bitmap_dir_size, (ull)c->rd.size);
     else
         c->have_bitmaps = 1;
 }
@@ -695,9 +699,8 @@ static int check_table(struct ctx *c, enum qcow2_code code, const char *name,
     }
     bytes = entries * esz;
     if (off & (c->cs - 1)) {
-        err(c, code,
-            "%s offset 0x%llx is not aligned to the cluster size %llu", name,
-            (ull)off, (ull)c->cs);
+        err(c, code, "%s offset 0x%llx is not aligned to the cluster size %llu",
+            name, (ull)off, (ull)c->cs);
         return 0;
     }
     if (bytes == 0)
@@ -775,8 +778,7 @@ static void check_header(struct ctx *c)
 
     if (n0 < 8) {
         err(c, QCOW2_E_TRUNCATED,
-            "file is %zu bytes: too short for a QCOW2 header (104 bytes)",
-            n0);
+            "file is %zu bytes: too short for a QCOW2 header (104 bytes)", n0);
         return;
     }
     c->version = get_be32(c->hdr + 4);
@@ -852,8 +854,8 @@ static void check_header(struct ctx *c)
     if (cb_ok) {
         c->cs = 1ULL << c->cluster_bits;
         in->cluster_size = c->cs;
-        in->host_clusters = (size >> c->cluster_bits) +
-                            ((size & (c->cs - 1)) != 0);
+        in->host_clusters =
+            (size >> c->cluster_bits) + ((size & (c->cs - 1)) != 0);
         c->l2_entry_size = c->extl2 ? 16 : 8;
         c->l2_entries = c->cs / c->l2_entry_size;
     }
@@ -1006,10 +1008,10 @@ static void check_header(struct ctx *c)
             "refcount_table_clusters is 0 at offset 56; at least one cluster "
             "is required");
     } else {
-        c->reft_ok = check_table(c, QCOW2_E_REFCOUNT_TABLE, "refcount table",
-                                 in->refcount_table_offset,
-                                 in->refcount_table_clusters, c->cs,
-                                 MAX_REFTABLE_BYTES);
+        c->reft_ok =
+            check_table(c, QCOW2_E_REFCOUNT_TABLE, "refcount table",
+                        in->refcount_table_offset, in->refcount_table_clusters,
+                        c->cs, MAX_REFTABLE_BYTES);
     }
     if (in->nb_snapshots > MAX_SNAPSHOTS) {
         err(c, QCOW2_E_TABLE_TOO_LARGE,
@@ -1035,8 +1037,8 @@ static void check_header(struct ctx *c)
 
     /* The L1 table must cover the virtual size (QEMU: size_to_l1). */
     {
-        uint32_t shift = c->cluster_bits + c->cluster_bits -
-                         (c->extl2 ? 4U : 3U);
+        uint32_t shift =
+            c->cluster_bits + c->cluster_bits - (c->extl2 ? 4U : 3U);
         need_l1 = (in->virtual_size >> shift) +
                   ((in->virtual_size & ((1ULL << shift) - 1)) != 0);
         if (need_l1 > INT_MAX)
@@ -1123,8 +1125,7 @@ static void walk_reftable(struct ctx *c)
     uint64_t bytes = (uint64_t)in->refcount_table_clusters << c->cluster_bits;
     uint64_t i;
 
-    c->reft = read_table(c, in->refcount_table_offset, bytes,
-                         "refcount table");
+    c->reft = read_table(c, in->refcount_table_offset, bytes, "refcount table");
     if (c->reft == NULL) {
         c->reft_ok = 0;
         return;
@@ -1217,8 +1218,8 @@ static uint64_t l1_entry(struct ctx *c, uint64_t e, uint64_t idx,
 }
 
 /* Pass A: mark the L2 tables of one L1 table. */
-static void mark_l2_tables(struct ctx *c, const unsigned char *l1,
-                           uint32_t n, const char *which, int active)
+static void mark_l2_tables(struct ctx *c, const unsigned char *l1, uint32_t n,
+                           const char *which, int active)
 {
     uint32_t i;
 
@@ -1330,8 +1331,7 @@ static int decompress(struct ctx *c, const unsigned char *src, size_t n,
 
 /* One compressed L2 entry. */
 static void l2_compressed(struct ctx *c, uint64_t e, uint64_t bm,
-                          uint64_t l2off, uint64_t idx, int report,
-                          int active)
+                          uint64_t l2off, uint64_t idx, int report, int active)
 {
     uint32_t x = 62 - (c->cluster_bits - 8);
     uint64_t coff = e & ((1ULL << x) - 1);
@@ -1420,8 +1420,8 @@ static void l2_compressed(struct ctx *c, uint64_t e, uint64_t bm,
 }
 
 /* One standard L2 entry. */
-static void l2_standard(struct ctx *c, uint64_t e, uint64_t bm,
-                        uint64_t l2off, uint64_t idx, int report, int active)
+static void l2_standard(struct ctx *c, uint64_t e, uint64_t bm, uint64_t l2off,
+                        uint64_t idx, int report, int active)
 {
     uint64_t off = e & L2E_OFFSET_MASK;
     uint32_t alloc = (uint32_t)bm, zero = (uint32_t)(bm >> 32);
@@ -1499,8 +1499,8 @@ static void l2_standard(struct ctx *c, uint64_t e, uint64_t bm,
 }
 
 /* Pass B: walk the L2 tables of one L1 table. */
-static void walk_l2_tables(struct ctx *c, const unsigned char *l1,
-                           uint32_t n, const char *which, int active)
+static void walk_l2_tables(struct ctx *c, const unsigned char *l1, uint32_t n,
+                           const char *which, int active)
 {
     uint32_t i;
     uint64_t j;
@@ -1621,8 +1621,8 @@ static void walk_snapshot_table(struct ctx *c)
                 i, l1s, (ull)(MAX_L1_BYTES / 8));
         else if (l1o & (c->cs - 1))
             err(c, QCOW2_E_SNAPSHOT,
-                "snapshot %u: L1 table offset 0x%llx is not cluster aligned",
-                i, (ull)l1o);
+                "snapshot %u: L1 table offset 0x%llx is not cluster aligned", i,
+                (ull)l1o);
         else if (l1s > 0 && l1o == 0)
             err(c, QCOW2_E_SNAPSHOT,
                 "snapshot %u: L1 table offset is 0 (the header)", i);
@@ -1641,8 +1641,8 @@ static void walk_snapshot_table(struct ctx *c)
         c->incomplete = 1;
         off += len;
     }
-    mark_range(c, in->snapshots_offset, off - in->snapshots_offset,
-               K_SNAPTABLE, "snapshot table");
+    mark_range(c, in->snapshots_offset, off - in->snapshots_offset, K_SNAPTABLE,
+               "snapshot table");
     for (i = 0; i < c->nsnaps; i++) {
         char what[40];
         snprintf(what, sizeof(what), "snapshot %u L1 table", i);
@@ -1689,8 +1689,8 @@ static void walk_bitmaps(struct ctx *c)
                 i, nml, extra, (ull)sz);
             goto incomplete;
         }
-        if (dir[off + 16] != 1 || nml == 0 || nml > 1023 ||
-            (flags & ~7U) || dir[off + 17] < 9 || dir[off + 17] > 31) {
+        if (dir[off + 16] != 1 || nml == 0 || nml > 1023 || (flags & ~7U) ||
+            dir[off + 17] < 9 || dir[off + 17] > 31) {
             err(c, QCOW2_E_BITMAPS,
                 "bitmap directory entry %u: type %u, granularity bits %u, "
                 "flags 0x%x, name length %u; allowed type 1, 9..31, flags "
@@ -1737,8 +1737,8 @@ static void walk_bitmaps(struct ctx *c)
             old = mark(c, d >> c->cluster_bits, K_BITMAPDATA);
             if (old)
                 err(c, QCOW2_E_OVERLAP,
-                    "bitmap %u data cluster 0x%llx overlaps the %s", i,
-                    (ull)d, kind_names[old]);
+                    "bitmap %u data cluster 0x%llx overlaps the %s", i, (ull)d,
+                    kind_names[old]);
         }
     }
     free(tab);
@@ -1751,8 +1751,7 @@ incomplete:
 }
 
 /* Stored refcount j of a refcount block (qemu's get_refcount_roN). */
-static uint64_t refcount_get(const unsigned char *b, uint32_t order,
-                             uint64_t j)
+static uint64_t refcount_get(const unsigned char *b, uint32_t order, uint64_t j)
 {
     switch (order) {
     case 0:
@@ -1786,8 +1785,7 @@ static void flush_leaks(struct ctx *c, uint64_t start, uint64_t n)
         warn(c, QCOW2_W_LEAK,
              "clusters %llu..%llu (offsets 0x%llx..0x%llx) have a refcount "
              "but no reference (%llu leaked)",
-             (ull)start, (ull)(start + n - 1),
-             (ull)(start << c->cluster_bits),
+             (ull)start, (ull)(start + n - 1), (ull)(start << c->cluster_bits),
              (ull)(((start + n) << c->cluster_bits) - 1), (ull)n);
 }
 
@@ -1810,8 +1808,8 @@ static void compare_refcounts(struct ctx *c)
         }
         for (j = 0; j < epb && base + j < c->host_clusters; j++) {
             uint64_t cl = base + j;
-            uint64_t stored = blk ? refcount_get(c->tbuf, c->refcount_order, j)
-                                  : 0;
+            uint64_t stored =
+                blk ? refcount_get(c->tbuf, c->refcount_order, j) : 0;
             uint32_t refs = c->refs[cl];
             unsigned char k = c->kind[cl];
 
@@ -1871,8 +1869,7 @@ static void deep_check(struct ctx *c)
         return;
     }
     in->deep_checked = 1;
-    if (__builtin_mul_overflow(c->rd.size, DECOMPRESS_RATIO,
-                               &c->inflate_limit))
+    if (__builtin_mul_overflow(c->rd.size, DECOMPRESS_RATIO, &c->inflate_limit))
         c->inflate_limit = UINT64_MAX;
     if (c->inflate_limit < DECOMPRESS_MIN)
         c->inflate_limit = DECOMPRESS_MIN;
@@ -1967,8 +1964,8 @@ static int run_check(struct reader *rd, unsigned flags, struct qcow2_report *r)
     if (!(flags & QCOW2_HEADER_ONLY) && c.r->is_qcow2 && c.deep_ok && !c.oom &&
         c.cs)
         deep_check(&c);
-    r->valid = r->is_qcow2 && r->nerrors == 0 && r->errors_dropped == 0 &&
-               !c.oom;
+    r->valid =
+        r->is_qcow2 && r->nerrors == 0 && r->errors_dropped == 0 && !c.oom;
     if (c.zs_ready)
         inflateEnd(&c.zs);
     ZSTD_freeDCtx(c.zd);
@@ -2008,8 +2005,9 @@ int qcow2_check_fd(int fd, unsigned flags, struct qcow2_report *r)
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < 0) {
         memset(&c, 0, sizeof(c));
         c.r = r;
-        err(&c, QCOW2_E_IO, "cannot stat the image, or it is not a regular "
-                            "file (%s)",
+        err(&c, QCOW2_E_IO,
+            "cannot stat the image, or it is not a regular "
+            "file (%s)",
             errno ? strerror(errno) : "not a regular file");
         return c.oom ? -1 : 0;
     }

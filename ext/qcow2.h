@@ -26,12 +26,12 @@
 /* Problem codes. QCOW2_OK is never stored in a report. */
 enum qcow2_code {
     QCOW2_OK = 0,
-    QCOW2_E_IO,                /* "io": the file could not be read */
-    QCOW2_E_NOT_QCOW2,         /* "not_qcow2": no QFI\xfb magic (raw, VMDK, ...) */
-    QCOW2_E_POLYGLOT,          /* "polyglot": also looks like another format */
-    QCOW2_E_TRUNCATED,         /* "truncated": header or table past EOF */
-    QCOW2_E_VERSION,           /* "version": not version 3 */
-    QCOW2_E_CLUSTER_BITS,      /* "cluster_bits": outside 9..21 (14.. with ext L2) */
+    QCOW2_E_IO,           /* "io": the file could not be read */
+    QCOW2_E_NOT_QCOW2,    /* "not_qcow2": no QFI\xfb magic (raw, VMDK, ...) */
+    QCOW2_E_POLYGLOT,     /* "polyglot": also looks like another format */
+    QCOW2_E_TRUNCATED,    /* "truncated": header or table past EOF */
+    QCOW2_E_VERSION,      /* "version": not version 3 */
+    QCOW2_E_CLUSTER_BITS, /* "cluster_bits": outside 9..21 (14.. with ext L2) */
     QCOW2_E_HEADER_LENGTH,     /* "header_length" */
     QCOW2_E_PADDING,           /* "padding": non-zero header padding */
     QCOW2_E_INCOMPAT_UNKNOWN,  /* "unknown_incompatible" */
@@ -65,14 +65,14 @@ enum qcow2_code {
 };
 
 /* Incompatible feature bits. */
-#define QCOW2_INCOMPAT_DIRTY       (1ULL << 0)
-#define QCOW2_INCOMPAT_CORRUPT     (1ULL << 1)
-#define QCOW2_INCOMPAT_DATA_FILE   (1ULL << 2)
+#define QCOW2_INCOMPAT_DIRTY (1ULL << 0)
+#define QCOW2_INCOMPAT_CORRUPT (1ULL << 1)
+#define QCOW2_INCOMPAT_DATA_FILE (1ULL << 2)
 #define QCOW2_INCOMPAT_COMPRESSION (1ULL << 3)
-#define QCOW2_INCOMPAT_EXTL2       (1ULL << 4)
+#define QCOW2_INCOMPAT_EXTL2 (1ULL << 4)
 #define QCOW2_COMPAT_LAZY_REFCOUNTS (1ULL << 0)
-#define QCOW2_AUTOCLEAR_BITMAPS    (1ULL << 0)
-#define QCOW2_AUTOCLEAR_DATA_RAW   (1ULL << 1)
+#define QCOW2_AUTOCLEAR_BITMAPS (1ULL << 0)
+#define QCOW2_AUTOCLEAR_DATA_RAW (1ULL << 1)
 
 struct qcow2_problem {
     enum qcow2_code code;
@@ -87,7 +87,7 @@ struct qcow2_info {
     uint64_t cluster_size;
     uint32_t refcount_order;
     uint32_t refcount_bits;
-    uint32_t compression_type;   /* 0 zlib, 1 zstd */
+    uint32_t compression_type; /* 0 zlib, 1 zstd */
     uint32_t crypt_method;
     uint64_t incompatible_features;
     uint64_t compatible_features;
@@ -100,16 +100,16 @@ struct qcow2_info {
     uint32_t nb_snapshots;
     uint64_t snapshots_offset;
     uint64_t file_size;
-    uint64_t allocated_clusters;   /* guest data clusters in the active L1 */
-    uint64_t compressed_clusters;  /* of those, compressed */
-    uint64_t host_clusters;        /* ceil(file_size / cluster_size) */
-    uint64_t leaked_clusters;      /* refcount > 0, no reference */
-    int deep_checked;              /* 1 if tables were walked */
+    uint64_t allocated_clusters;  /* guest data clusters in the active L1 */
+    uint64_t compressed_clusters; /* of those, compressed */
+    uint64_t host_clusters;       /* ceil(file_size / cluster_size) */
+    uint64_t leaked_clusters;     /* refcount > 0, no reference */
+    int deep_checked;             /* 1 if tables were walked */
 };
 
 struct qcow2_report {
-    int is_qcow2;        /* the magic matched */
-    int valid;           /* no errors: acceptable for registration/boot */
+    int is_qcow2; /* the magic matched */
+    int valid;    /* no errors: acceptable for registration/boot */
     struct qcow2_info info;
     size_t nerrors, nwarnings;
     size_t errors_dropped, warnings_dropped; /* past QCOW2_MAX_PROBLEMS */
@@ -120,7 +120,8 @@ struct qcow2_report {
 #define QCOW2_MAX_PROBLEMS 100
 
 /* Flags for qcow2_check_*(). */
-#define QCOW2_HEADER_ONLY 0x1  /* only the checks that need the first cluster */
+#define QCOW2_HEADER_ONLY 0x1 /* only the checks that need the first cluster   \
+                               */
 
 /*
 ** Check an image. Always fills *r (zeroed first). Returns 0 when the
@@ -131,8 +132,7 @@ struct qcow2_report {
 int qcow2_check_buf(const void *buf, size_t len, unsigned flags,
                     struct qcow2_report *r);
 int qcow2_check_fd(int fd, unsigned flags, struct qcow2_report *r);
-int qcow2_check_path(const char *path, unsigned flags,
-                     struct qcow2_report *r);
+int qcow2_check_path(const char *path, unsigned flags, struct qcow2_report *r);
 void qcow2_report_free(struct qcow2_report *r);
 
 /* "backing_file" etc.; "unknown" for an out-of-range code. */
