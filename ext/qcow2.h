@@ -120,8 +120,8 @@ struct qcow2_report {
 #define QCOW2_MAX_PROBLEMS 100
 
 /* Flags for qcow2_check_*(). */
-#define QCOW2_HEADER_ONLY 0x1 /* only the checks that need the first cluster   \
-                               */
+/* Only the checks that need the first cluster. */
+#define QCOW2_HEADER_ONLY 0x1
 
 /*
 ** Check an image. Always fills *r (zeroed first). Returns 0 when the
