@@ -103,8 +103,24 @@ $(B)/fuzz/qcow2_fuzz: tests/fuzz/qcow2_fuzz.c ext/qcow2.c ext/qcow2.h
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_FLAGS) $(shell $(PKG_CONFIG) --cflags zlib libzstd) -o $@ \
 		tests/fuzz/qcow2_fuzz.c ext/qcow2.c $(shell $(PKG_CONFIG) --libs zlib libzstd)
-fuzz: $(B)/fuzz/qcow2_fuzz
-	sh tests/fuzz/run.sh $(B) $(FUZZ_TIME)
+# The Lua parsers (manifest, driver.conf, djinn.yaml): one harness, three
+# entry points, linked with the C modules they use (not main.c).
+LUA_FUZZ_SRCS = tests/fuzz/lua_fuzz.c runtime/l_yaml.c runtime/l_fs.c runtime/util.c
+LUA_FUZZ_PKGS = lua5.4 yaml-0.1
+$(B)/fuzz/manifest_fuzz: FUZZ_TARGET = 1
+$(B)/fuzz/conf_fuzz: FUZZ_TARGET = 2
+$(B)/fuzz/yaml_fuzz: FUZZ_TARGET = 3
+$(B)/fuzz/manifest_fuzz $(B)/fuzz/conf_fuzz $(B)/fuzz/yaml_fuzz: $(LUA_FUZZ_SRCS) runtime/djinn.h runtime/util.h tests/fuzz/lua_fuzz.lua
+	@mkdir -p $(@D)
+	$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 \
+		-D_DEFAULT_SOURCE -D_GNU_SOURCE -Iruntime -DFUZZ_TARGET=$(FUZZ_TARGET) \
+		-DFUZZ_LUADIR='"$(CURDIR)/lua"' \
+		-DFUZZ_SCRIPT='"$(CURDIR)/tests/fuzz/lua_fuzz.lua"' \
+		$(shell $(PKG_CONFIG) --cflags $(LUA_FUZZ_PKGS)) -o $@ \
+		$(LUA_FUZZ_SRCS) $(shell $(PKG_CONFIG) --libs $(LUA_FUZZ_PKGS)) -lm
+FUZZERS = qcow2_fuzz manifest_fuzz conf_fuzz yaml_fuzz
+fuzz: $(FUZZERS:%=$(B)/fuzz/%)
+	sh tests/fuzz/run.sh $(B) $(FUZZ_TIME) $(FUZZERS)
 
 lint:
 	cppcheck --enable=warning,performance,portability --error-exitcode=1 \

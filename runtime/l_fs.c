@@ -12,7 +12,8 @@
 **   fs.copy(src, dst [, mode])        -> true (regular file; src mode kept)
 **   fs.copy_tree(src, dst)            -> true (files, dirs, symlinks)
 **   fs.stat(path) / fs.lstat(path)    -> {type=, size=, mode=, mtime=,
-**                                         dev=, ino=, mtime_ns=, ctime_ns=}
+**                                         dev=, ino=, mtime_ns=, ctime_ns=,
+**                                         uid=}
 **   fs.glob(pattern)                  -> sorted array (empty when none)
 **   fs.readfile(path [, max_bytes])   -> string
 **   fs.writefile(path, data [, mode = 0644]) -> true (temp file in the
@@ -451,7 +452,7 @@ static int push_stat(lua_State *L, const struct stat *st)
         type = "dir";
     else if (S_ISLNK(st->st_mode))
         type = "link";
-    lua_createtable(L, 0, 8);
+    lua_createtable(L, 0, 11);
     lua_pushstring(L, type);
     lua_setfield(L, -2, "type");
     lua_pushinteger(L, (lua_Integer)st->st_size);
@@ -473,6 +474,9 @@ static int push_stat(lua_State *L, const struct stat *st)
     lua_setfield(L, -2, "dev");
     lua_pushinteger(L, (lua_Integer)st->st_ino);
     lua_setfield(L, -2, "ino");
+    /* Owner (addition for djinn.state: a state directory must be ours). */
+    lua_pushinteger(L, (lua_Integer)st->st_uid);
+    lua_setfield(L, -2, "uid");
     return 1;
 }
 

@@ -58,6 +58,26 @@ Options (also written --option=value):
                         (default 30m; 0 = none)
   --env KEY=VALUE       add or override a build variable (repeatable)
   --json                one JSON event per line instead of text
+  --secret KEY=VALUE    a secret build variable (repeatable): passed to the
+                        jobs like --env, and its value is printed as xxxxxx
+                        everywhere (job output of every driver, driver
+                        messages, errors, summary, JSON). At least 6
+                        characters, else exit 2
+  --secret-file FILE    KEY=VALUE lines (# comments, blank lines) read as
+                        --secret (repeatable)
+  --secret-pattern GLOB env names matching GLOB (* and ?) are secrets too
+                        (repeatable; added to the patterns: by default
+                        *_PASSWORD *_SECRET *_TOKEN *_KEY, replaced by
+                        driver.conf `secrets { patterns ["*_PASS"] }`);
+                        matching values under 6 characters get a warning
+  --max-output SIZE     per-job output cap (default 16MB; 0 = none); past
+                        it one "[djinn: output truncated ...]" line is
+                        printed, the job runs on, its status is unchanged
+  --max-artifacts N     artifact files per build (default 1000; 0 = none)
+  --max-artifact-size SIZE  bytes per artifact file (default 1GB)
+  --max-artifacts-total SIZE  bytes of artifacts per build (default 10GB)
+                        (over a cap: an "artifact error:" line, the file
+                        is not kept; never a silent truncation)
   -h, --help            this help
 
 ]] .. EXIT_TEXT,
@@ -187,6 +207,10 @@ local function cmd_run(args)
         ["driver-config"] = "value", objects = "value", artifacts = "value",
         stage = "value", registry = "value", timeout = "value",
         json = "flag", env = "list", help = "flag",
+        secret = "list", ["secret-file"] = "list",
+        ["secret-pattern"] = "list", ["max-output"] = "value",
+        ["max-artifacts"] = "value", ["max-artifact-size"] = "value",
+        ["max-artifacts-total"] = "value",
     })
     if opts == nil then
         return usage_error("run", pos)
@@ -218,19 +242,76 @@ local function cmd_run(args)
         end
         env[#env + 1] = { key = k, value = v }
     end
+    -- Secrets: --secret KEY=VALUE and --secret-file FILE (also job env).
+    local mask = require "djinn.mask"
+    local secrets = {}
+    local function add_secret(k, v, where)
+        if v == nil or k == nil or not k:match("^[%a_][%w_]*$") then
+            return string.format("%s: expected KEY=VALUE with KEY a " ..
+                                 "variable name", where)
+        end
+        local why = mask.check(k, v)
+        if why then return where .. ": " .. why end
+        secrets[#secrets + 1] = v
+        env[#env + 1] = { key = k, value = v }
+    end
+    for _, item in ipairs(opts.secret or {}) do
+        local k, v = util.split_first(item, "=")
+        local bad = add_secret(k, v, "--secret " .. (k or "?"))
+        if bad then return usage_error("run", bad) end
+    end
+    for _, file in ipairs(opts["secret-file"] or {}) do
+        local f, ferr = io.open(file, "rb")
+        if f == nil then
+            return usage_error("run", "--secret-file: " .. ferr)
+        end
+        local n = 0
+        for l in f:lines() do
+            n = n + 1
+            l = l:gsub("\r$", "")
+            if not l:match("^%s*$") and not l:match("^%s*#") then
+                local k, v = util.split_first(l, "=")
+                local bad = add_secret(k and k:match("^%s*(.-)%s*$"), v,
+                                       string.format("%s:%d", file, n))
+                if bad then f:close(); return usage_error("run", bad) end
+            end
+        end
+        f:close()
+    end
+    local limits = {}
+    for _, o in ipairs{ "max-output", "max-artifact-size",
+                        "max-artifacts-total" } do
+        if opts[o] then
+            local b, berr = 0, nil
+            if opts[o] ~= "0" then b, berr = util.parse_size(opts[o]) end
+            if b == nil then
+                return usage_error("run", "--" .. o .. ": " .. berr)
+            end
+            limits[o] = b
+        end
+    end
+    if opts["max-artifacts"] then
+        local c = tonumber(opts["max-artifacts"])
+        if c == nil or c < 0 or c ~= math.floor(c) then
+            return usage_error("run", "--max-artifacts: expected a " ..
+                               "count >= 0 (0 = no limit), got " ..
+                               opts["max-artifacts"])
+        end
+        limits["max-artifacts"] = c
+    end
 
     local manifest = require "djinn.manifest"
     local m, problems = manifest.load(mpath)
     if m == nil then
-        for _, e in ipairs(problems) do eprint(e) end
+        local pm = mask.new(secrets)
+        for _, e in ipairs(problems) do eprint(pm:mask(e)) end
         eprint(string.format("djinn-lua: %s: invalid manifest (%d error%s)",
                              mpath, #problems, #problems == 1 and "" or "s"))
         return 2
     end
-    local log = require("djinn.log").new{ json = opts.json }
-    for _, w in ipairs(problems) do
-        log:warn(w)
-    end
+    local log = require("djinn.log").new{ json = opts.json,
+                                          secrets = secrets,
+                                          max_output = limits["max-output"] }
 
     local config = require "djinn.config"
     local cfg, cerr
@@ -248,9 +329,56 @@ local function cmd_run(args)
         end
     end
     if cfg == nil then
-        eprint(cerr)
+        eprint(log:mask(cerr))
         return 2
     end
+    -- Env entries whose NAME matches a secret pattern are secrets too.
+    local patterns = mask.DEFAULT_PATTERNS
+    local sc = cfg.secrets
+    if type(sc) == "table" and sc.patterns ~= nil then
+        if type(sc.patterns) ~= "table" then
+            eprint("djinn-lua: driver configuration: secrets.patterns " ..
+                   "must be an array of glob strings, e.g. " ..
+                   "secrets { patterns [\"*_TOKEN\"] }")
+            return 2
+        end
+        patterns = sc.patterns
+    end
+    patterns = { table.unpack(patterns) }
+    for _, p in ipairs(opts["secret-pattern"] or {}) do
+        patterns[#patterns + 1] = p
+    end
+    local found = {}
+    local function scan_env(list)
+        for _, kv in ipairs(list) do
+            for _, p in ipairs(patterns) do
+                if type(p) == "string" and mask.glob_match(p, kv.key) then
+                    if #kv.value >= mask.MIN_LEN then
+                        found[#found + 1] = kv.value
+                    elseif kv.value ~= "" then
+                        log:warn(string.format("%s matches the secret " ..
+                            "pattern %s but is shorter than %d characters" ..
+                            ": it is NOT masked", kv.key, p, mask.MIN_LEN))
+                    end
+                    break
+                end
+            end
+        end
+    end
+    scan_env(m.env)
+    scan_env(env)
+    log:add_secrets(found)
+    for _, w in ipairs(problems) do
+        log:warn(w)
+    end
+    if next(limits) then
+        cfg.limits = { max_artifacts = limits["max-artifacts"],
+                       max_artifact_size = limits["max-artifact-size"],
+                       max_artifacts_total = limits["max-artifacts-total"] }
+    end
+
+    -- Clean up after earlier runs that were killed (djinn.state).
+    require("djinn.state").reap{ log = log }
 
     local pipeline = require "djinn.pipeline"
     local result, err, code = pipeline.run(m, {
@@ -260,7 +388,7 @@ local function cmd_run(args)
         registry = opts.registry or M.default_registry(),
     })
     if result == nil then
-        eprint("djinn-lua: ", err)
+        eprint("djinn-lua: ", log:mask(tostring(err)))
         return code or 2
     end
     return result.exit_code

@@ -18,6 +18,19 @@
 --   w:job_end(job, r)     r = { status =, duration =, exit_code =, cause = }
 --   w:build_end(r)        r = { status =, duration =, error =, not_run = {jobs} }
 --   w:warn(text)          "warning: text" on err (also in JSON mode)
+--   w:mask(text)          text with every secret replaced (djinn.mask)
+--
+-- SECRETS (opts.secrets = { "value", ... }): every byte this writer
+-- prints -- job output, runner and driver lines, warnings, causes, the
+-- summary, JSON events -- passes through one djinn.mask object, so a
+-- secret value is printed as "xxxxxx". Job output is masked as a stream
+-- (a value split across two reads is still found; at most len(longest)-1
+-- bytes are held back, and flushed before the next line, at job end and
+-- at build end).
+-- OUTPUT CAP (opts.max_output bytes, default 16 MiB, 0 = none): per job
+-- (and for the output before the first job). Past the cap the rest of the
+-- job's output is dropped after one line "[djinn: output truncated after
+-- 16.0 MiB; the job keeps running]"; the job's status is not affected.
 --
 -- Text format: Djinn's lines unchanged, plus "==> stage/job" before each
 -- job, "--> <status> in 1.2s" after it, and a final "build <status> in
@@ -36,8 +49,11 @@
 -- Output data is valid UTF-8: a multi-byte character split between two
 -- reads is held back until its end arrives; invalid bytes become U+FFFD.
 local util = require "djinn.util"
+local mask = require "djinn.mask"
 
 local M = {}
+
+M.DEFAULT_MAX_OUTPUT = 16 * 1024 * 1024
 local Writer = {}
 Writer.__index = Writer
 
@@ -73,6 +89,10 @@ function M.new(opts)
     w.bol = true       -- text mode: the last byte written was "\n"
     w.job = nil        -- the running job, for JSON output events
     w.pending = ""     -- JSON mode: held-back partial UTF-8 sequence
+    w.masker = mask.new(opts.secrets)
+    w.max_output = opts.max_output or M.DEFAULT_MAX_OUTPUT
+    w.job_bytes = 0    -- output bytes of the current job so far
+    w.truncated = false
     return w
 end
 
@@ -114,6 +134,72 @@ function Writer:_bol()
     end
 end
 
+function Writer:mask(text)
+    return self.masker:mask(text)
+end
+
+-- Add secrets (e.g. found by a driver); keeps what was already held.
+function Writer:add_secrets(list)
+    local all = {}
+    for _, s in ipairs(self.masker.secrets) do all[#all + 1] = s end
+    for _, s in ipairs(list) do all[#all + 1] = s end
+    local held = self.masker.held
+    self.masker = mask.new(all)
+    self.masker.held = held
+end
+
+local function fmt_mib(n)
+    return string.format("%.1f MiB", n / (1024 * 1024))
+end
+
+-- Write masked output bytes, enforcing the per-job cap.
+function Writer:_emit(data)
+    if data == "" or self.truncated then return end
+    local cap = self.max_output
+    if cap and cap > 0 and self.job_bytes + #data > cap then
+        data = data:sub(1, cap - self.job_bytes)
+        self.job_bytes = cap
+        self.truncated = true
+        self:_emit_raw(data)
+        self:_notice("[djinn: output truncated after " .. fmt_mib(cap) ..
+                     "; the job keeps running]")
+        return
+    end
+    self.job_bytes = self.job_bytes + #data
+    self:_emit_raw(data)
+end
+
+function Writer:_emit_raw(data)
+    if data == "" then return end
+    if self.json then
+        local whole, rest = util.utf8_split(self.pending .. data)
+        self.pending = rest
+        if whole ~= "" then
+            self:_event("output", { job = self.job or util.json_null,
+                                    data = whole })
+        end
+    else
+        self:_write(data)
+    end
+end
+
+-- Flush the stream masker's held-back bytes.
+function Writer:_flush_stream()
+    local rest = self.masker:flush()
+    if rest ~= "" then self:_emit(rest) end
+end
+
+function Writer:_notice(text)
+    if self.json then
+        self:_flush_pending()
+        self:_event("output", { job = self.job or util.json_null,
+                                data = text .. "\n" })
+    else
+        self:_bol()
+        self:_write(text .. "\n")
+    end
+end
+
 function Writer:_flush_pending()
     if self.pending ~= "" then
         local p = self.pending
@@ -132,6 +218,8 @@ function Writer:build_start(info)
 end
 
 function Writer:line(text)
+    self:_flush_stream()
+    text = self.masker:mask(text)
     if self.json then
         self:_flush_pending()
         self:_event("output", { job = self.job or util.json_null,
@@ -144,20 +232,14 @@ end
 
 function Writer:output(data)
     if data == nil or data == "" then return end
-    if self.json then
-        local whole, rest = util.utf8_split(self.pending .. data)
-        self.pending = rest
-        if whole ~= "" then
-            self:_event("output", { job = self.job or util.json_null,
-                                    data = whole })
-        end
-    else
-        self:_write(data)
-    end
+    self:_emit(self.masker:feed(data))
 end
 
 function Writer:job_start(job)
+    self:_flush_stream()
+    self:_flush_pending()
     self.job = job.name
+    self.job_bytes, self.truncated = 0, false
     if self.json then
         self:_event("job_start", { job = job.name, stage = job.stage })
     else
@@ -168,6 +250,7 @@ function Writer:job_start(job)
 end
 
 function Writer:job_end(job, r)
+    self:_flush_stream()
     if self.json then
         self:_flush_pending()
         self:_event("job_end", {
@@ -180,14 +263,17 @@ function Writer:job_end(job, r)
         local msg = "--> " .. self:_paint(status_color[r.status], r.status)
             .. " in " .. util.fmt_duration(r.duration or 0)
         if r.cause and r.status ~= "passed" then
-            msg = msg .. ": " .. r.cause
+            msg = msg .. ": " .. self.masker:mask(r.cause)
         end
         self:_write(msg .. "\n")
     end
     self.job = nil
+    self.job_bytes, self.truncated = 0, false
 end
 
 function Writer:build_end(r)
+    self:_flush_stream()
+    local rerr = r.error and self.masker:mask(r.error)
     if self.json then
         self:_flush_pending()
         local not_run = util.json_array()
@@ -197,15 +283,15 @@ function Writer:build_end(r)
         self:_event("build_end", {
             status = r.status,
             duration = math.floor((r.duration or 0) * 1000 + 0.5) / 1000,
-            error = r.error, not_run = not_run,
+            error = rerr, not_run = not_run,
         })
         return
     end
     self:_bol()
     local msg = "build " .. self:_paint(status_color[r.status], r.status)
         .. " in " .. util.fmt_duration(r.duration or 0)
-    if r.error then
-        msg = msg .. ": " .. r.error
+    if rerr then
+        msg = msg .. ": " .. rerr
     end
     self:_write("\n" .. msg .. "\n")
     if r.not_run and #r.not_run > 0 then
@@ -218,7 +304,8 @@ function Writer:build_end(r)
 end
 
 function Writer:warn(text)
-    self.err:write("warning: " .. text .. "\n")
+    self:_flush_stream()
+    self.err:write("warning: " .. self.masker:mask(text) .. "\n")
     if self.err.flush then self.err:flush() end
 end
 

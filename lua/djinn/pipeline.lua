@@ -430,6 +430,18 @@ function M.run(m, opts)
     local status = "passed"
     local summary
 
+    -- The build's state directory (djinn.state): what the driver creates
+    -- outside this process is recorded there, so that a run after a
+    -- kill -9 of this one can clean it up. opts.state = false: none.
+    local rec
+    if opts.state ~= false then
+        local serr
+        rec, serr = require("djinn.state").begin(dtype)
+        if rec == nil and log.warn then
+            log:warn(tostring(serr) .. " (nothing can be cleaned up if " ..
+                     "this run is killed)")
+        end
+    end
     log:line("Running with Driver " .. dtype .. "...")
     local okn, d, nerr = protect(mod.new, {
         config = config.driver(opts.config, dtype), manifest = m,
@@ -510,6 +522,9 @@ function M.run(m, opts)
 
     if created then
         protect(drv.destroy, drv)
+    end
+    if rec then
+        rec:finish()
     end
     if signals then
         proc.default_signals()

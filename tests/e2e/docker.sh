@@ -28,6 +28,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 export XDG_CONFIG_HOME="$W/config" XDG_DATA_HOME="$W/data"
+# Build state directories (djinn.state) go to $W/run/djinn.
+export XDG_RUNTIME_DIR="$W/run"
 unset NO_COLOR
 
 n=0
@@ -171,6 +173,42 @@ BGPID=
 ok $([ $rc -eq 130 ]; echo $?) "SIGINT mid-job exits 130 (got $rc)"
 has int.out '^build killed in'; ok $? "SIGINT: build killed"
 [ "$(leftovers)" -eq 0 ]; ok $? "SIGINT: no labelled container or volume left (listed by label)"
+
+# --- kill -9 mid-job: the next run removes what the dead runner left --------
+"$D" run --artifacts "$W/a9" "$EX/docker-slow.yml" >"$W/k9.out" 2>"$W/k9.err" &
+BGPID=$!
+i=0
+while ! grep -q '^started$' "$W/k9.out" && [ $i -lt 600 ]; do sleep 0.05; i=$((i + 1)); done
+kill -KILL "$BGPID"
+wait "$BGPID"
+rc=$?
+BGPID=
+ok $([ $rc -eq 137 ]; echo $?) "kill -9 mid-job: the runner died (status $rc)"
+sd=$(ls -d "$XDG_RUNTIME_DIR"/djinn/*/ 2>/dev/null)
+ok $([ "$(echo "$sd" | grep -c .)" -eq 1 ] && [ -f "${sd}state" ]; echo $?) "kill -9: one build state directory with a state file left in \$XDG_RUNTIME_DIR/djinn"
+k9c=$(jq -r '.containers // {} | keys[]' "${sd}state" 2>/dev/null)
+k9v=$(jq -r '.volumes // {} | keys[]' "${sd}state" 2>/dev/null)
+dk_api GET "/containers/$k9c/json" 2>/dev/null | jq -e '.Config.Labels["djinn.managed"] == "true"' >/dev/null
+ok $? "kill -9: the job's container ($(echo "$k9c" | cut -c1-12)) is recorded and still exists"
+dk_api GET "/volumes/$k9v" 2>/dev/null | jq -e '.Labels["djinn.managed"] == "true"' >/dev/null
+ok $? "kill -9: the workspace volume ($k9v) is recorded and still exists"
+# Labelled like ours but not recorded by the dead build: must survive.
+foreign=$(dk_api POST /containers/create -H 'Content-Type: application/json' \
+	-d "$(jq -cn --arg i "$IMG:latest" '{Image: $i, Cmd: ["true"], Labels: {"djinn.managed": "true", "djinn.build": "another-runner"}}')" | jq -r .Id)
+run reap run "$EX/docker-fail.yml"
+ok $([ $rc -eq 1 ]; echo $?) "the next run runs its own build (docker-fail.yml, exit $rc)"
+hasF reap.err "cleaned up after 1 dead build(s): killed 0 process(es), removed 1 container(s) and 1 volume(s)"
+ok $? "the next run reports what it cleaned up" || show reap.err
+dk_api GET "/containers/$k9c/json" >/dev/null 2>&1
+ok $([ $? -ne 0 ]; echo $?) "the dead build's container is gone from the engine"
+dk_api GET "/volumes/$k9v" >/dev/null 2>&1
+ok $([ $? -ne 0 ]; echo $?) "the dead build's volume is gone from the engine"
+dk_api GET "/containers/$foreign/json" >/dev/null 2>&1
+ok $? "a labelled container the dead build did not record is left alone"
+[ ! -e "$sd" ] && [ -z "$(ls -A "$XDG_RUNTIME_DIR/djinn")" ]
+ok $? "the state directories are removed (the dead build's and the new one's)"
+dk_api DELETE "/containers/$foreign?force=1" >/dev/null
+[ "$(leftovers)" -eq 0 ]; ok $? "kill -9: no labelled container or volume left"
 
 # --- a missing image --------------------------------------------------------
 cat >"$W/missing.yml" <<EOF

@@ -36,6 +36,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 export XDG_CONFIG_HOME="$W/config" XDG_DATA_HOME="$W/data"
+# Build state directories (djinn.state; QEMU's files live in them).
+export XDG_RUNTIME_DIR="$W/run"
 mkdir -p "$W/tmp" "$W/tmpk"
 unset NO_COLOR
 
@@ -248,6 +250,7 @@ check "C: a personal image found after the namespace lookup" hasF C.log "Image (
 check "C: OpenSSH accepts env requests (nothing passed in the script)" sh -c "! grep -q 'refused env requests' '$W/C.log'"
 check "C: env over env requests reaches the job" hasF C.log "[a b  c]"
 check "no temporary directories left behind" sh -c "test -z \"\$(ls -A '$W/tmp')\""
+check "no build state directory left behind" sh -c "test -z \"\$(ls -A '$W/run/djinn')\""
 
 # --- phase 2: B (fail, base image), G (git clone), V (ssh driver) ------------
 mkdir -p "$W/disks/qemu/x86_64/base"
@@ -391,6 +394,10 @@ kill -INT "$pid_S"
 wait_for K '^job-started$'
 ok $? "K: the job started"
 QK=$(qemu_pid K)
+# Three builds of the same image at once: three machines, three ports.
+wait_for T '^job-started$'
+pS=$(port_of S) pT=$(port_of T) pK=$(port_of K)
+ok $([ -n "$pS" ] && [ -n "$pT" ] && [ -n "$pK" ] && [ "$pS" != "$pT" ] && [ "$pS" != "$pK" ] && [ "$pT" != "$pK" ] && [ "$(qemu_pid S)" != "$(qemu_pid T)" ]; echo $?) "S, T and K boot the same image at once: distinct qemu processes and ports ($pS $pT $pK)"
 kill -KILL "$pid_K"
 check "K: qemu dies with djinn-lua (kill -9; PDEATHSIG)" gone "$QK"
 finish S
@@ -403,6 +410,10 @@ check "T: qemu is gone" gone "$(qemu_pid T)"
 check "T: the build timed out" has T.log "timed_out"
 check "no qemu child of this test is left" sh -c "! ps -eo comm= -o args= | grep '^qemu-system' | grep -qF '$W/'"
 check "no temporary directories left behind after timeout and SIGINT" sh -c "test -z \"\$(ls -A '$W/tmp')\""
+KD=$(ls -d "$W"/run/djinn/*/ 2>/dev/null)
+ok $([ "$(echo "$KD" | grep -c .)" -eq 1 ]; echo $?) "K: the killed build's state directory is left until the next run (S and T removed theirs)"
+check "K: its state file records the dead runner's qemu (pid $QK)" sh -c "jq -e '.qemu.pid == $QK and .driver == \"qemu\"' '${KD}state'"
+check "K: qemu's files were in the state directory" test -f "${KD}qemu/console.log"
 
 # --- a tampered image never boots --------------------------------------------
 check "the registry cached the verification (no rehash)" hasF S.log "SHA-256 matches the registry (unchanged since the last check)"
@@ -417,5 +428,6 @@ ok $((rc != 3)) "a tampered store file is refused (exit $rc)"
 check "tampered: the message says it does not match the registry" hasF tamper.out "does not match the registry"
 check "tampered: refused before boot (no qemu started)" sh -c "! grep -q 'Started qemu' '$W/tamper.out'"
 [ "$rc" = 3 ] || show tamper.out
+check "the run after kill -9 removed the killed build's state directory" sh -c "test ! -e '$KD' && test -z \"\$(ls -A '$W/run/djinn')\""
 
 echo "1..$n"

@@ -35,13 +35,17 @@
 -- Every container and volume is labelled djinn.build=<id> and
 -- djinn.managed=true; destroy() force-removes them on every path. On
 -- timeout or SIGINT the running container is stopped (stop with the
--- grace period, then kill) before execute returns.
+-- grace period, then kill) before execute returns. The engine, the build
+-- id, every container id and the volume name are recorded in the build's
+-- state directory (djinn.state) while they exist, so that the next run
+-- removes them if this runner is killed (kill -9) before destroy().
 local docker = require "djinn.docker"
 local json = require "djinn.json"
 local tar = require "djinn.tar"
 local util = require "djinn.util"
 local pipeline = require "djinn.pipeline"
 local proc = require "djinn.proc"
+local state = require "djinn.state"
 
 local M = {}
 local Driver = {}
@@ -126,12 +130,16 @@ function Driver:new_container(extra)
     local id, err = self.c:container_create(self:config(extra))
     if id == nil then return nil, err end
     self.containers[id] = true
+    state.current():add("containers", id)
     return id
 end
 
 function Driver:remove_container(id)
     local ok, err = self.c:container_remove(id)
-    if ok then self.containers[id] = nil end
+    if ok then
+        self.containers[id] = nil
+        state.current():del("containers", id)
+    end
     return ok, err
 end
 
@@ -247,6 +255,8 @@ function Driver:_create(env, objects)
                                    cancel = self:cancel_fn() }
     if c == nil then return nil, err end
     self.c = c
+    state.current():set("docker", { host = c.host, version = c.version,
+                                    build = self.id })
     log:line(string.format("Using docker API version %s%s (engine %s at " ..
         "%s)...", c.version, c.negotiated and ", negotiated" or "",
         tostring(c.engine.Version), c.host))
@@ -264,6 +274,8 @@ function Driver:_create(env, objects)
                            info.Id))
     log:line("")
     local vol
+    -- Recorded before it exists: the name is known, so no kill -9 window.
+    state.current():add("volumes", "djinn-" .. self.id)
     vol, err = c:volume_create("djinn-" .. self.id, self.labels)
     if vol == nil then
         return nil, "docker: creating the workspace volume: " ..
@@ -419,6 +431,7 @@ function Driver:destroy()
             self.log:warn("cannot remove volume " .. self.volume .. ": " ..
                           tostring(ok and err or r))
         else
+            state.current():del("volumes", self.volume)
             self.volume = nil
         end
     end

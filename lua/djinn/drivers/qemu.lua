@@ -48,6 +48,7 @@ local fs = require "djinn.fs"
 local proc = require "djinn.proc"
 local util = require "djinn.util"
 local sshjob = require "djinn.sshjob"
+local state = require "djinn.state"
 
 local M = {}
 local Driver = {}
@@ -378,7 +379,11 @@ function Driver:qmp_command(cmd, timeout)
 end
 
 function Driver:start_qemu(img, info, accel)
-    local dir, err = fs.mkdtemp("djinn-qemu-")
+    -- In the build's state directory (djinn.state) when there is one: the
+    -- command line then names it, which the reaper needs to prove that a
+    -- qemu left by a killed runner is ours.
+    local dir, err = state.current():mkdir("qemu")
+    if dir == nil then dir, err = fs.mkdtemp("djinn-qemu-") end
     if dir == nil then
         return nil, "cannot create a temporary directory: " .. tostring(err)
     end
@@ -428,6 +433,7 @@ function Driver:start_qemu(img, info, accel)
     self.q = q
     self.t_spawn = proc.now()
     self.qemu_pid = q:pid()
+    state.current():record_process("qemu", self.qemu_pid)
     self.log:line(string.format("Started qemu (pid %d, accel %s, %d CPU, " ..
         "%d MiB)", self.qemu_pid, accel, self.cfg.cpus, self.cfg.memory))
     -- The QMP greeting, capabilities negotiation, then the bound port.

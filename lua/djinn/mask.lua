@@ -1,0 +1,129 @@
+-- djinn.mask: replace secret values by "xxxxxx" in a stream of bytes.
+--
+--   local m = mask.new{ "secret-1", "another-secret" }
+--   m:feed(chunk) -> text that is safe to print now
+--   m:flush()     -> the held-back rest (end of the job / stream closed)
+--   m:mask(text)  -> a whole string, masked (no state kept)
+--   m:empty()     -> true when there is nothing to mask
+--
+-- Matching is leftmost, then longest: at the first position where any
+-- secret starts, the longest secret that matches there is replaced, and
+-- the scan goes on after it. feed() holds back at most len(longest
+-- secret) - 1 bytes: the shortest tail of the input that is still the
+-- beginning of some secret. Secrets shorter than M.MIN_LEN are refused
+-- by M.check (Djinn's rule), duplicates are ignored.
+local M = {}
+
+M.MIN_LEN = 6
+M.REPLACEMENT = "xxxxxx"
+M.DEFAULT_PATTERNS = { "*_PASSWORD", "*_SECRET", "*_TOKEN", "*_KEY" }
+
+local Mask = {}
+Mask.__index = Mask
+
+-- nil | "message" for a value offered as a secret.
+function M.check(name, value)
+    if #value < M.MIN_LEN then
+        return string.format("secret %s cannot be shorter than %d " ..
+                             "characters in length (it has %d)", name,
+                             M.MIN_LEN, #value)
+    end
+    return nil
+end
+
+function M.new(secrets)
+    local seen, list = {}, {}
+    for _, s in ipairs(secrets or {}) do
+        if type(s) == "string" and s ~= "" and not seen[s] then
+            seen[s] = true
+            list[#list + 1] = s
+        end
+    end
+    table.sort(list, function(a, b)
+        if #a ~= #b then return #a > #b end
+        return a < b
+    end)
+    return setmetatable({ secrets = list, maxlen = list[1] and #list[1]
+                          or 0, held = "" }, Mask)
+end
+
+function Mask:empty()
+    return #self.secrets == 0
+end
+
+-- Smallest position q >= i such that buf:sub(q) is a proper prefix of a
+-- secret; #buf + 1 when there is none.
+function Mask:_tail(buf, i)
+    local n = #buf
+    local from = n - self.maxlen + 2
+    if from < i then from = i end
+    for q = from, n do
+        local rest = buf:sub(q)
+        for _, s in ipairs(self.secrets) do
+            if #s > #rest and s:sub(1, #rest) == rest then
+                return q
+            end
+        end
+    end
+    return n + 1
+end
+
+-- Mask buf; when final is false, return also the tail to hold back.
+function Mask:_scan(buf, final)
+    local out, i, n = {}, 1, #buf
+    while true do
+        local best, blen = nil, 0
+        for _, s in ipairs(self.secrets) do -- longest first
+            local p = buf:find(s, i, true)
+            if p and (best == nil or p < best) then
+                best, blen = p, #s
+            end
+        end
+        local q = final and n + 1 or self:_tail(buf, i)
+        if best and best < q then
+            out[#out + 1] = buf:sub(i, best - 1)
+            out[#out + 1] = M.REPLACEMENT
+            i = best + blen
+        else
+            out[#out + 1] = buf:sub(i, q - 1)
+            return table.concat(out), buf:sub(q)
+        end
+    end
+end
+
+function Mask:feed(chunk)
+    if chunk == nil or chunk == "" then return "" end
+    if self.maxlen == 0 then return chunk end
+    local text, held = self:_scan(self.held .. chunk, false)
+    self.held = held
+    return text
+end
+
+function Mask:flush()
+    local h = self.held
+    self.held = ""
+    if h == "" then return "" end
+    return (self:_scan(h, true))
+end
+
+function Mask:mask(text)
+    if self.maxlen == 0 or text == nil or text == "" then return text end
+    return (self:_scan(text, true))
+end
+
+-- Glob match of an env NAME against a pattern ("*" any run, "?" one
+-- character; everything else literal, case-sensitive).
+function M.glob_match(pattern, name)
+    local lp = { "^" }
+    for c in pattern:gmatch(".") do
+        if c == "*" then lp[#lp + 1] = ".*"
+        elseif c == "?" then lp[#lp + 1] = "."
+        else lp[#lp + 1] = "%" .. c end
+    end
+    lp[#lp + 1] = "$"
+    -- "%" before an alphanumeric is a class: escape only punctuation.
+    local pat = table.concat(lp):gsub("%%(%w)", "%1")
+    return name:find(pat) ~= nil
+end
+
+return M
