@@ -5,6 +5,13 @@
 --   djinn-lua docker prune [--driver-config FILE]
 --   djinn-lua SCRIPT.lua [ARGS...]           run a user script
 --   djinn-lua help [COMMAND] | --help | --version
+--
+-- run: secrets (--secret, --secret-file, env names matching the patterns
+-- of --secret-pattern / driver.conf `secrets { patterns [...] }`, default
+-- *_PASSWORD *_SECRET *_TOKEN *_KEY) are handed to djinn.log, which masks
+-- every byte it prints (djinn.mask); caps (--max-output, --max-artifacts,
+-- --max-artifact-size, --max-artifacts-total, driver.conf `limits {}`)
+-- go to the log writer and to the pipeline as cfg.limits.
 local util = require "djinn.util"
 
 local M = {}
@@ -78,7 +85,18 @@ Options (also written --option=value):
   --max-artifacts-total SIZE  bytes of artifacts per build (default 10GB)
                         (over a cap: an "artifact error:" line, the file
                         is not kept; never a silent truncation)
+                        driver.conf may set the same caps: `limits {
+                        max_output 16MB max_artifacts 1000
+                        max_artifact_size 1GB max_artifacts_total 10GB }`
+                        (the options win)
   -h, --help            this help
+
+Hostile input is refused before any driver is created (exit 2): a
+manifest over 8 MiB (checked from its size), YAML nested deeper than 64
+or expanding aliases past 100000 nodes, a qemu image name with "..", an
+absolute path or odd characters, a namespace deeper than 20 segments or
+with characters other than letters and digits, an object source or an
+artifact destination outside its directory.
 
 ]] .. EXIT_TEXT,
     image = [[
@@ -371,10 +389,22 @@ local function cmd_run(args)
     for _, w in ipairs(problems) do
         log:warn(w)
     end
-    if next(limits) then
-        cfg.limits = { max_artifacts = limits["max-artifacts"],
-                       max_artifact_size = limits["max-artifact-size"],
-                       max_artifacts_total = limits["max-artifacts-total"] }
+    -- Limits: driver.conf `limits { max_output 16MB max_artifacts 1000
+    -- max_artifact_size 1GB max_artifacts_total 10GB }`, options win.
+    if type(cfg.limits) ~= "table" then cfg.limits = {} end
+    for o, v in pairs(limits) do
+        cfg.limits[o:gsub("-", "_")] = v
+    end
+    for k, v in pairs(cfg.limits) do
+        if math.type(v) ~= "integer" or v < 0 then
+            eprint(string.format("djinn-lua: driver configuration: " ..
+                "limits.%s must be a size (e.g. 16MB) or a count >= 0, " ..
+                "got %s", k, tostring(v)))
+            return 2
+        end
+    end
+    if cfg.limits.max_output then
+        log.max_output = cfg.limits.max_output
     end
 
     -- Clean up after earlier runs that were killed (djinn.state).

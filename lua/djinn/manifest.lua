@@ -241,6 +241,57 @@ function Ctx:passthrough_list(node, path)
     return list
 end
 
+-- Paths that would escape their directory are manifest errors (exit 2,
+-- before any driver is created). which = "objects" | "...artifacts".
+function Ctx:check_paths(list, path, artifacts)
+    local util = require "djinn.util"
+    for i, pt in ipairs(list) do
+        local p = artifacts and pt.dst:gsub("%*", "x") or pt.src
+        local _, why = util.safe_relpath(p)
+        if why and why ~= "empty path" then
+            if artifacts then
+                self:err(pt, "%s[%d]: destination %q: %s (artifact " ..
+                         "destinations are relative to the artifacts " ..
+                         "directory and stay inside it)", path, i, pt.dst,
+                         why)
+            else
+                self:err(pt, "%s[%d]: source %q: %s (objects are read " ..
+                         "from the objects directory, relative paths " ..
+                         "inside it)", path, i, pt.src, why)
+            end
+        end
+    end
+    return list
+end
+
+-- Djinn's namespace rule: path[@owner], 1 to 20 segments of letters and
+-- digits joined by "/", owner [A-Za-z0-9_.-]+.
+local NS_RULE = "a namespace is path[@owner]: 1 to 20 segments of " ..
+    "letters and digits joined by '/', e.g. team/ci"
+function M.check_namespace(ns)
+    local path, owner = ns:match("^([^@]*)@(.*)$")
+    path = path or ns
+    if owner and not owner:match("^[%w_%.%-]+$") then
+        return nil, string.format("namespace %q: owner %q may contain " ..
+            "only letters, digits, '_', '.' and '-' (%s)", ns, owner,
+            NS_RULE)
+    end
+    local n = 0
+    for seg in (path .. "/"):gmatch("([^/]*)/") do
+        n = n + 1
+        if not seg:match("^%w+$") then
+            return nil, string.format("namespace %q: segment %d %q may " ..
+                "contain only the letters A-Z, a-z and the digits 0-9 (%s)",
+                ns, n, seg, NS_RULE)
+        end
+    end
+    if n > 20 then
+        return nil, string.format("namespace %q: cannot exceed depth of " ..
+                                  "20 (it has %d segments)", ns, n)
+    end
+    return ns
+end
+
 local function known_list(set)
     local l = {}
     for k in pairs(set) do l[#l + 1] = k end
@@ -296,6 +347,27 @@ local function parse_driver(ctx, node, root)
         need("image"); need("workspace")
     elseif t == "qemu" then
         need("image")
+        -- The image name rule of drivers/qemu.lua (check_name), checked
+        -- here so that a hostile name is a manifest error (exit 2).
+        local img = drv.image
+        if img and img ~= "" then
+            local rule = "names are segments of letters, digits, '.', " ..
+                "'_' and '-' joined by '/', not starting with '.'"
+            if #img > 255 then
+                ctx:err(node, "driver.image is longer than 255 characters")
+            elseif img:sub(1, 1) == "/" then
+                ctx:err(node, "driver.image %q: absolute paths are not " ..
+                        "allowed (%s)", img, rule)
+            else
+                for seg in (img .. "/"):gmatch("([^/]*)/") do
+                    if not seg:match("^[%w_%-][%w%._%-]*$") then
+                        ctx:err(node, "driver.image %q: segment %q is not " ..
+                                "allowed (%s)", img, seg, rule)
+                        break
+                    end
+                end
+            end
+        end
         -- Djinn forces arch = x86_64 for qemu (djinn-spec.md 1.3, 4).
         if drv.arch ~= nil and drv.arch ~= "x86_64" then
             ctx:warn(node, "driver.arch: %q is not supported; qemu runs " ..
@@ -327,7 +399,9 @@ local function parse_job(ctx, node, i)
         elseif k == "commands" then
             job.commands = ctx:string_list(v, path .. ".commands")
         elseif k == "artifacts" then
-            job.artifacts = ctx:passthrough_list(v, path .. ".artifacts")
+            job.artifacts = ctx:check_paths(
+                ctx:passthrough_list(v, path .. ".artifacts"),
+                path .. ".artifacts", true)
         else
             ctx:warn(knode, "%s: unknown key %q (ignored; known keys: %s)",
                      path, k, table.concat(job_keys, ", "))
@@ -369,6 +443,10 @@ local function validate(root, file)
 
     if nodes.namespace then
         m.namespace = ctx:string(nodes.namespace, "namespace")
+        if m.namespace then
+            local _, nwhy = M.check_namespace(m.namespace)
+            if nwhy then ctx:err(nodes.namespace, "%s", nwhy) end
+        end
     end
     m.driver = parse_driver(ctx, nodes.driver, root)
 
@@ -388,7 +466,8 @@ local function validate(root, file)
         end
     end
 
-    m.objects = ctx:passthrough_list(nodes.objects, "objects")
+    m.objects = ctx:check_paths(ctx:passthrough_list(nodes.objects,
+                                                     "objects"), "objects")
 
     local srcs, src_nodes = ctx:string_list(nodes.sources, "sources")
     for i, s in ipairs(srcs) do
@@ -485,6 +564,16 @@ function M.load(path)
         return nil, { string.format("%s: cannot read the manifest: %s",
                                     path, err) }
     end
+    -- Check the size first (a regular file): nothing of a huge file is
+    -- read. For pipes, read at most the limit + 1 byte.
+    local size = f:seek("end")
+    if size and size > 8 * 1024 * 1024 then
+        f:close()
+        return nil, { string.format("%s: the manifest is larger than 8 " ..
+            "MiB (%d bytes; the limit is %d bytes)", path, size,
+            8 * 1024 * 1024) }
+    end
+    if size then f:seek("set", 0) end
     local text = f:read(8 * 1024 * 1024 + 1)
     f:close()
     text = text or ""

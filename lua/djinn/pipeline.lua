@@ -225,8 +225,56 @@ end
 local Store = {}
 Store.__index = Store
 
-function M.new_store(dir, fs)
-    return setmetatable({ dir = dir, fs = fs }, Store)
+-- Artifact caps (opts.config.limits: max_artifacts, max_artifact_size,
+-- max_artifacts_total; 0 = no limit). Over a cap a file is not kept and
+-- an "artifact error:" line says which cap and how to raise it.
+M.DEFAULT_LIMITS = { max_artifacts = 1000,
+                     max_artifact_size = 1024 * 1024 * 1024,
+                     max_artifacts_total = 10 * 1024 * 1024 * 1024 }
+
+function M.new_store(dir, fs, limits)
+    local l = {}
+    for k, v in pairs(M.DEFAULT_LIMITS) do
+        local o = limits and limits[k]
+        l[k] = type(o) == "number" and o or v
+    end
+    return setmetatable({ dir = dir, fs = fs, limits = l, count = 0,
+                          total = 0 }, Store)
+end
+
+-- Before fetching: nil | cause when one more file is over the count cap.
+function Store:admit(shown)
+    local cap = self.limits.max_artifacts
+    if cap > 0 and self.count >= cap then
+        return string.format("%s: not collected: the build already has " ..
+            "%d artifacts, the limit (--max-artifacts %d)", shown, cap, cap)
+    end
+    self.count = self.count + 1
+    return nil
+end
+
+-- After fetching to host: nil | cause (and the file removed) when the file
+-- is over the per-file or the total size cap.
+function Store:account(host, shown)
+    local st = self.fs.lstat(host)
+    local size = st and st.size or 0
+    local cap, tcap = self.limits.max_artifact_size,
+                      self.limits.max_artifacts_total
+    local why
+    if cap > 0 and size > cap then
+        why = string.format("%s: not kept: %d bytes is over the per-file " ..
+            "limit of %d bytes (--max-artifact-size)", shown, size, cap)
+    elseif tcap > 0 and self.total + size > tcap then
+        why = string.format("%s: not kept: %d bytes would bring the " ..
+            "build's artifacts over the total limit of %d bytes " ..
+            "(--max-artifacts-total)", shown, size, tcap)
+    end
+    if why then
+        self.fs.remove(host)
+        return why
+    end
+    self.total = self.total + size
+    return nil
 end
 
 function Store:target(dst, match)
@@ -283,14 +331,20 @@ function M.collect_artifacts(job, log, store, glob, get)
                 local shown = a.dst:gsub("%*", function()
                     return util.basename(match)
                 end)
+                local over = host and store.admit and store:admit(shown)
                 if host == nil then
                     log:line("artifact error: " .. err)
+                elseif over then
+                    log:line("artifact error: " .. over)
                 else
                     log:line("Collecting artifact " .. match .. " => " ..
                              shown)
                     local ok, gerr = get(match, host)
                     if not ok then
                         log:line("artifact error: " .. tostring(gerr))
+                    elseif store.account then
+                        local big = store:account(host, shown)
+                        if big then log:line("artifact error: " .. big) end
                     end
                 end
             end
@@ -421,7 +475,8 @@ function M.run(m, opts)
         proc.on_signals{ "INT", "TERM" }
     end
     local ctx = M.new_ctx(opts.timeout, proc, signals)
-    local store = M.new_store(artifacts_dir, fs)
+    local store = M.new_store(artifacts_dir, fs,
+                              opts.config and opts.config.limits)
     local env = env_list(m, opts.env)
     local started = proc.now()
     log:build_start{ manifest = m.file, driver = dtype }

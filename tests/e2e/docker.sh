@@ -224,6 +224,30 @@ has missing.out "pulling image $DK_REG/djinn-test/nope:1.0 failed: .*manifest un
 ok $? "missing image: the engine's own message"
 [ "$(leftovers)" -eq 0 ]; ok $? "missing image: nothing left"
 
+# --- secrets: job output and driver creation output are masked --------------
+cat >"$W/secret.yml" <<EOF
+driver: {type: docker, image: $IMG, workspace: /workspace}
+env: [REG_PASSWORD=docker-env-password-1]
+stages: [s]
+jobs:
+  - stage: s
+    commands:
+      - echo "secret:\$DK_S:\$REG_PASSWORD"
+      - ( set +x; printf 'split:%s' "\${DK_S%?????????}"; sleep 1; printf '%s:end\n' "\${DK_S#"\${DK_S%?????????}"}" )
+EOF
+run secret run --artifacts "$W/a6" --secret DK_S=docker-secret-value-7 "$W/secret.yml"
+ok $([ $rc -eq 0 ]; echo $?) "secrets: the build passes (exit $rc)"
+! grep -q -e docker-secret-value-7 -e docker-env-password-1 "$W/secret.out" "$W/secret.err"
+ok $? "secrets: no value in stdout or stderr"
+[ "$(grep -c -F 'secret:xxxxxx:xxxxxx' "$W/secret.out")" = 2 ]; ok $? "secrets: echo and set -x lines masked"
+hasF secret.out "split:xxxxxx:end"; ok $? "secrets: a value split across two reads masked"
+sed "s|image: $IMG|image: $DK_REG/djinn-test/nope-docker-secret-value-7:1.0|" "$W/secret.yml" >"$W/secret2.yml"
+run secret2 run --secret DK_S=docker-secret-value-7 "$W/secret2.yml"
+ok $([ $rc -eq 3 ]; echo $?) "secrets: a driver creation failure (exit $rc)"
+! grep -q -e docker-secret-value-7 "$W/secret2.out" "$W/secret2.err" &&
+	hasF secret2.out "djinn-test/nope-xxxxxx:1.0"
+ok $? "secrets: the driver creation output (pull error) is masked"
+
 # --- an image only present locally: the failed pull says so -----------------
 dk_build_image "djinn-test/localonly" 2>>"$W/img.err"
 cat >"$W/local.yml" <<EOF

@@ -145,7 +145,7 @@ for bad in "../etc/passwd" "/etc/passwd" "a/../../b" "x;rm -rf" ".hidden"; do
 	mk bad "$bad"
 	"$D" run --registry "$REG" --driver-config "$W/vm.conf" "$W/bad.yml" >"$W/bad.out" 2>&1
 	rc=$?
-	ok $((rc != 3)) "image name '$bad' refused (exit $rc)"
+	ok $((rc != 2)) "image name '$bad' refused as a manifest error (exit $rc)"
 	if hasF bad.out "driver.image" && ! hasF bad.out "Started qemu"; then r=0; else r=1; show bad.out; fi
 	ok $r "image name '$bad': the message names driver.image, no qemu started"
 done
@@ -202,15 +202,18 @@ driver:
 env:
   - FOO=bar
   - SPACED=a b  c
+  - API_TOKEN=vm-token-from-manifest
 stages: [s]
 jobs:
   - stage: s
     commands:
       - test "$FOO" = bar
       - echo "[$SPACED]"
+      - echo "secret:$VM_S:$API_TOKEN"
+      - ( set +x; printf 'split:%s' "${VM_S%?????????}"; sleep 1; printf '%s:end\n' "${VM_S#"${VM_S%?????????}"}" )
 EOF
 start A run --registry "$REG" --driver-config "$W/vm.conf" --objects "$W/objects" --artifacts "$W/art-a" "$W/a.yml"
-start C run --registry "$REG" --driver-config "$W/vm.conf" --artifacts "$W/art-c" "$W/c.yml"
+start C run --registry "$REG" --driver-config "$W/vm.conf" --artifacts "$W/art-c" --secret VM_S=vm-secret-value-42 "$W/c.yml"
 finish A
 finish C
 ok $rc_A "A: a build with an allowed failure exits 0 (got $rc_A)"
@@ -249,6 +252,9 @@ check "C: qemu is gone after the build" gone "$(qemu_pid C)"
 check "C: a personal image found after the namespace lookup" hasF C.log "Image (personal) tinyssh: SHA-256 matches"
 check "C: OpenSSH accepts env requests (nothing passed in the script)" sh -c "! grep -q 'refused env requests' '$W/C.log'"
 check "C: env over env requests reaches the job" hasF C.log "[a b  c]"
+check "C: secrets (--secret, *_TOKEN) never in the log" sh -c "! grep -q -e vm-secret-value-42 -e vm-token-from-manifest '$W/C.log'"
+check "C: echo and set -x lines masked" sh -c "test \"\$(grep -c -F 'secret:xxxxxx:xxxxxx' '$W/C.log')\" = 2"
+check "C: a secret split across two reads is masked" hasF C.log "split:xxxxxx:end"
 check "no temporary directories left behind" sh -c "test -z \"\$(ls -A '$W/tmp')\""
 check "no build state directory left behind" sh -c "test -z \"\$(ls -A '$W/run/djinn')\""
 

@@ -101,8 +101,6 @@ env:
 objects:
   - in.txt => data/in.txt
   - sub/tool.sh
-  - ../escape.txt
-  - /etc/hostname
   - missing.txt
 stages: [build]
 jobs:
@@ -126,7 +124,6 @@ jobs:
       - nothing.here
       - /etc/passwd
       - ../x
-      - "made.txt => ../out.txt"
 ]], { files = { ["in.txt"] = "object-data\n",
                 ["sub/tool.sh"] = "echo from-tool\n" },
       env = { { key = "OVERRIDE", value = "cli" },
@@ -141,10 +138,40 @@ t:like(out, "\nwarning: the os driver runs jobs directly on this machine",
 t:like(out, "\nPlacing object in%.txt => data/in%.txt\n", "object placed")
 t:like(out, "\nPlacing object sub/tool%.sh => tool%.sh\n",
        "object DST defaults to the basename")
-t:like(out, '\nobject error: %.%./escape%.txt: "%.%." is not allowed',
-       "object SRC escaping the objects dir")
-t:like(out, "\nobject error: /etc/hostname: absolute paths are not allowed",
-       "absolute object SRC")
+-- Paths escaping the objects/artifacts directory are manifest errors
+-- (issue 6, part 7), caught before any driver is created.
+do
+    local em, errs = manifest.parse([[
+driver: {type: os}
+objects:
+  - ../escape.txt
+  - /etc/hostname
+  - ok.txt
+stages: [b]
+jobs:
+  - stage: b
+    commands: [true]
+    artifacts:
+      - "made.txt => ../out.txt"
+      - "made.txt => /tmp/out.txt"
+      - "a/* => ../*"
+      - "made.txt => fine/*"
+]], "p.yml")
+    local all = table.concat(errs or {}, "\n")
+    t:ok(em == nil, "escaping paths: the manifest is invalid")
+    t:like(all, 'p%.yml:3:5: objects%[1%]: source "%.%./escape%.txt": ' ..
+           '"%.%." is not allowed', "object SRC escaping the objects dir")
+    t:like(all, 'objects%[2%]: source "/etc/hostname": absolute paths ' ..
+           "are not allowed", "absolute object SRC")
+    t:like(all, 'artifacts%[1%]: destination "%.%./out%.txt": "%.%." is ' ..
+           "not allowed %(artifact destinations are relative to the " ..
+           "artifacts directory", "artifact DST escaping the artifacts dir")
+    t:like(all, 'artifacts%[2%]: destination "/tmp/out%.txt": absolute',
+           "absolute artifact DST")
+    t:like(all, 'artifacts%[3%]: destination "%.%./%*"', "DST with * escaping")
+    local _, nerr = all:gsub("\n", "")
+    t:is(nerr + 1, 5, "exactly five errors (ok.txt and fine/* accepted)")
+end
 t:like(out, "\nobject error: [^\n]*missing%.txt: No such file",
        "missing object")
 t:like(out, "\n==> build/build%.1\n", "job header")
@@ -177,9 +204,6 @@ t:like(out, "\nartifact error: /etc/passwd: absolute paths are not allowed",
        "absolute artifact SRC refused")
 t:like(out, '\nartifact error: %.%./x: "%.%." is not allowed',
        "artifact SRC escaping the workspace refused")
-t:like(out, '\nartifact error: %.%./out%.txt: "%.%." is not allowed ' ..
-       "%(artifact destinations are relative to the artifacts directory",
-       "artifact DST escaping the artifacts dir refused")
 t:ok(not fs.exists(fs.dirname(A) .. "/out.txt"), "nothing written outside")
 local ws = out:match("\nWorkspace ([^\n]+)\n")
 t:ok(ws ~= nil and not fs.exists(ws), "workspace removed by destroy")
