@@ -117,10 +117,12 @@ end
 local function measure_a()
     local m = work .. "/first.yml"
     local t0 = proc.now()
+    local env = proc.environ()
+    env.DJINN_TRACE = "1"
     local c = assert(proc.spawn{ argv = { dl, "run", "--registry", reg,
         "--driver-config", work .. "/vm.conf", "--artifacts",
         work .. "/art", m }, stdin = "null", stdout = "pipe",
-        stderr = "stdout" })
+        stderr = "stdout", env = env })
     local out, t_first, ready = "", nil, nil
     while true do
         local d, w = c:read(1)
@@ -137,7 +139,12 @@ local function measure_a()
     local how, code = c:wait(10)
     assert(how == "exit" and code == 0, "the run failed:\n" .. out)
     ready = tonumber(out:match("Machine ready in ([%d.]+)s"))
-    return t_first, ready
+    -- DJINN_TRACE=1 phase stamps (djinn.trace), relative to the spawn
+    local phases = {}
+    for abs, label in out:gmatch("djinn%-trace: ([%d.]+) %+[%d.]+ ([^\n]+)") do
+        phases[#phases + 1] = { label = label, t = tonumber(abs) - t0 }
+    end
+    return t_first, ready, phases
 end
 
 -- per-job overhead on one booted VM
@@ -153,11 +160,12 @@ local function measure_jobs()
     local t0 = proc.now()
     for _ = 1, N do assert(s:exec("true") == 0) end
     local per_exec = (proc.now() - t0) / N
-    -- What the driver does per job besides the script: upload, run, rm.
+    -- What the driver does per job besides the script (djinn.sshjob):
+    -- one exec that writes ./j.sh from stdin and runs it, then rm.
     t0 = proc.now()
     for _ = 1, 20 do
-        assert(s:put_data("#!/bin/sh\ntrue\n", "j.sh", 493))
-        assert(s:exec("./j.sh") == 0)
+        assert(s:exec("cat > './j.sh' && chmod 755 './j.sh' && exec " ..
+                      "'./j.sh'", { stdin = "#!/bin/sh\ntrue\n" }) == 0)
         assert(s:exec("rm -f ./j.sh") == 0)
     end
     local per_job = (proc.now() - t0) / 20
@@ -180,11 +188,11 @@ end
 
 io.write(string.format("vm-bench: %d run(s) each, TCG, image %s (%d bytes)\n",
                        runs, image, fs.stat(image).size))
-local A, R, Bs, Cs = {}, {}, {}, {}
+local A, R, Bs, Cs, P = {}, {}, {}, {}, {}
 for i = 1, runs do
     -- interleave, so load drifts hit every method alike
     Bs[i] = measure_b()
-    A[i], R[i] = measure_a()
+    A[i], R[i], P[i] = measure_a()
     Cs[i] = measure_c()
     io.write(string.format("  run %d: a %.2f s  b %.2f s  c %.2f s\n", i,
                            A[i], Bs[i], Cs[i]))
@@ -203,12 +211,33 @@ print(string.format("  (c) Djinn: sleep 2 s + 1 s retries     %6.2f   [%s]",
                     mc, fmt(Cs)))
 print(string.format("  (a) - (b) = %+.2f s (goal <= +0.10); (c) - (a) = " ..
                     "%+.2f s", ma - mb, mc - ma))
+-- The phases of (a), from DJINN_TRACE=1 (median per label, seconds after
+-- the spawn of djinn-lua; the boot phases relative to (b) for scale).
+print("")
+print("phases of (a) (DJINN_TRACE=1; median s after spawning djinn-lua)")
+local order, at = {}, {}
+for _, ph in ipairs(P) do
+    for _, e in ipairs(ph) do
+        if not at[e.label] then
+            at[e.label] = {}
+            order[#order + 1] = e.label
+        end
+        table.insert(at[e.label], e.t)
+    end
+end
+local prev
+for _, label in ipairs(order) do
+    local m = median(at[label])
+    print(string.format("  %-28s %7.3f  %s", label, m,
+        prev and string.format("(+%.1f ms)", (m - prev) * 1000) or ""))
+    prev = m
+end
 local pe, pj, pc, N, NC = measure_jobs()
 print("")
 print("per-job overhead on a booted VM (milliseconds)")
 print(string.format("  djinn.ssh exec of true (mean of %d)       %7.1f", N,
                     pe * 1000))
-print(string.format("  driver job: upload + ./j.sh + rm (mean 20) %7.1f",
+print(string.format("  driver job: write+run ./j.sh, rm (mean 20) %7.1f",
                     pj * 1000))
 print(string.format("  fresh ssh CLI process per job (mean of %d) %7.1f", NC,
                     pc * 1000))

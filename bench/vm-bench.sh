@@ -7,12 +7,13 @@
 #   (a) from spawning `djinn-lua run` to the first byte of the first job's
 #       output, with the tiny image registered in a fresh registry
 #       (includes djinn-lua start-up, the registry's SHA-256 check, the
-#       overlay, qemu, the boot wait, SSH login, env probe, upload);
+#       overlay, qemu, the boot wait + SSH login, env probe, the job's
+#       exec); its phases come from DJINN_TRACE=1 (lua/djinn/trace.lua);
 #   (b) the guest's SSH-ready time: qemu started directly, banner polled;
 #   (c) Djinn's method simulated on the same image: sleep 2 s after
 #       starting qemu, then an SSH connect with a 1 s timeout every 1 s.
 # Then, on one booted VM: djinn.ssh exec of `true` (mean of 50), the
-# driver's per-job round trips (upload + run + rm), and a fresh `ssh`
+# driver's per-job round trips (write + run the script, rm), and a fresh `ssh`
 # client process per job (mean of 20). Goals: (a) <= (b) + 0.1 s;
 # exec <= 0.2 x the ssh CLI.
 # Needs qemu-system-x86, openssh-client, and the image packages of

@@ -13,11 +13,16 @@
 **
 ** ssh.connect{ host = "127.0.0.1", port = 22, user = "root", password = nil,
 **     identity = nil, timeout = 2, io_timeout = 60, fingerprint = nil,
-**     methods = {"none", "password", "publickey"}, no_sftp = false }
+**     methods = {"none", "password", "publickey"}, no_sftp = false,
+**     banner_timeout = nil }
 **   -> session | nil, msg
 **   `timeout` bounds one attempt (TCP + banner + key exchange + auth); the
-**   caller retries. `io_timeout` then bounds every blocking step of a later
-**   call (channel open, an SFTP packet, ...). No known_hosts file and no
+**   caller retries. With `banner_timeout`, TCP + the server's "SSH-" banner
+**   must come within it (peeked, then the socket goes to libssh), and
+**   `timeout` bounds the key exchange + auth that follow on the same
+**   connection: a boot wait fails fast and needs no separate banner poll.
+**   `io_timeout` then bounds every blocking step of a later call (channel
+**   open, an SFTP packet, ...). No known_hosts file and no
 **   ~/.ssh/config are read: the caller pins the fingerprint seen at first
 **   contact and passes it back; a different key is refused, never accepted.
 **   Auth tries `methods` in order ("password" sends `password` or ""; the
@@ -27,9 +32,14 @@
 **   the guest listens, so a successful connect() proves nothing).
 ** session:fingerprint() -> "SHA256:..." ; session:auth_method() -> "none"|...
 ** session:exec(cmd, opts) -> exit_status, info | nil, msg, code
+**   opts: env, on_output, timeout, cancel, stdin = string (written as the
+**   peer's window allows, interleaved with reading output, then EOF).
 **   info = { env_rejected = {...}, stdout = s, stderr = s } (stdout/stderr
 **   only when no on_output is given). code is "timeout", "cancelled",
-**   "signal" or nil.
+**   "signal", "unstarted" (no channel could be opened: nothing ran, a
+**   retry on a new connection is safe) or nil.
+** session:env_probe(env) -> sorted names the server refuses | nil, msg
+**   (a channel that sends the env requests and runs nothing)
 ** session:put(local, remote [, mode]), session:put_data(data, remote [, mode]),
 ** session:get(remote, local), session:glob(pattern), session:stat(path),
 ** session:close()
@@ -97,6 +107,7 @@ struct ssh_ud {
     int sftp_state;
     int no_sftp;
     int busy; /* inside exec: its callbacks must not reuse the session */
+    int fd;   /* banner_timeout's socket: libssh does not close it; -1 */
     double io_timeout;
     char exit_signal[32];
     char sftp_why[300];
@@ -244,6 +255,7 @@ static void release_channel(struct ssh_ud *s, int abort)
 /* channel_send_eof -> close -> free -> sftp_free -> disconnect -> free */
 static void release_session(struct ssh_ud *s)
 {
+    int own = -1;
     if (s->ssh == NULL)
         return;
     (void)set_timeout(s, 2); /* a dead peer must not stall __gc */
@@ -252,9 +264,19 @@ static void release_session(struct ssh_ud *s)
         sftp_free(s->sftp);
         s->sftp = NULL;
     }
+    /* banner_timeout's socket: libssh 0.10.6 closes it after a socket
+     * error (and then forgets it: ssh_get_fd no longer returns it; the
+     * number may belong to another file by now), but not on disconnect.
+     * Close it only while libssh still holds it, and only if disconnect
+     * did not (no descriptor is opened in between). */
+    if (s->fd >= 0 && ssh_get_fd(s->ssh) == s->fd)
+        own = s->fd;
+    s->fd = -1;
     ssh_disconnect(s->ssh);
     ssh_free(s->ssh);
     s->ssh = NULL;
+    if (own >= 0 && fcntl(own, F_GETFD) >= 0)
+        close(own);
 }
 
 static const char *optstrfield(lua_State *L, int idx, const char *name,
@@ -431,9 +453,22 @@ fail:
 
 /* ------------------------------------------------------- wait_banner -- */
 
-/* One attempt: 1 = "SSH-" seen; 0 = not (why in err). */
-static int banner_attempt(const struct addrinfo *ai, double limit, char *err,
-                          size_t errlen)
+/* Does buf (NUL-terminated) hold an SSH version line's start? RFC 4253
+ * 4.2: other lines may precede it. */
+static int has_banner(const char *buf, size_t got)
+{
+    return (got >= 4 && strncmp(buf, "SSH-", 4) == 0) ||
+           strstr(buf, "\nSSH-") != NULL;
+}
+
+/*
+** One attempt: connect to `ai` and wait up to `limit` s for "SSH-". Returns
+** the connected, non-blocking socket once the banner is there, or -1 (why
+** in err). peek: the bytes stay in the socket (recv MSG_PEEK), so libssh
+** can take the fd over and read the banner itself; else they are consumed.
+*/
+static int banner_attempt(const struct addrinfo *ai, double limit, int peek,
+                          char *err, size_t errlen)
 {
     char buf[1024];
     size_t got = 0;
@@ -443,18 +478,17 @@ static int banner_attempt(const struct addrinfo *ai, double limit, char *err,
     int rc = 0;
     int soerr = 0;
     socklen_t slen = sizeof soerr;
-    int found = 0;
 
     fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
                 ai->ai_protocol);
     if (fd < 0) {
         snprintf(err, errlen, "socket: %s", strerror(errno));
-        return 0;
+        return -1;
     }
     rc = connect(fd, ai->ai_addr, ai->ai_addrlen);
     if (rc < 0 && errno != EINPROGRESS) {
         snprintf(err, errlen, "%s", strerror(errno));
-        goto done;
+        goto fail;
     }
     pfd.fd = fd;
     pfd.events = POLLOUT;
@@ -462,54 +496,63 @@ static int banner_attempt(const struct addrinfo *ai, double limit, char *err,
     if (rc <= 0) {
         snprintf(err, errlen, "%s",
                  rc == 0 ? "connect timed out" : strerror(errno));
-        goto done;
+        goto fail;
     }
     if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &slen) < 0 || soerr != 0) {
         snprintf(err, errlen, "%s", strerror(soerr ? soerr : errno));
-        goto done;
+        goto fail;
     }
-    while (!found) {
+    for (;;) {
         double left = deadline - dj_now();
         ssize_t n = 0;
         if (left <= 0) {
             snprintf(err, errlen, "connected, but no banner within %.1f s",
                      limit);
-            goto done;
+            goto fail;
         }
         pfd.events = POLLIN;
         rc = poll(&pfd, 1, (int)(left * 1000) + 1);
         if (rc < 0 && errno != EINTR) {
             snprintf(err, errlen, "poll: %s", strerror(errno));
-            goto done;
+            goto fail;
         }
         if (rc <= 0)
             continue;
-        n = read(fd, buf + got, sizeof buf - 1 - got);
+        if (peek)
+            n = recv(fd, buf, sizeof buf - 1, MSG_PEEK);
+        else
+            n = read(fd, buf + got, sizeof buf - 1 - got);
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
             continue;
         if (n < 0) {
             snprintf(err, errlen, "%s", strerror(errno));
-            goto done;
+            goto fail;
         }
         if (n == 0) {
             snprintf(err, errlen, "connection closed before the SSH banner");
-            goto done;
+            goto fail;
         }
-        got += (size_t)n;
+        if (peek) {
+            /* Still readable while the same bytes sit unread: without
+             * news, pause instead of spinning. */
+            struct timespec pause = {0, 5 * 1000 * 1000};
+            if ((size_t)n == got)
+                nanosleep(&pause, NULL);
+            got = (size_t)n;
+        } else {
+            got += (size_t)n;
+        }
         buf[got] = '\0';
-        /* RFC 4253 4.2: other lines may precede the version line. */
-        if (got >= 4 && strncmp(buf, "SSH-", 4) == 0)
-            found = 1;
-        else if (strstr(buf, "\nSSH-") != NULL)
-            found = 1;
-        else if (got == sizeof buf - 1) {
+        if (has_banner(buf, got))
+            return fd;
+        if (got == sizeof buf - 1) {
             snprintf(err, errlen, "1 KiB without an SSH banner");
-            goto done;
+            goto fail;
         }
     }
-done:
+fail:
     close(fd);
-    return found;
+    return -1;
 }
 
 static int l_ssh_wait_banner(lua_State *L)
@@ -542,7 +585,10 @@ static int l_ssh_wait_banner(lua_State *L)
         struct timespec pause = {0, 75 * 1000 * 1000};
         if (left <= 0)
             break;
-        if (banner_attempt(res, left < 1.0 ? left : 1.0, last, sizeof last)) {
+        int fd =
+            banner_attempt(res, left < 1.0 ? left : 1.0, 0, last, sizeof last);
+        if (fd >= 0) {
+            close(fd);
             freeaddrinfo(res);
             lua_pushboolean(L, 1);
             return 1;
@@ -691,6 +737,56 @@ static void on_exit_signal(ssh_session session, ssh_channel channel,
              signal != NULL ? signal : "?");
 }
 
+/*
+** banner_timeout: connect and wait for the "SSH-" banner ourselves, leaving
+** it unread, then hand the socket to libssh (SSH_OPTIONS_FD; libssh 0.10
+** does not always close such a socket: see release_session). A boot wait
+** then fails fast while the guest is not listening, yet the key exchange
+** keeps the longer `timeout`, and the banner is seen on the one connection
+** that logs in: no separate poll.
+*/
+static int connect_banner(struct ssh_ud *s, const char *host, lua_Integer port,
+                          double limit, char *err)
+{
+    struct addrinfo hints;
+    struct addrinfo *res = NULL;
+    const struct addrinfo *ai = NULL;
+    char portstr[16];
+    char why[256] = "no address";
+    double deadline = dj_now() + limit;
+    int fd = -1;
+    int rc = 0;
+
+    snprintf(portstr, sizeof portstr, "%d", (int)port);
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    rc = getaddrinfo(host, portstr, &hints, &res);
+    if (rc != 0) {
+        errf(err, "ssh.connect: %s: %s", s->where, gai_strerror(rc));
+        return -1;
+    }
+    for (ai = res; ai != NULL && fd < 0; ai = ai->ai_next) {
+        double left = deadline - dj_now();
+        if (left <= 0)
+            break;
+        fd = banner_attempt(ai, left, 1, why, sizeof why);
+    }
+    freeaddrinfo(res);
+    if (fd < 0) {
+        errf(err, "ssh.connect: %s: no SSH banner within %g s (%s)", s->where,
+             limit, why);
+        return -1;
+    }
+    s->fd = fd; /* closed by release_session, after ssh_free */
+    if (ssh_options_set(s->ssh, SSH_OPTIONS_FD, &fd) < 0) {
+        errf(err, "ssh.connect: %s: bad option: %s", s->where, ssh_errtext(s));
+        return -1;
+    }
+    return 0;
+}
+
 static int l_ssh_connect(lua_State *L)
 {
     const char *host = NULL;
@@ -702,6 +798,7 @@ static int l_ssh_connect(lua_State *L)
     lua_Integer port = 22;
     double timeout = 2;
     double io_timeout = 60;
+    double banner_timeout = 0;
     int methods[3];
     int nmethods = 0;
     int no_sftp = 0;
@@ -730,6 +827,13 @@ static int l_ssh_connect(lua_State *L)
     if (!(timeout > 0) || !(io_timeout > 0))
         return luaL_error(L, "options 'timeout' and 'io_timeout' must be > 0 "
                              "seconds");
+    if (lua_getfield(L, 1, "banner_timeout") != LUA_TNIL) {
+        banner_timeout = dj_optnumfield(L, 1, "banner_timeout", 0);
+        if (!(banner_timeout > 0) || banner_timeout > 1e6)
+            return luaL_error(L, "option 'banner_timeout' must be > 0 "
+                                 "seconds (or nil)");
+    }
+    lua_pop(L, 1);
     lua_getfield(L, 1, "no_sftp");
     no_sftp = lua_toboolean(L, -1);
     lua_pop(L, 1);
@@ -768,6 +872,7 @@ static int l_ssh_connect(lua_State *L)
     /* Userdata first: a raise after ssh_new cannot leak the session. */
     s = lua_newuserdatauv(L, sizeof *s, 0);
     memset(s, 0, sizeof *s);
+    s->fd = -1;
     luaL_setmetatable(L, SESSION_MT);
     s->no_sftp = no_sftp;
     s->io_timeout = io_timeout;
@@ -806,6 +911,9 @@ static int l_ssh_connect(lua_State *L)
             goto fail;
         }
     }
+    if (banner_timeout > 0 &&
+        connect_banner(s, host, port, banner_timeout, err) < 0)
+        goto fail;
     rc = ssh_connect(s->ssh);
     if (rc != SSH_OK) {
         errf(err, "ssh.connect: %s: %s", s->where, ssh_errtext(s));
@@ -916,6 +1024,103 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+/* The names of the env table at `env`, sorted, in an array owned by a
+ * userdata pushed on the stack (the strings are the table's keys). */
+static const char **env_keys(lua_State *L, int env, size_t *nkeys)
+{
+    const char **keys = NULL;
+    size_t n = 0;
+    size_t k = 0;
+    lua_pushnil(L);
+    while (lua_next(L, env) != 0) {
+        if (lua_type(L, -2) != LUA_TSTRING || lua_rawlen(L, -2) == 0 ||
+            (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER))
+            luaL_error(L, "option 'env': names must be non-empty "
+                          "strings and values strings or numbers");
+        n++;
+        lua_pop(L, 1);
+    }
+    keys = lua_newuserdatauv(L, (n ? n : 1) * sizeof *keys, 0);
+    lua_pushnil(L);
+    while (lua_next(L, env) != 0) {
+        keys[k++] = lua_tostring(L, -2);
+        lua_pop(L, 1);
+    }
+    qsort(keys, n, sizeof *keys, cmp_str);
+    *nkeys = n;
+    return keys;
+}
+
+/* Send the env requests on s->chan; refused names are appended to the
+ * table at `rejected`. 0, or -1 when the connection or channel failed. */
+static int send_env(lua_State *L, struct ssh_ud *s, int env, const char **keys,
+                    size_t nkeys, int rejected)
+{
+    size_t k = 0;
+    for (k = 0; k < nkeys; k++) {
+        const char *value = NULL;
+        int rc = 0;
+        lua_pushstring(L, keys[k]);
+        lua_rawget(L, env);
+        value = lua_tostring(L, -1); /* a number becomes a copy */
+        rc = ssh_channel_request_env(s->chan, keys[k], value);
+        lua_pop(L, 1);
+        if (rc == SSH_OK)
+            continue;
+        /* A refusal (dropbear refuses all) is not fatal; a dead link is. */
+        if (rc == SSH_AGAIN || !ssh_is_connected(s->ssh) ||
+            !ssh_channel_is_open(s->chan))
+            return -1;
+        lua_pushstring(L, keys[k]);
+        lua_rawseti(L, rejected, (lua_Integer)lua_rawlen(L, rejected) + 1);
+    }
+    return 0;
+}
+
+/*
+** Feed exec's stdin option as far as the peer's window allows, without
+** blocking on it (a command that writes before it reads must not
+** deadlock), and send EOF after the last byte. Dropped when the command
+** has already closed its side. 1 = wrote something, 0 = nothing to do now,
+** -1 = the connection failed.
+*/
+static int feed_stdin(struct ssh_ud *s, const char *in, size_t len, size_t *off,
+                      int *eof_sent)
+{
+    uint32_t win = 0;
+    size_t n = 0;
+    int w = 0;
+    if (*eof_sent)
+        return 0;
+    if (ssh_channel_is_eof(s->chan) || ssh_channel_is_closed(s->chan)) {
+        *eof_sent = 1; /* nobody reads it any more */
+        return 0;
+    }
+    if (*off == len) {
+        *eof_sent = 1;
+        return ssh_channel_send_eof(s->chan) == SSH_OK ? 1 : -1;
+    }
+    win = ssh_channel_window_size(s->chan);
+    n = len - *off;
+    if (n > win)
+        n = win;
+    if (n > XFER_CHUNK)
+        n = XFER_CHUNK;
+    if (n == 0)
+        return 0;
+    w = ssh_channel_write(s->chan, in + *off, (uint32_t)n);
+    if (w == SSH_ERROR) {
+        if (ssh_is_connected(s->ssh) &&
+            (ssh_channel_is_eof(s->chan) || ssh_channel_is_closed(s->chan))) {
+            *eof_sent = 1;
+            return 0;
+        }
+        return -1;
+    }
+    *off += (size_t)w;
+    return 1;
+}
+
 static int l_session_exec(lua_State *L)
 {
     struct ssh_ud *s = check_session(L, 1);
@@ -924,7 +1129,10 @@ static int l_session_exec(lua_State *L)
     struct exec_state x;
     const char **keys = NULL;
     size_t nkeys = 0;
-    size_t k = 0;
+    const char *in = NULL;
+    size_t inlen = 0;
+    size_t inoff = 0;
+    int eof_sent = 1;
     double timeout = -1;
     double deadline = 0;
     int env = 0;
@@ -932,6 +1140,7 @@ static int l_session_exec(lua_State *L)
     int status = -1;
     int rc = 0;
     const char *code = NULL;
+    const char *unstarted = NULL;
     char buf[XFER_CHUNK];
     char err[ERRLEN];
 
@@ -956,30 +1165,18 @@ static int l_session_exec(lua_State *L)
                           "option 'env' must be a table {NAME = value}");
             env = lua_gettop(L);
         }
+        if (lua_getfield(L, 3, "stdin") != LUA_TNIL) {
+            luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING, 3,
+                          "option 'stdin' must be a string");
+            in = lua_tolstring(L, -1, &inlen); /* stays on the stack */
+            eof_sent = 0;
+        }
     }
     luaL_argcheck(L, timeout == -1 || timeout > 0, 3,
                   "option 'timeout' must be > 0 seconds");
 
-    /* Sorted env names (array owned by a userdata, strings by the table). */
-    if (env != 0) {
-        lua_pushnil(L);
-        while (lua_next(L, env) != 0) {
-            if (lua_type(L, -2) != LUA_TSTRING || lua_rawlen(L, -2) == 0 ||
-                (lua_type(L, -1) != LUA_TSTRING &&
-                 lua_type(L, -1) != LUA_TNUMBER))
-                return luaL_error(L, "option 'env': names must be non-empty "
-                                     "strings and values strings or numbers");
-            nkeys++;
-            lua_pop(L, 1);
-        }
-        keys = lua_newuserdatauv(L, (nkeys ? nkeys : 1) * sizeof *keys, 0);
-        lua_pushnil(L);
-        while (lua_next(L, env) != 0) {
-            keys[k++] = lua_tostring(L, -2);
-            lua_pop(L, 1);
-        }
-        qsort(keys, nkeys, sizeof *keys, cmp_str);
-    }
+    if (env != 0)
+        keys = env_keys(L, env, &nkeys);
     lua_newtable(L);
     x.info = lua_gettop(L);
     lua_newtable(L);
@@ -1004,31 +1201,21 @@ static int l_session_exec(lua_State *L)
                            ? deadline - dj_now()
                            : s->io_timeout) < 0)
         goto ssh_fail;
+    /* Until the channel is open nothing can have run: the caller may
+     * reconnect and retry (code "unstarted"). */
+    unstarted = "unstarted";
     s->chan = ssh_channel_new(s->ssh);
     if (s->chan == NULL)
         goto ssh_fail;
     rc = ssh_channel_open_session(s->chan);
     if (rc != SSH_OK)
         goto ssh_fail;
+    unstarted = NULL;
     rc = ssh_set_channel_callbacks(s->chan, &s->cb);
     if (rc != SSH_OK)
         goto ssh_fail;
-    for (k = 0; k < nkeys; k++) {
-        const char *value = NULL;
-        lua_pushstring(L, keys[k]);
-        lua_rawget(L, env);
-        value = lua_tostring(L, -1); /* a number becomes a copy */
-        rc = ssh_channel_request_env(s->chan, keys[k], value);
-        lua_pop(L, 1);
-        if (rc == SSH_OK)
-            continue;
-        /* A refusal (dropbear refuses all) is not fatal; a dead link is. */
-        if (rc == SSH_AGAIN || !ssh_is_connected(s->ssh) ||
-            !ssh_channel_is_open(s->chan))
-            goto ssh_fail;
-        lua_pushstring(L, keys[k]);
-        lua_rawseti(L, rejected, (lua_Integer)lua_rawlen(L, rejected) + 1);
-    }
+    if (send_env(L, s, env, keys, nkeys, rejected) < 0)
+        goto ssh_fail;
     rc = ssh_channel_request_exec(s->chan, cmd);
     if (rc != SSH_OK)
         goto ssh_fail;
@@ -1038,6 +1225,11 @@ static int l_session_exec(lua_State *L)
         int got = 0;
         int stream = 0;
         int wait_ms = POLL_MS;
+        rc = feed_stdin(s, in, inlen, &inoff, &eof_sent);
+        if (rc < 0)
+            goto ssh_fail;
+        if (rc > 0)
+            got = 1; /* more may fit now: do not sleep */
         rc = poll_cancel(L, &x);
         if (rc < 0)
             goto raise;
@@ -1137,6 +1329,7 @@ timed_out:
     goto fail;
 ssh_fail:
     errf(err, "ssh.exec: %s: %s", s->where, ssh_errtext(s));
+    code = unstarted;
 fail:
     (void)set_timeout(s, s->io_timeout);
     release_channel(s, 1);
@@ -1147,6 +1340,44 @@ fail:
         return 2;
     lua_pushstring(L, code);
     return 3;
+}
+
+/*
+** session:env_probe(env) -> names the server refuses (sorted) | nil, msg
+** Opens a session channel, sends the env requests and closes it without
+** running anything: what exec's env option would be refused, learnt with
+** a few packets instead of a command (no process starts in the guest).
+*/
+static int l_session_env_probe(lua_State *L)
+{
+    struct ssh_ud *s = check_session(L, 1);
+    const char **keys = NULL;
+    size_t nkeys = 0;
+    int rejected = 0;
+    char err[ERRLEN];
+
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 2);
+    keys = env_keys(L, 2, &nkeys);
+    lua_newtable(L);
+    rejected = lua_gettop(L);
+    release_channel(s, 1); /* left behind by a raise (out of memory) */
+    if (set_timeout(s, s->io_timeout) < 0)
+        goto ssh_fail;
+    s->chan = ssh_channel_new(s->ssh);
+    if (s->chan == NULL)
+        goto ssh_fail;
+    if (ssh_channel_open_session(s->chan) != SSH_OK)
+        goto ssh_fail;
+    if (send_env(L, s, 2, keys, nkeys, rejected) < 0)
+        goto ssh_fail;
+    release_channel(s, 0);
+    lua_pushvalue(L, rejected);
+    return 1;
+ssh_fail:
+    errf(err, "ssh.env_probe: %s: %s", s->where, ssh_errtext(s));
+    release_channel(s, 0);
+    return dj_pushfail(L, "%s", err);
 }
 
 /* ----------------------------------------------------------- put/get -- */
@@ -1843,6 +2074,7 @@ static int l_session_tostring(lua_State *L)
 
 static const luaL_Reg session_methods[] = {
     {"exec", l_session_exec},
+    {"env_probe", l_session_env_probe},
     {"put", l_session_put},
     {"put_data", l_session_put_data},
     {"get", l_session_get},

@@ -6,26 +6,34 @@
 --     o = { host =, port =, user = "root", password =, identity =,
 --           fingerprint = nil (pin: refuse any other host key),
 --           attempt = 2 (seconds per attempt: TCP + banner + kex + auth),
+--           banner_timeout = nil (seconds: TCP + the "SSH-" banner must
+--             come within it, then `attempt` bounds kex + auth: a boot
+--             wait that fails fast while the guest is not listening),
+--           retry = 0.1 (seconds between attempts),
 --           deadline = proc.now() value to give up at,
 --           ctx = the pipeline context (polled between attempts),
 --           alive = function() -> nil | cause (e.g. "qemu exited: ..."),
 --           label = "127.0.0.1:2222" (for messages) }
---     Retries every 100 ms (a refused or reset connection fails fast)
+--     Retries every `retry` s (a refused or reset connection fails fast)
 --     until the deadline. The first session's host key fingerprint is
 --     recorded in conn.fingerprint and pinned for every later connection
 --     of the same build (conn:reconnect()).
 --   conn:setup_env(env, log) -> true | nil, cause
 --     env = { {key=, value=}, ... }. Env requests are tried once with a
---     probe (`true`); the names the server refuses (dropbear refuses all;
+--     probe (session:env_probe: a channel that runs nothing); the names
+--     the server refuses (dropbear refuses all;
 --     OpenSSH refuses names outside AcceptEnv) are passed inside every job
 --     script instead, as `export K='v'` lines placed BEFORE `set -ex`, so
 --     values are never echoed. Those names must be shell identifiers
 --     ([A-Za-z_][A-Za-z0-9_]*); another name is an error naming it.
 --   conn:place_objects(objects, log)  -- SFTP put, mode 0700, as Djinn
 --   conn:execute(job, store, ctx, log [, poll]) -> status, cause, code
---     Uploads the script to <login dir>/<job>.sh (spaces and characters
---     outside [A-Za-z0-9._-] become "-"), mode 0755, runs `./<job>.sh`
---     with the accepted env requests, streams output live to
+--     Writes the script to <login dir>/<job>.sh (spaces and characters
+--     outside [A-Za-z0-9._-] become "-"), mode 0755, and runs `./<job>.sh`
+--     with the accepted env requests, in ONE exec: the script travels on
+--     its stdin, `cat > ./<job>.sh && chmod 755 ./<job>.sh && exec
+--     ./<job>.sh` (no SFTP start before the first job's first line; the
+--     job's stdin is then at EOF, like Djinn's), streams output live to
 --     log:output(), polls ctx (and poll(), which may return a cause to
 --     stop the job, e.g. the VM died) every 100 ms; cancellation closes
 --     the channel. A non-zero exit fails the job. Then the artifacts are
@@ -35,6 +43,7 @@
 local ssh = require "djinn.ssh"
 local proc = require "djinn.proc"
 local pipeline = require "djinn.pipeline"
+local trace = require "djinn.trace"
 
 local M = {}
 local Conn = {}
@@ -56,7 +65,7 @@ local function try_connect(o, fingerprint)
         host = o.host, port = o.port, user = o.user or "root",
         password = o.password, identity = o.identity,
         timeout = o.attempt or 2, fingerprint = fingerprint,
-        methods = o.methods,
+        methods = o.methods, banner_timeout = o.banner_timeout,
     }
 end
 
@@ -75,8 +84,10 @@ function M.connect(o)
                 return nil, dead
             end
         end
+        local t_try = proc.now()
         local s, err = try_connect(o, o.fingerprint)
         if s then
+            trace.mark("ssh: the login attempt began", t_try)
             conn.session = s
             conn.fingerprint = s:fingerprint()
             return conn
@@ -90,7 +101,7 @@ function M.connect(o)
             return nil, string.format("Timed out trying to connect to " ..
                 "%s... (last attempt: %s)", conn.label, last)
         end
-        proc.sleep(0.1)
+        proc.sleep(o.retry or 0.1)
     end
 end
 
@@ -122,13 +133,13 @@ function Conn:setup_env(env, log)
     end
     local req = {}
     for _, kv in ipairs(env) do req[kv.key] = kv.value end
-    local st, info = self.session:exec("true", { env = req, timeout = 60 })
-    if st == nil then
+    local refused, err = self.session:env_probe(req)
+    if refused == nil then
         return nil, "cannot probe the SSH server's env support: " ..
-            tostring(info)
+            tostring(err)
     end
     local rejected = {}
-    for _, k in ipairs(info.env_rejected or {}) do rejected[k] = true end
+    for _, k in ipairs(refused) do rejected[k] = true end
     local lines, names = {}, {}
     for _, kv in ipairs(env) do
         if rejected[kv.key] then
@@ -185,23 +196,17 @@ function Conn:execute(job, store, ctx, log, poll)
     if s == nil then
         return "failed", "the SSH connection is closed"
     end
-    local script = self:script(job)
-    local ok, err = s:put_data(script, name, tonumber("755", 8))
-    if not ok then
-        -- The connection may have dropped (a job restarted sshd, say):
-        -- reconnect once, to the same host key only.
-        s, err = self:reconnect()
-        if s then
-            ok, err = s:put_data(script, name, tonumber("755", 8))
-        end
-        if not ok then
-            return "failed", "cannot upload the job script: " .. tostring(err)
-        end
-    end
+    local path = shell_quote("./" .. name)
+    local cmd = "cat > " .. path .. " && chmod 755 " .. path ..
+        " && exec " .. path
     local stop_cause
-    local st, info, code = s:exec("./" .. name, {
-        env = self.accepted,
-        on_output = function(data) log:output(data) end,
+    local first = true
+    local opts = {
+        env = self.accepted, stdin = self:script(job),
+        on_output = function(data)
+            if first then trace.mark("job: first output"); first = false end
+            log:output(data)
+        end,
         cancel = function()
             local reason = ctx:cancelled()
             if reason then return reason end
@@ -210,7 +215,20 @@ function Conn:execute(job, store, ctx, log, poll)
                 return stop_cause
             end
         end,
-    })
+    }
+    trace.mark("job: exec")
+    local st, info, code = s:exec(cmd, opts)
+    if st == nil and code == "unstarted" then
+        -- The connection dropped before anything ran (a job restarted
+        -- sshd, say): reconnect once, to the same host key only.
+        local err
+        s, err = self:reconnect()
+        if s == nil then
+            return "failed", "cannot run the job script: " .. tostring(info) ..
+                "; reconnecting failed: " .. tostring(err)
+        end
+        st, info, code = s:exec(cmd, opts)
+    end
     if st == nil then
         local reason = ctx:cancelled()
         if reason then

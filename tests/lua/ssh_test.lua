@@ -116,6 +116,37 @@ do
   t:ok(sp:fingerprint() ~= fp, "the two images have different host keys")
 end
 
+-- banner_timeout: the banner is awaited on the login's own connection.
+do
+  local fs_ = require "djinn.fs"
+  collectgarbage()
+  collectgarbage()
+  local fds0 = #assert(fs_.listdir("/proc/self/fd"))
+  local sb <close> = assert(ssh.connect { port = db.port, timeout = 5, banner_timeout = 5 })
+  t:is(sb:fingerprint(), fp, "banner_timeout: logs in on the peeked connection (same host key)")
+  t:is(sb:exec("exit 6"), 6, "banner_timeout: the session runs commands")
+  sb:close()
+  local nb, e = ssh.connect { port = 1, timeout = 5, banner_timeout = 0.3 }
+  t:ok(nb == nil, "banner_timeout: a closed port fails")
+  t:like(e, "^ssh%.connect: 127%.0%.0%.1:1: no SSH banner within 0%.3 s %(.+%)$", "banner_timeout: the message says what the attempt saw")
+  for _ = 1, 5 do
+    local x = ssh.connect { port = db.port, timeout = 5, banner_timeout = 5 }
+    if x then x:close() end
+    x = ssh.connect { port = 1, timeout = 5, banner_timeout = 0.1 }
+  end
+  collectgarbage()
+  collectgarbage()
+  t:is(#assert(fs_.listdir("/proc/self/fd")), fds0, "banner_timeout: no descriptor left behind")
+  t:checkerr("option 'banner_timeout' must be > 0", ssh.connect, { port = db.port, banner_timeout = 0 })
+end
+-- A connection that dropped: exec fails before anything ran, "unstarted".
+do
+  local sk <close> = assert(ssh.connect { port = db.port, timeout = 5 })
+  sk:exec("kill -TERM $PPID") -- the dropbear process serving this connection
+  local st_, e, c = sk:exec("true")
+  t:ok(st_ == nil and c == "unstarted", "exec on a dropped connection -> nil, msg, 'unstarted': " .. tostring(e) .. " " .. tostring(c))
+end
+
 local s4
 s4, err = ssh.connect { port = 1, timeout = 2 }
 t:ok(s4 == nil, "connect to a closed port fails")
@@ -192,6 +223,30 @@ t:is(info.stdout, "[]\n", "dropbear: the variables are not set")
 st, info = so:exec('echo "[$DJ_A][$DJ_N]"', { env = { DJ_A = "x y", DJ_N = 42 } })
 t:is(#info.env_rejected, 0, "openssh: nothing rejected")
 t:is(info.stdout, "[x y][42]\n", "openssh: the command sees the variables (numbers as strings)")
+
+-- env_probe: the same answers without running a command.
+local refused
+refused, err = s:env_probe({ DJ_B = "2", DJ_A = "1" })
+t:is(table.concat(refused or {}, ","), "DJ_A,DJ_B", "dropbear: env_probe lists the refused names, sorted: " .. tostring(err))
+refused, err = so:env_probe({ DJ_A = "x" })
+t:ok(refused and #refused == 0, "openssh: env_probe refuses nothing: " .. tostring(err))
+t:is(s:exec("exit 4"), 4, "dropbear: the session works after env_probe")
+
+-- exec's stdin: written, then EOF; large input needs several windows.
+st, info = s:exec("cat; echo '|'", { stdin = "line1\nline2" })
+t:is(info and info.stdout, "line1\nline2|\n", "stdin reaches the command, then EOF")
+st, info = s:exec("true", { stdin = "" })
+t:is(st, 0, "empty stdin: just EOF")
+local big = string.rep("0123456789abcdef", 262144) -- 4 MiB
+st, info = so:exec("wc -c; head -c 3", { stdin = big })
+t:like(info and info.stdout or "", "^%s*4194304\n$", "4 MiB of stdin arrive whole (windowed writes)")
+st, info = s:exec("echo early; exit 5", { stdin = big })
+t:is(st, 5, "a command that reads no stdin still gives its status")
+st, info = s:exec("cat > ./djt-stdin.sh && chmod 755 ./djt-stdin.sh && exec ./djt-stdin.sh",
+  { stdin = "#!/bin/sh\necho \"run as $0\"\n" })
+t:is(info and info.stdout, "run as ./djt-stdin.sh\n", "a script written from stdin, then run by name")
+s:exec("rm -f ./djt-stdin.sh")
+t:checkerr("option 'stdin' must be a string", s.exec, s, "true", { stdin = 1 })
 
 -- 5. Transfers over SFTP, then over SCP.
 local function remote_sh(sess, cmd)
