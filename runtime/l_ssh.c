@@ -27,10 +27,13 @@
 **   contact and passes it back; a different key is refused, never accepted.
 **   Auth tries `methods` in order ("password" sends `password` or ""; the
 **   key method needs `identity`). `no_sftp` makes put/get use SCP (tests).
-** ssh.wait_banner(host, port, timeout_s) -> true | nil, msg
+** ssh.wait_banner(host, port, timeout_s [, attempt_s = 1 [, pause_s =
+**     0.075]]) -> true | nil, msg
 **   Waits until the port sends "SSH-" (a QEMU slirp port accepts TCP before
 **   the guest listens, so a successful connect() proves nothing).
 ** session:fingerprint() -> "SHA256:..." ; session:auth_method() -> "none"|...
+** session:timing() -> { banner =, kex =, auth = }: proc.now() values of
+**   connect's phases (banner only with banner_timeout)
 ** session:exec(cmd, opts) -> exit_status, info | nil, msg, code
 **   opts: env, on_output, timeout, cancel, stdin = string (written as the
 **   peer's window allows, interleaved with reading output, then EOF).
@@ -109,6 +112,7 @@ struct ssh_ud {
     int busy; /* inside exec: its callbacks must not reuse the session */
     int fd;   /* banner_timeout's socket: libssh does not close it; -1 */
     double io_timeout;
+    double t_banner, t_kex, t_auth; /* connect's phases (dj_now), 0 = n/a */
     char exit_signal[32];
     char sftp_why[300];
     char where[300]; /* "host:port", for messages */
@@ -560,6 +564,8 @@ static int l_ssh_wait_banner(lua_State *L)
     const char *host = luaL_checkstring(L, 1);
     lua_Integer port = luaL_checkinteger(L, 2);
     double timeout = luaL_checknumber(L, 3);
+    double attempt = luaL_optnumber(L, 4, 1.0);
+    double gap = luaL_optnumber(L, 5, 0.075);
     struct addrinfo hints;
     struct addrinfo *res = NULL;
     char portstr[16];
@@ -570,6 +576,8 @@ static int l_ssh_wait_banner(lua_State *L)
 
     luaL_argcheck(L, port > 0 && port < 65536, 2, "port must be 1..65535");
     luaL_argcheck(L, timeout > 0, 3, "timeout must be > 0 seconds");
+    luaL_argcheck(L, attempt > 0, 4, "attempt must be > 0 seconds");
+    luaL_argcheck(L, gap >= 0 && gap < 60, 5, "pause must be 0..60 seconds");
     snprintf(portstr, sizeof portstr, "%d", (int)port);
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
@@ -582,11 +590,13 @@ static int l_ssh_wait_banner(lua_State *L)
     deadline = dj_now() + timeout;
     for (;;) {
         double left = deadline - dj_now();
-        struct timespec pause = {0, 75 * 1000 * 1000};
+        double wait = gap;
+        struct timespec pause;
+        int fd = -1;
         if (left <= 0)
             break;
-        int fd =
-            banner_attempt(res, left < 1.0 ? left : 1.0, 0, last, sizeof last);
+        fd = banner_attempt(res, left < attempt ? left : attempt, 0, last,
+                            sizeof last);
         if (fd >= 0) {
             close(fd);
             freeaddrinfo(res);
@@ -596,8 +606,10 @@ static int l_ssh_wait_banner(lua_State *L)
         left = deadline - dj_now();
         if (left <= 0)
             break;
-        if (left < 0.075)
-            pause.tv_nsec = (long)(left * 1e9);
+        if (left < wait)
+            wait = left;
+        pause.tv_sec = (time_t)wait;
+        pause.tv_nsec = (long)((wait - (double)pause.tv_sec) * 1e9);
         nanosleep(&pause, NULL);
     }
     freeaddrinfo(res);
@@ -779,6 +791,7 @@ static int connect_banner(struct ssh_ud *s, const char *host, lua_Integer port,
              limit, why);
         return -1;
     }
+    s->t_banner = dj_now();
     s->fd = fd; /* closed by release_session, after ssh_free */
     if (ssh_options_set(s->ssh, SSH_OPTIONS_FD, &fd) < 0) {
         errf(err, "ssh.connect: %s: bad option: %s", s->where, ssh_errtext(s));
@@ -919,6 +932,7 @@ static int l_ssh_connect(lua_State *L)
         errf(err, "ssh.connect: %s: %s", s->where, ssh_errtext(s));
         goto fail;
     }
+    s->t_kex = dj_now();
     if (read_fingerprint(s, err) < 0)
         goto fail;
     if (expected != NULL && strcmp(expected, s->fingerprint) != 0) {
@@ -928,6 +942,7 @@ static int l_ssh_connect(lua_State *L)
     }
     if (authenticate(s, methods, nmethods, user, password, identity, err) < 0)
         goto fail;
+    s->t_auth = dj_now();
     if (set_timeout(s, io_timeout) < 0) {
         errf(err, "ssh.connect: %s: %s", s->where, ssh_errtext(s));
         goto fail;
@@ -2050,6 +2065,24 @@ static int l_session_auth_method(lua_State *L)
     return 1;
 }
 
+/* session:timing() -> { banner =, kex =, auth = } in proc.now() seconds:
+ * when connect saw the banner (banner_timeout only), finished the key
+ * exchange, and was logged in. */
+static int l_session_timing(lua_State *L)
+{
+    struct ssh_ud *s = check_session(L, 1);
+    lua_createtable(L, 0, 3);
+    if (s->t_banner > 0) {
+        lua_pushnumber(L, s->t_banner);
+        lua_setfield(L, -2, "banner");
+    }
+    lua_pushnumber(L, s->t_kex);
+    lua_setfield(L, -2, "kex");
+    lua_pushnumber(L, s->t_auth);
+    lua_setfield(L, -2, "auth");
+    return 1;
+}
+
 static int l_session_close(lua_State *L)
 {
     struct ssh_ud *s = luaL_checkudata(L, 1, SESSION_MT);
@@ -2082,6 +2115,7 @@ static const luaL_Reg session_methods[] = {
     {"stat", l_session_stat},
     {"fingerprint", l_session_fingerprint},
     {"auth_method", l_session_auth_method},
+    {"timing", l_session_timing},
     {"close", l_session_close},
     {NULL, NULL},
 };

@@ -347,26 +347,12 @@ local function parse_driver(ctx, node, root)
         need("image"); need("workspace")
     elseif t == "qemu" then
         need("image")
-        -- The image name rule of drivers/qemu.lua (check_name), checked
-        -- here so that a hostile name is a manifest error (exit 2).
+        -- The driver's image name rule, checked here too so that a
+        -- hostile name is a manifest error (exit 2).
         local img = drv.image
         if img and img ~= "" then
-            local rule = "names are segments of letters, digits, '.', " ..
-                "'_' and '-' joined by '/', not starting with '.'"
-            if #img > 255 then
-                ctx:err(node, "driver.image is longer than 255 characters")
-            elseif img:sub(1, 1) == "/" then
-                ctx:err(node, "driver.image %q: absolute paths are not " ..
-                        "allowed (%s)", img, rule)
-            else
-                for seg in (img .. "/"):gmatch("([^/]*)/") do
-                    if not seg:match("^[%w_%-][%w%._%-]*$") then
-                        ctx:err(node, "driver.image %q: segment %q is not " ..
-                                "allowed (%s)", img, seg, rule)
-                        break
-                    end
-                end
-            end
+            local _, why = util.check_image_name(img)
+            if why then ctx:err(node, "%s", why) end
         end
         -- Djinn forces arch = x86_64 for qemu (djinn-spec.md 1.3, 4).
         if drv.arch ~= nil and drv.arch ~= "x86_64" then

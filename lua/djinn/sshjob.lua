@@ -27,6 +27,8 @@
 --     values are never echoed. Those names must be shell identifiers
 --     ([A-Za-z_][A-Za-z0-9_]*); another name is an error naming it.
 --   conn:place_objects(objects, log)  -- SFTP put, mode 0700, as Djinn
+--   conn:prepare(env, objects, log) -> true | nil, cause
+--     setup_env, then place_objects: what a driver does after login
 --   conn:execute(job, store, ctx, log [, poll]) -> status, cause, code
 --     Writes the script to <login dir>/<job>.sh (spaces and characters
 --     outside [A-Za-z0-9._-] become "-"), mode 0755, and runs `./<job>.sh`
@@ -87,7 +89,13 @@ function M.connect(o)
         local t_try = proc.now()
         local s, err = try_connect(o, o.fingerprint)
         if s then
-            trace.mark("ssh: the login attempt began", t_try)
+            if trace.on then
+                local tm = s:timing()
+                trace.mark("ssh: the login attempt began", t_try)
+                if tm.banner then trace.mark("ssh: banner seen", tm.banner) end
+                trace.mark("ssh: key exchange done", tm.kex)
+                trace.mark("ssh: logged in", tm.auth)
+            end
             conn.session = s
             conn.fingerprint = s:fingerprint()
             return conn
@@ -176,6 +184,21 @@ function Conn:place_objects(objects, log)
         end
         return self.session:put(obj.path, obj.dst, tonumber("700", 8))
     end)
+end
+
+-- What a driver does once it is logged in, before the first job: env
+-- (setup_env), then the objects (place_objects). -> true | nil, cause
+function Conn:prepare(env, objects, log)
+    local ok, err = self:setup_env(env, log)
+    if not ok then
+        return nil, err
+    end
+    trace.mark("ssh: env set up")
+    if #objects > 0 then
+        self:place_objects(objects, log)
+        log:line("")
+    end
+    return true
 end
 
 -- The job script with the exports spliced in before `set -ex`.

@@ -319,6 +319,41 @@ function M.safe_relpath(p)
     return table.concat(parts, "/")
 end
 
+local NAME_RULE = "names are segments of letters, digits, '.', '_' and " ..
+    "'-' joined by '/', e.g. debian/stable or a registered image name"
+
+-- An image name (driver.image of the qemu driver): segments of letters,
+-- digits, '.', '_' and '-' joined by '/', none "." or "..", none starting
+-- with '.', at most 255 characters. Checked by the manifest (exit 2) and
+-- again by the driver before any file is touched.
+function M.check_image_name(name)
+    if type(name) ~= "string" or name == "" then
+        return nil, "driver.image is empty (" .. NAME_RULE .. ")"
+    end
+    if #name > 255 then
+        return nil, string.format("driver.image %q is longer than 255 " ..
+                                  "characters", name:sub(1, 40) .. "...")
+    end
+    if name:sub(1, 1) == "/" then
+        return nil, string.format("driver.image %q: absolute paths are " ..
+                                  "not allowed (%s)", name, NAME_RULE)
+    end
+    for seg in (name .. "/"):gmatch("([^/]*)/") do
+        if seg == ".." or seg == "." then
+            return nil, string.format("driver.image %q: %q is not " ..
+                "allowed (%s)", name, seg, NAME_RULE)
+        elseif seg == "" then
+            return nil, string.format("driver.image %q: empty path " ..
+                "segment (%s)", name, NAME_RULE)
+        elseif not seg:match("^[%w_%-][%w%._%-]*$") then
+            return nil, string.format("driver.image %q: segment %q has " ..
+                "characters outside the rules, or starts with '.' (%s)",
+                name, seg, NAME_RULE)
+        end
+    end
+    return name
+end
+
 function M.fmt_duration(d)
     if d < 60 then
         return string.format("%.1fs", d)

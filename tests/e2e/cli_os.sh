@@ -21,28 +21,7 @@ trap 'exit 130' INT TERM
 export XDG_CONFIG_HOME="$W/config" XDG_DATA_HOME="$W/data"
 unset NO_COLOR
 
-n=0
-failed=0
-ok() { # ok COND_STATUS NAME
-	n=$((n + 1))
-	if [ "$1" -eq 0 ]; then
-		echo "ok $n - $2"
-	else
-		echo "not ok $n - $2"
-		failed=$((failed + 1))
-	fi
-}
-# run NAME ARGS... : run djinn-lua, stdout -> $W/NAME.out, stderr ->
-# $W/NAME.err, status -> $rc
-run() {
-	name=$1
-	shift
-	timeout 60 "$D" "$@" >"$W/$name.out" 2>"$W/$name.err"
-	rc=$?
-}
-has() { grep -q -e "$2" "$W/$1"; }         # has FILE REGEX
-hasF() { grep -q -F -e "$2" "$W/$1"; }     # fixed string
-show() { sed 's/^/# /' "$W/$1"; }
+. "$TOP/tests/e2e_lib.sh"
 # gone PID: the process no longer exists (or is a zombie awaiting init).
 gone() {
 	i=0
@@ -286,5 +265,4 @@ hasF h3.out "register NAMESPACE NAME FILE"; ok $? "help image"
 run h4 frobnicate
 ok $([ $rc -eq 2 ]; echo $?) "unknown command exits 2 (got $rc)"
 
-echo "1..$n"
-[ $failed -eq 0 ]
+tap_end

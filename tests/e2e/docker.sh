@@ -32,24 +32,9 @@ export XDG_CONFIG_HOME="$W/config" XDG_DATA_HOME="$W/data"
 export XDG_RUNTIME_DIR="$W/run"
 unset NO_COLOR
 
-n=0
-ok() { # ok STATUS NAME
-	n=$((n + 1))
-	if [ "$1" -eq 0 ]; then
-		echo "ok $n - $2"
-	else
-		echo "not ok $n - $2"
-	fi
-}
-run() { # run NAME ARGS... : stdout -> $W/NAME.out, stderr -> $W/NAME.err, $rc
-	name=$1
-	shift
-	timeout 120 "$D" "$@" >"$W/$name.out" 2>"$W/$name.err"
-	rc=$?
-}
-has() { grep -q -e "$2" "$W/$1"; }
-hasF() { grep -q -F -e "$2" "$W/$1"; }
-show() { sed 's/^/# /' "$W/$1" | tail -n 40; }
+RUN_TIMEOUT=120
+SHOW_LINES=40
+. "$TOP/tests/e2e_lib.sh"
 # leftovers: the number of containers + volumes labelled djinn.managed=true
 leftovers() {
 	f=$(jq -rn --arg l djinn.managed=true '{label: [$l]} | @uri')
@@ -302,4 +287,4 @@ dk_stop "$DK"
 ok $? "dockerd and the registry stopped by PID"
 [ ! -e "$DK" ] && ! grep -q " $DK/" /proc/mounts; ok $? "their directory removed, no mount left"
 ok $([ "$(docker0)" -eq "$net_before" ] && [ "$net_before" -eq 0 ]; echo $?) "no docker0 link before or after"
-echo "1..$n"
+tap_end

@@ -41,20 +41,7 @@ export XDG_RUNTIME_DIR="$W/run"
 mkdir -p "$W/tmp" "$W/tmpk"
 unset NO_COLOR
 
-n=0
-ok() { # ok STATUS NAME
-	n=$((n + 1))
-	if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi
-}
-check() { # check NAME CMD... : ok when CMD succeeds
-	name=$1
-	shift
-	"$@" >/dev/null 2>&1
-	ok $? "$name"
-}
-has() { grep -q -e "$2" "$W/$1"; }
-hasF() { grep -q -F -e "$2" "$W/$1"; }
-show() { sed 's/^/# /' "$W/$1"; }
+. "$TOP/tests/e2e_lib.sh"
 # start NAME ARGS...: djinn-lua in the background, output to $W/NAME.log
 start() {
 	name=$1
@@ -436,4 +423,4 @@ check "tampered: refused before boot (no qemu started)" sh -c "! grep -q 'Starte
 [ "$rc" = 3 ] || show tamper.out
 check "the run after kill -9 removed the killed build's state directory" sh -c "test ! -e '$KD' && test -z \"\$(ls -A '$W/run/djinn')\""
 
-echo "1..$n"
+tap_end

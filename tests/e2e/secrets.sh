@@ -17,24 +17,7 @@ trap '[ -n "${KEEP:-}" ] || rm -rf "$W"' EXIT
 trap 'exit 130' INT TERM
 export XDG_CONFIG_HOME="$W/config" XDG_DATA_HOME="$W/data"
 
-n=0
-failed=0
-ok() { # ok COND_STATUS NAME
-	n=$((n + 1))
-	if [ "$1" -eq 0 ]; then
-		echo "ok $n - $2"
-	else
-		echo "not ok $n - $2"
-		failed=$((failed + 1))
-	fi
-}
-show() { sed 's/^/# /' "$W/$1"; }
-run() { # run NAME ARGS...
-	name=$1
-	shift
-	timeout 60 "$D" run "$@" >"$W/$name.out" 2>"$W/$name.err"
-	rc=$?
-}
+. "$TOP/tests/e2e_lib.sh"
 # absent NAME VALUE...: no VALUE in NAME.out/NAME.err
 absent() {
 	f=$1
@@ -88,7 +71,7 @@ jobs:
 EOF
 for mode in text json; do
 	if [ $mode = json ]; then j=--json; else j=; fi
-	run $mode --driver-config "$W/driver.conf" --objects "$W/objects" \
+	run $mode run --driver-config "$W/driver.conf" --objects "$W/objects" \
 		--artifacts "$W/art" --secret "CLI_S=$S1" --secret-file "$W/secrets.env" \
 		--env "OTHER_PASS=$S5" --secret-pattern '*_PASS' $j "$W/m.yml"
 	ok $((rc != 1)) "$mode: the build ran, the job failed with exit 3 (exit $rc)"
@@ -121,12 +104,12 @@ ok $? "--json: valid events, masked output"
 
 # A secret in an error line (the driver.conf path is echoed) and warnings.
 printf 'driver "os" {\n' >"$W/$S1.conf"
-run badconf --driver-config "$W/$S1.conf" --secret "CLI_S=$S1" "$W/m.yml"
+run badconf run --driver-config "$W/$S1.conf" --secret "CLI_S=$S1" "$W/m.yml"
 ok $((rc != 2)) "a broken driver.conf: exit 2 (got $rc)"
 if absent badconf "$S1" && grep -q -F "xxxxxx.conf" "$W/badconf.err"; then r=0; else r=1; fi
 ok $r "the error line is masked"
 printf 'driver: {type: os}\nenv: [SHORT_TOKEN=abc]\nstages: [s]\njobs: [{stage: s, commands: [true]}]\n' >"$W/short.yml"
-run short "$W/short.yml"
+run short run "$W/short.yml"
 ok $((rc != 0)) "a short value under a secret pattern is not fatal (exit $rc)"
 grep -q "warning: SHORT_TOKEN matches the secret pattern \*_TOKEN but is shorter than 6 characters: it is NOT masked" "$W/short.err"
 ok $? "... but warned about"
@@ -144,7 +127,7 @@ jobs:
       - exit 5
     artifacts: [done.txt]
 EOF
-run cap --max-output 1MB --artifacts "$W/cap" "$W/big.yml"
+run cap run --max-output 1MB --artifacts "$W/cap" "$W/big.yml"
 ok $((rc != 1)) "output cap: the job's own failure decides the exit (got $rc)"
 grep -q '^\[djinn: output truncated after 1\.0 MiB; the job keeps running\]$' "$W/cap.out"
 ok $? "output cap: the truncation notice"
@@ -156,7 +139,7 @@ ok $r "output cap: the job ran to its end (artifact written, exit status 5)"
 c=$(grep -c 'output truncated' "$W/cap.out")
 ok $((c != 1)) "output cap: one notice"
 printf 'driver "os" {}\nlimits { max_output 1KB }\n' >"$W/lim.conf"
-run capconf --driver-config "$W/lim.conf" --artifacts "$W/cap2" "$W/big.yml"
+run capconf run --driver-config "$W/lim.conf" --artifacts "$W/cap2" "$W/big.yml"
 grep -q 'output truncated after 0\.0 MiB' "$W/capconf.out" && [ "$(wc -c <"$W/capconf.out")" -lt 4000 ]
 ok $? "output cap from driver.conf limits { max_output 1KB }"
 
@@ -172,20 +155,19 @@ jobs:
       - head -c 5000 /dev/zero > out/g-big
     artifacts: ["out/f* => f/*", "out/g-big"]
 EOF
-run arts --max-artifacts 2 --max-artifact-size 4KB --artifacts "$W/a3" "$W/arts.yml"
+run arts run --max-artifacts 2 --max-artifact-size 4KB --artifacts "$W/a3" "$W/arts.yml"
 ok $((rc != 0)) "artifact caps: not fatal (exit $rc)"
 grep -q 'artifact error: f/f3: not collected: the build already has 2 artifacts, the limit (--max-artifacts 2)' "$W/arts.out"
 ok $? "artifact count cap: clear artifact error"
 [ -f "$W/a3/f/f1" ] && [ -f "$W/a3/f/f2" ] && [ ! -e "$W/a3/f/f3" ]
 ok $? "artifact count cap: the first 2 kept, the third not written"
-run arts2 --max-artifact-size 4KB --artifacts "$W/a4" "$W/arts.yml"
+run arts2 run --max-artifact-size 4KB --artifacts "$W/a4" "$W/arts.yml"
 grep -q 'artifact error: g-big: not kept: 5000 bytes is over the per-file limit of 4096 bytes' "$W/arts2.out" &&
 	[ ! -e "$W/a4/g-big" ] && [ -f "$W/a4/f/f3" ]
 ok $? "artifact size cap: clear error, the big file not kept, the others kept"
-run arts3 --max-artifacts-total 4KB --artifacts "$W/a5" "$W/arts.yml"
+run arts3 run --max-artifacts-total 4KB --artifacts "$W/a5" "$W/arts.yml"
 grep -q 'artifact error: g-big: not kept: 5000 bytes would bring the build.s artifacts over the total limit of 4096 bytes' "$W/arts3.out" &&
 	[ ! -e "$W/a5/g-big" ]
 ok $? "artifact total cap: clear error, nothing truncated"
 
-echo "1..$n"
-[ "$failed" -eq 0 ]
+tap_end

@@ -7,6 +7,7 @@ local t = ...
 local fs = require "djinn.fs"
 local proc = require "djinn.proc"
 local qemu = require "djinn.drivers.qemu"
+local util = require "djinn.util"
 local sshdrv = require "djinn.drivers.ssh"
 local sshjob = require "djinn.sshjob"
 local config = require "djinn.config"
@@ -35,7 +36,7 @@ end
 -- 1. Image names: refused before any file is touched.
 for _, good in ipairs{ "tiny", "debian/stable", "alpine/v3.12", "a_b-c",
                        "x/y/z" } do
-    t:is(qemu.check_name(good), good, "image name accepted: " .. good)
+    t:is(util.check_image_name(good), good, "image name accepted: " .. good)
 end
 for _, bad in ipairs{ { "", "empty" }, { "/etc/passwd", "absolute" },
                       { "../x", '"%.%."' }, { "a/../b", '"%.%."' },
@@ -44,7 +45,7 @@ for _, bad in ipairs{ { "", "empty" }, { "/etc/passwd", "absolute" },
                       { "x y", "characters outside" },
                       { "x;rm", "characters outside" },
                       { ("a"):rep(256), "longer than 255" } } do
-    local ok, why = qemu.check_name(bad[1])
+    local ok, why = util.check_image_name(bad[1])
     t:ok(ok == nil and why:find(bad[2]) ~= nil,
          "image name refused: " .. bad[1]:sub(1, 20) .. " (" ..
          tostring(why) .. ")")

@@ -122,8 +122,16 @@ do
   collectgarbage()
   collectgarbage()
   local fds0 = #assert(fs_.listdir("/proc/self/fd"))
+  local t_before = proc.now()
   local sb <close> = assert(ssh.connect { port = db.port, timeout = 5, banner_timeout = 5 })
+  local t_after = proc.now()
   t:is(sb:fingerprint(), fp, "banner_timeout: logs in on the peeked connection (same host key)")
+  local tm = sb:timing()
+  t:ok(tm.banner and t_before <= tm.banner and tm.banner <= tm.kex and
+       tm.kex <= tm.auth and tm.auth <= t_after,
+       "timing(): banner <= key exchange <= login, inside the connect call")
+  t:ok(s:timing().banner == nil and s:timing().auth > 0,
+       "timing(): no banner time without banner_timeout; login time set")
   t:is(sb:exec("exit 6"), 6, "banner_timeout: the session runs commands")
   sb:close()
   local nb, e = ssh.connect { port = 1, timeout = 5, banner_timeout = 0.3 }
@@ -156,6 +164,25 @@ ok, err = ssh.wait_banner("127.0.0.1", 1, 0.3)
 t:ok(ok == nil, "wait_banner on a closed port gives up at its timeout")
 t:like(err, "^ssh%.wait_banner: 127%.0%.0%.1:1: no SSH banner within 0%.3 s %(last attempt: .+%)",
   "wait_banner message says what the last attempt saw")
+do
+  -- attempt and pause: a closed port is retried every pause (~10 ms), so
+  -- 0.3 s holds many attempts; the message is the same
+  local t0 = proc.now()
+  ok, err = ssh.wait_banner("127.0.0.1", 1, 0.3, 0.1, 0.01)
+  local took = proc.now() - t0
+  t:ok(ok == nil and took >= 0.29 and took < 2,
+    "wait_banner with attempt 0.1 s, pause 10 ms gives up at its timeout (" ..
+    string.format("%.2f s", took) .. ")")
+  t:ok(pcall(ssh.wait_banner, "127.0.0.1", 1, 0.3, 0.1, 0) == true,
+    "wait_banner: pause 0 is allowed")
+  t:ok(not pcall(ssh.wait_banner, "127.0.0.1", 1, 0.3, -1),
+    "wait_banner: a negative attempt time is an argument error")
+  t:ok(not pcall(ssh.wait_banner, "127.0.0.1", 1, 0.3, 0.1, 61),
+    "wait_banner: a pause over 60 s is an argument error")
+  -- on the booted VM, with the bench's settings
+  t:ok(ssh.wait_banner("127.0.0.1", db.port, 5, 0.3, 0.01) == true,
+    "wait_banner with attempt and pause sees the running VM's banner")
+end
 
 -- 4. exec: status, output capture and streaming.
 local st, info = s:exec("true")

@@ -155,6 +155,7 @@ for d in "$W"/deb/*.deb; do
 			'./lib/modules/*/kernel/drivers/virtio/*' \
 			'./lib/modules/*/kernel/drivers/block/virtio_blk.ko' \
 			'./lib/modules/*/kernel/drivers/net/virtio_net.ko' \
+			'./lib/modules/*/kernel/drivers/char/hw_random/virtio-rng.ko' \
 			'./lib/modules/*/kernel/drivers/net/net_failover.ko' \
 			'./lib/modules/*/kernel/net/core/failover.ko' \
 			'./lib/modules/*/kernel/fs/ext4/*' './lib/modules/*/kernel/fs/jbd2/*' \
@@ -189,7 +190,7 @@ add_module() { # path relative to MODDIR
 	for d in ${deps_of[$m]}; do add_module "$d"; done
 	load_order+=("$m")
 }
-for want in virtio_pci virtio_blk virtio_net crc32c_generic ext4; do
+for want in virtio_pci virtio_blk virtio_net virtio-rng crc32c_generic ext4; do
 	path=
 	for k in "${!deps_of[@]}"; do
 		[[ $k == */"$want".ko ]] && path=$k

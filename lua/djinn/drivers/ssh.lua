@@ -78,16 +78,7 @@ function Driver:create(env, objects)
     log:line("Established Driver connection to " .. self.address .. "...")
     log:line("Host key " .. conn.fingerprint)
     log:line("")
-    local ok
-    ok, err = conn:setup_env(env, log)
-    if not ok then
-        return nil, err
-    end
-    if #objects > 0 then
-        conn:place_objects(objects, log)
-        log:line("")
-    end
-    return true
+    return conn:prepare(env, objects, log)
 end
 
 function Driver:execute(job, store)
