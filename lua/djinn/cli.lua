@@ -366,26 +366,8 @@ local function cmd_run(args)
     for _, p in ipairs(opts["secret-pattern"] or {}) do
         patterns[#patterns + 1] = p
     end
-    local found = {}
-    local function scan_env(list)
-        for _, kv in ipairs(list) do
-            for _, p in ipairs(patterns) do
-                if type(p) == "string" and mask.glob_match(p, kv.key) then
-                    if #kv.value >= mask.MIN_LEN then
-                        found[#found + 1] = kv.value
-                    elseif kv.value ~= "" then
-                        log:warn(string.format("%s matches the secret " ..
-                            "pattern %s but is shorter than %d characters" ..
-                            ": it is NOT masked", kv.key, p, mask.MIN_LEN))
-                    end
-                    break
-                end
-            end
-        end
-    end
-    scan_env(m.env)
-    scan_env(env)
-    log:add_secrets(found)
+    log:add_secrets(mask.scan_env(patterns, { m.env, env },
+                                  function(w) log:warn(w) end))
     for _, w in ipairs(problems) do
         log:warn(w)
     end

@@ -15,6 +15,12 @@
 --       objects = dir (default "."), artifacts = dir (default "."),
 --       stage = name, timeout = seconds or a duration string ("30m";
 --       default none), env = { K = V } or { "K=V", ... },
+--       secrets = { K = V } or { "K=V", ... }: secret build variables,
+--         passed to the jobs as env and replaced by "xxxxxx" in every
+--         output (names are variable names, values >= 6 characters),
+--       secret_patterns = { "*_TOKEN", ... }: env names matching these
+--         globs are secrets too (added to driver.conf's secrets.patterns,
+--         default *_PASSWORD *_SECRET *_TOKEN *_KEY),
 --       json = bool, quiet = bool (no output), log = writer (djinn.log),
 --       signals = bool (default true: SIGINT/SIGTERM kill the build)
 --     result = { status =, duration =, jobs = {...}, not_run = {...},
@@ -105,9 +111,6 @@ function M.run(manifest, options)
         log = options.quiet and M.log.null() or
             M.log.new{ json = options.json }
     end
-    for _, w in ipairs(problems or {}) do
-        log:warn(w)
-    end
     local cfg = options.config
     if cfg == nil and options.driver_config then
         local err
@@ -127,6 +130,49 @@ function M.run(manifest, options)
     local env, eerr = env_option(options.env)
     if eerr then
         return nil, eerr, 2
+    end
+    local mask = require "djinn.mask"
+    local secrets, serr = env_option(options.secrets)
+    if serr then
+        return nil, "secrets: " .. serr, 2
+    end
+    local values = {}
+    for _, kv in ipairs(secrets or {}) do
+        if not kv.key:match("^[%a_][%w_]*$") then
+            return nil, string.format("secrets: %q is not a variable name " ..
+                                      "([A-Za-z_][A-Za-z0-9_]*)", kv.key), 2
+        end
+        local why = mask.check(kv.key, kv.value)
+        if why then return nil, "secrets: " .. why, 2 end
+        values[#values + 1] = kv.value
+        env = env or {}
+        env[#env + 1] = kv
+    end
+    local patterns = mask.DEFAULT_PATTERNS
+    local sc = cfg and cfg.secrets
+    if type(sc) == "table" and type(sc.patterns) == "table" then
+        patterns = sc.patterns
+    end
+    patterns = { table.unpack(patterns) }
+    for _, p in ipairs(options.secret_patterns or {}) do
+        if type(p) ~= "string" then
+            return nil, "secret_patterns: expected glob strings", 2
+        end
+        patterns[#patterns + 1] = p
+    end
+    for _, v in ipairs(mask.scan_env(patterns, { m.env, env or {} },
+                                     function(w) log:warn(w) end)) do
+        values[#values + 1] = v
+    end
+    if #values > 0 then
+        if type(log.add_secrets) ~= "function" then
+            return nil, "secrets: the log writer has no add_secrets " ..
+                "(use djinn.log.new)", 2
+        end
+        log:add_secrets(values)
+    end
+    for _, w in ipairs(problems or {}) do
+        log:warn(w)
     end
     return M.pipeline.run(m, {
         log = log, config = cfg, objects = options.objects,

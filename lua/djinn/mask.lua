@@ -5,6 +5,10 @@
 --   m:flush()     -> the held-back rest (end of the job / stream closed)
 --   m:mask(text)  -> a whole string, masked (no state kept)
 --   m:empty()     -> true when there is nothing to mask
+--   mask.scan_env(patterns, lists, warn) -> values
+--     the values of env entries ({key=, value=} in each list) whose name
+--     matches one of the glob patterns; a match shorter than MIN_LEN is
+--     not masked and warn(message) says so.
 --
 -- Matching is leftmost, then longest: at the first position where any
 -- secret starts, the longest secret that matches there is replaced, and
@@ -124,6 +128,30 @@ function M.glob_match(pattern, name)
     -- "%" before an alphanumeric is a class: escape only punctuation.
     local pat = table.concat(lp):gsub("%%(%w)", "%1")
     return name:find(pat) ~= nil
+end
+
+-- Env entries whose NAME matches a secret pattern are secrets too (the
+-- CLI's --secret-pattern and driver.conf `secrets { patterns [...] }`,
+-- djinn.run's secret_patterns).
+function M.scan_env(patterns, lists, warn)
+    local found = {}
+    for _, list in ipairs(lists) do
+        for _, kv in ipairs(list) do
+            for _, p in ipairs(patterns) do
+                if type(p) == "string" and M.glob_match(p, kv.key) then
+                    if #kv.value >= M.MIN_LEN then
+                        found[#found + 1] = kv.value
+                    elseif kv.value ~= "" and warn then
+                        warn(string.format("%s matches the secret " ..
+                            "pattern %s but is shorter than %d characters" ..
+                            ": it is NOT masked", kv.key, p, M.MIN_LEN))
+                    end
+                    break
+                end
+            end
+        end
+    end
+    return found
 end
 
 return M
