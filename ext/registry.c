@@ -67,6 +67,15 @@
 **        "missing":[],"orphans":[],"temp":[]}
 **       missing: rows whose file is gone; orphans: files in the store that
 **       no row references; temp: leftover .tmp-* / .trash-* files.
+**   djinn_fsck('repair') -> the same JSON after repairing what is safe, plus
+**       "removed":[names]: in one BEGIN IMMEDIATE transaction (so no
+**       registration or removal is between its rename and its COMMIT), it
+**       deletes .trash-* files, .tmp-* files whose registering process is
+**       gone (the pid in the name is not alive and nobody holds the file's
+**       lock), and orphans named <sha256>.qcow2. Other names are kept and
+**       still reported; rows whose file is missing are reported, never
+**       deleted (image_remove them). A store belongs to one registry:
+**       image_remove already assumes it. Not inside a transaction.
 **
 **   image_sha256(X) -> lowercase hex SHA-256 of the file at path X (TEXT)
 **       or of the bytes X (BLOB).
@@ -92,6 +101,7 @@ SQLITE_EXTENSION_INIT3
 #include <errno.h>
 #include <fcntl.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -991,6 +1001,15 @@ static int reg_register(sqlite3 *db, struct reg_job *j, sqlite3_int64 *id,
             return SQLITE_CANTOPEN;
         }
     }
+    /* A lock on the copy says "in use" to djinn_fsck('repair') (besides
+    ** the pid in its name), also from another host over NFS. */
+    {
+        struct flock lk;
+        memset(&lk, 0, sizeof(lk));
+        lk.l_type = F_WRLCK;
+        lk.l_whence = SEEK_SET;
+        (void)fcntl(j->tfd, F_SETLK, &lk);
+    }
     rc = reg_hash_fd(j->sfd, j->tfd, j->src, j->dir, j->sha, &j->size, err);
     if (rc != SQLITE_OK)
         return rc;
@@ -1443,21 +1462,98 @@ static int reg_fsck_rows(sqlite3 *db, sqlite3_str *out, sqlite3_int64 *rows,
     return rc;
 }
 
+/* Is the .tmp-<pid>-<hex> file `name` in `dir` still some registration's?
+** Yes when its pid is alive (or the name has no pid) or its lock is held. */
+static int reg_temp_busy(const char *dir, const char *name)
+{
+    const char *p = name + 5; /* after ".tmp-" */
+    char *end = NULL;
+    char *full;
+    long pid;
+    int fd, busy = 1;
+    struct flock lk;
+
+    errno = 0;
+    pid = strtol(p, &end, 10);
+    if (errno != 0 || end == p || *end != '-' || pid <= 0)
+        return 1;
+    if (kill((pid_t)pid, 0) == 0 || errno == EPERM)
+        return 1;
+    full = sqlite3_mprintf("%s/%s", dir, name);
+    if (full == NULL)
+        return 1;
+    fd = open(full, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    sqlite3_free(full);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : 1;
+    memset(&lk, 0, sizeof(lk));
+    lk.l_type = F_WRLCK;
+    lk.l_whence = SEEK_SET;
+    if (fcntl(fd, F_GETLK, &lk) == 0 && lk.l_type == F_UNLCK)
+        busy = 0;
+    close(fd);
+    return busy;
+}
+
+/* <64 lowercase hex>.qcow2: a name the store gave a file. */
+static int reg_store_name(const char *name)
+{
+    int i;
+    for (i = 0; i < 64; i++)
+        if (!((name[i] >= '0' && name[i] <= '9') ||
+              (name[i] >= 'a' && name[i] <= 'f')))
+            return 0;
+    return strcmp(name + 64, ".qcow2") == 0;
+}
+
+/* Remove `name` from `dir` for repair; 0, or -1 with errno. */
+static int reg_repair_unlink(const char *dir, const char *name)
+{
+    char *full = sqlite3_mprintf("%s/%s", dir, name);
+    int rc;
+    if (full == NULL) {
+        errno = ENOMEM;
+        return -1;
+    }
+    rc = unlink(full);
+    if (rc != 0 && errno == ENOENT)
+        rc = 0;
+    sqlite3_free(full);
+    return rc;
+}
+
 static void djinn_fsck_func(sqlite3_context *ctx, int argc,
                             sqlite3_value **argv)
 {
     sqlite3 *db = sqlite3_context_db_handle(ctx);
     sqlite3_stmt *st = NULL;
-    sqlite3_str *out = NULL, *orphans = NULL, *temps = NULL;
+    sqlite3_str *out = NULL, *orphans = NULL, *temps = NULL, *removed = NULL;
     char *err = NULL, *dir = NULL, *full = NULL;
     DIR *d = NULL;
     struct dirent *e;
     sqlite3_int64 rows = 0, files = 0;
-    int rc, bad = 0, no = 0, nt = 0;
+    int rc, bad = 0, no = 0, nt = 0, nr = 0, repair = 0, txn = 0;
 
-    (void)argc;
-    (void)argv;
+    if (argc == 1) {
+        const char *mode = (const char *)sqlite3_value_text(argv[0]);
+        if (mode == NULL || strcmp(mode, "repair") != 0) {
+            sqlite3_free(err);
+            err = sqlite3_mprintf("unknown mode '%s'; allowed: 'repair' "
+                                  "(or no argument: report only)",
+                                  mode ? mode : "NULL");
+            reg_fail(ctx, "djinn_fsck", SQLITE_MISUSE, err);
+            return;
+        }
+        repair = 1;
+    }
     rc = reg_check_registry(db, &err);
+    if (rc == SQLITE_OK && repair) {
+        rc = reg_need_autocommit(db, &err);
+        if (rc == SQLITE_OK)
+            rc = reg_begin_immediate(db, &err);
+        if (rc == SQLITE_OK)
+            txn = 1;
+    }
     if (rc == SQLITE_OK)
         rc = reg_store_dir(db, &dir, &err);
     if (rc != SQLITE_OK)
@@ -1465,6 +1561,7 @@ static void djinn_fsck_func(sqlite3_context *ctx, int argc,
     out = sqlite3_str_new(db);
     orphans = sqlite3_str_new(db);
     temps = sqlite3_str_new(db);
+    removed = sqlite3_str_new(db);
     sqlite3_str_appendall(out, "{\"store\":");
     reg_json_str(out, dir);
     rc = reg_fsck_rows(db, out, &rows, &bad, &err);
@@ -1489,6 +1586,20 @@ static void djinn_fsck_func(sqlite3_context *ctx, int argc,
         if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
             continue;
         files++;
+        if (repair && (strncmp(e->d_name, ".trash-", 7) == 0 ||
+                       (strncmp(e->d_name, ".tmp-", 5) == 0 &&
+                        !reg_temp_busy(dir, e->d_name)))) {
+            if (reg_repair_unlink(dir, e->d_name) != 0) {
+                err = sqlite3_mprintf("store '%s': cannot remove %s: %s", dir,
+                                      e->d_name, strerror(errno));
+                rc = SQLITE_IOERR;
+                goto done;
+            }
+            files--;
+            sqlite3_str_appendall(removed, nr++ ? "," : "");
+            reg_json_str(removed, e->d_name);
+            continue;
+        }
         if (strncmp(e->d_name, ".tmp-", 5) == 0 ||
             strncmp(e->d_name, ".trash-", 7) == 0) {
             sqlite3_str_appendall(temps, nt++ ? "," : "");
@@ -1504,7 +1615,17 @@ static void djinn_fsck_func(sqlite3_context *ctx, int argc,
         sqlite3_bind_text(st, 1, full, -1, SQLITE_STATIC);
         rc = sqlite3_step(st);
         sqlite3_reset(st);
-        if (rc == SQLITE_DONE) {
+        if (rc == SQLITE_DONE && repair && reg_store_name(e->d_name)) {
+            if (unlink(full) != 0 && errno != ENOENT) {
+                err = sqlite3_mprintf("store '%s': cannot remove %s: %s", dir,
+                                      e->d_name, strerror(errno));
+                rc = SQLITE_IOERR;
+                goto done;
+            }
+            files--;
+            sqlite3_str_appendall(removed, nr++ ? "," : "");
+            reg_json_str(removed, e->d_name);
+        } else if (rc == SQLITE_DONE) {
             sqlite3_str_appendall(orphans, no++ ? "," : "");
             reg_json_str(orphans, e->d_name);
             bad = 1;
@@ -1517,23 +1638,32 @@ static void djinn_fsck_func(sqlite3_context *ctx, int argc,
     }
     rc = SQLITE_OK;
     sqlite3_str_appendf(
-        out,
-        ",\"orphans\":[%s],\"temp\":[%s],\"images\":%lld,"
-        "\"files\":%lld,\"ok\":%s}",
+        out, ",\"orphans\":[%s],\"temp\":[%s],",
         sqlite3_str_value(orphans) ? sqlite3_str_value(orphans) : "",
-        sqlite3_str_value(temps) ? sqlite3_str_value(temps) : "", rows, files,
-        bad ? "false" : "true");
+        sqlite3_str_value(temps) ? sqlite3_str_value(temps) : "");
+    if (repair)
+        sqlite3_str_appendf(
+            out, "\"removed\":[%s],",
+            sqlite3_str_value(removed) ? sqlite3_str_value(removed) : "");
+    sqlite3_str_appendf(out, "\"images\":%lld,\"files\":%lld,\"ok\":%s}", rows,
+                        files, bad ? "false" : "true");
     if (sqlite3_str_errcode(out) != SQLITE_OK ||
         sqlite3_str_errcode(orphans) != SQLITE_OK ||
-        sqlite3_str_errcode(temps) != SQLITE_OK)
+        sqlite3_str_errcode(temps) != SQLITE_OK ||
+        sqlite3_str_errcode(removed) != SQLITE_OK)
         rc = SQLITE_NOMEM;
 done:
     if (d != NULL)
         closedir(d);
     sqlite3_finalize(st);
+    st = NULL;
+    /* Nothing was written to the database: end the lock either way. */
+    if (txn)
+        reg_rollback(db);
     sqlite3_free(full);
     sqlite3_free(sqlite3_str_finish(orphans));
     sqlite3_free(sqlite3_str_finish(temps));
+    sqlite3_free(sqlite3_str_finish(removed));
     if (rc == SQLITE_OK) {
         sqlite3_result_text(ctx, sqlite3_str_finish(out), -1, sqlite3_free);
         out = NULL;
@@ -1619,6 +1749,7 @@ int reg_registry_functions(sqlite3 *db)
         {"djinn_setting", 2, SQLITE_DIRECTONLY, djinn_setting_func},
         {"djinn_store", 0, 0, djinn_store_func},
         {"djinn_fsck", 0, SQLITE_DIRECTONLY, djinn_fsck_func},
+        {"djinn_fsck", 1, SQLITE_DIRECTONLY, djinn_fsck_func},
         {"image_sha256", 1, SQLITE_DIRECTONLY, image_sha256_func},
         {"djinn_version", 0, SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS,
          djinn_version_func},

@@ -54,7 +54,14 @@ select 'djinn_fsck.store', json_extract(djinn_fsck(), '$.store') = djinn_store()
 insert into images(owner, author, name, sha256, file_size, virtual_size, store_path) values ('x', 'x', 'ghost', printf('%064d', 0), 0, 0, '/nonexistent/ghost.qcow2');
 select 'djinn_fsck.detects_missing', json_extract(djinn_fsck(), '$.missing[0]') = '/nonexistent/ghost.qcow2';
 select 'djinn_fsck.not_ok', json_extract(djinn_fsck(), '$.ok') = 0;
+-- repair never deletes a row, even one whose file is gone.
+select 'djinn_fsck.repair_keeps_rows', json_extract(djinn_fsck('repair'), '$.images') = 3;
 delete from images where name = 'ghost';
+select 'djinn_fsck.repair_ok', json_extract(djinn_fsck('repair'), '$.ok') = 1;
+select 'djinn_fsck.repair_removed', json_array_length(djinn_fsck('repair'), '$.removed') = 0;
+select 'djinn_fsck.report_no_removed', json_type(djinn_fsck(), '$.removed') is null;
+-- error: djinn_fsck: unknown mode 'fix'; allowed: 'repair' (or no argument: report only)
+select djinn_fsck('fix');
 
 -- image_sha256
 select 'image_sha256.null', image_sha256(NULL) is null;
