@@ -60,16 +60,31 @@ struct reg_state {
     sqlite3_int64 app_id, version, objects;
 };
 
+/* The three facts in ONE statement, so from one read snapshot: read one
+** by one, a concurrent first migration could be seen half (objects but
+** no application_id yet: "somebody else's database", left unmigrated). */
 static int reg_read_state(sqlite3 *db, struct reg_state *s)
 {
+    sqlite3_stmt *st = NULL;
     int rc;
 
-    rc = reg_query_int(db, "PRAGMA main.application_id", &s->app_id);
-    if (rc == SQLITE_OK)
-        rc = reg_query_int(db, "PRAGMA main.user_version", &s->version);
-    if (rc == SQLITE_OK)
-        rc = reg_query_int(db, "SELECT count(*) FROM main.sqlite_schema",
-                           &s->objects);
+    s->app_id = s->version = s->objects = 0;
+    rc = sqlite3_prepare_v2(
+        db,
+        "SELECT (SELECT application_id FROM main.pragma_application_id),"
+        " (SELECT user_version FROM main.pragma_user_version),"
+        " (SELECT count(*) FROM main.sqlite_schema)",
+        -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        s->app_id = sqlite3_column_int64(st, 0);
+        s->version = sqlite3_column_int64(st, 1);
+        s->objects = sqlite3_column_int64(st, 2);
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
     return rc;
 }
 

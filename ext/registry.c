@@ -1506,20 +1506,23 @@ static int reg_store_name(const char *name)
     return strcmp(name + 64, ".qcow2") == 0;
 }
 
-/* Remove `name` from `dir` for repair; 0, or -1 with errno. */
-static int reg_repair_unlink(const char *dir, const char *name)
+/* Repair: remove `name` from `dir` and list it in `removed`. */
+static int reg_repair_remove(const char *dir, const char *name,
+                             sqlite3_str *removed, int *nr, char **err)
 {
     char *full = sqlite3_mprintf("%s/%s", dir, name);
-    int rc;
-    if (full == NULL) {
-        errno = ENOMEM;
-        return -1;
+    if (full == NULL)
+        return SQLITE_NOMEM;
+    if (unlink(full) != 0 && errno != ENOENT) {
+        *err = sqlite3_mprintf("store '%s': cannot remove %s: %s", dir, name,
+                               strerror(errno));
+        sqlite3_free(full);
+        return SQLITE_IOERR;
     }
-    rc = unlink(full);
-    if (rc != 0 && errno == ENOENT)
-        rc = 0;
     sqlite3_free(full);
-    return rc;
+    sqlite3_str_appendall(removed, (*nr)++ ? "," : "");
+    reg_json_str(removed, name);
+    return SQLITE_OK;
 }
 
 static void djinn_fsck_func(sqlite3_context *ctx, int argc,
@@ -1589,15 +1592,10 @@ static void djinn_fsck_func(sqlite3_context *ctx, int argc,
         if (repair && (strncmp(e->d_name, ".trash-", 7) == 0 ||
                        (strncmp(e->d_name, ".tmp-", 5) == 0 &&
                         !reg_temp_busy(dir, e->d_name)))) {
-            if (reg_repair_unlink(dir, e->d_name) != 0) {
-                err = sqlite3_mprintf("store '%s': cannot remove %s: %s", dir,
-                                      e->d_name, strerror(errno));
-                rc = SQLITE_IOERR;
+            rc = reg_repair_remove(dir, e->d_name, removed, &nr, &err);
+            if (rc != SQLITE_OK)
                 goto done;
-            }
             files--;
-            sqlite3_str_appendall(removed, nr++ ? "," : "");
-            reg_json_str(removed, e->d_name);
             continue;
         }
         if (strncmp(e->d_name, ".tmp-", 5) == 0 ||
@@ -1616,15 +1614,10 @@ static void djinn_fsck_func(sqlite3_context *ctx, int argc,
         rc = sqlite3_step(st);
         sqlite3_reset(st);
         if (rc == SQLITE_DONE && repair && reg_store_name(e->d_name)) {
-            if (unlink(full) != 0 && errno != ENOENT) {
-                err = sqlite3_mprintf("store '%s': cannot remove %s: %s", dir,
-                                      e->d_name, strerror(errno));
-                rc = SQLITE_IOERR;
+            rc = reg_repair_remove(dir, e->d_name, removed, &nr, &err);
+            if (rc != SQLITE_OK)
                 goto done;
-            }
             files--;
-            sqlite3_str_appendall(removed, nr++ ? "," : "");
-            reg_json_str(removed, e->d_name);
         } else if (rc == SQLITE_DONE) {
             sqlite3_str_appendall(orphans, no++ ? "," : "");
             reg_json_str(orphans, e->d_name);

@@ -16,17 +16,8 @@ M=3 # images each process registers in the shared namespace
 W=$(mktemp -d "${DJINN_WORK:-${TMPDIR:-/tmp}}/concurrency.XXXXXX") || exit 1
 trap 'rm -rf "$W"' EXIT
 trap 'exit 130' INT TERM
-n=0
-failed=0
-point() {
-	n=$((n + 1))
-	if [ "$1" -eq 0 ]; then
-		echo "ok $n - $2"
-	else
-		failed=$((failed + 1))
-		echo "not ok $n - $2"
-	fi
-}
+TOP=${DJINN_TOP:-$(cd "$(dirname "$0")/../.." && pwd)}
+. "$TOP/tests/e2e_lib.sh"
 sq() {
 	if [ -n "${DJINN_SHELL_PRELOAD:-}" ]; then
 		LD_PRELOAD=$DJINN_SHELL_PRELOAD timeout 120 "$SQLITE3" -batch "$@"
@@ -71,50 +62,65 @@ for k in $(seq 1 $P); do
 	echo "SELECT 'list', count(*) >= 0 FROM image_list WHERE namespace = 'team/p$k';" >>"$f"
 done
 
+# Meanwhile a ninth process repairs the store again and again: it must
+# never delete a copy that a registration is still making, or a file that
+# a registration has renamed but not yet committed.
+R=40
+for i in $(seq 1 $R); do
+	echo "SELECT 'fsck', djinn_fsck('repair') IS NOT NULL;"
+done >"$W/repair.sql"
 pids=
 for k in $(seq 1 $P); do
 	sq "$DB" -cmd ".load $LIB" <"$W/script$k.sql" >"$W/out$k" 2>"$W/err$k" &
 	pids="$pids $!"
 done
+sq "$DB" -cmd ".load $LIB" <"$W/repair.sql" >"$W/repair.out" 2>"$W/repair.err" &
+rpid=$!
 k=0
 for pid in $pids; do
 	k=$((k + 1))
 	wait "$pid"
 	rc=$?
-	point "$rc" "process $k exited 0 (status $rc)"
+	ok "$rc" "process $k exited 0 (status $rc)"
 	if [ -s "$W/err$k" ]; then
-		point 1 "process $k printed no error"
+		ok 1 "process $k printed no error"
 		sed 's/^/#   /' "$W/err$k"
 	else
-		point 0 "process $k printed no error"
+		ok 0 "process $k printed no error"
 	fi
 	bad=$(grep -cv '|1$' "$W/out$k")
 	lines=$(wc -l <"$W/out$k")
 	want=$((N * 2 + M + 8))
 	[ "$bad" -eq 0 ] && [ "$lines" -eq "$want" ]
-	point $? "process $k: $want results, all true (got $lines, $bad false)"
+	ok $? "process $k: $want results, all true (got $lines, $bad false)"
 done
+
+wait "$rpid"
+rc=$?
+[ "$rc" -eq 0 ] && [ ! -s "$W/repair.err" ] && [ "$(grep -c '|1$' "$W/repair.out")" -eq "$R" ]
+ok $? "the repairing process ran $R repairs alongside, no error (status $rc)"
+[ -s "$W/repair.err" ] && sed 's/^/#   /' "$W/repair.err"
 
 q() { sq "$DB" -cmd ".load $LIB" "$@"; }
 rows=$(q "SELECT count(*) FROM images;")
 want=$((P * (N - 2) + P * (M - 1)))
 [ "$rows" = "$want" ]
-point $? "row count is exactly $want (got $rows)"
+ok $? "row count is exactly $want (got $rows)"
 dups=$(q "SELECT count(*) FROM (SELECT 1 FROM images GROUP BY owner, ifnull(namespace_id, 0), name HAVING count(*) > 1);")
 [ "$dups" = 0 ]
-point $? "no duplicate image rows (got $dups)"
+ok $? "no duplicate image rows (got $dups)"
 nsdups=$(q "SELECT count(*) FROM (SELECT 1 FROM namespaces GROUP BY owner, path HAVING count(*) > 1);")
 [ "$nsdups" = 0 ]
-point $? "no duplicate namespaces (got $nsdups)"
+ok $? "no duplicate namespaces (got $nsdups)"
 nss=$(q "SELECT count(*) FROM namespaces;")
 [ "$nss" = $((P + 1 + 2)) ]
-point $? "namespaces: team, team/p1..p$P, shared, shared/ci (got $nss)"
+ok $? "namespaces: team, team/p1..p$P, shared, shared/ci (got $nss)"
 gone=$(q "SELECT count(*) FROM image_list WHERE name IN ('img2', 'img5') OR name LIKE 'p%x1' OR name LIKE 'churn%' OR name LIKE 'uniq%';")
 [ "$gone" = 0 ]
-point $? "removed images are gone (got $gone)"
+ok $? "removed images are gone (got $gone)"
 ic=$(q "PRAGMA integrity_check;")
 [ "$ic" = ok ]
-point $? "integrity_check: $ic"
+ok $? "integrity_check: $ic"
 
 # The store, checked with ls and sha256sum, not with the extension.
 store=$W/images
@@ -129,17 +135,16 @@ while read -r path sum; do
 	[ "$got" = "$sum" ] || badsum=$((badsum + 1))
 	[ "$(stat -c %a "$path")" = 444 ] || badmode=$((badmode + 1))
 done <"$W/rows"
-point "$missing" "every row's file exists ($missing missing)"
-point "$badsum" "every file has its row's SHA-256 ($badsum wrong)"
-point "$badmode" "every file is mode 0444 ($badmode wrong)"
+ok "$missing" "every row's file exists ($missing missing)"
+ok "$badsum" "every file has its row's SHA-256 ($badsum wrong)"
+ok "$badmode" "every file is mode 0444 ($badmode wrong)"
 files=$(ls -A "$store" | wc -l)
 distinct=$(wc -l <"$W/rows")
 [ "$files" -eq "$distinct" ] && [ "$distinct" -eq 3 ]
-point $? "one file per distinct content, none without a row ($files files, $distinct referenced)"
+ok $? "one file per distinct content, none without a row ($files files, $distinct referenced)"
 tmp=$(ls -A "$store" | grep -c '^\.')
-point "$tmp" "no temp or trash files left ($tmp)"
+ok "$tmp" "no temp or trash files left ($tmp)"
 fsck=$(q "SELECT json_extract(djinn_fsck(), '\$.ok');")
 [ "$fsck" = 1 ]
-point $? "djinn_fsck agrees"
-echo "1..$n"
-[ "$failed" -eq 0 ]
+ok $? "djinn_fsck agrees"
+tap_end
