@@ -4,13 +4,22 @@
 ** Lua API (see notes/lua-api.md); operational failures return nil, msg
 ** with messages like "fs.copy: /a/b: No such file or directory", misuse
 ** (wrong argument types) raises:
-**   fs.mkdtemp([prefix = "djinn-"])   -> path under $TMPDIR or /tmp
+**   fs.mkdtemp([prefix = "djinn-" [, dir]]) -> path under dir, else
+**                                        $TMPDIR or /tmp (mode 0700)
 **   fs.mkdir_p(path [, mode = 0755])  -> true
 **   fs.rm_rf(path)                    -> true (never follows symlinks; a
 **                                        missing path is success; refuses
 **                                        "", "/", "." and "..")
-**   fs.copy(src, dst [, mode])        -> true (regular file; src mode kept)
-**   fs.copy_tree(src, dst)            -> true (files, dirs, symlinks)
+**   fs.copy(src, dst [, mode [, max]]) -> true (regular file; src mode
+**                                        kept when mode is nil)
+**   fs.copy_tree(src, dst [, max])    -> true (files, dirs, symlinks)
+**       max (bytes, >= 0; nil = no limit) bounds the copy: of the file,
+**       or of all the tree's regular files together. The size is checked
+**       with fstat before copying AND the bytes are counted while copying
+**       (the file may grow). Over it: nil, "fs.copy: SRC: larger than the
+**       limit of N bytes", "limit" [, size (when fstat told)]; nothing is
+**       left: copy does not create dst when fstat tells, and removes it
+**       when the count tells; copy_tree removes dst when it created it.
 **   fs.stat(path) / fs.lstat(path)    -> {type=, size=, mode=, mtime=,
 **                                         dev=, ino=, mtime_ns=, ctime_ns=,
 **                                         uid=}
@@ -117,12 +126,15 @@ static int fail(lua_State *L, const char *what, const char *path)
 static int l_fs_mkdtemp(lua_State *L)
 {
     const char *prefix = luaL_optstring(L, 1, "djinn-");
-    const char *dir = getenv("TMPDIR");
+    const char *dir = luaL_optstring(L, 2, NULL);
     char path[PATH_MAX];
     int n;
 
     if (strchr(prefix, '/') != NULL)
         return luaL_argerror(L, 1, "prefix must not contain '/'");
+    luaL_argcheck(L, dir == NULL || *dir != '\0', 2, "dir must not be empty");
+    if (dir == NULL)
+        dir = getenv("TMPDIR");
     if (dir == NULL || *dir == '\0')
         dir = "/tmp";
     n = snprintf(path, sizeof(path), "%s/%sXXXXXX", dir, prefix);
@@ -207,32 +219,26 @@ static int dangerous_path(const char *p)
     return 0;
 }
 
-static int l_fs_rm_rf(lua_State *L)
+/*
+** Remove the tree at path (lstat'ed: it exists) with r->fts; never follows
+** symlinks. 0 | -1 with the message in msg.
+*/
+static int remove_tree(struct fs_res *r, const char *path, char *msg,
+                       size_t msglen)
 {
-    const char *path = luaL_checkstring(L, 1);
-    struct fs_res *r = NULL;
     char *paths[2];
     FTSENT *e = NULL;
     struct stat st;
-    char msg[PATH_MAX + 128];
 
-    if (dangerous_path(path))
-        return dj_pushfail(L, "fs.rm_rf: refusing to remove '%s'", path);
-    if (lstat(path, &st) < 0) {
-        if (errno == ENOENT) {
-            lua_pushboolean(L, 1);
-            return 1;
-        }
-        return fail(L, "rm_rf", path);
-    }
-    r = newres(L);
     paths[0] = (char *)path;
     paths[1] = NULL;
+    msg[0] = '\0';
     /* FTS_PHYSICAL: symlinks are entries, never followed; no chdir. */
     r->fts = fts_open(paths, FTS_PHYSICAL | FTS_NOCHDIR | FTS_XDEV, NULL);
-    if (r->fts == NULL)
-        return fail(L, "rm_rf", path);
-    msg[0] = '\0';
+    if (r->fts == NULL) {
+        snprintf(msg, msglen, "fs.rm_rf: %s: %s", path, strerror(errno));
+        return -1;
+    }
     while ((e = fts_read(r->fts)) != NULL) {
         int rc = 0;
 
@@ -255,22 +261,52 @@ static int l_fs_rm_rf(lua_State *L)
             break;
         }
         if (rc < 0 && errno != ENOENT) {
-            snprintf(msg, sizeof(msg), "fs.rm_rf: %s: %s", e->fts_path,
+            snprintf(msg, msglen, "fs.rm_rf: %s: %s", e->fts_path,
                      strerror(errno));
             break;
         }
     }
     if (e == NULL && errno != 0 && msg[0] == '\0' && lstat(path, &st) == 0)
-        snprintf(msg, sizeof(msg), "fs.rm_rf: %s: %s", path, strerror(errno));
-    res_release(r);
-    if (msg[0] != '\0')
+        snprintf(msg, msglen, "fs.rm_rf: %s: %s", path, strerror(errno));
+    fts_close(r->fts);
+    r->fts = NULL;
+    return msg[0] != '\0' ? -1 : 0;
+}
+
+static int l_fs_rm_rf(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    struct fs_res *r = NULL;
+    struct stat st;
+    char msg[PATH_MAX + 128];
+
+    if (dangerous_path(path))
+        return dj_pushfail(L, "fs.rm_rf: refusing to remove '%s'", path);
+    if (lstat(path, &st) < 0) {
+        if (errno == ENOENT) {
+            lua_pushboolean(L, 1);
+            return 1;
+        }
+        return fail(L, "rm_rf", path);
+    }
+    r = newres(L);
+    if (remove_tree(r, path, msg, sizeof(msg)) < 0) {
+        res_release(r);
         return dj_pushfail(L, "%s", msg);
+    }
+    res_release(r);
     lua_pushboolean(L, 1);
     return 1;
 }
 
-/* Copy fd to fd; 0 or -1 with errno. */
-static int copy_fd(int in, int out)
+/* copy_fd / copy_file: -2 = over the byte budget (errno untouched). */
+#define OVER_LIMIT (-2)
+
+/*
+** Copy fd to fd; 0, -1 with errno, or OVER_LIMIT when more than *left
+** bytes come (left NULL: no limit; else decremented by what was copied).
+*/
+static int copy_fd(int in, int out, long long *left)
 {
     char buf[COPY_BUF];
 
@@ -284,6 +320,11 @@ static int copy_fd(int in, int out)
             return -1;
         if (n == 0)
             return 0;
+        if (left != NULL) {
+            if ((long long)n > *left)
+                return OVER_LIMIT;
+            *left -= (long long)n;
+        }
         while (off < n) {
             ssize_t w = write(out, buf + off, (size_t)(n - off));
 
@@ -298,20 +339,33 @@ static int copy_fd(int in, int out)
 
 /*
 ** Copy a regular file; mode < 0 keeps the source's permission bits.
-** On failure, *where is the path that failed. 0 or -1 with errno.
+** left: the byte budget (NULL = none), decremented by the bytes copied.
+** Returns 0; -1 with errno (*where is the path that failed); or
+** OVER_LIMIT: *size = the source's fstat size when that already was over
+** (dst then untouched), else -1 (dst, partly written, removed).
 */
 static int copy_file(struct fs_res *r, const char *src, const char *dst,
-                     int mode, const char **where)
+                     int mode, long long *left, const char **where,
+                     long long *size)
 {
     struct stat st;
+    int rc;
 
     *where = src;
-    r->fd = open(src, O_RDONLY | O_CLOEXEC);
+    *size = -1;
+    /* O_NONBLOCK: a FIFO must not block the open; no effect on files. */
+    r->fd = open(src, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (r->fd < 0 || fstat(r->fd, &st) < 0)
         return -1;
     if (!S_ISREG(st.st_mode)) {
         errno = EINVAL;
         return -1;
+    }
+    if (left != NULL && (long long)st.st_size > *left) {
+        *size = (long long)st.st_size;
+        close(r->fd);
+        r->fd = -1;
+        return OVER_LIMIT;
     }
     if (mode < 0)
         mode = (int)(st.st_mode & 07777);
@@ -319,7 +373,16 @@ static int copy_file(struct fs_res *r, const char *src, const char *dst,
     r->fd2 = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, (mode_t)mode);
     if (r->fd2 < 0)
         return -1;
-    if (copy_fd(r->fd, r->fd2) < 0 || fchmod(r->fd2, (mode_t)mode) < 0)
+    rc = copy_fd(r->fd, r->fd2, left);
+    if (rc == OVER_LIMIT) {
+        close(r->fd2);
+        r->fd2 = -1;
+        (void)unlink(dst);
+        close(r->fd);
+        r->fd = -1;
+        return OVER_LIMIT;
+    }
+    if (rc < 0 || fchmod(r->fd2, (mode_t)mode) < 0)
         return -1;
     if (close(r->fd2) < 0) {
         r->fd2 = -1;
@@ -331,18 +394,45 @@ static int copy_file(struct fs_res *r, const char *src, const char *dst,
     return 0;
 }
 
+/* The optional byte limit at idx: -1 = none (nil), else >= 0. */
+static long long opt_max(lua_State *L, int idx)
+{
+    lua_Integer max;
+
+    if (lua_isnoneornil(L, idx))
+        return -1;
+    max = luaL_checkinteger(L, idx);
+    luaL_argcheck(L, max >= 0, idx, "max must be >= 0 bytes");
+    return (long long)max;
+}
+
 static int l_fs_copy(lua_State *L)
 {
     const char *src = luaL_checkstring(L, 1);
     const char *dst = luaL_checkstring(L, 2);
     lua_Integer mode = luaL_optinteger(L, 3, -1);
+    long long max = opt_max(L, 4);
+    long long left = max;
+    long long size = -1;
     struct fs_res *r = NULL;
     const char *where = NULL;
-    int e;
+    int e, rc;
 
     luaL_argcheck(L, mode >= -1 && mode <= 07777, 3, "invalid mode");
     r = newres(L);
-    if (copy_file(r, src, dst, (int)mode, &where) < 0) {
+    rc = copy_file(r, src, dst, (int)mode, max >= 0 ? &left : NULL, &where,
+                   &size);
+    if (rc == OVER_LIMIT) {
+        res_release(r);
+        dj_pushfail(L, "fs.copy: %s: larger than the limit of %I bytes", src,
+                    (lua_Integer)max);
+        lua_pushliteral(L, "limit");
+        if (size < 0)
+            return 3;
+        lua_pushinteger(L, (lua_Integer)size);
+        return 4;
+    }
+    if (rc < 0) {
         e = errno;
         res_release(r);
         errno = e;
@@ -358,6 +448,8 @@ static int l_fs_copy_tree(lua_State *L)
 {
     const char *src = luaL_checkstring(L, 1);
     const char *dst = luaL_checkstring(L, 2);
+    long long max = opt_max(L, 3);
+    long long left = max;
     struct fs_res *r = newres(L);
     struct fs_res *fr = newres(L);
     char *paths[2];
@@ -367,6 +459,9 @@ static int l_fs_copy_tree(lua_State *L)
     char link[PATH_MAX];
     char msg[PATH_MAX * 2 + 64];
     const char *where = NULL;
+    struct stat dst_st;
+    int created = lstat(dst, &dst_st) < 0 && errno == ENOENT;
+    int over = 0;
 
     while (srclen > 1 && src[srclen - 1] == '/')
         srclen--;
@@ -399,10 +494,22 @@ static int l_fs_copy_tree(lua_State *L)
         case FTS_DP:
             rc = chmod(target, e->fts_statp->st_mode & 07777);
             break;
-        case FTS_F:
-            rc = copy_file(fr, e->fts_accpath, target, -1, &where);
+        case FTS_F: {
+            long long size = -1;
+
+            rc = copy_file(fr, e->fts_accpath, target, -1,
+                           max >= 0 ? &left : NULL, &where, &size);
             res_release(fr);
+            if (rc == OVER_LIMIT) {
+                over = 1;
+                snprintf(msg, sizeof(msg),
+                         "fs.copy_tree: %s: larger than the limit of %lld "
+                         "bytes",
+                         src, max);
+                rc = 0;
+            }
             break;
+        }
         case FTS_SL:
         case FTS_SLNONE: {
             ssize_t ln = readlink(e->fts_accpath, link, sizeof(link) - 1);
@@ -436,6 +543,24 @@ static int l_fs_copy_tree(lua_State *L)
     }
     res_release(fr);
     res_release(r);
+    if (over) {
+        char rmmsg[PATH_MAX + 128];
+
+        /* Nothing half-copied stays: dst goes when this call made it. */
+        if (created && lstat(dst, &dst_st) == 0 &&
+            remove_tree(r, dst, rmmsg, sizeof(rmmsg)) < 0) {
+            res_release(r);
+            lua_pushnil(L);
+            lua_pushfstring(L, "%s; removing the partial copy: %s", msg, rmmsg);
+            lua_pushliteral(L, "limit");
+            return 3;
+        }
+        res_release(r);
+        lua_pushnil(L);
+        lua_pushstring(L, msg);
+        lua_pushliteral(L, "limit");
+        return 3;
+    }
     if (msg[0] != '\0')
         return dj_pushfail(L, "%s", msg);
     lua_pushboolean(L, 1);

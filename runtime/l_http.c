@@ -23,13 +23,21 @@
 **     opts.cancel   function() -> reason | nil, polled at least every
 **                   100 ms; a truthy reason aborts: nil, "http: ...:
 **                   cancelled (reason)", "cancelled"
-**     opts.max_body bytes kept in resp.body (default 256 MiB)
+**     opts.max_body bytes kept in resp.body (default 256 MiB); with
+**                   on_data, also the most bytes a 2xx body may hand over
+**                   (default: no limit). Past it the transfer is aborted
+**                   at once (the write callback refuses the chunk), so
+**                   memory and disk stay bounded: nil, "http: ...: the
+**                   response body is larger than N bytes", "too_large"
 **   resp = { status = 200, headers = { ["content-type"] = "...", ... }
 **            (lower-case names of the final response; repeated headers
 **            joined with ", "), body = "..." }
 **   code: "timeout", "cancelled", "connect" (the host did not answer),
 **         "too_large", or nil for other failures.
 **   http.escape(s) -> s percent-encoded for a query string or path part
+**   http.base64_decode(s) -> bytes | nil, msg   (standard alphabet, with
+**                   padding, as in Docker's X-Docker-Container-Path-Stat;
+**                   libcrypto's EVP_DecodeBlock)
 **
 ** Callbacks (on_data, body readers, cancel) are never called from inside
 ** libcurl: the request runs on a curl multi handle, in a loop of
@@ -44,11 +52,13 @@
 */
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <curl/curl.h>
 #include <lauxlib.h>
+#include <openssl/evp.h>
 #include <lua.h>
 
 #include "djinn.h"
@@ -73,6 +83,8 @@ struct req {
     struct buf rbuf; /* request body: the current chunk from the reader */
     size_t roff;     /* bytes of rbuf already sent */
     size_t max_body;
+    size_t max_stream; /* streaming: the most body bytes handed over */
+    size_t streamed;
     int streaming;
     int too_large;
     int oom;
@@ -154,6 +166,11 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *ud)
     long st = status_of(r->easy);
 
     if (r->streaming && st >= 200 && st < 300) {
+        if (n > r->max_stream - r->streamed) {
+            r->too_large = 1;
+            return 0; /* a short count: curl aborts the transfer */
+        }
+        r->streamed += n;
         if (buf_add(&r->pend, p, n) != 0) {
             r->oom = 1;
             return 0;
@@ -344,7 +361,18 @@ static int l_request(lua_State *L)
     meth = luaL_checkstring(L, I_METH);
     luaL_argcheck(L, path[0] == '/', 1, "path must start with /");
     r->streaming = !lua_isnil(L, I_ONDATA);
-    r->max_body = (size_t)optnum(L, "max_body", 256.0 * 1024 * 1024);
+    r->max_body = 256u * 1024 * 1024;
+    r->max_stream = SIZE_MAX;
+    if (lua_getfield(L, I_OPTS, "max_body") != LUA_TNIL) {
+        int isint = 0;
+        lua_Integer mb = lua_tointegerx(L, -1, &isint);
+
+        luaL_argcheck(L, isint && mb >= 0, 1,
+                      "max_body must be an integer >= 0 (bytes)");
+        r->max_body = (size_t)mb;
+        r->max_stream = (size_t)mb;
+    }
+    lua_pop(L, 1);
     if (lua_getfield(L, I_OPTS, "body_size") != LUA_TNIL)
         body_size = luaL_checkinteger(L, -1);
     lua_pop(L, 1);
@@ -561,9 +589,40 @@ static int l_escape(lua_State *L)
     return 1;
 }
 
+static int l_base64_decode(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    luaL_Buffer b;
+    unsigned char *out = NULL;
+    size_t pad = 0;
+    int n;
+
+    luaL_argcheck(L, len < (size_t)INT_MAX, 1, "too long");
+    if (len % 4 != 0)
+        return dj_pushfail(L,
+                           "http.base64_decode: %d characters: not a "
+                           "multiple of 4 (padded base64 expected)",
+                           (int)len);
+    if (len == 0) {
+        lua_pushliteral(L, "");
+        return 1;
+    }
+    out = (unsigned char *)luaL_buffinitsize(L, &b, len / 4 * 3 + 1);
+    n = EVP_DecodeBlock(out, (const unsigned char *)s, (int)len);
+    if (n < 0)
+        return dj_pushfail(L, "http.base64_decode: not valid base64");
+    /* EVP_DecodeBlock counts the padding as zero bytes. */
+    while (pad < 2 && pad < len && s[len - 1 - pad] == '=')
+        pad++;
+    luaL_pushresultsize(&b, (size_t)n - pad);
+    return 1;
+}
+
 static const luaL_Reg funcs[] = {
     {"request", l_request},
     {"escape", l_escape},
+    {"base64_decode", l_base64_decode},
     {NULL, NULL},
 };
 

@@ -44,8 +44,14 @@
 ** session:env_probe(env) -> sorted names the server refuses | nil, msg
 **   (a channel that sends the env requests and runs nothing)
 ** session:put(local, remote [, mode]), session:put_data(data, remote [, mode]),
-** session:get(remote, local), session:glob(pattern), session:stat(path),
-** session:close()
+** session:get(remote, local [, opts]), session:glob(pattern),
+** session:stat(path), session:close()
+**   get writes a temporary file beside local, renamed when complete.
+**   opts.max = bytes (>= 0): the file may have at most that many. The size
+**   is checked first (the SFTP stat, the SCP header: refused before a
+**   byte moves) and the bytes are counted while reading (the file may
+**   grow); past it the transfer stops, the remote handle is closed, the
+**   partial local file removed: nil, msg, "limit" [, size (when known)].
 **
 ** Errors: misuse (wrong argument type, closed session) raises; operational
 ** failure returns nil, "ssh.<fn>: host:port: what happened".
@@ -67,6 +73,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
+#include <limits.h>
 #include <netdb.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -1598,14 +1605,37 @@ static int write_all(int fd, const char *buf, size_t n)
     return 0;
 }
 
+/*
+** get: -2 = over the byte limit; *size is the remote size when it was
+** known before the transfer (the SFTP stat, the SCP header), else -1.
+*/
+#define OVER_LIMIT (-2)
+
+/* The message of an OVER_LIMIT get. */
+static void limit_msg(struct ssh_ud *s, char *err, const char *remote,
+                      long long max, long long size)
+{
+    if (size >= 0)
+        errf(err,
+             "ssh.get: %s: %s: %lld bytes is larger than the limit of "
+             "%lld bytes",
+             s->where, remote, size, max);
+    else
+        errf(err,
+             "ssh.get: %s: %s: larger than the limit of %lld bytes (the "
+             "transfer was stopped)",
+             s->where, remote, max);
+}
+
 static int scp_download(struct ssh_ud *s, const char *remote, int fd, int *mode,
-                        char *err)
+                        long long max, long long *osize, char *err)
 {
     ssh_scp scp = NULL;
     char buf[XFER_CHUNK];
     uint64_t size = 0;
     uint64_t got = 0;
     int rc = 0;
+    int over = 0;
 
     if (set_timeout(s, s->io_timeout) < 0)
         goto ssh_fail;
@@ -1629,6 +1659,15 @@ static int scp_download(struct ssh_ud *s, const char *remote, int fd, int *mode,
     }
     size = ssh_scp_request_get_size64(scp);
     *mode = ssh_scp_request_get_permissions(scp);
+    if (max >= 0 && size > (uint64_t)max) {
+        /* Refused before a byte of it moves: the remote scp gets a fatal
+         * error and exits, so closing the channel drains nothing. */
+        *osize = size > (uint64_t)LLONG_MAX ? LLONG_MAX : (long long)size;
+        limit_msg(s, err, remote, max, *osize);
+        (void)ssh_scp_deny_request(scp, "larger than the receiver's limit");
+        over = 1;
+        goto fail;
+    }
     rc = ssh_scp_accept_request(scp);
     if (rc != SSH_OK)
         goto ssh_fail;
@@ -1643,6 +1682,13 @@ static int scp_download(struct ssh_ud *s, const char *remote, int fd, int *mode,
                  "%llu of %llu bytes",
                  s->where, remote, (unsigned long long)got,
                  (unsigned long long)size);
+            goto fail;
+        }
+        /* Counted too (libssh reads at most the announced size, so this
+         * holds unless that changes). */
+        if (max >= 0 && got + (uint64_t)n > (uint64_t)max) {
+            limit_msg(s, err, remote, max, -1);
+            over = 1;
             goto fail;
         }
         if (write_all(fd, buf, (size_t)n) < 0) {
@@ -1667,7 +1713,7 @@ fail:
         ssh_scp_free(scp);
         scp_settle(s);
     }
-    return -1;
+    return over ? OVER_LIMIT : -1;
 }
 
 #pragma GCC diagnostic pop
@@ -1743,11 +1789,12 @@ static int l_session_put_data(lua_State *L)
 }
 
 static int sftp_download(struct ssh_ud *s, const char *remote, int fd,
-                         int *mode, char *err)
+                         int *mode, long long max, long long *osize, char *err)
 {
     sftp_file f = NULL;
     sftp_attributes a = NULL;
     char buf[XFER_CHUNK];
+    uint64_t got = 0;
 
     a = sftp_stat(s->sftp, remote);
     if (a == NULL) {
@@ -1760,6 +1807,13 @@ static int sftp_download(struct ssh_ud *s, const char *remote, int fd,
         return -1;
     }
     *mode = (int)(a->permissions & 07777);
+    if (max >= 0 && (a->flags & SSH_FILEXFER_ATTR_SIZE) != 0 &&
+        a->size > (uint64_t)max) {
+        *osize = a->size > (uint64_t)LLONG_MAX ? LLONG_MAX : (long long)a->size;
+        sftp_attributes_free(a);
+        limit_msg(s, err, remote, max, *osize);
+        return OVER_LIMIT; /* refused before opening it */
+    }
     sftp_attributes_free(a);
     f = sftp_open(s->sftp, remote, O_RDONLY, 0);
     if (f == NULL) {
@@ -1774,6 +1828,14 @@ static int sftp_download(struct ssh_ud *s, const char *remote, int fd,
         }
         if (n == 0)
             break;
+        /* The file may have grown since the stat (or stat small, like a
+         * /proc file): the bytes are counted too. */
+        if (max >= 0 && got + (uint64_t)n > (uint64_t)max) {
+            limit_msg(s, err, remote, max, -1);
+            (void)sftp_close(f); /* no request is outstanding */
+            return OVER_LIMIT;
+        }
+        got += (uint64_t)n;
         if (write_all(fd, buf, (size_t)n) < 0) {
             errf(err, "ssh.get: writing the local file: %s", strerror(errno));
             goto fail;
@@ -1796,7 +1858,24 @@ static int l_session_get(lua_State *L)
     int fd = -1;
     int mode = 0644;
     int rc = 0;
+    long long max = -1;
+    long long size = -1;
 
+    if (!lua_isnoneornil(L, 4)) {
+        luaL_checktype(L, 4, LUA_TTABLE);
+        if (lua_getfield(L, 4, "max") != LUA_TNIL) {
+            lua_Integer m = 0;
+
+            if (!lua_isinteger(L, -1))
+                return luaL_argerror(L, 4,
+                                     "option 'max' must be an integer "
+                                     "(bytes)");
+            m = lua_tointeger(L, -1);
+            luaL_argcheck(L, m >= 0, 4, "option 'max' must be >= 0 bytes");
+            max = (long long)m;
+        }
+        lua_pop(L, 1);
+    }
     /* Into a temporary file beside the target, renamed when complete. */
     if ((size_t)snprintf(tmp, sizeof tmp, "%s.djinn-XXXXXX", local) >=
         sizeof tmp)
@@ -1808,9 +1887,9 @@ static int l_session_get(lua_State *L)
                            "beside it: %s",
                            local, strerror(errno));
     if (sftp_ready(s))
-        rc = sftp_download(s, remote, fd, &mode, err);
+        rc = sftp_download(s, remote, fd, &mode, max, &size, err);
     else
-        rc = scp_download(s, remote, fd, &mode, err);
+        rc = scp_download(s, remote, fd, &mode, max, &size, err);
     if (rc == 0 && fchmod(fd, (mode_t)(mode & 07777)) < 0) {
         errf(err, "ssh.get: %s: chmod: %s", tmp, strerror(errno));
         rc = -1;
@@ -1824,8 +1903,15 @@ static int l_session_get(lua_State *L)
         rc = -1;
     }
     if (rc < 0) {
-        (void)unlink(tmp);
-        return dj_pushfail(L, "%s", err);
+        (void)unlink(tmp); /* the partial file */
+        dj_pushfail(L, "%s", err);
+        if (rc != OVER_LIMIT)
+            return 2;
+        lua_pushliteral(L, "limit");
+        if (size < 0)
+            return 3;
+        lua_pushinteger(L, (lua_Integer)size);
+        return 4;
     }
     lua_pushboolean(L, 1);
     return 1;

@@ -24,7 +24,16 @@
 **       are restored without setuid/setgid/sticky bits; owners are not.
 **       opts = { top = "name" }: the first path component of every entry
 **       is replaced by name (GET /archive of "out" extracted as "res").
+**       opts.max = bytes (>= 0): an entry larger than that, or entries
+**       adding up to more, are refused from their headers before their
+**       data is written: nil, "tar.extract: NAME: N bytes is larger than
+**       the limit of M bytes" (or "...: the archive's files add up to more
+**       than the limit of M bytes"), "limit". What was extracted before
+**       stays (the caller removes it).
 **       names = the extracted entries' names (after top), in order.
+**   tar.extract_file(path, dir [, opts]) -> names | nil, msg [, "limit"]
+**       The same, reading the archive from the file at path (read in
+**       blocks: a large archive never is in memory at once).
 **   tar.list(data) -> { {name=, type="file"|"dir"|"symlink"|"hardlink"|
 **       "other", size=, mode=, linkname=}, ... } | nil, msg
 **
@@ -376,15 +385,23 @@ static int l_create(lua_State *L)
 
 /* -------------------------------------------------------- extract, list */
 
+/* data, len: the archive in memory; data NULL: len is unused and path
+** names the archive file. */
 static int open_reader(lua_State *L, struct box *b, const char *data,
-                       size_t len, const char *what)
+                       size_t len, const char *path, const char *what)
 {
+    int rc;
+
     b->r = archive_read_new();
     if (b->r == NULL)
         return luaL_error(L, "tar.%s: out of memory", what);
     archive_read_support_format_tar(b->r);
     archive_read_support_format_gnutar(b->r);
-    if (archive_read_open_memory(b->r, data, len) != ARCHIVE_OK) {
+    if (data != NULL)
+        rc = archive_read_open_memory(b->r, data, len);
+    else
+        rc = archive_read_open_filename(b->r, path, BLOCK);
+    if (rc != ARCHIVE_OK) {
         lua_pushfstring(L, "tar.%s: %s", what, archive_error_string(b->r));
         return -1;
     }
@@ -451,19 +468,40 @@ static int link_inside(const char *rel, const char *target)
     return 1;
 }
 
-static int l_extract(lua_State *L)
+/* Release the box, push nil, the message on the stack top and "limit". */
+static int fail_limit(lua_State *L, struct box *b)
+{
+    fail_top(L, b);
+    lua_pushliteral(L, "limit");
+    return 3;
+}
+
+/* tar.extract (from_file 0: argument 1 is the archive) and
+** tar.extract_file (from_file 1: argument 1 is its path). */
+static int extract(lua_State *L, int from_file)
 {
     size_t len;
     const char *data = luaL_checklstring(L, 1, &len);
     const char *dir = luaL_checkstring(L, 2);
+    const char *fn = from_file ? "extract_file" : "extract";
     const char *top = NULL;
     char real[PATH_MAX];
     struct box *b;
     lua_Integer count = 0;
+    lua_Integer max = -1;
+    lua_Integer total = 0;
     int rc;
 
     if (!lua_isnoneornil(L, 3)) {
         luaL_checktype(L, 3, LUA_TTABLE);
+        if (lua_getfield(L, 3, "max") != LUA_TNIL) {
+            int isint = 0;
+
+            max = lua_tointegerx(L, -1, &isint);
+            luaL_argcheck(L, isint && max >= 0, 3,
+                          "max must be an integer >= 0 (bytes)");
+        }
+        lua_pop(L, 1);
         if (lua_getfield(L, 3, "top") == LUA_TSTRING) {
             top = lua_tostring(L, -1);
             luaL_argcheck(L, bad_name(top) == NULL && !strchr(top, '/'), 3,
@@ -472,18 +510,18 @@ static int l_extract(lua_State *L)
     }
     lua_settop(L, 4);
     if (realpath(dir, real) == NULL)
-        return dj_pushfail(L, "tar.extract: %s: %s", dir, strerror(errno));
+        return dj_pushfail(L, "tar.%s: %s: %s", fn, dir, strerror(errno));
     b = newbox(L);   /* 5 */
     lua_newtable(L); /* 6: names */
     b->w = archive_write_disk_new();
     b->e = NULL;
     if (b->w == NULL)
-        return luaL_error(L, "tar.extract: out of memory");
+        return luaL_error(L, "tar.%s: out of memory", fn);
     archive_write_disk_set_options(b->w, ARCHIVE_EXTRACT_TIME |
                                              ARCHIVE_EXTRACT_PERM |
                                              ARCHIVE_EXTRACT_SECURE_NODOTDOT |
                                              ARCHIVE_EXTRACT_SECURE_SYMLINKS);
-    if (open_reader(L, b, data, len, "extract") != 0)
+    if (open_reader(L, b, from_file ? NULL : data, len, data, fn) != 0)
         return fail_top(L, b);
     for (;;) {
         struct archive_entry *e;
@@ -497,7 +535,7 @@ static int l_extract(lua_State *L)
         if (rc == ARCHIVE_EOF)
             break;
         if (rc < ARCHIVE_WARN) {
-            lua_pushfstring(L, "tar.extract: %s", archive_error_string(b->r));
+            lua_pushfstring(L, "tar.%s: %s", fn, archive_error_string(b->r));
             return fail_top(L, b);
         }
         name = archive_entry_pathname(e);
@@ -509,9 +547,9 @@ static int l_extract(lua_State *L)
         why = bad_name(rel);
         if (why != NULL) {
             lua_pushfstring(L,
-                            "tar.extract: refusing %s: %s (only "
+                            "tar.%s: refusing %s: %s (only "
                             "relative names without \"..\")",
-                            name, why);
+                            fn, name, why);
             return fail_top(L, b);
         }
         if (top != NULL) {
@@ -526,9 +564,9 @@ static int l_extract(lua_State *L)
 
             if (bad_name(lrel) != NULL) {
                 lua_pushfstring(L,
-                                "tar.extract: refusing %s: hard link to "
+                                "tar.%s: refusing %s: hard link to "
                                 "%s outside the target directory",
-                                name, link);
+                                fn, name, link);
                 return fail_top(L, b);
             }
             if (top != NULL) {
@@ -544,10 +582,30 @@ static int l_extract(lua_State *L)
         if (archive_entry_filetype(e) == AE_IFLNK &&
             (link == NULL || !link_inside(rel, link))) {
             lua_pushfstring(L,
-                            "tar.extract: refusing %s: symbolic link to "
+                            "tar.%s: refusing %s: symbolic link to "
                             "%s leaves the target directory",
-                            name, link ? link : "(nothing)");
+                            fn, name, link ? link : "(nothing)");
             return fail_top(L, b);
+        }
+        if (max >= 0) {
+            la_int64_t size = archive_entry_size(e);
+
+            if (size > max) {
+                lua_pushfstring(L,
+                                "tar.%s: %s: %I bytes is larger than the "
+                                "limit of %I bytes",
+                                fn, rel, (lua_Integer)size, max);
+                return fail_limit(L, b);
+            }
+            if (size > max - total) {
+                lua_pushfstring(L,
+                                "tar.%s: %s: the archive's files add up to "
+                                "more than the limit of %I bytes",
+                                fn, rel, max);
+                return fail_limit(L, b);
+            }
+            if (size > 0)
+                total += (lua_Integer)size;
         }
         lua_pushvalue(L, top != NULL ? 8 : 7);
         lua_rawseti(L, 6, ++count);
@@ -557,36 +615,46 @@ static int l_extract(lua_State *L)
         archive_entry_set_perm(e, archive_entry_perm(e) & 0777);
         rc = archive_write_header(b->w, e);
         if (rc < ARCHIVE_WARN) {
-            lua_pushfstring(L, "tar.extract: %s: %s", rel,
+            lua_pushfstring(L, "tar.%s: %s: %s", fn, rel,
                             archive_error_string(b->w));
             return fail_top(L, b);
         }
         while ((rc = archive_read_data_block(b->r, &blk, &blen, &off)) ==
                ARCHIVE_OK) {
             if (archive_write_data_block(b->w, blk, blen, off) < ARCHIVE_OK) {
-                lua_pushfstring(L, "tar.extract: %s: %s", rel,
+                lua_pushfstring(L, "tar.%s: %s: %s", fn, rel,
                                 archive_error_string(b->w));
                 return fail_top(L, b);
             }
         }
         if (rc != ARCHIVE_EOF) {
-            lua_pushfstring(L, "tar.extract: %s: %s", rel,
+            lua_pushfstring(L, "tar.%s: %s: %s", fn, rel,
                             archive_error_string(b->r));
             return fail_top(L, b);
         }
         if (archive_write_finish_entry(b->w) < ARCHIVE_WARN) {
-            lua_pushfstring(L, "tar.extract: %s: %s", rel,
+            lua_pushfstring(L, "tar.%s: %s: %s", fn, rel,
                             archive_error_string(b->w));
             return fail_top(L, b);
         }
     }
     if (archive_write_close(b->w) < ARCHIVE_WARN) {
-        lua_pushfstring(L, "tar.extract: %s", archive_error_string(b->w));
+        lua_pushfstring(L, "tar.%s: %s", fn, archive_error_string(b->w));
         return fail_top(L, b);
     }
     box_release(b);
     lua_settop(L, 6);
     return 1;
+}
+
+static int l_extract(lua_State *L)
+{
+    return extract(L, 0);
+}
+
+static int l_extract_file(lua_State *L)
+{
+    return extract(L, 1);
 }
 
 static int l_list(lua_State *L)
@@ -598,7 +666,7 @@ static int l_list(lua_State *L)
     int rc;
 
     lua_newtable(L); /* 3 */
-    if (open_reader(L, b, data, len, "list") != 0)
+    if (open_reader(L, b, data, len, NULL, "list") != 0)
         return fail_top(L, b);
     for (;;) {
         struct archive_entry *e;
@@ -641,6 +709,7 @@ static int l_list(lua_State *L)
 static const luaL_Reg funcs[] = {
     {"create", l_create},
     {"extract", l_extract},
+    {"extract_file", l_extract_file},
     {"list", l_list},
     {NULL, NULL},
 };

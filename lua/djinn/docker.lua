@@ -37,9 +37,16 @@
 --       missing container is success)
 --   c:containers(labels)                       -> list (all=1)
 --   c:put_archive(id, path, tar_bytes)         -> true
---   c:get_archive(id, path)                    -> tar bytes
+--   c:get_archive(id, path, { max_body =, on_data =, cancel =, timeout = })
+--       -> tar bytes; with on_data the archive is handed over in chunks
+--       as it arrives (nothing kept) -> true. max_body: the most bytes
+--       the archive may have (default 1 GiB in memory, none streaming);
+--       past it the transfer is aborted: nil, msg, "too_large"
 --   c:stat_path(id, path)                      -> stat table | false (no
---       such path)
+--       such path): HEAD /archive's X-Docker-Container-Path-Stat header
+--       (base64 JSON): { name =, size =, mode = (Go os.FileMode bits),
+--       mtime =, linkTarget = }; {} when the engine sent no header
+--   docker.is_regular(mode) -> true when a stat mode is a regular file
 --   docker.parse_image(ref) -> repo, tag_or_digest ("latest" when none)
 --   docker.demux() -> function(chunk, emit): the 8-byte-header frame
 --       decoder of attached/log streams (emit(data, "stdout"|"stderr"))
@@ -389,20 +396,42 @@ end
 
 function Client:get_archive(id, path, o)
     o = o or {}
-    return self:call("GET", "/containers/" .. id .. "/archive", {
-        query = { path = path }, raw = true, timeout = o.timeout or 300,
-        max_body = o.max_body or 1024 * 1024 * 1024 })
+    local r, err, code = self:call("GET", "/containers/" .. id .. "/archive",
+        { query = { path = path }, raw = true, timeout = o.timeout or 300,
+          cancel = o.cancel, on_data = o.on_data,
+          max_body = o.max_body or
+              (o.on_data == nil and 1024 * 1024 * 1024 or nil) })
+    if r == nil then return nil, err, code end
+    if o.on_data then return true end
+    return r
+end
+
+-- Go's os.FileMode type bits (ModeDir, ModeSymlink, ModeDevice,
+-- ModeNamedPipe, ModeSocket, ModeCharDevice, ModeIrregular): none set =
+-- a regular file.
+local MODE_TYPE = (1 << 31) | (1 << 27) | (1 << 26) | (1 << 25) |
+                  (1 << 24) | (1 << 21) | (1 << 19)
+function M.is_regular(mode)
+    return math.type(mode) == "integer" and mode & MODE_TYPE == 0
 end
 
 -- HEAD archive: the X-Docker-Container-Path-Stat header (base64 JSON).
 function Client:stat_path(id, path)
-    local r, err, code = self:call("HEAD", "/containers/" .. id .. "/archive",
-                                   { query = { path = path }, raw = true })
+    local r, resp, code = self:call("HEAD", "/containers/" .. id ..
+                                    "/archive",
+                                    { query = { path = path }, raw = true })
     if r == nil then
         if code == 404 then return false end
-        return nil, err, code
+        return nil, resp, code
     end
-    return true
+    local h = resp.headers and resp.headers["x-docker-container-path-stat"]
+    local raw = h and http.base64_decode(h)
+    local ok, st = pcall(json.decode, raw or "")
+    if ok and type(st) == "table" then
+        if math.type(st.size) ~= "integer" then st.size = nil end
+        return st
+    end
+    return {}
 end
 
 return M

@@ -56,7 +56,14 @@
 --     After the script ended (passed or failed) the driver collects the
 --     job's artifacts with pipeline.collect_artifacts(job, log, store,
 --     glob, get): glob(src) -> list of matching paths in the build
---     environment | nil, cause; get(path, host_path) -> true | nil, cause.
+--     environment | nil, cause; get(path, host_path, max) -> true | nil,
+--     cause [, code [, size]]. max = store:room(): the most bytes the
+--     file (a directory: its files together) may have, nil = no limit. A
+--     get that would go past max stops the transfer at once (when the size
+--     is known before, e.g. from a stat, nothing is fetched), leaves no
+--     partial file and returns nil, cause, "limit", size (the size when it
+--     was known, else nil); the pipeline then prints the same "not kept"
+--     error as the final accounting (store:account) does.
 --   driver:destroy()  always called once create() was called (even when
 --     it failed); tears everything down; must not raise.
 --   A Lua error raised by a driver method is caught: from new/create it
@@ -74,6 +81,7 @@
 --   store:target(dst [, match]) -> host path | nil, cause: "*" in dst is
 --       replaced by basename(match); dst must be relative with no "..";
 --       parent directories are created; an existing symlink is refused.
+--   store:room() -> bytes | nil: the limit for the next artifact (above)
 --
 --   M.run(manifest, opts) -> result | nil, msg, 2 (usage: unknown stage,
 --                                                  driver not available)
@@ -253,24 +261,68 @@ function Store:admit(shown)
     return nil
 end
 
--- After fetching to host: nil | cause (and the file removed) when the file
--- is over the per-file or the total size cap.
-function Store:account(host, shown)
-    local st = self.fs.lstat(host)
-    local size = st and st.size or 0
+-- The most bytes the next artifact may have: the per-file cap or what is
+-- left of the total cap, whichever is smaller; nil = no limit. Drivers
+-- stop a transfer that goes past it (get(path, host, max)).
+function Store:room()
     local cap, tcap = self.limits.max_artifact_size,
                       self.limits.max_artifacts_total
-    local why
-    if cap > 0 and size > cap then
-        why = string.format("%s: not kept: %d bytes is over the per-file " ..
-            "limit of %d bytes (--max-artifact-size)", shown, size, cap)
-    elseif tcap > 0 and self.total + size > tcap then
-        why = string.format("%s: not kept: %d bytes would bring the " ..
-            "build's artifacts over the total limit of %d bytes " ..
-            "(--max-artifacts-total)", shown, size, tcap)
+    local room
+    if cap > 0 then room = cap end
+    if tcap > 0 then
+        local left = math.max(0, tcap - self.total)
+        room = room and math.min(room, left) or left
     end
+    return room
+end
+
+-- The one wording of a size refusal: nil when `size` bytes fit, else
+-- "<shown>: not kept: ... (--max-artifact-size | --max-artifacts-total)".
+-- size nil: the transfer was stopped after more than `max` bytes (the
+-- room given to the driver), the real size is unknown.
+function Store:over(shown, size, max)
+    local cap, tcap = self.limits.max_artifact_size,
+                      self.limits.max_artifacts_total
+    local n = size or (max or 0) + 1
+    local what = size and string.format("%d bytes", size) or
+        string.format("more than %d bytes", max or 0)
+    if cap > 0 and n > cap then
+        return string.format("%s: not kept: %s is over the per-file " ..
+            "limit of %d bytes (--max-artifact-size)", shown, what, cap)
+    elseif tcap > 0 and self.total + n > tcap then
+        return string.format("%s: not kept: %s would bring the build's " ..
+            "artifacts over the total limit of %d bytes " ..
+            "(--max-artifacts-total)", shown, what, tcap)
+    end
+    return nil
+end
+
+-- Bytes of an artifact on the host: a file's size, or the sum of the
+-- regular files below a directory (symbolic links count 0, never followed).
+local function host_size(fs, path, st)
+    st = st or fs.lstat(path)
+    if st == nil then
+        return 0
+    elseif st.type == "file" then
+        return st.size
+    elseif st.type == "dir" and fs.listdir then
+        local total = 0
+        for _, name in ipairs(fs.listdir(path) or {}) do
+            total = total + host_size(fs, path .. "/" .. name)
+        end
+        return total
+    end
+    return 0
+end
+
+-- After fetching to host (the exact accounting): nil | cause (and the
+-- file or directory removed) when it is over the per-file or the total
+-- size cap.
+function Store:account(host, shown)
+    local size = host_size(self.fs, host)
+    local why = self:over(shown, size)
     if why then
-        self.fs.remove(host)
+        if self.fs.rm_rf then self.fs.rm_rf(host) else self.fs.remove(host) end
         return why
     end
     self.total = self.total + size
@@ -339,12 +391,19 @@ function M.collect_artifacts(job, log, store, glob, get)
                 else
                     log:line("Collecting artifact " .. match .. " => " ..
                              shown)
-                    local ok, gerr = get(match, host)
-                    if not ok then
+                    local max = store.room and store:room()
+                    local ok, gerr, code, size = get(match, host, max)
+                    local big = not ok and code == "limit" and store.over and
+                        store:over(shown, size, max)
+                    if big then
+                        log:line("artifact error: " .. big)
+                    elseif not ok then
                         log:line("artifact error: " .. tostring(gerr))
                     elseif store.account then
-                        local big = store:account(host, shown)
-                        if big then log:line("artifact error: " .. big) end
+                        local refused = store:account(host, shown)
+                        if refused then
+                            log:line("artifact error: " .. refused)
+                        end
                     end
                 end
             end

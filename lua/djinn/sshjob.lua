@@ -39,8 +39,10 @@
 --     log:output(), polls ctx (and poll(), which may return a cause to
 --     stop the job, e.g. the VM died) every 100 ms; cancellation closes
 --     the channel. A non-zero exit fails the job. Then the artifacts are
---     collected (SFTP glob + get, "*" in DST = basename of the match) and
---     the script is removed.
+--     collected (SFTP glob + get, "*" in DST = basename of the match; get
+--     is bounded by the artifact size limits: an oversized file is refused
+--     from its stat, a growing one stopped at the limit) and the script is
+--     removed.
 --   conn:close()
 local ssh = require "djinn.ssh"
 local proc = require "djinn.proc"
@@ -269,7 +271,7 @@ function Conn:execute(job, store, ctx, log, poll)
     end
     pipeline.collect_artifacts(job, log, store,
         function(src) return s:glob(src) end,
-        function(path, host) return s:get(path, host) end)
+        function(path, host, max) return s:get(path, host, { max = max }) end)
     s:exec("rm -f ./" .. name, { timeout = 30 })
     return status, cause, st
 end

@@ -88,6 +88,41 @@ hasF hello.out "+ test -f /etc/djinn/note.txt"; ok $? "absolute object present i
 hasF hello.out "Collecting artifact out/logs/2.log => flat/2.log"; ok $? "glob matches announced"
 [ "$(leftovers)" -eq 0 ]; ok $? "no labelled container or volume left after success"
 
+# --- artifact caps hold DURING the transfer (2026-11-27: the whole archive
+# was downloaded into memory before the cap was checked) -------------------
+# The 1 TiB files are sparse: downloading one would fill the disk (and
+# the runner's memory) or run into the run's timeout.
+cat >"$W/caps.yml" <<EOF
+driver: {type: docker, image: $IMG, workspace: /workspace}
+stages: [s]
+jobs:
+  - stage: s
+    commands:
+      - mkdir -p out/sparse-dir out/onebig out/two
+      - head -c 1048576 /dev/zero > out/exact
+      - head -c 1048577 /dev/zero > out/over
+      - truncate -s 1099511627776 out/huge out/sparse-dir/huge
+      - head -c 1100000 /dev/zero > out/onebig/f
+      - head -c 600000 /dev/zero > out/two/a && head -c 600000 /dev/zero > out/two/b
+    artifacts: [out/exact, out/over, out/huge, out/sparse-dir, out/onebig, out/two]
+EOF
+run caps run --max-artifact-size 1MB --artifacts "$W/a7" "$W/caps.yml"
+ok $([ $rc -eq 0 ]; echo $?) "caps: the build passes, caps are artifact errors (exit $rc)"
+[ $rc -eq 0 ] || { show caps.out; show caps.err; }
+[ "$(wc -c <"$W/a7/exact" 2>/dev/null)" = 1048576 ]; ok $? "caps: a file of exactly the cap is kept"
+hasF caps.out "artifact error: over: not kept: 1048577 bytes is over the per-file limit of 1048576 bytes (--max-artifact-size)"
+ok $? "caps: one byte over the cap: refused from HEAD /archive's size"
+hasF caps.out "artifact error: huge: not kept: 1099511627776 bytes is over the per-file limit of 1048576 bytes (--max-artifact-size)"
+ok $? "caps: a 1 TiB file: refused before any download"
+hasF caps.out "artifact error: sparse-dir: not kept: more than 1048576 bytes is over the per-file limit of 1048576 bytes (--max-artifact-size)"
+ok $? "caps: a directory holding a 1 TiB file: the download stopped at the cap + 1 MiB"
+hasF caps.out "artifact error: onebig: not kept: more than 1048576 bytes is over the per-file limit"
+ok $? "caps: a directory holding a file over the cap: refused by the extraction"
+hasF caps.out "artifact error: two: not kept: more than 1048576 bytes is over the per-file limit"
+ok $? "caps: a directory whose files add up to more than the cap: refused"
+[ "$(ls -A "$W/a7")" = exact ]; ok $? "caps: nothing partial kept, no spool file left" || ls -lAR "$W/a7" | sed 's/^/# /'
+[ "$(leftovers)" -eq 0 ]; ok $? "caps: no labelled container or volume left"
+
 # --- a failing build --------------------------------------------------------
 run fail run --artifacts "$W/a2" "$EX/docker-fail.yml"
 ok $([ $rc -eq 1 ]; echo $?) "docker-fail.yml fails with exit 1 (got $rc)"

@@ -170,4 +170,33 @@ grep -q 'artifact error: g-big: not kept: 5000 bytes would bring the build.s art
 	[ ! -e "$W/a5/g-big" ]
 ok $? "artifact total cap: clear error, nothing truncated"
 
+# The caps bound the copy itself, not a check after it: a 1 TiB sparse file
+# (alone and inside a directory) would fill the disk if it were copied
+# first; a file whose stat says 0 bytes but that reads more (/proc) can
+# only be stopped by counting the bytes while copying. (2026-11-27: caps
+# applied after the whole file was on the host.)
+cat >"$W/huge.yml" <<'EOF'
+driver: {type: os}
+stages: [s]
+jobs:
+  - stage: s
+    commands:
+      - mkdir -p out/d
+      - truncate -s 1T out/huge out/d/huge
+      - head -c 4096 /dev/zero > out/exact
+      - ln -s /proc/self/smaps out/grows
+    artifacts: ["out/huge", "out/d => d", "out/exact", "out/grows"]
+EOF
+run huge run --max-artifact-size 4KB --artifacts "$W/a6" "$W/huge.yml"
+ok $((rc != 0)) "caps during the copy: not fatal (exit $rc)"
+hasF huge.out 'artifact error: huge: not kept: 1099511627776 bytes is over the per-file limit of 4096 bytes (--max-artifact-size)'
+ok $? "a 1 TiB file is refused from its size, with the cap's wording" || show huge.out
+hasF huge.out 'artifact error: d: not kept: more than 4096 bytes is over the per-file limit of 4096 bytes (--max-artifact-size)'
+ok $? "a directory holding a 1 TiB file is refused, the copy stopped at the cap"
+hasF huge.out 'artifact error: grows: not kept: more than 4096 bytes is over the per-file limit of 4096 bytes (--max-artifact-size)'
+ok $? "a file that reads more than its size says is stopped by the byte count"
+[ ! -e "$W/a6/huge" ] && [ ! -e "$W/a6/d" ] && [ ! -e "$W/a6/grows" ] &&
+	[ "$(wc -c <"$W/a6/exact")" -eq 4096 ] && [ "$(ls -A "$W/a6" | wc -l)" -eq 1 ]
+ok $? "nothing partial kept; the file of exactly the cap is kept"
+
 tap_end

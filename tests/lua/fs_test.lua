@@ -80,6 +80,60 @@ t:ok(fs.copy_tree(fs.join(root, "a"), fs.join(root, "a2")), "copy_tree")
 t:is(fs.readfile(fs.join(root, "a2", "data.bin")), "short", "copy_tree file")
 t:is(fs.stat(fs.join(root, "a2", "b", "c")).type, "dir", "copy_tree dirs")
 
+-- copy with a byte limit: fstat first, then the bytes are counted (a file
+-- may grow while it is copied); nothing is left behind over the limit.
+local big = fs.join(root, "big.bin")
+assert(fs.writefile(big, string.rep("x", 1000)))
+local bc = fs.join(root, "big.copy")
+t:is({ fs.copy(big, bc, nil, 999) },
+     { nil, "fs.copy: " .. big .. ": larger than the limit of 999 bytes", "limit", 1000 },
+     "copy over max: nil, msg, 'limit', the fstat size")
+t:ok(not fs.exists(bc), "copy over max (told by fstat): no dst created")
+t:ok(fs.copy(big, bc, nil, 1000), "copy of exactly max bytes")
+t:is(fs.readfile(bc), string.rep("x", 1000), "exactly max: the whole file kept")
+t:ok(fs.copy(big, bc, tonumber("600", 8), 1001) and fs.stat(bc).mode == tonumber("600", 8),
+     "copy with a mode and a max")
+-- /proc files stat as 0 bytes but have content: only the count can stop them
+t:is(fs.stat("/proc/self/status").size, 0, "/proc/self/status stats as 0 bytes")
+local pc = fs.join(root, "status.copy")
+t:is({ fs.copy("/proc/self/status", pc, nil, 10) },
+     { nil, "fs.copy: /proc/self/status: larger than the limit of 10 bytes", "limit" },
+     "a file growing past max during the copy is stopped by the count (no size: fstat said 0)")
+t:ok(not fs.exists(pc), "the partly written copy is removed")
+t:ok(fs.copy("/proc/self/status", pc, nil, 1000000) and #fs.readfile(pc) > 10,
+     "the same file under a larger max is copied whole")
+assert(fs.writefile(fs.join(root, "empty"), ""))
+t:ok(fs.copy(fs.join(root, "empty"), fs.join(root, "empty.copy"), nil, 0), "max 0 allows an empty file")
+t:checkerr("max must be >= 0 bytes", fs.copy, big, bc, nil, -1)
+t:checkerr("number has no integer representation", fs.copy, big, bc, nil, 1.5)
+-- a FIFO is refused at once (opening it must not wait for a writer)
+local fifo = fs.join(root, "fifo")
+local mk = assert(require("djinn.proc").spawn { argv = { "mkfifo", fifo } })
+t:is(select(2, mk:wait(10)), 0, "mkfifo")
+local fc, fmsg = fs.copy(fifo, fs.join(root, "fifo.copy"), nil, 100)
+t:is({ fc, fmsg }, { nil, "fs.copy: " .. fifo .. ": not a regular file" }, "copy of a FIFO: refused, not blocked")
+fs.remove(fifo)
+
+-- copy_tree with a limit on all its files together
+local tsrc = fs.join(root, "tsrc")
+assert(fs.mkdir_p(fs.join(tsrc, "sub")))
+assert(fs.writefile(fs.join(tsrc, "a"), string.rep("a", 600)))
+assert(fs.writefile(fs.join(tsrc, "sub", "b"), string.rep("b", 600)))
+local tdst = fs.join(root, "tdst")
+local tr, tmsg, tcode = fs.copy_tree(tsrc, tdst, 1199)
+t:is({ tr, tmsg, tcode }, { nil, "fs.copy_tree: " .. tsrc .. ": larger than the limit of 1199 bytes", "limit" },
+     "copy_tree over max: nil, msg, 'limit'")
+t:ok(not fs.exists(tdst), "copy_tree over max: the partial copy it made is removed")
+t:ok(fs.copy_tree(tsrc, tdst, 1200), "copy_tree of exactly max bytes")
+t:is(fs.readfile(fs.join(tdst, "sub", "b")), string.rep("b", 600), "copy_tree under max: files copied")
+t:checkerr("max must be >= 0 bytes", fs.copy_tree, tsrc, tdst, -5)
+
+-- mkdtemp in a given directory
+local sub = fs.mkdtemp("djinn-sub-", root)
+t:ok(sub and fs.dirname(sub) == root and fs.stat(sub).mode == tonumber("700", 8),
+     "mkdtemp(prefix, dir) creates a 0700 directory in dir")
+t:checkerr("dir must not be empty", fs.mkdtemp, "x-", "")
+
 -- rename, remove, realpath
 t:ok(fs.rename(fs.join(root, "dst2"), fs.join(root, "dst3")), "rename")
 t:ok(fs.remove(fs.join(root, "dst3")), "remove")

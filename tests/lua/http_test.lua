@@ -56,6 +56,14 @@ class H(BaseHTTPRequestHandler):
             self.reply(200, b"late")
         elif p == "/big":
             self.reply(200, b"x" * 100000)
+        elif p == "/endless":
+            self.send_response(200)
+            self.send_header("Connection", "close")
+            self.end_headers()
+            try:
+                while True: self.wfile.write(b"y" * 65536)
+            except OSError: pass
+            self.close_connection = True
         else:
             self.reply(500, b"unknown path")
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = any
@@ -184,6 +192,35 @@ r, err, code = http.request{ host = U, path = "/big", max_body = 1000 }
 t:is({ r, code }, { nil, "too_large" }, "max_body enforced")
 r = http.request{ host = U, path = "/big" }
 t:is(r and #r.body, 100000, "a 100 kB body read whole")
+-- max_body with on_data bounds what is handed over: an endless body is
+-- cut off there (without the bound this request would run to its timeout)
+local got = 0
+r, err, code = http.request{ host = U, path = "/endless", timeout = 60,
+    max_body = 1000000, on_data = function(c) got = got + #c end }
+t:is({ r, code }, { nil, "too_large" }, "streaming max_body: an endless body is aborted")
+t:like(tostring(err), "^http: GET unix://.- /endless: the response body is larger than 1000000 bytes$",
+       "streaming max_body: the message names the limit")
+t:ok(got > 0 and got <= 1000000, "streaming max_body: at most max_body bytes handed over (" .. got .. ")")
+got = 0
+r = http.request{ host = U, path = "/big", max_body = 100000,
+                  on_data = function(c) got = got + #c end }
+t:ok(r and r.status == 200 and got == 100000, "streaming max_body: a body of exactly max_body passes")
+r, err, code = http.request{ host = U, path = "/big", max_body = 99999, on_data = function() end }
+t:is(code, "too_large", "streaming max_body: one byte over is refused")
+got = 0
+r = http.request{ host = U, path = "/stream", on_data = function(c) got = got + #c end }
+t:ok(r and got == 14, "streaming without max_body: no limit by default")
+t:checkerr("max_body must be an integer >= 0", http.request, { host = U, path = "/big", max_body = -1 })
+
+-- base64_decode (for Docker's X-Docker-Container-Path-Stat)
+t:is(http.base64_decode("eyJzaXplIjo1fQ=="), '{"size":5}', "base64_decode with padding")
+t:is(http.base64_decode("Zm9v"), "foo", "base64_decode without padding")
+t:is(http.base64_decode(""), "", "base64_decode of nothing")
+t:is({ http.base64_decode("abc") },
+     { nil, "http.base64_decode: 3 characters: not a multiple of 4 (padded base64 expected)" },
+     "base64_decode: unpadded input refused")
+t:is({ http.base64_decode("ab!=") }, { nil, "http.base64_decode: not valid base64" },
+     "base64_decode: a character outside the alphabet refused")
 
 -- unreachable hosts
 r, err, code = http.request{ host = "unix://" .. dir .. "/nope.sock",

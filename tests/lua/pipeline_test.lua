@@ -455,3 +455,77 @@ t:is(statuses(r), { "s/s.1=queued" }, "no job ran")
 -- Every driver type now has a module (docker since issue 5).
 t:ok(package.searchpath("djinn.drivers.docker", package.path) ~= nil,
      "the docker driver module is installed")
+
+-- Artifact size caps during the transfer (2026-11-27): store:room() is
+-- passed to get as max; a get that stops at it (nil, cause, "limit"
+-- [, size]) gets the same "not kept" wording as the final accounting.
+do
+    local adir = t:tmpdir()
+    local st = pipeline.new_store(adir, fs, { max_artifact_size = 100,
+                                              max_artifacts_total = 250 })
+    t:is(st:room(), 100, "room: the per-file cap")
+    st.total = 200
+    t:is(st:room(), 50, "room: what is left of the total, when smaller")
+    st.total = 300
+    t:is(st:room(), 0, "room: 0 once the total is used up")
+    t:is(pipeline.new_store(adir, fs, { max_artifact_size = 0,
+        max_artifacts_total = 0 }):room(), nil, "room: nil without caps")
+    t:is(pipeline.new_store(adir, fs, { max_artifact_size = 0,
+        max_artifacts_total = 70 }):room(), 70, "room: the total alone")
+
+    -- collect_artifacts with a fake driver
+    local function collect(store, files, get)
+        local lines = {}
+        local lg = { line = function(_, l) lines[#lines + 1] = l end }
+        local arts = {}
+        for _, f in ipairs(files) do arts[#arts + 1] = { src = f, dst = f } end
+        pipeline.collect_artifacts({ artifacts = arts }, lg, store,
+            function(src) return { src } end, get)
+        return lines
+    end
+    local store = pipeline.new_store(adir, fs, { max_artifact_size = 100,
+                                                 max_artifacts_total = 250 })
+    local maxes = {}
+    local lines = collect(store, { "ok1", "big", "grows", "ok2", "last" },
+        function(path, host, max)
+            maxes[#maxes + 1] = max
+            if path == "big" then return nil, "driver words", "limit", 120 end
+            if path == "grows" then return nil, "driver words", "limit" end
+            if path == "last" then return nil, "driver words", "limit" end
+            return fs.writefile(host, ("x"):rep(path == "ok1" and 100 or 90))
+        end)
+    t:is(maxes, { 100, 100, 100, 100, 60 },
+         "get gets max = store:room() (per-file cap, then what is left)")
+    t:is(lines, {
+        "Collecting artifact ok1 => ok1",
+        "Collecting artifact big => big",
+        "artifact error: big: not kept: 120 bytes is over the per-file " ..
+            "limit of 100 bytes (--max-artifact-size)",
+        "Collecting artifact grows => grows",
+        "artifact error: grows: not kept: more than 100 bytes is over the " ..
+            "per-file limit of 100 bytes (--max-artifact-size)",
+        "Collecting artifact ok2 => ok2",
+        "Collecting artifact last => last",
+        "artifact error: last: not kept: more than 60 bytes would bring " ..
+            "the build's artifacts over the total limit of 250 bytes " ..
+            "(--max-artifacts-total)",
+    }, "a get stopped at the limit: the caps' own wording, size or 'more than'")
+    t:is(store.total, 190, "only the kept files count toward the total")
+    lines = collect(store, { "other" }, function()
+        return nil, "ssh.get: cannot open other", "io"
+    end)
+    t:is(lines[2], "artifact error: ssh.get: cannot open other",
+         "another get failure keeps the driver's message")
+
+    -- the final accounting counts a directory's files, and removes it
+    local tree = pipeline.new_store(adir, fs, { max_artifact_size = 100 })
+    lines = collect(tree, { "d" }, function(_, host)
+        assert(fs.mkdir_p(host .. "/sub"))
+        assert(fs.writefile(host .. "/a", ("a"):rep(60)))
+        return fs.writefile(host .. "/sub/b", ("b"):rep(60))
+    end)
+    t:is(lines[2], "artifact error: d: not kept: 120 bytes is over the " ..
+         "per-file limit of 100 bytes (--max-artifact-size)",
+         "account: a directory's size is its files' (not the inode's)")
+    t:ok(not fs.exists(adir .. "/d"), "account: the directory over the cap is removed")
+end

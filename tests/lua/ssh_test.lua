@@ -300,6 +300,36 @@ t:is(select(2, remote_sh(s, "cat djt/a.txt")), "again", "content replaced")
 st, err = s:get("djt/missing", tmp .. "/missing")
 t:ok(st == nil and err:find("djt/missing: No such file or directory"), "get of a missing file: " .. tostring(err))
 t:ok(not fs.exists(tmp .. "/missing"), "a failed get leaves no local file")
+-- get with a byte limit (opts.max): refused from the SFTP stat before a
+-- byte moves, or stopped by counting the bytes (a file that grows); no
+-- partial file is left either way.
+local function partials()
+  local n = 0
+  for _, f in ipairs(fs.listdir(tmp)) do
+    if f:find(".djinn-", 1, true) then n = n + 1 end
+  end
+  return n
+end
+local size
+st, err, code, size = s:get("djt/blob", tmp .. "/blob.max", { max = #blob - 1 })
+t:is({ st, code, size }, { nil, "limit", #blob }, "get over max: nil, msg, 'limit', the remote size")
+t:like(err, "^ssh%.get: 127%.0%.0%.1:%d+: djt/blob: 307200 bytes is larger than the limit of 307199 bytes$",
+  "get over max: the message names the file, its size and the limit")
+t:ok(not fs.exists(tmp .. "/blob.max") and partials() == 0, "get over max: no local file, no partial temp file")
+t:ok(s:get("djt/blob", tmp .. "/blob.max", { max = #blob }) and fs.readfile(tmp .. "/blob.max") == blob,
+  "get of exactly max bytes: kept whole")
+-- /proc/version stats as 0 bytes but reads more: only the count stops it.
+t:is(s:stat("/proc/version").size, 0, "/proc/version stats as 0 bytes on the guest")
+st, err, code, size = s:get("/proc/version", tmp .. "/version", { max = 10 })
+t:is({ st, code, size }, { nil, "limit", nil }, "a file reading past max is stopped by the byte count")
+t:like(err, ": /proc/version: larger than the limit of 10 bytes %(the transfer was stopped%)$",
+  "stopped by the count: the message says so")
+t:ok(not fs.exists(tmp .. "/version") and partials() == 0, "stopped by the count: the partial file is removed")
+t:ok(s:get("/proc/version", tmp .. "/version", { max = 100000 }) and fs.readfile(tmp .. "/version"):find("^Linux"),
+  "the same file under a larger max arrives whole")
+t:is(s:exec("true"), 0, "the session works after refused gets")
+t:checkerr("option 'max' must be >= 0 bytes", s.get, s, "djt/blob", tmp .. "/x", { max = -1 })
+t:checkerr("option 'max' must be an integer", s.get, s, "djt/blob", tmp .. "/x", { max = "1" })
 st, err = s:stat("djt/missing")
 t:like(err, "^ssh%.stat: 127%.0%.0%.1:%d+: cannot stat djt/missing: No such file or directory$", "stat of a missing file")
 st, err = s:put_data("x", "nodir/x")
@@ -331,6 +361,12 @@ t:ok(sc:get("djt/blob.scp", tmp .. "/blob.scp"), "SCP get")
 t:ok(fs.readfile(tmp .. "/blob.scp") == blob, "SCP round trip is byte-exact")
 t:is(fs.stat(tmp .. "/blob.scp").mode & 4095, 416, "SCP get applies the remote mode (0640)")
 t:ok(sc:get("djt/empty", tmp .. "/empty") and fs.readfile(tmp .. "/empty") == "", "SCP get of an empty file")
+st, err, code, size = sc:get("djt/blob.scp", tmp .. "/blob.scpmax", { max = #blob - 1 })
+t:is({ st, code, size }, { nil, "limit", #blob }, "SCP get over max: refused from the SCP header")
+t:like(err, ": djt/blob%.scp: 307200 bytes is larger than the limit of 307199 bytes$", "SCP get over max: message")
+t:ok(not fs.exists(tmp .. "/blob.scpmax") and partials() == 0, "SCP get over max: no local file, no partial temp file")
+t:ok(sc:get("djt/blob.scp", tmp .. "/blob.scpmax", { max = #blob }) and fs.readfile(tmp .. "/blob.scpmax") == blob,
+  "SCP get of exactly max bytes after a refused one: kept whole")
 st, err = sc:get("djt/missing", tmp .. "/missing2")
 t:ok(st == nil and err:find("No such file or directory"), "SCP get of a missing file: " .. tostring(err))
 st, err = sc:put_data("x", "nodir/x")

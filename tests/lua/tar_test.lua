@@ -125,3 +125,40 @@ t:ok(r4 == nil and e4:find("^tar%.list: "), "garbage -> nil, msg: " .. tostring(
 local r5, e5 = tar.extract("x", dir .. "/does/not/exist")
 t:ok(r5 == nil and e5:find("No such file"), "missing target dir -> nil, msg")
 t:is(tar.list(tar.create{}), {}, "an empty archive")
+
+-- max: entries refused from their headers, before their data is written
+-- (the docker driver's bound on an artifact). 2026-11-27.
+local lim = tar.create{ { name = "out", type = "dir" },
+                        { name = "out/a", data = ("a"):rep(600) },
+                        { name = "out/b", data = ("b"):rep(600) } }
+local ld = dir .. "/lim1"
+assert(fs.mkdir_p(ld))
+t:is({ tar.extract(lim, ld, { max = 599 }) },
+     { nil, "tar.extract: out/a: 600 bytes is larger than the limit of 599 bytes", "limit" },
+     "max: an entry larger than max -> nil, msg, 'limit'")
+t:ok(not fs.exists(ld .. "/out/a"), "max: the oversized entry is not written")
+ld = dir .. "/lim2"
+assert(fs.mkdir_p(ld))
+t:is({ tar.extract(lim, ld, { max = 1199 }) },
+     { nil, "tar.extract: out/b: the archive's files add up to more than the limit of 1199 bytes", "limit" },
+     "max: entries adding up to more than max are refused")
+t:ok(fs.readfile(ld .. "/out/a") == ("a"):rep(600) and not fs.exists(ld .. "/out/b"),
+     "max: the entries before stay (the caller removes them), the one over is not written")
+ld = dir .. "/lim3"
+assert(fs.mkdir_p(ld))
+t:is(tar.extract(lim, ld, { max = 1200, top = "res" }), { "res", "res/a", "res/b" },
+     "max: exactly max bytes in all extracts")
+t:checkerr("max must be an integer >= 0", tar.extract, lim, ld, { max = -1 })
+
+-- extract_file: the same from an archive file
+assert(fs.writefile(dir .. "/lim.tar", lim))
+ld = dir .. "/lim4"
+assert(fs.mkdir_p(ld))
+t:is(tar.extract_file(dir .. "/lim.tar", ld, { top = "got" }), { "got", "got/a", "got/b" },
+     "extract_file: names")
+t:is(fs.readfile(ld .. "/got/b"), ("b"):rep(600), "extract_file: content")
+t:is({ tar.extract_file(dir .. "/lim.tar", ld, { max = 10 }) },
+     { nil, "tar.extract_file: out/a: 600 bytes is larger than the limit of 10 bytes", "limit" },
+     "extract_file with max")
+local r6, e6 = tar.extract_file(dir .. "/nope.tar", ld)
+t:ok(r6 == nil and e6:find("^tar%.extract_file: .*nope%.tar"), "extract_file of a missing file: " .. tostring(e6))

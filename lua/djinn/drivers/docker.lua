@@ -30,7 +30,12 @@
 -- to the workspace: directories stay directories; globs are expanded by
 -- the image's /bin/sh in a short helper container (the same rules as
 -- glob(3): * does not match a leading dot), literal paths are checked
--- with HEAD /archive.
+-- with HEAD /archive. The artifact size limit (max) holds DURING the
+-- transfer: a regular file whose HEAD /archive stat is over max is refused
+-- before any download; the archive is streamed to a spool file beside the
+-- target (never held in memory) and aborted once it passes max +
+-- TAR_OVERHEAD bytes; the extraction refuses entries over max (or adding
+-- up to more). Nothing partial is left.
 --
 -- Every container and volume is labelled djinn.build=<id> and
 -- djinn.managed=true; destroy() force-removes them on every path. On
@@ -40,6 +45,7 @@
 -- state directory (djinn.state) while they exist, so that the next run
 -- removes them if this runner is killed (kill -9) before destroy().
 local docker = require "djinn.docker"
+local fs = require "djinn.fs"
 local json = require "djinn.json"
 local tar = require "djinn.tar"
 local util = require "djinn.util"
@@ -343,13 +349,61 @@ function Driver:glob(job_id, src)
     return list
 end
 
-function Driver:get(job_id, path, host)
-    local data, err = self.c:get_archive(job_id, self.ws .. "/" .. path)
-    if data == nil then return nil, err end
+-- Bytes an archive may have beyond its files' max: tar headers and
+-- padding (512-byte blocks, pax records, the end blocks).
+M.TAR_OVERHEAD = 1024 * 1024
+
+-- Stream the archive of src into the file `file`; max bounds it.
+function Driver:fetch(job_id, src, path, file, max)
+    local f, ferr = io.open(file, "wb")
+    if f == nil then return nil, ferr end
+    local bound = max and max + M.TAR_OVERHEAD
+    local ok, r, err, code = pcall(self.c.get_archive, self.c, job_id, src, {
+        max_body = bound, cancel = self:cancel_fn(),
+        on_data = function(chunk) assert(f:write(chunk)) end,
+    })
+    local cok, cerr = f:close()
+    if not ok then
+        return nil, "docker: writing " .. file .. ": " .. tostring(r)
+    elseif r == nil and code == "too_large" then
+        return nil, string.format("docker: %s: the archive is larger than " ..
+            "%d bytes (the limit of %d bytes + %d for tar headers); the " ..
+            "transfer was stopped", path, bound, max, M.TAR_OVERHEAD),
+            "limit"
+    elseif r == nil then
+        return nil, err, code
+    elseif not cok then
+        return nil, "docker: writing " .. file .. ": " .. tostring(cerr)
+    end
+    return true
+end
+
+function Driver:get(job_id, path, host, max)
+    local src = self.ws .. "/" .. path
+    if max then
+        local st, err = self.c:stat_path(job_id, src)
+        if st == nil then return nil, err end
+        if st and docker.is_regular(st.mode) and st.size and st.size > max
+        then
+            return nil, string.format("docker: %s: %d bytes is larger " ..
+                "than the limit of %d bytes", path, st.size, max), "limit",
+                st.size
+        end
+    end
     local parent = host:match("^(.*)/[^/]*$")
-    local names
-    names, err = tar.extract(data, parent, { top = util.basename(host) })
-    if names == nil then return nil, err end
+    local spool, serr = fs.mkdtemp(".djinn-get-", parent)
+    if spool == nil then return nil, serr end
+    local archive = spool .. "/archive.tar"
+    local ok, err, code = self:fetch(job_id, src, path, archive, max)
+    if ok then
+        ok, err, code = tar.extract_file(archive, parent,
+            { top = util.basename(host), max = max })
+    end
+    fs.rm_rf(spool)
+    if not ok then
+        if code == "limit" then fs.rm_rf(host) end
+        return nil, err, code
+    end
     return true
 end
 
@@ -408,7 +462,7 @@ function Driver:execute(job, store)
     end
     pipeline.collect_artifacts(job, log, store,
         function(src) return self:glob(id, src) end,
-        function(path, host) return self:get(id, path, host) end)
+        function(path, host, max) return self:get(id, path, host, max) end)
     self:remove_container(id)
     return status, cause, exit
 end

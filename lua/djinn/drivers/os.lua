@@ -15,7 +15,10 @@
 --
 -- Object destinations and artifact sources are paths inside the workspace;
 -- absolute paths and ".." are refused (object error / artifact error).
--- Artifact sources may be globs; directories are copied recursively.
+-- Artifact sources may be globs; directories are copied recursively. The
+-- artifact size limits bound the copy itself (fs.copy / fs.copy_tree with
+-- max): an oversized file is refused from its size before anything is
+-- written, a growing one is stopped at the limit and removed.
 local fs = require "djinn.fs"
 local proc = require "djinn.proc"
 local util = require "djinn.util"
@@ -34,15 +37,22 @@ local function glob_escape(s)
     return (s:gsub("[%*%?%[%]\\]", "\\%0"))
 end
 
-local function copy_any(src, dst)
+-- Copy a file or a directory tree; max (bytes, nil = none) bounds the
+-- file, or the tree's files together: past it the copy stops and nothing
+-- is left at dst (nil, cause, "limit" [, size]).
+local function copy_any(src, dst, max)
     local st, err = fs.stat(src)
     if st == nil then
         return nil, err
     end
     if st.type == "dir" then
-        return fs.copy_tree(src, dst)
+        local ok, cerr, code = fs.copy_tree(src, dst, max)
+        if not ok and code == "limit" then
+            fs.rm_rf(dst)
+        end
+        return ok, cerr, code
     end
-    return fs.copy(src, dst)
+    return fs.copy(src, dst, nil, max)
 end
 
 function Driver:create(env, objects)
@@ -155,7 +165,9 @@ function Driver:execute(job, store)
     end
     pipeline.collect_artifacts(job, log, store,
         function(src) return self:_glob(src) end,
-        function(path, host) return copy_any(self.ws .. "/" .. path, host) end)
+        function(path, host, max)
+            return copy_any(self.ws .. "/" .. path, host, max)
+        end)
     return status, cause, exit_code
 end
 
