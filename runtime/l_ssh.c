@@ -464,6 +464,21 @@ fail:
 
 /* ------------------------------------------------------- wait_banner -- */
 
+/* getaddrinfo for a TCP host:port (numeric port); 0 or a gai error. */
+static int resolve_tcp(const char *host, lua_Integer port,
+                       struct addrinfo **res)
+{
+    struct addrinfo hints;
+    char portstr[16];
+
+    snprintf(portstr, sizeof portstr, "%d", (int)port);
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    return getaddrinfo(host, portstr, &hints, res);
+}
+
 /* Does buf (NUL-terminated) hold an SSH version line's start? RFC 4253
  * 4.2: other lines may precede it. */
 static int has_banner(const char *buf, size_t got)
@@ -573,9 +588,7 @@ static int l_ssh_wait_banner(lua_State *L)
     double timeout = luaL_checknumber(L, 3);
     double attempt = luaL_optnumber(L, 4, 1.0);
     double gap = luaL_optnumber(L, 5, 0.075);
-    struct addrinfo hints;
     struct addrinfo *res = NULL;
-    char portstr[16];
     char last[256] = "no attempt";
     char err[ERRLEN];
     double deadline = 0;
@@ -585,12 +598,7 @@ static int l_ssh_wait_banner(lua_State *L)
     luaL_argcheck(L, timeout > 0, 3, "timeout must be > 0 seconds");
     luaL_argcheck(L, attempt > 0, 4, "attempt must be > 0 seconds");
     luaL_argcheck(L, gap >= 0 && gap < 60, 5, "pause must be 0..60 seconds");
-    snprintf(portstr, sizeof portstr, "%d", (int)port);
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICSERV;
-    rc = getaddrinfo(host, portstr, &hints, &res);
+    rc = resolve_tcp(host, port, &res);
     if (rc != 0)
         return dj_pushfail(L, "ssh.wait_banner: %s:%d: %s", host, (int)port,
                            gai_strerror(rc));
@@ -767,21 +775,13 @@ static void on_exit_signal(ssh_session session, ssh_channel channel,
 static int connect_banner(struct ssh_ud *s, const char *host, lua_Integer port,
                           double limit, char *err)
 {
-    struct addrinfo hints;
     struct addrinfo *res = NULL;
     const struct addrinfo *ai = NULL;
-    char portstr[16];
     char why[256] = "no address";
     double deadline = dj_now() + limit;
     int fd = -1;
-    int rc = 0;
+    int rc = resolve_tcp(host, port, &res);
 
-    snprintf(portstr, sizeof portstr, "%d", (int)port);
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICSERV;
-    rc = getaddrinfo(host, portstr, &hints, &res);
     if (rc != 0) {
         errf(err, "ssh.connect: %s: %s", s->where, gai_strerror(rc));
         return -1;
