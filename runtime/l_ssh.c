@@ -27,6 +27,8 @@
 **   contact and passes it back; a different key is refused, never accepted.
 **   Auth tries `methods` in order ("password" sends `password` or ""; the
 **   key method needs `identity`). `no_sftp` makes put/get use SCP (tests).
+** ssh.keygen(path) -> "ssh-ed25519 AAAA..." | nil, msg: a new key pair,
+**   the private key written to path (mode 0600, O_EXCL)
 ** ssh.wait_banner(host, port, timeout_s [, attempt_s = 1 [, pause_s =
 **     0.075]]) -> true | nil, msg
 **   Waits until the port sends "SSH-" (a QEMU slirp port accepts TCP before
@@ -2214,9 +2216,80 @@ static const luaL_Reg session_meta[] = {
     {NULL, NULL},
 };
 
+/*
+** ssh.keygen(path) -> "ssh-ed25519 <base64>" | nil, msg
+** A new ed25519 key pair: the private key is written to `path` (created,
+** mode 0600, never over an existing file or through a symlink), the
+** public key is returned as an authorized_keys line without comment.
+*/
+static int l_ssh_keygen(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    ssh_key key = NULL;
+    char *priv = NULL;
+    char *pub = NULL;
+    char line[512];
+    char why[256] = "";
+    size_t len = 0;
+    size_t off = 0;
+    int fd = -1;
+
+    line[0] = '\0';
+    if (ssh_pki_generate(SSH_KEYTYPE_ED25519, 0, &key) != SSH_OK) {
+        snprintf(why, sizeof why, "cannot generate an ed25519 key");
+        goto done;
+    }
+    if (ssh_pki_export_privkey_base64(key, NULL, NULL, NULL, &priv) != SSH_OK ||
+        ssh_pki_export_pubkey_base64(key, &pub) != SSH_OK) {
+        snprintf(why, sizeof why, "cannot export the key");
+        goto done;
+    }
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        snprintf(why, sizeof why, "%s: %s", path, strerror(errno));
+        goto done;
+    }
+    len = strlen(priv);
+    while (off < len) {
+        ssize_t n = write(fd, priv + off, len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            snprintf(why, sizeof why, "%s: %s", path,
+                     n < 0 ? strerror(errno) : "short write");
+            goto done;
+        }
+        off += (size_t)n;
+    }
+    if (close(fd) != 0) {
+        fd = -1;
+        snprintf(why, sizeof why, "%s: %s", path, strerror(errno));
+        goto done;
+    }
+    fd = -1;
+    snprintf(line, sizeof line, "ssh-ed25519 %s", pub);
+done:
+    if (fd >= 0) {
+        close(fd);
+        (void)unlink(path);
+    }
+    if (priv != NULL) {
+        explicit_bzero(priv, strlen(priv));
+        ssh_string_free_char(priv);
+    }
+    if (pub != NULL)
+        ssh_string_free_char(pub);
+    ssh_key_free(key);
+    if (line[0] == '\0')
+        return dj_pushfail(L, "ssh.keygen: %s", why);
+    lua_pushstring(L, line);
+    return 1;
+}
+
 static const luaL_Reg ssh_funcs[] = {
     {"connect", l_ssh_connect},
     {"wait_banner", l_ssh_wait_banner},
+    {"keygen", l_ssh_keygen},
     {NULL, NULL},
 };
 

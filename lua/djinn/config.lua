@@ -49,7 +49,7 @@ M.schema = {
         qemu = { disks = "string", cpus = "int", memory = "int",
                  arch = "string", image = "string", accel = "string",
                  boot_timeout = "duration", restrict = "bool",
-                 binary = "string" },
+                 lock_root = "bool", binary = "string" },
         os = {},
     },
 }

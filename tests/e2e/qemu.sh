@@ -122,7 +122,35 @@ driver qemu {
     restrict true
 }
 EOF
-sed '/restrict/d' "$W/vm.conf" >"$W/vm-net.conf"
+sed -e '/restrict/d' -e 's/^}$/    lock_root false\n}/' "$W/vm.conf" >"$W/vm-net.conf"
+# probe.lua PORT KEY...: while a build runs, is root's empty-password
+# login refused, and does one of the builds' keys log in? The key login
+# leaves /tmp/probed in the guest, which the build's job waits for, so
+# the probe is proved to have met a live machine.
+cat >"$W/probe.lua" <<'EOF'
+local ssh = require "djinn.ssh"
+local port = tonumber(arg[1])
+local s, e = ssh.connect{ host = "127.0.0.1", port = port, timeout = 10 }
+if s then print("empty: accepted"); s:close()
+elseif e:find("authentication failed", 1, true) then print("empty: refused")
+else print("empty: error: " .. e) end
+for i = 2, #arg do
+  s, e = ssh.connect{ host = "127.0.0.1", port = port, timeout = 10,
+                      identity = arg[i], methods = { "publickey" } }
+  if not s then print("key " .. arg[i] .. ": " .. e) end
+  if s then
+    print("key: " .. (s:exec("touch /tmp/probed") == 0 and "ok" or "exec failed"))
+    s:close()
+    return
+  end
+end
+print("key: none of " .. (#arg - 1) .. " keys logged in")
+EOF
+# lock_probe NAME: wait for NAME's lock line, probe its port -> $W/NAME.probe
+lock_probe() {
+	wait_for "$1" "^Locked the machine's root login" || return 1
+	"$D" "$W/probe.lua" "$(port_of "$1")" "$W"/run/djinn/*/qemu/build_key >"$W/$1.probe" 2>&1
+}
 
 # --- no boot: names, missing images -----------------------------------------
 mk() { # mk NAME IMAGE: a one-job manifest
@@ -180,6 +208,7 @@ jobs:
     commands:
       - test -f out/1.txt
       - echo all-good
+      - i=0; while [ ! -e /tmp/probed ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done; test -e /tmp/probed
 EOF
 cat >"$W/c.yml" <<'EOF'
 namespace: e2e
@@ -198,11 +227,20 @@ jobs:
       - echo "[$SPACED]"
       - echo "secret:$VM_S:$API_TOKEN"
       - ( set +x; printf 'split:%s' "${VM_S%?????????}"; sleep 1; printf '%s:end\n' "${VM_S#"${VM_S%?????????}"}" )
+      - i=0; while [ ! -e /tmp/probed ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done; test -e /tmp/probed
 EOF
 start A run --registry "$REG" --driver-config "$W/vm.conf" --objects "$W/objects" --artifacts "$W/art-a" "$W/a.yml"
 start C run --registry "$REG" --driver-config "$W/vm.conf" --artifacts "$W/art-c" --secret VM_S=vm-secret-value-42 "$W/c.yml"
+lock_probe A
+lock_probe C
 finish A
 finish C
+for b in A C; do
+	check "$b: the guest's empty root login is refused once the driver has logged in" hasF $b.probe "empty: refused"
+	check "$b: the build's own key logs in (and the probe met the live machine)" hasF $b.probe "key: ok"
+	has $b.probe "empty: refused" && has $b.probe "key: ok" || show $b.probe
+done
+check "A, C: the key files were removed with the machines" sh -c "test -z \"\$(ls '$W'/run/djinn/*/qemu/build_key 2>/dev/null)\""
 ok $rc_A "A: a build with an allowed failure exits 0 (got $rc_A)"
 [ "$rc_A" = 0 ] || show A.log
 ok $rc_C "C: the OpenSSH build exits 0 (got $rc_C)"
@@ -288,6 +326,7 @@ jobs:
     commands:
       - cat src/README
       - test "\$(cat src/README)" = "from git"
+      - grep -q '^root::' /etc/shadow
 EOF
 bash "$TOP/tests/vm/boot.sh" start "$IMG" 180 >"$W/sshvm.out" 2>&1 &
 BOOTSH=$!
@@ -357,6 +396,7 @@ ok $rc_G "G: the clone build exits 0 (got $rc_G)"
 [ "$rc_G" = 0 ] || show G.log
 check "G: the clone job ran git clone and checked out v1" hasF G.log "+ git checkout -q v1"
 check "G: the guest has the tagged content" has G.log '^from git$'
+check "G: lock_root false: root's empty password is left as it was" sh -c "! grep -q -e '^Locked the machine' -e 'empty root password stays' '$W/G.log' && grep -q -F '+ grep -q ^root:: /etc/shadow' '$W/G.log'"
 check "G: qemu is gone" gone "$(qemu_pid G)"
 kill "$GITD" 2>/dev/null
 wait "$GITD" 2>/dev/null

@@ -63,6 +63,10 @@ t:like(tostring(err), "boot_timeout: expected a duration", "boot_timeout " ..
        "as a string is refused")
 cfg, err = config.parse('driver qemu {\n restrict "yes"\n}\n', "d.conf")
 t:like(tostring(err), "restrict: expected a bool", "restrict must be a bool")
+cfg, err = config.parse('driver qemu {\n lock_root "no"\n}\n', "d.conf")
+t:like(tostring(err), "lock_root: expected a bool", "lock_root must be a bool")
+cfg = assert(config.parse('driver qemu {\n lock_root false\n}\n', "d.conf"))
+t:is(config.driver(cfg, "qemu").lock_root, false, "lock_root false is read")
 local function new(conf, image)
     return qemu.new{ config = conf, driver = { type = "qemu",
                      image = image or "tiny" }, log = logger(),

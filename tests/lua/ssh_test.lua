@@ -165,6 +165,22 @@ t:ok(ok == nil, "wait_banner on a closed port gives up at its timeout")
 t:like(err, "^ssh%.wait_banner: 127%.0%.0%.1:1: no SSH banner within 0%.3 s %(last attempt: .+%)",
   "wait_banner message says what the last attempt saw")
 do
+  -- keygen: a private key file (0600, never over an existing file) and an
+  -- authorized_keys line
+  local kd = t:tmpdir()
+  local kp = kd .. "/k"
+  local line, kerr = ssh.keygen(kp)
+  t:like(line or kerr, "^ssh%-ed25519 [A-Za-z0-9+/]+=*$", "keygen returns an ed25519 authorized_keys line")
+  local st = require("djinn.fs").stat(kp)
+  t:ok(st and st.mode & 511 == 384, "keygen: the private key file is mode 0600")
+  t:like(require("djinn.fs").readfile(kp) or "", "^%-%-%-%-%-BEGIN OPENSSH PRIVATE KEY%-%-%-%-%-\n",
+    "keygen: OpenSSH private key format")
+  local again, e2 = ssh.keygen(kp)
+  t:ok(again == nil and e2:find("File exists", 1, true) ~= nil, "keygen never overwrites a file: " .. tostring(e2))
+  local other = ssh.keygen(kd .. "/k2")
+  t:ok(other and other ~= line, "two keys differ")
+end
+do
   -- attempt and pause: a closed port is retried every pause (~10 ms), so
   -- 0.3 s holds many attempts; the message is the same
   local t0 = proc.now()

@@ -12,6 +12,9 @@
 --   boot_timeout 5m                how long to wait for the guest's SSH
 --   restrict false                 true: slirp restrict=on (the guest
 --                                  reaches nothing but its SSH forward)
+--   lock_root true               after the first login, give root a
+--                                  per-build key and end the empty-
+--                                  password login (see below)
 --   binary "qemu-system-x86_64"
 --
 -- Image resolution (driver.image): a name of letters, digits, ".", "_" and
@@ -43,7 +46,19 @@
 -- is the "SSH-" banner. Login attempts wait for it on their own connection
 -- (0.3 s each, 20 ms apart, up to boot_timeout), then log in on that same
 -- connection: no separate banner poll, no second connection. If qemu exits
--- meanwhile the build fails at once with its stderr. Teardown (destroy, on
+-- meanwhile the build fails at once with its stderr.
+--
+-- Lock (lock_root, default true): the forwarded port is open to every
+-- local user, and the image contract lets anyone in as root with an empty
+-- password. So right after the driver's own login it appends a new
+-- per-build ed25519 key (ssh.keygen, kept in the machine's temporary
+-- directory) to /root/.ssh/authorized_keys and turns root's empty
+-- password into "*" in /etc/shadow (and /etc/passwd), in one exec; later
+-- connections of this build (a reconnect) use the key. If the guest
+-- cannot do it, a warning says the machine stays open. The overlay is
+-- discarded, so the image itself never changes.
+--
+-- Teardown (destroy, on
 -- every path): close SSH, QMP "quit", wait up to 3 s, then TERM and KILL
 -- the process group; the temporary directory (overlay, console log) is
 -- removed.
@@ -520,7 +535,48 @@ function Driver:create(env, objects)
         "SSH on 127.0.0.1:%d, host key %s)", util.fmt_duration(now - t0),
         now - self.t_spawn, self.port, conn.fingerprint))
     log:line("")
+    if self.cfg.lock_root ~= false then
+        local ok, why = self:lock_root(conn)
+        trace.mark("qemu: root locked")
+        if ok then
+            log:line("Locked the machine's root login to a per-build key")
+        else
+            log:warn("the machine's empty root password stays usable by " ..
+                     "other local users on 127.0.0.1:" .. self.port ..
+                     " during this build: " .. tostring(why))
+        end
+    end
     return conn:prepare(env, objects, log)
+end
+
+-- The guest side of lock_root: the key arrives on stdin; root's empty
+-- password field becomes "*" (no password matches it; keys still work,
+-- unlike "!" which locks the account for every method).
+local LOCK_CMD = "umask 077 && mkdir -p /root/.ssh && " ..
+    "cat >> /root/.ssh/authorized_keys && " ..
+    "for f in /etc/shadow /etc/passwd; do " ..
+    "if [ -f \"$f\" ]; then sed -i 's/^root::/root:*:/' \"$f\" || exit 1; fi; " ..
+    "done && ! grep -q '^root::' /etc/shadow /etc/passwd 2>/dev/null"
+
+function Driver:lock_root(conn)
+    local ssh = require "djinn.ssh"
+    local key = self.dir .. "/build_key"
+    local pub, err = ssh.keygen(key)
+    if pub == nil then return nil, err end
+    local st, info = conn.session:exec(LOCK_CMD, {
+        stdin = pub .. " djinn-build\n", timeout = 60 })
+    if st == nil then return nil, info end
+    if st ~= 0 then
+        local out = ((info.stdout or "") .. (info.stderr or "")):gsub("%s+$",
+                                                                     "")
+        return nil, string.format("the guest's lock command exited %d%s", st,
+                                  out ~= "" and (": " .. out) or "")
+    end
+    -- Later connections of this build log in with the key.
+    conn.o.identity = key
+    conn.o.methods = { "publickey" }
+    self.key = key
+    return true
 end
 
 function Driver:execute(job, store)
