@@ -257,7 +257,7 @@ end
 -- what djinn-lua adds before qemu starts, and what comes after the
 -- guest's banner (key exchange, login and the job's start all run in the
 -- TCG guest; (b) stops at the banner).
-local pre, post, kex, login, job = {}, {}, {}, {}, {}
+local pre, post, kex, login, lock, job = {}, {}, {}, {}, {}, {}
 for _, ph in ipairs(P) do
     local t = {}
     for _, e in ipairs(ph) do t[e.label] = t[e.label] or e.t end
@@ -267,16 +267,19 @@ for _, ph in ipairs(P) do
         post[#post + 1] = o - b
         kex[#kex + 1] = t["ssh: key exchange done"] - b
         login[#login + 1] = t["ssh: logged in"] - t["ssh: key exchange done"]
-        job[#job + 1] = o - t["ssh: logged in"]
+        local l = t["qemu: root locked"] or t["ssh: logged in"]
+        lock[#lock + 1] = l - t["ssh: logged in"]
+        job[#job + 1] = o - l
     end
 end
 if #post > 0 then
     print(string.format("  per run, on (a)'s own VM: djinn-lua start -> qemu " ..
         "%.0f ms; banner -> first output %.0f ms [%s]", median(pre) * 1000,
         median(post) * 1000, fmt(post)))
-    print(string.format("    of which key exchange %.0f ms, login %.0f ms, " ..
-        "env probe + first job's start %.0f ms", median(kex) * 1000,
-        median(login) * 1000, median(job) * 1000))
+    print(string.format("    of which key exchange %.0f ms, login %.0f " ..
+        "ms, root lock %.0f ms, env probe + first job's start %.0f ms",
+        median(kex) * 1000, median(login) * 1000, median(lock) * 1000,
+        median(job) * 1000))
     print(string.format("  (a) - (b) on the same VM = %+.2f s", median(pre) +
         median(post)))
 end
