@@ -219,15 +219,7 @@ end
 
 function Writer:line(text)
     self:_flush_stream()
-    text = self.masker:mask(text)
-    if self.json then
-        self:_flush_pending()
-        self:_event("output", { job = self.job or util.json_null,
-                                data = text .. "\n" })
-    else
-        self:_bol()
-        self:_write(text .. "\n")
-    end
+    self:_notice(self.masker:mask(text))
 end
 
 function Writer:output(data)

@@ -282,30 +282,26 @@ local function reap_docker(data, report, opts)
         return nil, err
     end
     local labels = { ["djinn.managed"] = "true", ["djinn.build"] = dk.build }
-    local list
-    list, err = c:containers(labels)
-    if list == nil then return nil, err end
-    for _, ct in ipairs(list) do
-        local lb = ct.Labels or {}
-        if cs[ct.Id] and lb["djinn.managed"] == "true" and
-            lb["djinn.build"] == dk.build then
-            local ok, rerr = c:container_remove(ct.Id)
-            if not ok then return nil, rerr end
-            report.containers[#report.containers + 1] = ct.Id
+    -- Remove what the engine lists that this build recorded AND that
+    -- carries its labels; the names go to report[kind].
+    local function remove(kind, key, list_fn, remove_fn, recorded)
+        local list, lerr = list_fn(c, labels)
+        if list == nil then return nil, lerr end
+        for _, x in ipairs(list) do
+            local lb = x.Labels or {}
+            if recorded[x[key]] and lb["djinn.managed"] == "true" and
+                lb["djinn.build"] == dk.build then
+                local ok, rerr = remove_fn(c, x[key])
+                if not ok then return nil, rerr end
+                report[kind][#report[kind] + 1] = x[key]
+            end
         end
+        return true
     end
-    list, err = c:volumes(labels)
-    if list == nil then return nil, err end
-    for _, v in ipairs(list) do
-        local lb = v.Labels or {}
-        if vs[v.Name] and lb["djinn.managed"] == "true" and
-            lb["djinn.build"] == dk.build then
-            local ok, rerr = c:volume_remove(v.Name)
-            if not ok then return nil, rerr end
-            report.volumes[#report.volumes + 1] = v.Name
-        end
-    end
-    return true
+    local ok, rerr = remove("containers", "Id", c.containers,
+                            c.container_remove, cs)
+    if not ok then return nil, rerr end
+    return remove("volumes", "Name", c.volumes, c.volume_remove, vs)
 end
 
 local function reap_processes(dir, data, report)
