@@ -47,9 +47,9 @@ local function run(argv, timeout)
     return how == "exit" and code or -1, table.concat(out)
 end
 
--- The driver's machine (lua/djinn/drivers/qemu.lua start_qemu), for (b)
--- and (c): the same devices, console file and disk chain; the overlay is
--- made before the clock starts (in (a) it is inside the measured time).
+-- The driver's machine (qemu.machine_argv, as start_qemu runs it), for (b)
+-- and (c); the overlay is made before the clock starts (in (a) it is
+-- inside the measured time).
 local nq = 0
 local function spawn_qemu()
     nq = nq + 1
@@ -59,26 +59,12 @@ local function spawn_qemu()
     assert(run({ "qemu-img", "create", "-q", "-f", "qcow2", "-o",
                  "compat=1.1", dir .. "/overlay.qcow2",
                  tostring(info.virtual_size) }) == 0)
-    local json = require("djinn.util").json
-    local q = assert(proc.spawn{ argv = {
-        "qemu-system-x86_64", "-name", "djinn", "-nodefaults",
-        "-no-user-config", "-display", "none", "-accel", "tcg",
-        "-smp", "1", "-m", "256", "-qmp", "stdio",
-        "-serial", "file:" .. dir .. "/console.log",
-        "-blockdev", json{ driver = "file", ["node-name"] = "image-file",
-                           filename = image, ["read-only"] = true },
-        "-blockdev", json{ driver = "qcow2", ["node-name"] = "image",
-                           file = "image-file", ["read-only"] = true,
-                           backing = require("djinn.util").json_null },
-        "-blockdev", json{ driver = "file", ["node-name"] = "overlay-file",
-                           filename = dir .. "/overlay.qcow2" },
-        "-blockdev", json{ driver = "qcow2", ["node-name"] = "disk0",
-                           file = "overlay-file", backing = "image" },
-        "-device", "virtio-blk-pci,drive=disk0",
-        "-netdev", "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:0-:22",
-        "-device", "virtio-net-pci,netdev=n0",
-        "-device", "virtio-rng-pci",
-    }, stdin = "pipe", stdout = "pipe", stderr = "pipe" })
+    local argv = require("djinn.drivers.qemu").machine_argv{
+        accel = "tcg", cpus = 1, memory = 256, image = image,
+        overlay = dir .. "/overlay.qcow2", console = dir .. "/console.log",
+        restrict = true }
+    local q = assert(proc.spawn{ argv = argv, stdin = "pipe",
+                                 stdout = "pipe", stderr = "pipe" })
     local t0 = proc.now()
     assert(q:write('{"execute":"qmp_capabilities"}\n{"execute":' ..
         '"human-monitor-command","arguments":{"command-line":' ..

@@ -366,6 +366,41 @@ function Driver:qmp_command(cmd, timeout)
     end
 end
 
+-- The machine's command line (also bench/vm-bench.sh's, so that its
+-- reference boots are this very machine). m = { binary =, accel =, cpus =,
+-- memory = (MiB), image = path, overlay = path (a qcow2 over the image),
+-- console = path (serial log), restrict = bool }.
+function M.machine_argv(m)
+    local json = util.json
+    local netdev = "user,id=net0,hostfwd=tcp:127.0.0.1:0-:22"
+    if m.restrict then
+        netdev = netdev .. ",restrict=on"
+    end
+    return {
+        m.binary or "qemu-system-x86_64",
+        "-name", "djinn", "-nodefaults", "-no-user-config",
+        "-display", "none", "-accel", m.accel,
+        "-smp", tostring(m.cpus), "-m", tostring(m.memory),
+        "-qmp", "stdio",
+        "-serial", "file:" .. m.console:gsub(",", ",,"),
+        "-blockdev", json{ driver = "file", ["node-name"] = "image-file",
+                           filename = m.image, ["read-only"] = true },
+        "-blockdev", json{ driver = "qcow2", ["node-name"] = "image",
+                           file = "image-file", ["read-only"] = true,
+                           backing = util.json_null },
+        "-blockdev", json{ driver = "file", ["node-name"] = "overlay-file",
+                           filename = m.overlay },
+        "-blockdev", json{ driver = "qcow2", ["node-name"] = "disk0",
+                           file = "overlay-file", backing = "image" },
+        "-device", "virtio-blk-pci,drive=disk0",
+        "-netdev", netdev, "-device", "virtio-net-pci,netdev=net0",
+        -- Entropy from the host (QEMU's getrandom backend): a guest
+        -- whose SSH server waits for the kernel's RNG answers ~1 s sooner
+        -- under TCG, and boots less variably.
+        "-device", "virtio-rng-pci",
+    }
+end
+
 function Driver:start_qemu(img, info, accel)
     -- In the build's state directory (djinn.state) when there is one: the
     -- command line then names it, which the reaper needs to prove that a
@@ -388,34 +423,10 @@ function Driver:start_qemu(img, info, accel)
         return nil, "cannot create the disk overlay: " .. tostring(err)
     end
     trace.mark("qemu: overlay created")
-    local json = util.json
-    local netdev = "user,id=net0,hostfwd=tcp:127.0.0.1:0-:22"
-    if self.cfg.restrict == true then
-        netdev = netdev .. ",restrict=on"
-    end
-    local argv = {
-        self.cfg.binary or "qemu-system-x86_64",
-        "-name", "djinn", "-nodefaults", "-no-user-config",
-        "-display", "none", "-accel", accel,
-        "-smp", tostring(self.cfg.cpus), "-m", tostring(self.cfg.memory),
-        "-qmp", "stdio",
-        "-serial", "file:" .. (dir .. "/console.log"):gsub(",", ",,"),
-        "-blockdev", json{ driver = "file", ["node-name"] = "image-file",
-                           filename = img.path, ["read-only"] = true },
-        "-blockdev", json{ driver = "qcow2", ["node-name"] = "image",
-                           file = "image-file", ["read-only"] = true,
-                           backing = util.json_null },
-        "-blockdev", json{ driver = "file", ["node-name"] = "overlay-file",
-                           filename = overlay },
-        "-blockdev", json{ driver = "qcow2", ["node-name"] = "disk0",
-                           file = "overlay-file", backing = "image" },
-        "-device", "virtio-blk-pci,drive=disk0",
-        "-netdev", netdev, "-device", "virtio-net-pci,netdev=net0",
-        -- Entropy from the host (QEMU's getrandom backend): a guest
-        -- whose SSH server waits for the kernel's RNG answers ~1 s sooner
-        -- under TCG, and boots less variably.
-        "-device", "virtio-rng-pci",
-    }
+    local argv = M.machine_argv{ binary = self.cfg.binary, accel = accel,
+        cpus = self.cfg.cpus, memory = self.cfg.memory, image = img.path,
+        overlay = overlay, console = dir .. "/console.log",
+        restrict = self.cfg.restrict == true }
     self.stderr, self.qmp = "", ""
     local q
     q, err = proc.spawn{ argv = argv, stdin = "pipe", stdout = "pipe",
