@@ -351,7 +351,7 @@ local function cmd_run(args)
         return 2
     end
     -- Env entries whose NAME matches a secret pattern are secrets too.
-    local patterns = mask.DEFAULT_PATTERNS
+    local configured
     local sc = cfg.secrets
     if type(sc) == "table" and sc.patterns ~= nil then
         if type(sc.patterns) ~= "table" then
@@ -360,12 +360,9 @@ local function cmd_run(args)
                    "secrets { patterns [\"*_TOKEN\"] }")
             return 2
         end
-        patterns = sc.patterns
+        configured = sc.patterns
     end
-    patterns = { table.unpack(patterns) }
-    for _, p in ipairs(opts["secret-pattern"] or {}) do
-        patterns[#patterns + 1] = p
-    end
+    local patterns = mask.patterns(configured, opts["secret-pattern"])
     log:add_secrets(mask.scan_env(patterns, { m.env, env },
                                   function(w) log:warn(w) end))
     for _, w in ipairs(problems) do

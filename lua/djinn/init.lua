@@ -148,18 +148,15 @@ function M.run(manifest, options)
         env = env or {}
         env[#env + 1] = kv
     end
-    local patterns = mask.DEFAULT_PATTERNS
-    local sc = cfg and cfg.secrets
-    if type(sc) == "table" and type(sc.patterns) == "table" then
-        patterns = sc.patterns
-    end
-    patterns = { table.unpack(patterns) }
     for _, p in ipairs(options.secret_patterns or {}) do
         if type(p) ~= "string" then
             return nil, "secret_patterns: expected glob strings", 2
         end
-        patterns[#patterns + 1] = p
     end
+    local sc = cfg and cfg.secrets
+    local patterns = mask.patterns(type(sc) == "table" and
+        type(sc.patterns) == "table" and sc.patterns or nil,
+        options.secret_patterns)
     for _, v in ipairs(mask.scan_env(patterns, { m.env, env or {} },
                                      function(w) log:warn(w) end)) do
         values[#values + 1] = v

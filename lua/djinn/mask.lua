@@ -5,6 +5,9 @@
 --   m:flush()     -> the held-back rest (end of the job / stream closed)
 --   m:mask(text)  -> a whole string, masked (no state kept)
 --   m:empty()     -> true when there is nothing to mask
+--   mask.patterns(configured, extra) -> the secret env-name globs in
+--     effect: `configured` (driver.conf's secrets.patterns) or the
+--     defaults, then `extra` (--secret-pattern, secret_patterns)
 --   mask.scan_env(patterns, lists, warn) -> values
 --     the values of env entries ({key=, value=} in each list) whose name
 --     matches one of the glob patterns; a match shorter than MIN_LEN is
@@ -128,6 +131,12 @@ function M.glob_match(pattern, name)
     -- "%" before an alphanumeric is a class: escape only punctuation.
     local pat = table.concat(lp):gsub("%%(%w)", "%1")
     return name:find(pat) ~= nil
+end
+
+function M.patterns(configured, extra)
+    local list = { table.unpack(configured or M.DEFAULT_PATTERNS) }
+    for _, p in ipairs(extra or {}) do list[#list + 1] = p end
+    return list
 end
 
 -- Env entries whose NAME matches a secret pattern are secrets too (the
