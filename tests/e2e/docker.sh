@@ -182,27 +182,26 @@ hasF slow.out "not run: after/after.1"; ok $? "timeout: later job not run"
 [ "$(leftovers)" -eq 0 ]; ok $? "timeout: no labelled container or volume left"
 
 # --- SIGINT ----------------------------------------------------------------
-"$D" run --artifacts "$W/a5" "$EX/docker-slow.yml" >"$W/int.out" 2>"$W/int.err" &
-BGPID=$!
-i=0
-while ! grep -q '^started$' "$W/int.out" && [ $i -lt 600 ]; do sleep 0.05; i=$((i + 1)); done
-kill -INT "$BGPID"
-wait "$BGPID"
-rc=$?
-BGPID=
+# signal_mid_job NAME ARTDIR SIG: run docker-slow.yml in the background,
+# wait until its job printed "started" (up to 30 s), send SIG to the
+# runner, wait for it: output in $W/NAME.out/.err, status in $rc.
+signal_mid_job() {
+	"$D" run --artifacts "$2" "$EX/docker-slow.yml" >"$W/$1.out" 2>"$W/$1.err" &
+	BGPID=$!
+	i=0
+	while ! grep -q '^started$' "$W/$1.out" && [ $i -lt 600 ]; do sleep 0.05; i=$((i + 1)); done
+	kill -"$3" "$BGPID"
+	wait "$BGPID"
+	rc=$?
+	BGPID=
+}
+signal_mid_job int "$W/a5" INT
 ok $([ $rc -eq 130 ]; echo $?) "SIGINT mid-job exits 130 (got $rc)"
 has int.out '^build killed in'; ok $? "SIGINT: build killed"
 [ "$(leftovers)" -eq 0 ]; ok $? "SIGINT: no labelled container or volume left (listed by label)"
 
 # --- kill -9 mid-job: the next run removes what the dead runner left --------
-"$D" run --artifacts "$W/a9" "$EX/docker-slow.yml" >"$W/k9.out" 2>"$W/k9.err" &
-BGPID=$!
-i=0
-while ! grep -q '^started$' "$W/k9.out" && [ $i -lt 600 ]; do sleep 0.05; i=$((i + 1)); done
-kill -KILL "$BGPID"
-wait "$BGPID"
-rc=$?
-BGPID=
+signal_mid_job k9 "$W/a9" KILL
 ok $([ $rc -eq 137 ]; echo $?) "kill -9 mid-job: the runner died (status $rc)"
 sd=$(ls -d "$XDG_RUNTIME_DIR"/djinn/*/ 2>/dev/null)
 ok $([ "$(echo "$sd" | grep -c .)" -eq 1 ] && [ -f "${sd}state" ]; echo $?) "kill -9: one build state directory with a state file left in \$XDG_RUNTIME_DIR/djinn"
