@@ -15,8 +15,8 @@ local db = assert(registry.open(regpath))
 local want = assert(db:query("SELECT image_sha256(?) AS h", image))[1].h
 local path = db:resolve(ns, name)
 if path then
-    local row = db:query("SELECT sha256 FROM images WHERE store_path = ?", path)[1]
-    if row and row.sha256 == want then
+    -- The store names each file by its content: <store>/<sha256>.qcow2.
+    if path:match("/(%x+)%.qcow2$") == want then
         print(string.format("%s/%s already registered in %s (sha256 %s)", ns, name, regpath, want:sub(1, 12)))
         db:close()
         return 0

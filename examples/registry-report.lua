@@ -14,6 +14,8 @@ if db == nil then
     return 1
 end
 local rows = assert(db:list())
+-- Each file is <store>/<sha256>.qcow2 (the store names files by content).
+local store = assert(db:query("SELECT djinn_store() AS dir"))[1].dir
 db:close()
 
 local namespaces, bytes, invalid = {}, 0, 0
@@ -23,7 +25,7 @@ for _, r in ipairs(rows) do
     local ns = r.namespace or "-"
     namespaces[ns] = (namespaces[ns] or 0) + 1
     bytes = bytes + (r.file_size or 0)
-    local ok = djinn.qcow2.validate(r.store_path)
+    local ok = djinn.qcow2.validate(store .. "/" .. r.sha256 .. ".qcow2")
     if not ok then invalid = invalid + 1 end
     print(string.format("%-16s %-20s %12d  %s", ns, r.name, r.file_size or 0,
                         ok and "valid" or "INVALID"))

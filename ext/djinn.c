@@ -17,9 +17,16 @@
 **     migrated, one BEGIN IMMEDIATE transaction per migration, each
 **     re-checking user_version inside the transaction so that several
 **     processes opening the same file at once migrate it exactly once.
-**   - a registry newer than this extension, or anybody else's database:
-**     left alone. The qcow2_* functions work everywhere; the registry
-**     functions raise an error that says why they cannot work there.
+**   - a registry newer than this extension, a damaged one (our
+**     application_id with a user_version below 0, or 0 on a file with
+**     schema objects: reg_damaged), or anybody else's
+**     database: left alone, nothing written. The qcow2_* functions work
+**     everywhere; the registry functions raise an error that says why
+**     they cannot work there and what to do.
+**   - a registry opened read-write keeps its -wal and -shm files after
+**     the last close, so users who may only read it can open it.
+** Waiting for other writers is bounded by the busy timeout as a whole
+** (reg_begin_immediate), not per attempt.
 ** Before that, every SQL function is registered (see sql_qcow2.c and
 ** registry.c for the list, with examples, and the reasons for their flags).
 ** The entry point returns the first error, with "djinn: <why>" in *pzErrMsg.
@@ -29,11 +36,10 @@ SQLITE_EXTENSION_INIT1
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "djinn.h"
 #include "registry.h"
-
-#define REG_BEGIN_TRIES 40
 
 /* Run a one-value query; *out gets column 0 of the first row (0 if none). */
 static int reg_query_int(sqlite3 *db, const char *sql, sqlite3_int64 *out)
@@ -88,16 +94,71 @@ static int reg_read_state(sqlite3 *db, struct reg_state *s)
     return rc;
 }
 
+static sqlite3_int64 reg_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (sqlite3_int64)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+** The one bound on waiting for other writers: the connection's busy
+** timeout (10 s unless the caller set another; PRAGMA busy_timeout), from
+** `start` on, whatever the number of attempts. Returns 1 after a short
+** randomised pause when there is time left for another attempt, whose own
+** busy wait is cut to what is left; 0 when the time is up. reg_wait_end
+** puts the connection's timeout back.
+*/
+struct reg_wait {
+    sqlite3_int64 start, bound;
+};
+
+static void reg_wait_begin(sqlite3 *db, struct reg_wait *w)
+{
+    w->start = reg_now_ms();
+    if (reg_query_int(db, "PRAGMA busy_timeout", &w->bound) != SQLITE_OK ||
+        w->bound < 0)
+        w->bound = 0;
+}
+
+static int reg_wait_more(sqlite3 *db, const struct reg_wait *w)
+{
+    sqlite3_int64 left = w->bound - (reg_now_ms() - w->start);
+    unsigned char r;
+    int pause;
+
+    if (left <= 0)
+        return 0;
+    sqlite3_randomness(1, &r);
+    pause = 10 + r % 40;
+    if (pause > left)
+        pause = (int)left;
+    sqlite3_sleep(pause);
+    left -= pause;
+    if (left <= 0)
+        return 0;
+    sqlite3_busy_timeout(db, (int)left);
+    return 1;
+}
+
+static void reg_wait_end(sqlite3 *db, const struct reg_wait *w)
+{
+    if (w->bound > 0)
+        sqlite3_busy_timeout(db, (int)w->bound);
+}
+
 int reg_begin_immediate(sqlite3 *db, char **err)
 {
-    unsigned char r;
-    int rc, i;
+    struct reg_wait w;
+    int rc;
 
     *err = NULL;
-    for (i = 0;; i++) {
+    reg_wait_begin(db, &w);
+    for (;;) {
         rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
         if (rc == SQLITE_OK)
-            return SQLITE_OK;
+            break;
         if (!sqlite3_get_autocommit(db))
             sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
         if (sqlite3_extended_errcode(db) == SQLITE_BUSY_SNAPSHOT) {
@@ -107,24 +168,39 @@ int reg_begin_immediate(sqlite3 *db, char **err)
                 "cannot write until that statement ends (SQLITE_BUSY_"
                 "SNAPSHOT); call the function from a statement of its own, "
                 "e.g. SELECT image_register(...) without FROM");
-            return SQLITE_BUSY;
+            rc = SQLITE_BUSY;
+            break;
         }
         if (rc != SQLITE_BUSY && rc != SQLITE_LOCKED) {
             *err = sqlite3_mprintf("cannot start a write transaction: %s",
                                    sqlite3_errmsg(db));
-            return rc;
+            break;
         }
-        if (i + 1 >= REG_BEGIN_TRIES) {
+        if (!reg_wait_more(db, &w)) {
             *err = sqlite3_mprintf(
-                "cannot start a write transaction: the registry stayed "
-                "locked by other writers through the busy timeout and %d "
-                "retries (%s)",
-                REG_BEGIN_TRIES, sqlite3_errmsg(db));
-            return rc;
+                "cannot start a write transaction: another writer kept the "
+                "registry locked for %.1f s, the busy timeout "
+                "(PRAGMA busy_timeout = %lld ms); try again when it is done",
+                (double)(reg_now_ms() - w.start) / 1000.0, w.bound);
+            break;
         }
-        sqlite3_randomness(1, &r);
-        sqlite3_sleep(20 + r % 64);
     }
+    reg_wait_end(db, &w);
+    return rc;
+}
+
+/*
+** Our application_id with a schema version no migration ever leaves: below
+** 0, or 0 with schema objects (the migrations set user_version and
+** application_id in the same transaction). Such a file is damaged and is
+** never written; the version must never index the migrations. An EMPTY
+** file stamped with our id and version 0 has nothing to lose and is
+** initialised like a new one.
+*/
+static int reg_damaged(const struct reg_state *s)
+{
+    return s->app_id == DJINN_APPLICATION_ID &&
+           (s->version < 0 || (s->version == 0 && s->objects > 0));
 }
 
 int reg_check_registry(sqlite3 *db, char **err)
@@ -146,6 +222,17 @@ int reg_check_registry(sqlite3 *db, char **err)
             (unsigned long long)(s.app_id & 0xffffffffULL),
             DJINN_APPLICATION_ID);
         return SQLITE_ERROR;
+    }
+    if (reg_damaged(&s)) {
+        *err = sqlite3_mprintf(
+            "the registry is damaged: it is marked as a djinn registry "
+            "(application_id 0x%08x) but its schema version (PRAGMA "
+            "user_version) is %lld, where a registry has 1 to %d; nothing "
+            "was changed. Restore the file from a backup, or move it aside "
+            "and register the images again from its store (the files there "
+            "are named <sha256>.qcow2)",
+            DJINN_APPLICATION_ID, s.version, djinn_schema_version);
+        return SQLITE_CORRUPT;
     }
     if (s.version > djinn_schema_version) {
         *err = sqlite3_mprintf(
@@ -181,8 +268,9 @@ static int reg_migrate_step(sqlite3 *db, int *done, char **err)
         goto dberr;
     if (!(s.app_id == DJINN_APPLICATION_ID ||
           (s.app_id == 0 && s.version == 0 && s.objects == 0)) ||
-        s.version >= djinn_schema_version) {
-        /* Up to date, newer, or made foreign meanwhile. */
+        s.version >= djinn_schema_version || reg_damaged(&s)) {
+        /* Up to date, newer, made foreign meanwhile, or damaged (a
+        ** version below 1 on our file: never an index into the array). */
         *done = 1;
         rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
         if (rc != SQLITE_OK)
@@ -190,6 +278,11 @@ static int reg_migrate_step(sqlite3 *db, int *done, char **err)
         return SQLITE_OK;
     }
     next = (int)s.version + 1;
+    if (next < 1 || next > djinn_schema_version) { /* cannot happen */
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        *err = sqlite3_mprintf("schema version %lld out of range", s.version);
+        return SQLITE_CORRUPT;
+    }
     rc = sqlite3_exec(db, djinn_schema_migrations[next - 1], NULL, NULL, &msg);
     if (rc != SQLITE_OK) {
         *err = sqlite3_mprintf("schema migration %d failed: %s", next,
@@ -234,20 +327,25 @@ int reg_schema_apply(sqlite3 *db, char **err)
         return rc;
     }
     if (s.app_id == DJINN_APPLICATION_ID) {
-        if (s.version >= djinn_schema_version)
+        /* Up to date, newer, or damaged: left alone; the registry
+        ** functions say why they refuse (reg_check_registry). */
+        if (s.version >= djinn_schema_version || reg_damaged(&s))
             return SQLITE_OK;
     } else if (s.app_id == 0 && s.version == 0 && s.objects == 0) {
         file = sqlite3_db_filename(db, "main");
         if (file != NULL && file[0] != '\0') {
+            struct reg_wait w;
+
             /* Outside a transaction. Several processes may do this at
-            ** once; the change needs an exclusive lock, so retry. */
-            for (int i = 0; i < REG_BEGIN_TRIES; i++) {
+            ** once; the change needs an exclusive lock, so retry within
+            ** the busy timeout. */
+            reg_wait_begin(db, &w);
+            do {
                 rc = sqlite3_exec(db, "PRAGMA main.journal_mode = WAL", NULL,
                                   NULL, NULL);
-                if (rc != SQLITE_BUSY && rc != SQLITE_LOCKED)
-                    break;
-                sqlite3_sleep(20 + 10 * (i % 4));
-            }
+            } while ((rc == SQLITE_BUSY || rc == SQLITE_LOCKED) &&
+                     reg_wait_more(db, &w));
+            reg_wait_end(db, &w);
             if (rc != SQLITE_OK) {
                 *err = sqlite3_mprintf("cannot set journal_mode=WAL: %s",
                                        sqlite3_errmsg(db));
@@ -263,6 +361,26 @@ int reg_schema_apply(sqlite3 *db, char **err)
             return rc;
     }
     return SQLITE_OK;
+}
+
+/*
+** On a registry opened read-write: keep the -wal and -shm files when the
+** last connection closes (SQLITE_FCNTL_PERSIST_WAL). A user who may read
+** the registry but not write it or its directory can only open a WAL
+** database whose -wal and -shm files exist (SQLite 3.22+); without this,
+** every read command of such a user fails with "attempt to write a
+** readonly database".
+*/
+static void reg_keep_wal(sqlite3 *db)
+{
+    struct reg_state s;
+    int on = 1;
+
+    if (sqlite3_db_readonly(db, "main") != 0)
+        return;
+    if (reg_read_state(db, &s) != SQLITE_OK || s.app_id != DJINN_APPLICATION_ID)
+        return;
+    (void)sqlite3_file_control(db, "main", SQLITE_FCNTL_PERSIST_WAL, &on);
 }
 
 #ifdef _WIN32
@@ -298,5 +416,6 @@ __declspec(dllexport)
         sqlite3_free(err);
         return rc;
     }
+    reg_keep_wal(db);
     return SQLITE_OK;
 }

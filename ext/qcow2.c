@@ -1994,21 +1994,49 @@ int qcow2_check_buf(const void *buf, size_t len, unsigned flags,
     return run_check(&rd, flags, r);
 }
 
+/* What a file that is not an image is, for messages. */
+static const char *file_kind(mode_t m)
+{
+    if (S_ISDIR(m))
+        return "a directory";
+    if (S_ISFIFO(m))
+        return "a FIFO";
+    if (S_ISSOCK(m))
+        return "a socket";
+    if (S_ISCHR(m))
+        return "a character device";
+    return "not a regular file";
+}
+
 int qcow2_check_fd(int fd, unsigned flags, struct qcow2_report *r)
 {
     struct reader rd;
     struct stat st;
     struct ctx c;
 
+    const char *why = NULL;
+    off_t end = 0;
+
     memset(r, 0, sizeof(*r));
-    errno = 0;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < 0) {
+    memset(&st, 0, sizeof(st));
+    if (fstat(fd, &st) != 0) {
+        why = strerror(errno);
+    } else if (S_ISBLK(st.st_mode)) {
+        /* A block device: its size is where it ends. */
+        end = lseek(fd, 0, SEEK_END);
+        if (end < 0)
+            why = strerror(errno);
+        st.st_size = end;
+    } else if (!S_ISREG(st.st_mode) || st.st_size < 0) {
+        why = file_kind(st.st_mode);
+    }
+    if (why != NULL) {
         memset(&c, 0, sizeof(c));
         c.r = r;
         err(&c, QCOW2_E_IO,
-            "cannot stat the image, or it is not a regular "
-            "file (%s)",
-            errno ? strerror(errno) : "not a regular file");
+            "cannot stat the image, or it is not a regular file or a block "
+            "device (%s)",
+            why);
         return c.oom ? -1 : 0;
     }
     memset(&rd, 0, sizeof(rd));
@@ -2019,10 +2047,17 @@ int qcow2_check_fd(int fd, unsigned flags, struct qcow2_report *r)
 
 int qcow2_check_path(const char *path, unsigned flags, struct qcow2_report *r)
 {
-    int fd, rc;
+    int fd, rc, fl;
 
     memset(r, 0, sizeof(*r));
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    /* O_NONBLOCK: opening a FIFO must not wait for a writer (it is then
+    ** refused by qcow2_check_fd as not a file); cleared for the reads. */
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd >= 0) {
+        fl = fcntl(fd, F_GETFL);
+        if (fl >= 0)
+            (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    }
     if (fd < 0) {
         struct ctx c;
         int e = errno;

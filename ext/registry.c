@@ -19,7 +19,16 @@
 ** 'store' setting (a relative value is taken against the database's
 ** directory). It is created (mode 0755) on first use. Files are stored as
 ** <store>/<sha256>.qcow2, mode 0444; images with identical content share one
-** file, which is unlinked when the last row referencing it is removed.
+** file, which is unlinked when the last row with that content is removed.
+** A row never names a path: its sha256 does, under the store in effect
+** (schema/003), so a registry moved with its store keeps working, and a
+** file is kept as long as any row has its sha256. The store holds a marker,
+** .djinn-store, naming the registry that owns it ("The store's owner",
+** below): a second registry, or a registry file that was lost and
+** re-created empty, never writes to it or repairs it.
+**
+** TEXT arguments with a NUL byte inside are refused (reg_text_arg): a C
+** string would silently stop at it.
 **
 **   image_register(namespace, name, path) -> id of the new image.
 **       Copies the file at path into the store (O_EXCL temp file, 0600) while
@@ -28,7 +37,9 @@
 **       namespace if needed, renames the copy to its final name (or drops it
 **       when an identical file is already referenced), fsyncs the directory,
 **       inserts the row and commits. Any failure leaves nothing behind: no
-**       row, no namespace, no temp file, no unreferenced file.
+**       row, no namespace, no temp file, no unreferenced file. Refused
+**       before anything is copied when the store is another registry's;
+**       the first registration marks an unclaimed store as this one's.
 **       A rejected image raises with every reason the validator gave.
 **       Refuses to run inside an open transaction (a file copy cannot be
 **       rolled back) or inside a statement that writes. Inside a SELECT
@@ -38,14 +49,18 @@
 **         SELECT image_register(NULL, 'mine', 'disk.qcow2');   -- personal
 **         SELECT image_register('ci@alice', 'x', 'x.qcow2');   -- alice's
 **
-**   image_path(namespace, name) -> absolute path of the stored file, or NULL
-**       when there is no such image. Creates nothing.
+**   image_path(namespace, name) -> absolute path of the stored file,
+**       <store>/<sha256>.qcow2, or NULL when there is no such image.
+**       Creates nothing.
 **         SELECT image_path('team/ci', 'debian');
 **
 **   image_remove(namespace, name) -> 1 if the image was removed, 0 if there
 **       was none. Deletes the row and, when no other row shares the file,
-**       the file (renamed to a trash name first, unlinked after COMMIT,
-**       renamed back if COMMIT fails). Same transaction rules as register.
+**       the file <store>/<row's sha256>.qcow2 and nothing else (renamed to
+**       .trash-<sha256>-<pid>-<hex> before COMMIT, unlinked after, renamed
+**       back if COMMIT fails; after a crash in between, repair restores it
+**       because the row still needs it). Same transaction rules as
+**       register.
 **         SELECT image_remove('team/ci', 'debian');
 **
 **   namespace_resolve(path) -> id of the namespace, created on the fly.
@@ -56,26 +71,42 @@
 **   djinn_setting(key) -> the value, or NULL when unset.
 **   djinn_setting(key, value) -> sets it and returns value; a NULL value
 **       removes the setting (back to the default) and returns NULL.
-**       Known keys: 'store' (directory of the image files; no '..').
+**       Known keys: 'store' (directory of the image files; no '..'). The
+**       store can change only to a directory that already holds every
+**       image's file (or while the registry has no images): move the
+**       files first (mv OLD/<sha256>.qcow2 NEW/), then set it.
 **         SELECT djinn_setting('store', '/srv/djinn/images');
 **
 **   djinn_store() -> the store directory in effect, as an absolute path
 **       (whether or not it exists yet).
 **
+**   djinn_store_check() -> NULL when this registry may use its store, else
+**       why not and what to do (another registry's marker, an unreadable
+**       marker, or an unmarked store full of images beside an empty
+**       registry: a lost registry). Cheap: meant for every `image ls`.
+**
 **   djinn_fsck() -> JSON: does the store match the table?
-**       {"ok":true,"store":"/x/images","images":2,"files":1,
-**        "missing":[],"orphans":[],"temp":[]}
-**       missing: rows whose file is gone; orphans: files in the store that
-**       no row references; temp: leftover .tmp-* / .trash-* files.
-**   djinn_fsck('repair') -> the same JSON after repairing what is safe, plus
-**       "removed":[names]: in one BEGIN IMMEDIATE transaction (so no
-**       registration or removal is between its rename and its COMMIT), it
-**       deletes .trash-* files, .tmp-* files whose registering process is
-**       gone (the pid in the name is not alive and nobody holds the file's
-**       lock), and orphans named <sha256>.qcow2. Other names are kept and
-**       still reported; rows whose file is missing are reported, never
-**       deleted (image_remove them). A store belongs to one registry:
-**       image_remove already assumes it. Not inside a transaction.
+**       {"store":"/x/images","registry":"<id>","owner":"ours","missing":[],
+**        "orphans":[],"temp":[],"images":2,"files":1,"ok":true}
+**       owner: ours, unclaimed, none (no store yet), or foreign / lost /
+**       damaged, with "error" saying why; missing: rows whose file is gone;
+**       orphans: files no row needs; temp: leftover .tmp-* / .trash-*
+**       files. A damaged registry file (PRAGMA integrity_check, or a row
+**       without a valid sha256) gives ok false and an "error".
+**   djinn_fsck('repair') -> the same JSON after repairing what is safe,
+**       plus "removed":[names] and "restored":[names]: in one BEGIN
+**       IMMEDIATE transaction (so no registration or removal is between
+**       its rename and its COMMIT) it puts back a .trash-* file whose
+**       content a row needs and whose file is missing (a crash inside
+**       image_remove), deletes other .trash-* files, .tmp-* files whose
+**       registering process is gone (the pid in the name is not alive and
+**       nobody holds the file's lock), and <sha256>.qcow2 files no row has
+**       the sha256 of (read with one scan of the table, never through an
+**       index). Other names are kept and still reported; rows whose file
+**       is missing are reported, never deleted (image_remove them).
+**       Refused, changing nothing, when the store is not this registry's
+**       (foreign, lost, damaged marker) or the registry file is damaged.
+**       Not inside a transaction.
 **
 **   image_sha256(X) -> lowercase hex SHA-256 of the file at path X (TEXT)
 **       or of the bytes X (BLOB).
@@ -84,7 +115,8 @@
 **   djinn_version() -> 'djinn 0.1.0 (schema 1)'.
 **
 ** Flags: image_register, image_remove, namespace_resolve, djinn_setting/2
-** write tables or files, djinn_fsck and image_sha256 read arbitrary files:
+** write tables or files, djinn_fsck, djinn_store_check and image_sha256
+** read arbitrary files:
 ** SQLITE_UTF8 | SQLITE_DIRECTONLY (never from views, triggers or schema).
 ** image_path, djinn_setting/1 and djinn_store only read the registry, but
 ** their result depends on the table contents and the process's user: plain
@@ -154,6 +186,41 @@ static int reg_dberr(sqlite3 *db, char **err, const char *what)
 
     *err = sqlite3_mprintf("%s: %s", what, sqlite3_errmsg(db));
     return rc == SQLITE_OK ? SQLITE_ERROR : rc;
+}
+
+int reg_text_arg(sqlite3_context *ctx, const char *fn, sqlite3_value *v,
+                 const char *what, const char **out)
+{
+    const char *s;
+    size_t len;
+    int n;
+    char *msg = NULL;
+
+    *out = NULL;
+    if (sqlite3_value_type(v) == SQLITE_NULL)
+        return 0;
+    s = (const char *)sqlite3_value_text(v);
+    if (s == NULL) {
+        sqlite3_result_error_nomem(ctx);
+        return -1;
+    }
+    n = sqlite3_value_bytes(v);
+    len = strlen(s);
+    if (n < 0 || len != (size_t)n) {
+        /* A C string would silently stop at the NUL: 'a\0b' is not 'a'. */
+        msg = sqlite3_mprintf("%s: the %s has a NUL byte at offset %llu of "
+                              "its %d bytes; NUL is not allowed in a %s",
+                              fn, what, (unsigned long long)len, n, what);
+        if (msg == NULL) {
+            sqlite3_result_error_nomem(ctx);
+        } else {
+            sqlite3_result_error(ctx, msg, -1);
+            sqlite3_free(msg);
+        }
+        return -1;
+    }
+    *out = s;
+    return 0;
 }
 
 /* Append s as a JSON string. */
@@ -418,21 +485,17 @@ done:
 }
 
 /*
-** Parse the namespace argument of the image_* functions: NULL or '' means
-** personal (ns->buf NULL, *owner = current user), else path[@owner].
+** Parse the namespace argument of the image_* functions (already checked
+** by reg_text_arg): NULL or '' means personal (ns->buf NULL, *owner = the
+** current user), else path[@owner].
 */
-static int reg_image_ns(sqlite3_value *v, struct reg_ns *ns, char *owner,
+static int reg_image_ns(const char *spec, struct reg_ns *ns, char *owner,
                         size_t owner_len, char **err)
 {
-    const char *spec;
     int rc;
 
     memset(ns, 0, sizeof(*ns));
-    spec = (const char *)sqlite3_value_text(v);
-    if (sqlite3_value_type(v) == SQLITE_NULL || spec == NULL ||
-        spec[0] == '\0') {
-        if (sqlite3_value_type(v) != SQLITE_NULL && spec == NULL)
-            return SQLITE_NOMEM;
+    if (spec == NULL || spec[0] == '\0') {
         reg_current_user(owner, owner_len);
         return SQLITE_OK;
     }
@@ -450,19 +513,38 @@ static char *reg_where(const struct reg_ns *ns, const char *owner)
     return sqlite3_mprintf("among the personal images of '%s'", owner);
 }
 
-/* Find an image row: *id 0 when absent; *store_path (may be NULL). */
+/* 64 lowercase hex digits and nothing else: a SHA-256 as the store
+** writes it. Anything else read from a row is damage, never a path. */
+static int reg_hex_ok(const char *s, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return 0;
+    return 1;
+}
+
+static int reg_sha_ok(const char *s, size_t n)
+{
+    return s != NULL && n == 64 && reg_hex_ok(s, 64);
+}
+
+/* Find an image row: *id 0 when absent; sha (may be NULL) gets its
+** SHA-256, which names its file <store>/<sha256>.qcow2. */
 static int reg_image_find(sqlite3 *db, const char *owner, sqlite3_int64 ns_id,
-                          const char *name, sqlite3_int64 *id,
-                          char **store_path, char **err)
+                          const char *name, sqlite3_int64 *id, char *sha,
+                          char **err)
 {
     sqlite3_stmt *st = NULL;
+    const char *h;
     int rc;
 
     *id = 0;
-    if (store_path != NULL)
-        *store_path = NULL;
+    if (sha != NULL)
+        sha[0] = '\0';
     rc = sqlite3_prepare_v2(db,
-                            "SELECT id, store_path FROM images WHERE owner = ?1"
+                            "SELECT id, sha256 FROM images WHERE owner = ?1"
                             " AND ifnull(namespace_id, 0) = ?2 AND name = ?3",
                             -1, &st, NULL);
     if (rc != SQLITE_OK)
@@ -473,14 +555,17 @@ static int reg_image_find(sqlite3 *db, const char *owner, sqlite3_int64 ns_id,
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
         *id = sqlite3_column_int64(st, 0);
-        if (store_path != NULL) {
-            *store_path =
-                sqlite3_mprintf("%s", (const char *)sqlite3_column_text(st, 1));
-            if (*store_path == NULL) {
-                sqlite3_finalize(st);
-                return SQLITE_NOMEM;
-            }
+        h = (const char *)sqlite3_column_text(st, 1);
+        if (!reg_sha_ok(h, h ? strlen(h) : 0)) {
+            *err = sqlite3_mprintf(
+                "the row of image '%s' (id %lld) has no valid sha256: the "
+                "registry is damaged; nothing was changed",
+                name, (long long)*id);
+            sqlite3_finalize(st);
+            return SQLITE_CORRUPT;
         }
+        if (sha != NULL)
+            memcpy(sha, h, 65);
         rc = SQLITE_OK;
     } else if (rc == SQLITE_DONE) {
         rc = SQLITE_OK;
@@ -491,7 +576,8 @@ static int reg_image_find(sqlite3 *db, const char *owner, sqlite3_int64 ns_id,
     return rc;
 }
 
-static int reg_count_refs(sqlite3 *db, const char *store_path, sqlite3_int64 *n,
+/* How many rows need the file of content sha (NULL: how many rows). */
+static int reg_count_refs(sqlite3 *db, const char *sha, sqlite3_int64 *n,
                           char **err)
 {
     sqlite3_stmt *st = NULL;
@@ -499,10 +585,14 @@ static int reg_count_refs(sqlite3 *db, const char *store_path, sqlite3_int64 *n,
 
     *n = 0;
     rc = sqlite3_prepare_v2(
-        db, "SELECT count(*) FROM images WHERE store_path = ?1", -1, &st, NULL);
+        db,
+        sha != NULL ? "SELECT count(*) FROM images WHERE sha256 = ?1"
+                    : "SELECT count(*) FROM (SELECT 1 FROM images LIMIT 1)",
+        -1, &st, NULL);
     if (rc != SQLITE_OK)
         return reg_dberr(db, err, "images");
-    sqlite3_bind_text(st, 1, store_path, -1, SQLITE_STATIC);
+    if (sha != NULL)
+        sqlite3_bind_text(st, 1, sha, -1, SQLITE_STATIC);
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
         *n = sqlite3_column_int64(st, 0);
@@ -563,19 +653,15 @@ static int has_dotdot(const char *path)
     return 0;
 }
 
-/* The store directory in effect, absolute, without a trailing '/'. */
-static int reg_store_dir(sqlite3 *db, char **dir, char **err)
+/* The store directory for the setting `value` (consumed; NULL: the
+** default), absolute, without a trailing '/'. */
+static int reg_store_resolve(sqlite3 *db, char *value, char **dir, char **err)
 {
     const char *file;
-    char *value = NULL;
     const char *slash;
     size_t n;
-    int rc;
 
     *dir = NULL;
-    rc = reg_setting_get(db, "store", &value, err);
-    if (rc != SQLITE_OK)
-        return rc;
     file = sqlite3_db_filename(db, "main");
     if (value != NULL && value[0] == '/') {
         *dir = value;
@@ -611,6 +697,89 @@ static int reg_store_dir(sqlite3 *db, char **dir, char **err)
     while (n > 1 && (*dir)[n - 1] == '/')
         (*dir)[--n] = '\0';
     return SQLITE_OK;
+}
+
+/* The store directory in effect, absolute, without a trailing '/'. */
+static int reg_store_dir(sqlite3 *db, char **dir, char **err)
+{
+    char *value = NULL;
+    int rc;
+
+    *dir = NULL;
+    rc = reg_setting_get(db, "store", &value, err);
+    if (rc != SQLITE_OK)
+        return rc;
+    return reg_store_resolve(db, value, dir, err);
+}
+
+/*
+** Before the store setting changes: every image's file must already be in
+** the new store (files are found by content under the store in effect, so
+** a store that lacks them would make every such image vanish). An empty
+** registry may point anywhere.
+*/
+static int reg_store_has_all(sqlite3 *db, const char *value, char **err)
+{
+    sqlite3_stmt *st = NULL;
+    char *v = NULL, *dir = NULL;
+    char first[65];
+    struct stat sb;
+    sqlite3_int64 need = 0, lack = 0;
+    int rc, dfd = -1;
+
+    rc = reg_count_refs(db, NULL, &need, err);
+    if (rc != SQLITE_OK || need == 0)
+        return rc;
+    need = 0;
+    if (value != NULL) {
+        v = sqlite3_mprintf("%s", value);
+        if (v == NULL)
+            return SQLITE_NOMEM;
+    }
+    rc = reg_store_resolve(db, v, &dir, err);
+    if (rc != SQLITE_OK)
+        return rc;
+    rc = sqlite3_prepare_v2(db, "SELECT DISTINCT sha256 FROM images", -1, &st,
+                            NULL);
+    if (rc != SQLITE_OK) {
+        rc = reg_dberr(db, err, "images");
+        goto done;
+    }
+    dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    first[0] = '\0';
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *h = (const char *)sqlite3_column_text(st, 0);
+        char final[80];
+
+        need++;
+        if (!reg_sha_ok(h, h ? strlen(h) : 0))
+            continue;
+        snprintf(final, sizeof(final), "%s.qcow2", h);
+        if (dfd >= 0 && fstatat(dfd, final, &sb, 0) == 0 && S_ISREG(sb.st_mode))
+            continue;
+        if (lack++ == 0)
+            memcpy(first, h, 65);
+    }
+    if (rc != SQLITE_DONE) {
+        rc = reg_dberr(db, err, "images");
+        goto done;
+    }
+    rc = SQLITE_OK;
+    if (lack > 0) {
+        *err = sqlite3_mprintf(
+            "store '%s': %lld of the %lld image files of this registry are "
+            "not there (e.g. %s.qcow2), so those images would be lost; move "
+            "the files of the current store there first (each is named "
+            "<sha256>.qcow2, e.g. mv OLD/*.qcow2 %s/), then set it",
+            dir, lack, need, first[0] ? first : "?", dir);
+        rc = SQLITE_ERROR;
+    }
+done:
+    if (dfd >= 0)
+        close(dfd);
+    sqlite3_finalize(st);
+    sqlite3_free(dir);
+    return rc;
 }
 
 /* mkdir -p dir (mode 0755 for what it creates). */
@@ -791,6 +960,283 @@ static char *reg_rejection(const char *path, const struct qcow2_report *r)
     return sqlite3_str_finish(s);
 }
 
+/* <64 lowercase hex>.qcow2: a name the store gave a file. */
+static int reg_store_name(const char *name)
+{
+    return strlen(name) == 70 && reg_sha_ok(name, 64) &&
+           strcmp(name + 64, ".qcow2") == 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* The store's owner                                                       */
+
+/*
+** A store belongs to one registry. Repair deletes the files of the store
+** that none of ITS rows needs, so a second registry sharing the store, or a
+** registry file that was lost and silently re-created empty, would delete
+** the first one's images. Each registry has a random id (table
+** registry_identity, schema/003); the store holds a marker file
+** .djinn-store, "djinn-store 1\nregistry <id>\n", naming its owner. The
+** first write of a registry to its store creates the marker (a temp file
+** linked into place: never replaced once there). Writes and repair refuse a
+** store whose marker names another registry or cannot be read. A store
+** without a marker (made before markers) is claimed by a registry that has
+** rows, or when it holds no image files; an EMPTY registry beside a store
+** full of images and without a marker is what a lost registry looks like,
+** and is refused as well.
+*/
+#define REG_MARKER ".djinn-store"
+#define REG_MARKER_HEAD "djinn-store 1\nregistry "
+
+enum reg_owner {
+    REG_OWNER_NONE,      /* there is no store directory yet */
+    REG_OWNER_OURS,      /* the marker names this registry */
+    REG_OWNER_UNCLAIMED, /* no marker, and this registry may claim it */
+    REG_OWNER_FOREIGN,   /* the marker names another registry */
+    REG_OWNER_LOST,      /* no marker, images, and an empty registry */
+    REG_OWNER_DAMAGED    /* the marker cannot be read */
+};
+
+static const char *const reg_owner_names[] = {
+    "none", "ours", "unclaimed", "foreign", "lost", "damaged",
+};
+
+/* This registry's id (32 hex digits). */
+static int reg_registry_id(sqlite3 *db, char id[33], char **err)
+{
+    sqlite3_stmt *st = NULL;
+    const char *v;
+    int rc;
+
+    id[0] = '\0';
+    rc = sqlite3_prepare_v2(
+        db, "SELECT id FROM registry_identity WHERE only = 1", -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return reg_dberr(db, err, "registry_identity");
+    rc = sqlite3_step(st);
+    v = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : NULL;
+    if (v != NULL && strlen(v) == 32 && reg_hex_ok(v, 32))
+        memcpy(id, v, 33);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        rc = reg_dberr(db, err, "registry_identity");
+    } else if (id[0] == '\0') {
+        *err = sqlite3_mprintf("the registry has no valid identity (table "
+                               "registry_identity): the file is damaged; "
+                               "nothing was changed");
+        rc = SQLITE_CORRUPT;
+    } else {
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* The marker of the store open at dfd: 1 (owner filled), 0 when there is
+** none, -1 when it cannot be read or is not what a marker says. */
+static int reg_marker_read(int dfd, char owner[33])
+{
+    char buf[128];
+    struct stat sb;
+    ssize_t n;
+    size_t head = strlen(REG_MARKER_HEAD);
+    int fd;
+
+    owner[0] = '\0';
+    fd = openat(dfd, REG_MARKER,
+                O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -1;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        return -1;
+    }
+    do {
+        n = read(fd, buf, sizeof(buf) - 1);
+    } while (n < 0 && errno == EINTR);
+    close(fd);
+    if (n < 0 || (size_t)n != head + 33)
+        return -1;
+    buf[n] = '\0';
+    if (memcmp(buf, REG_MARKER_HEAD, head) != 0 || buf[head + 32] != '\n' ||
+        !reg_hex_ok(buf + head, 32))
+        return -1;
+    memcpy(owner, buf + head, 32);
+    owner[32] = '\0';
+    return 1;
+}
+
+/* Does the store open at dfd hold image or trash files? 1, 0, -1. */
+static int reg_store_has_images(int dfd)
+{
+    struct dirent *e;
+    DIR *d;
+    int fd, found = 0;
+
+    fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    d = fdopendir(fd);
+    if (d == NULL) {
+        close(fd);
+        return -1;
+    }
+    while (!found && (e = readdir(d)) != NULL)
+        if (reg_store_name(e->d_name) || strncmp(e->d_name, ".trash-", 7) == 0)
+            found = 1;
+    closedir(d);
+    return found;
+}
+
+/* Write this registry's marker: SQLITE_OK, SQLITE_BUSY when a marker
+** appeared meanwhile (read it again), or an error. */
+static int reg_marker_write(int dfd, const char *dir, const char *id,
+                            char **err)
+{
+    char tmp[64], body[64];
+    int fd, n, e;
+
+    reg_temp_name(tmp, sizeof(tmp), ".tmp-");
+    fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                0444);
+    if (fd < 0) {
+        *err = sqlite3_mprintf("store '%s': cannot create its owner marker: "
+                               "%s",
+                               dir, strerror(errno));
+        return SQLITE_CANTOPEN;
+    }
+    n = snprintf(body, sizeof(body), REG_MARKER_HEAD "%s\n", id);
+    if (write_all(fd, (const unsigned char *)body, (size_t)n) != 0 ||
+        fsync(fd) != 0) {
+        e = errno;
+        close(fd);
+        (void)unlinkat(dfd, tmp, 0);
+        *err = sqlite3_mprintf("store '%s': cannot write its owner marker: "
+                               "%s",
+                               dir, strerror(e));
+        return SQLITE_IOERR;
+    }
+    close(fd);
+    if (linkat(dfd, tmp, dfd, REG_MARKER, 0) != 0) {
+        e = errno;
+        (void)unlinkat(dfd, tmp, 0);
+        if (e == EEXIST)
+            return SQLITE_BUSY;
+        *err = sqlite3_mprintf("store '%s': cannot create its owner marker: "
+                               "%s",
+                               dir, strerror(e));
+        return SQLITE_IOERR;
+    }
+    (void)unlinkat(dfd, tmp, 0);
+    if (fsync(dfd) != 0) {
+        *err = sqlite3_mprintf("cannot fsync the store directory %s: %s", dir,
+                               strerror(errno));
+        return SQLITE_IOERR;
+    }
+    return SQLITE_OK;
+}
+
+/*
+** Who owns the store `dir`, open at dfd (-1: it does not exist). With
+** claim, an unclaimed store becomes this registry's (the marker is
+** written). For FOREIGN, LOST and DAMAGED, *why says what happened and
+** what to do (the caller frees it).
+*/
+static int reg_store_owner(sqlite3 *db, const char *dir, int dfd, int claim,
+                           enum reg_owner *owner, char **why, char **err)
+{
+    sqlite3_int64 rows = 0;
+    char id[33], mark[33];
+    int rc, m, tries;
+
+    *owner = REG_OWNER_NONE;
+    *why = NULL;
+    rc = reg_registry_id(db, id, err);
+    if (rc != SQLITE_OK || dfd < 0)
+        return rc;
+    for (tries = 0;; tries++) {
+        m = reg_marker_read(dfd, mark);
+        if (m < 0) {
+            *owner = REG_OWNER_DAMAGED;
+            *why = sqlite3_mprintf(
+                "the owner marker of the store %s (%s/" REG_MARKER ") cannot "
+                "be read or is damaged, so it is not known which registry "
+                "the store belongs to; nothing was changed. It must read "
+                "\"djinn-store 1\\nregistry <id>\\n\" with the id of the "
+                "registry that owns the store (this registry's id is %s)",
+                dir, dir, id);
+            return SQLITE_OK;
+        }
+        if (m == 1) {
+            if (strcmp(mark, id) == 0) {
+                *owner = REG_OWNER_OURS;
+                return SQLITE_OK;
+            }
+            *owner = REG_OWNER_FOREIGN;
+            *why = sqlite3_mprintf(
+                "the store %s belongs to another registry (its marker names "
+                "registry %s; this one is %s), so nothing was changed. Two "
+                "registries must not share a store: each would delete the "
+                "other's images as orphans. Give this registry a store of "
+                "its own (SELECT djinn_setting('store', '/new/dir')). If "
+                "this registry file replaced one that was lost or "
+                "truncated, keep the files: move the store aside (mv %s "
+                "%s.recovered) and register them again from there; each is "
+                "named <sha256>.qcow2",
+                dir, mark, id, dir, dir);
+            return SQLITE_OK;
+        }
+        /* No marker. */
+        rc = reg_count_refs(db, NULL, &rows, err);
+        if (rc != SQLITE_OK)
+            return rc;
+        if (rows == 0) {
+            m = reg_store_has_images(dfd);
+            if (m != 0) {
+                *owner = REG_OWNER_LOST;
+                *why = sqlite3_mprintf(
+                    "the store %s holds image files but has no owner "
+                    "marker, and this registry has no images: the registry "
+                    "that owned the store looks lost (truncated, deleted or "
+                    "re-created empty); nothing was changed. Restore the "
+                    "registry from a backup, or move the store aside (mv %s "
+                    "%s.recovered) and register its files again from there; "
+                    "each is named <sha256>.qcow2",
+                    dir, dir, dir);
+                return SQLITE_OK;
+            }
+        }
+        *owner = REG_OWNER_UNCLAIMED;
+        if (!claim)
+            return SQLITE_OK;
+        rc = reg_marker_write(dfd, dir, id, err);
+        if (rc == SQLITE_OK) {
+            *owner = REG_OWNER_OURS;
+            return SQLITE_OK;
+        }
+        if (rc != SQLITE_BUSY || tries >= 2)
+            return rc == SQLITE_BUSY ? SQLITE_IOERR : rc;
+    }
+}
+
+/* The store's owner must be this registry (claimed if need be) before
+** anything in it is written or deleted: SQLITE_OK or an error. */
+static int reg_store_ours(sqlite3 *db, const char *dir, int dfd, int claim,
+                          char **err)
+{
+    enum reg_owner owner;
+    char *why = NULL;
+    int rc;
+
+    rc = reg_store_owner(db, dir, dfd, claim, &owner, &why, err);
+    if (rc != SQLITE_OK)
+        return rc;
+    if (why != NULL) {
+        *err = why;
+        return SQLITE_ERROR;
+    }
+    return SQLITE_OK;
+}
+
 /* ---------------------------------------------------------------------- */
 /* Transactions                                                            */
 
@@ -851,17 +1297,19 @@ static int reg_register_txn(sqlite3 *db, struct reg_job *j, sqlite3_int64 *id,
     sqlite3_stmt *st = NULL;
     sqlite3_int64 ns_id = 0, existing = 0, refs = 0;
     char final[80];
-    char *store_path = NULL, *where = NULL;
+    char *where = NULL;
     struct stat sb;
     int rc, renamed = 0;
 
     snprintf(final, sizeof(final), "%s.qcow2", j->sha);
-    store_path = sqlite3_mprintf("%s/%s", j->dir, final);
-    if (store_path == NULL)
-        return SQLITE_NOMEM;
     rc = reg_begin_immediate(db, err);
     if (rc != SQLITE_OK)
-        goto done;
+        return rc;
+    /* Claimed under the write lock: no other process of this registry
+    ** is between its own claim and COMMIT. */
+    rc = reg_store_ours(db, j->dir, j->dfd, 1, err);
+    if (rc != SQLITE_OK)
+        goto fail;
     if (j->ns.buf != NULL) {
         rc = reg_ns_id(db, &j->ns, 1, &ns_id, err);
         if (rc != SQLITE_OK)
@@ -877,7 +1325,7 @@ static int reg_register_txn(sqlite3 *db, struct reg_job *j, sqlite3_int64 *id,
         rc = SQLITE_CONSTRAINT;
         goto fail;
     }
-    rc = reg_count_refs(db, store_path, &refs, err);
+    rc = reg_count_refs(db, j->sha, &refs, err);
     if (rc != SQLITE_OK)
         goto fail;
     if (refs > 0 && fstatat(j->dfd, final, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
@@ -887,8 +1335,8 @@ static int reg_register_txn(sqlite3 *db, struct reg_job *j, sqlite3_int64 *id,
     } else {
         /* New content, or a leftover nobody references: (re)place it. */
         if (renameat(j->dfd, j->tmp, j->dfd, final) != 0) {
-            *err = sqlite3_mprintf("cannot rename the copy to %s: %s",
-                                   store_path, strerror(errno));
+            *err = sqlite3_mprintf("cannot rename the copy to %s/%s: %s",
+                                   j->dir, final, strerror(errno));
             rc = SQLITE_IOERR;
             goto fail;
         }
@@ -904,8 +1352,7 @@ static int reg_register_txn(sqlite3 *db, struct reg_job *j, sqlite3_int64 *id,
     rc = sqlite3_prepare_v2(
         db,
         "INSERT INTO images(namespace_id, owner, author, name, driver, sha256,"
-        " file_size, virtual_size, store_path) VALUES (?1, ?2, ?3, ?4,"
-        " 'qemu', ?5, ?6, ?7, ?8)",
+        " file_size, virtual_size) VALUES (?1, ?2, ?3, ?4, 'qemu', ?5, ?6, ?7)",
         -1, &st, NULL);
     if (rc != SQLITE_OK) {
         rc = reg_dberr(db, err, "images");
@@ -921,7 +1368,6 @@ static int reg_register_txn(sqlite3 *db, struct reg_job *j, sqlite3_int64 *id,
     sqlite3_bind_text(st, 5, j->sha, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 6, j->size);
     sqlite3_bind_int64(st, 7, j->vsize);
-    sqlite3_bind_text(st, 8, store_path, -1, SQLITE_STATIC);
     rc = sqlite3_step(st);
     if (rc != SQLITE_DONE) {
         rc = reg_dberr(db, err, "images");
@@ -945,7 +1391,6 @@ fail:
 done:
     sqlite3_finalize(st);
     sqlite3_free(where);
-    sqlite3_free(store_path);
     return rc;
 }
 
@@ -988,6 +1433,11 @@ static int reg_register(sqlite3 *db, struct reg_job *j, sqlite3_int64 *id,
                                strerror(errno));
         return SQLITE_CANTOPEN;
     }
+    /* Before copying: is the store this registry's? (Checked again, and
+    ** claimed, under the write lock.) */
+    rc = reg_store_ours(db, j->dir, j->dfd, 0, err);
+    if (rc != SQLITE_OK)
+        return rc;
     for (int tries = 0; j->tfd < 0; tries++) {
         reg_temp_name(j->tmp, sizeof(j->tmp), ".tmp-");
         j->tfd =
@@ -1044,21 +1494,19 @@ static void image_register_func(sqlite3_context *ctx, int argc,
     sqlite3 *db = sqlite3_context_db_handle(ctx);
     struct reg_job j;
     sqlite3_int64 id = 0;
+    const char *spec = NULL;
     char *err = NULL;
     int rc;
 
     (void)argc;
     memset(&j, 0, sizeof(j));
     j.dfd = j.sfd = j.tfd = -1;
-    if (sqlite3_value_type(argv[1]) == SQLITE_NULL ||
-        sqlite3_value_type(argv[2]) == SQLITE_NULL) {
-        sqlite3_result_null(ctx);
+    if (reg_text_arg(ctx, "image_register", argv[0], "namespace", &spec) ||
+        reg_text_arg(ctx, "image_register", argv[1], "image name", &j.name) ||
+        reg_text_arg(ctx, "image_register", argv[2], "path", &j.src))
         return;
-    }
-    j.name = (const char *)sqlite3_value_text(argv[1]);
-    j.src = (const char *)sqlite3_value_text(argv[2]);
     if (j.name == NULL || j.src == NULL) {
-        sqlite3_result_error_nomem(ctx);
+        sqlite3_result_null(ctx);
         return;
     }
     rc = reg_check_registry(db, &err);
@@ -1067,7 +1515,7 @@ static void image_register_func(sqlite3_context *ctx, int argc,
     if (rc == SQLITE_OK)
         rc = reg_check_name(j.name, &err);
     if (rc == SQLITE_OK)
-        rc = reg_image_ns(argv[0], &j.ns, j.owner, sizeof(j.owner), &err);
+        rc = reg_image_ns(spec, &j.ns, j.owner, sizeof(j.owner), &err);
     if (rc == SQLITE_OK) {
         reg_current_user(j.author, sizeof(j.author));
         rc = reg_register(db, &j, &id, &err);
@@ -1098,31 +1546,38 @@ static void image_path_func(sqlite3_context *ctx, int argc,
     sqlite3 *db = sqlite3_context_db_handle(ctx);
     struct reg_ns ns;
     char owner[REG_MAX_OWNER + 1];
-    const char *name;
-    char *err = NULL, *path = NULL;
+    char sha[65];
+    const char *name = NULL, *spec = NULL;
+    char *err = NULL, *dir = NULL, *path = NULL;
     sqlite3_int64 ns_id = 0, id = 0;
     int rc;
 
     (void)argc;
     memset(&ns, 0, sizeof(ns));
-    if (sqlite3_value_type(argv[1]) == SQLITE_NULL) {
-        sqlite3_result_null(ctx);
+    if (reg_text_arg(ctx, "image_path", argv[0], "namespace", &spec) ||
+        reg_text_arg(ctx, "image_path", argv[1], "image name", &name))
         return;
-    }
-    name = (const char *)sqlite3_value_text(argv[1]);
     if (name == NULL) {
-        sqlite3_result_error_nomem(ctx);
+        sqlite3_result_null(ctx);
         return;
     }
     rc = reg_check_registry(db, &err);
     if (rc == SQLITE_OK)
         rc = reg_check_name(name, &err);
     if (rc == SQLITE_OK)
-        rc = reg_image_ns(argv[0], &ns, owner, sizeof(owner), &err);
+        rc = reg_image_ns(spec, &ns, owner, sizeof(owner), &err);
     if (rc == SQLITE_OK && ns.buf != NULL)
         rc = reg_ns_id(db, &ns, 0, &ns_id, &err);
     if (rc == SQLITE_OK && (ns.buf == NULL || ns_id != 0))
-        rc = reg_image_find(db, owner, ns_id, name, &id, &path, &err);
+        rc = reg_image_find(db, owner, ns_id, name, &id, sha, &err);
+    if (rc == SQLITE_OK && id != 0)
+        rc = reg_store_dir(db, &dir, &err);
+    if (rc == SQLITE_OK && id != 0) {
+        path = sqlite3_mprintf("%s/%s.qcow2", dir, sha);
+        if (path == NULL)
+            rc = SQLITE_NOMEM;
+    }
+    sqlite3_free(dir);
     reg_ns_free(&ns);
     if (rc != SQLITE_OK) {
         reg_fail(ctx, "image_path", rc, err);
@@ -1134,15 +1589,21 @@ static void image_path_func(sqlite3_context *ctx, int argc,
         sqlite3_result_text(ctx, path, -1, sqlite3_free);
 }
 
+/*
+** Delete the row; when no other row has its content, rename the file to
+** .trash-<sha256>-<pid>-<hex> before COMMIT and unlink it after. A crash
+** in between leaves the row and the trash file: djinn_fsck('repair') puts
+** the file back, because a row still needs its content (the name says
+** which). Only <store>/<row's sha256>.qcow2 is ever touched.
+*/
 static int reg_remove(sqlite3 *db, const struct reg_ns *ns, const char *owner,
                       const char *name, int *removed, char **err)
 {
     sqlite3_stmt *st = NULL;
     sqlite3_int64 ns_id = 0, id = 0, refs = 0;
-    char *path = NULL, *trash = NULL;
-    char tname[64];
-    const char *slash;
-    int rc;
+    char sha[65], final[80], prefix[80], trash[128];
+    char *dir = NULL;
+    int rc, dfd = -1, trashed = 0;
 
     *removed = 0;
     rc = reg_begin_immediate(db, err);
@@ -1151,7 +1612,7 @@ static int reg_remove(sqlite3 *db, const struct reg_ns *ns, const char *owner,
     if (ns->buf != NULL)
         rc = reg_ns_id(db, ns, 0, &ns_id, err);
     if (rc == SQLITE_OK && (ns->buf == NULL || ns_id != 0))
-        rc = reg_image_find(db, owner, ns_id, name, &id, &path, err);
+        rc = reg_image_find(db, owner, ns_id, name, &id, sha, err);
     if (rc != SQLITE_OK)
         goto fail;
     if (id == 0) {
@@ -1161,6 +1622,25 @@ static int reg_remove(sqlite3 *db, const struct reg_ns *ns, const char *owner,
             goto fail;
         }
         goto done;
+    }
+    rc = reg_count_refs(db, sha, &refs, err);
+    if (rc != SQLITE_OK)
+        goto fail;
+    if (refs <= 1) {
+        /* The file goes: the store must be this registry's. */
+        rc = reg_store_dir(db, &dir, err);
+        if (rc != SQLITE_OK)
+            goto fail;
+        dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0 && errno != ENOENT) {
+            *err = sqlite3_mprintf("store '%s': cannot open: %s", dir,
+                                   strerror(errno));
+            rc = SQLITE_CANTOPEN;
+            goto fail;
+        }
+        rc = reg_store_ours(db, dir, dfd, 1, err);
+        if (rc != SQLITE_OK)
+            goto fail;
     }
     rc = sqlite3_prepare_v2(db, "DELETE FROM images WHERE id = ?1", -1, &st,
                             NULL);
@@ -1172,38 +1652,28 @@ static int reg_remove(sqlite3 *db, const struct reg_ns *ns, const char *owner,
         rc = reg_dberr(db, err, "images");
         goto fail;
     }
-    rc = reg_count_refs(db, path, &refs, err);
-    if (rc != SQLITE_OK)
-        goto fail;
-    if (refs == 0) {
-        slash = strrchr(path, '/');
-        reg_temp_name(tname, sizeof(tname), ".trash-");
-        trash = sqlite3_mprintf("%.*s/%s", (int)(slash - path), path, tname);
-        if (trash == NULL) {
-            rc = SQLITE_NOMEM;
+    if (refs <= 1 && dfd >= 0) {
+        snprintf(final, sizeof(final), "%s.qcow2", sha);
+        snprintf(prefix, sizeof(prefix), ".trash-%s-", sha);
+        reg_temp_name(trash, sizeof(trash), prefix);
+        if (renameat(dfd, final, dfd, trash) == 0) {
+            trashed = 1;
+        } else if (errno != ENOENT) {
+            *err = sqlite3_mprintf("cannot remove %s/%s: %s", dir, final,
+                                   strerror(errno));
+            rc = SQLITE_IOERR;
             goto fail;
-        }
-        if (rename(path, trash) != 0) {
-            if (errno != ENOENT) {
-                *err = sqlite3_mprintf("cannot remove %s: %s", path,
-                                       strerror(errno));
-                rc = SQLITE_IOERR;
-                goto fail;
-            }
-            /* Already gone: not an error (Djinn does the same). */
-            sqlite3_free(trash);
-            trash = NULL;
-        }
+        } /* else already gone: not an error (Djinn does the same) */
     }
     rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
         rc = reg_dberr(db, err, "commit");
-        if (trash != NULL)
-            (void)rename(trash, path);
+        if (trashed)
+            (void)renameat(dfd, trash, dfd, final);
         goto fail;
     }
-    if (trash != NULL)
-        (void)unlink(trash);
+    if (trashed)
+        (void)unlinkat(dfd, trash, 0);
     *removed = 1;
     goto done;
 
@@ -1211,8 +1681,9 @@ fail:
     reg_rollback(db);
 done:
     sqlite3_finalize(st);
-    sqlite3_free(trash);
-    sqlite3_free(path);
+    if (dfd >= 0)
+        close(dfd);
+    sqlite3_free(dir);
     return rc;
 }
 
@@ -1222,19 +1693,17 @@ static void image_remove_func(sqlite3_context *ctx, int argc,
     sqlite3 *db = sqlite3_context_db_handle(ctx);
     struct reg_ns ns;
     char owner[REG_MAX_OWNER + 1];
-    const char *name;
+    const char *name = NULL, *spec = NULL;
     char *err = NULL;
     int rc, removed = 0;
 
     (void)argc;
     memset(&ns, 0, sizeof(ns));
-    if (sqlite3_value_type(argv[1]) == SQLITE_NULL) {
-        sqlite3_result_null(ctx);
+    if (reg_text_arg(ctx, "image_remove", argv[0], "namespace", &spec) ||
+        reg_text_arg(ctx, "image_remove", argv[1], "image name", &name))
         return;
-    }
-    name = (const char *)sqlite3_value_text(argv[1]);
     if (name == NULL) {
-        sqlite3_result_error_nomem(ctx);
+        sqlite3_result_null(ctx);
         return;
     }
     rc = reg_check_registry(db, &err);
@@ -1243,7 +1712,7 @@ static void image_remove_func(sqlite3_context *ctx, int argc,
     if (rc == SQLITE_OK)
         rc = reg_check_name(name, &err);
     if (rc == SQLITE_OK)
-        rc = reg_image_ns(argv[0], &ns, owner, sizeof(owner), &err);
+        rc = reg_image_ns(spec, &ns, owner, sizeof(owner), &err);
     if (rc == SQLITE_OK)
         rc = reg_remove(db, &ns, owner, name, &removed, &err);
     reg_ns_free(&ns);
@@ -1262,20 +1731,17 @@ static void namespace_resolve_func(sqlite3_context *ctx, int argc,
 {
     sqlite3 *db = sqlite3_context_db_handle(ctx);
     struct reg_ns ns;
-    const char *spec;
+    const char *spec = NULL;
     char *err = NULL;
     sqlite3_int64 id = 0;
     int rc, mode = 0; /* 0 none, 1 BEGIN IMMEDIATE, 2 SAVEPOINT */
 
     (void)argc;
     memset(&ns, 0, sizeof(ns));
-    if (sqlite3_value_type(argv[0]) == SQLITE_NULL) {
-        sqlite3_result_null(ctx);
+    if (reg_text_arg(ctx, "namespace_resolve", argv[0], "namespace", &spec))
         return;
-    }
-    spec = (const char *)sqlite3_value_text(argv[0]);
     if (spec == NULL) {
-        sqlite3_result_error_nomem(ctx);
+        sqlite3_result_null(ctx);
         return;
     }
     rc = reg_check_registry(db, &err);
@@ -1339,17 +1805,16 @@ static void djinn_setting_func(sqlite3_context *ctx, int argc,
 {
     sqlite3 *db = sqlite3_context_db_handle(ctx);
     sqlite3_stmt *st = NULL;
-    const char *key, *value = NULL;
+    const char *key = NULL, *value = NULL;
     char *err = NULL, *cur = NULL;
     int rc;
 
-    if (sqlite3_value_type(argv[0]) == SQLITE_NULL) {
-        sqlite3_result_null(ctx);
+    if (reg_text_arg(ctx, "djinn_setting", argv[0], "key", &key) ||
+        (argc == 2 &&
+         reg_text_arg(ctx, "djinn_setting", argv[1], "value", &value)))
         return;
-    }
-    key = (const char *)sqlite3_value_text(argv[0]);
     if (key == NULL) {
-        sqlite3_result_error_nomem(ctx);
+        sqlite3_result_null(ctx);
         return;
     }
     rc = reg_check_registry(db, &err);
@@ -1365,12 +1830,7 @@ static void djinn_setting_func(sqlite3_context *ctx, int argc,
             return;
         }
     }
-    if (rc == SQLITE_OK && sqlite3_value_type(argv[1]) != SQLITE_NULL) {
-        value = (const char *)sqlite3_value_text(argv[1]);
-        if (value == NULL) {
-            sqlite3_result_error_nomem(ctx);
-            return;
-        }
+    if (rc == SQLITE_OK && value != NULL) {
         if (value[0] == '\0' || strlen(value) > REG_MAX_STORE) {
             err = sqlite3_mprintf("store: the directory must be 1 to %d "
                                   "bytes long",
@@ -1383,6 +1843,8 @@ static void djinn_setting_func(sqlite3_context *ctx, int argc,
             rc = SQLITE_ERROR;
         }
     }
+    if (rc == SQLITE_OK)
+        rc = reg_store_has_all(db, value, &err);
     if (rc == SQLITE_OK) {
         rc = sqlite3_prepare_v2(
             db,
@@ -1429,46 +1891,12 @@ static void djinn_store_func(sqlite3_context *ctx, int argc,
     sqlite3_result_text(ctx, dir, -1, sqlite3_free);
 }
 
-/* Add the missing files of the rows to the JSON; count rows. */
-static int reg_fsck_rows(sqlite3 *db, sqlite3_str *out, sqlite3_int64 *rows,
-                         int *bad, char **err)
-{
-    sqlite3_stmt *st = NULL;
-    struct stat sb;
-    int rc, n = 0;
-
-    *rows = 0;
-    rc = sqlite3_prepare_v2(db, "SELECT store_path FROM images ORDER BY id", -1,
-                            &st, NULL);
-    if (rc != SQLITE_OK)
-        return reg_dberr(db, err, "images");
-    sqlite3_str_appendall(out, ",\"missing\":[");
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *p = (const char *)sqlite3_column_text(st, 0);
-
-        (*rows)++;
-        if (p != NULL && stat(p, &sb) == 0 && S_ISREG(sb.st_mode))
-            continue;
-        sqlite3_str_appendall(out, n++ ? "," : "");
-        reg_json_str(out, p ? p : "");
-        *bad = 1;
-    }
-    sqlite3_str_appendall(out, "]");
-    if (rc != SQLITE_DONE)
-        rc = reg_dberr(db, err, "images");
-    else
-        rc = SQLITE_OK;
-    sqlite3_finalize(st);
-    return rc;
-}
-
 /* Is the .tmp-<pid>-<hex> file `name` in `dir` still some registration's?
 ** Yes when its pid is alive (or the name has no pid) or its lock is held. */
-static int reg_temp_busy(const char *dir, const char *name)
+static int reg_temp_busy(int dfd, const char *name)
 {
     const char *p = name + 5; /* after ".tmp-" */
     char *end = NULL;
-    char *full;
     long pid;
     int fd, busy = 1;
     struct flock lk;
@@ -1479,11 +1907,7 @@ static int reg_temp_busy(const char *dir, const char *name)
         return 1;
     if (kill((pid_t)pid, 0) == 0 || errno == EPERM)
         return 1;
-    full = sqlite3_mprintf("%s/%s", dir, name);
-    if (full == NULL)
-        return 1;
-    fd = open(full, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-    sqlite3_free(full);
+    fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0)
         return errno == ENOENT ? 0 : 1;
     memset(&lk, 0, sizeof(lk));
@@ -1495,62 +1919,312 @@ static int reg_temp_busy(const char *dir, const char *name)
     return busy;
 }
 
-/* <64 lowercase hex>.qcow2: a name the store gave a file. */
-static int reg_store_name(const char *name)
+/* One djinn_fsck run: the store open at dfd (-1: no store directory). */
+struct reg_fsck {
+    sqlite3 *db;
+    const char *dir;
+    int dfd;
+    int repair;
+    int bad;
+    sqlite3_int64 files;
+    char (*need)[65]; /* the rows' SHA-256s, sorted */
+    size_t nneed;
+    sqlite3_str *orphans, *temps, *removed, *restored;
+    int no, nt, nr, nrs;
+};
+
+static int reg_sha_cmp(const void *a, const void *b)
 {
-    int i;
-    for (i = 0; i < 64; i++)
-        if (!((name[i] >= '0' && name[i] <= '9') ||
-              (name[i] >= 'a' && name[i] <= 'f')))
-            return 0;
-    return strcmp(name + 64, ".qcow2") == 0;
+    return memcmp(a, b, 64);
 }
 
-/* Repair: remove `name` from `dir` and list it in `removed`. */
-static int reg_repair_remove(const char *dir, const char *name,
-                             sqlite3_str *removed, int *nr, char **err)
+/*
+** Which contents the rows need, read with one scan of the table (not
+** through an index: a damaged index must not make a needed file look
+** unneeded). A row without a valid sha256 means the registry is damaged:
+** *bad_id gets its id, and repair must not decide anything from it.
+*/
+static int reg_fsck_load(struct reg_fsck *f, sqlite3_int64 *bad_id, char **err)
 {
-    char *full = sqlite3_mprintf("%s/%s", dir, name);
-    if (full == NULL)
-        return SQLITE_NOMEM;
-    if (unlink(full) != 0 && errno != ENOENT) {
-        *err = sqlite3_mprintf("store '%s': cannot remove %s: %s", dir, name,
+    sqlite3_stmt *st = NULL;
+    size_t cap = 0;
+    int rc;
+
+    *bad_id = 0;
+    rc = sqlite3_prepare_v2(f->db, "SELECT id, sha256 FROM images NOT INDEXED",
+                            -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return reg_dberr(f->db, err, "images");
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *h = (const char *)sqlite3_column_text(st, 1);
+
+        if (!reg_sha_ok(h, h ? strlen(h) : 0)) {
+            if (*bad_id == 0)
+                *bad_id = sqlite3_column_int64(st, 0);
+            continue;
+        }
+        if (f->nneed == cap) {
+            char(*grown)[65] = NULL;
+
+            cap = cap ? 2 * cap : 64;
+            grown = sqlite3_realloc64(f->need, cap * sizeof(*f->need));
+            if (grown == NULL) {
+                sqlite3_finalize(st);
+                return SQLITE_NOMEM;
+            }
+            f->need = grown;
+        }
+        memcpy(f->need[f->nneed++], h, 65);
+    }
+    if (rc != SQLITE_DONE)
+        rc = reg_dberr(f->db, err, "images");
+    else
+        rc = SQLITE_OK;
+    sqlite3_finalize(st);
+    if (f->nneed > 1)
+        qsort(f->need, f->nneed, sizeof(*f->need), reg_sha_cmp);
+    return rc;
+}
+
+/* The first problem PRAGMA integrity_check finds (caller frees), or NULL
+** when the file is sound; *rc an error when the check itself failed. */
+static char *reg_integrity(sqlite3 *db, int *rc, char **err)
+{
+    sqlite3_stmt *st = NULL;
+    const char *v;
+    char *problem = NULL;
+
+    *rc =
+        sqlite3_prepare_v2(db, "PRAGMA main.integrity_check(1)", -1, &st, NULL);
+    if (*rc != SQLITE_OK) {
+        *rc = reg_dberr(db, err, "integrity_check");
+        return NULL;
+    }
+    *rc = sqlite3_step(st);
+    if (*rc == SQLITE_ROW) {
+        v = (const char *)sqlite3_column_text(st, 0);
+        if (v == NULL || strcmp(v, "ok") != 0)
+            problem = sqlite3_mprintf("%s", v ? v : "(no answer)");
+        *rc = SQLITE_OK;
+    } else {
+        *rc = reg_dberr(db, err, "integrity_check");
+    }
+    sqlite3_finalize(st);
+    return problem;
+}
+
+static void reg_list_add(sqlite3_str *s, int *n, const char *item)
+{
+    sqlite3_str_appendall(s, (*n)++ ? "," : "");
+    reg_json_str(s, item);
+}
+
+/* 1 when a row has content sha, else 0. */
+static int reg_fsck_needed(const struct reg_fsck *f, const char *sha)
+{
+    return f->nneed > 0 && bsearch(sha, f->need, f->nneed, sizeof(*f->need),
+                                   reg_sha_cmp) != NULL;
+}
+
+/* The content of a trash file: .trash-<sha256>-<pid>-<hex> says it; older
+** names (.trash-<pid>-<hex>) are hashed. sha "" when it is not a file. */
+static int reg_trash_sha(struct reg_fsck *f, const char *name, char sha[65],
+                         char **err)
+{
+    sqlite3_int64 size = 0;
+    struct stat sb;
+    int fd, rc;
+
+    sha[0] = '\0';
+    if (strlen(name) > 72 && reg_sha_ok(name + 7, 64) && name[71] == '-') {
+        memcpy(sha, name + 7, 64);
+        sha[64] = '\0';
+        return SQLITE_OK;
+    }
+    fd = openat(f->dfd, name,
+                O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0)
+        return SQLITE_OK;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        return SQLITE_OK;
+    }
+    rc = reg_hash_fd(fd, -1, name, NULL, sha, &size, err);
+    close(fd);
+    return rc;
+}
+
+static int reg_fsck_unlink(struct reg_fsck *f, const char *name, char **err)
+{
+    if (unlinkat(f->dfd, name, 0) != 0 && errno != ENOENT) {
+        *err = sqlite3_mprintf("store '%s': cannot remove %s: %s", f->dir, name,
                                strerror(errno));
-        sqlite3_free(full);
         return SQLITE_IOERR;
     }
-    sqlite3_free(full);
-    sqlite3_str_appendall(removed, (*nr)++ ? "," : "");
-    reg_json_str(removed, name);
+    reg_list_add(f->removed, &f->nr, name);
     return SQLITE_OK;
+}
+
+/* A .trash-* file: put back when a row needs its content and the store
+** lacks it; otherwise garbage (repair) or reported. */
+static int reg_fsck_trash(struct reg_fsck *f, const char *name, char **err)
+{
+    char sha[65], final[80];
+    struct stat sb;
+    int rc, need = 0, have;
+
+    rc = reg_trash_sha(f, name, sha, err);
+    if (rc != SQLITE_OK)
+        return rc;
+    if (sha[0] != '\0')
+        need = reg_fsck_needed(f, sha);
+    snprintf(final, sizeof(final), "%s.qcow2", sha);
+    have = sha[0] != '\0' &&
+           fstatat(f->dfd, final, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+           S_ISREG(sb.st_mode);
+    if (!f->repair) {
+        f->files++;
+        f->bad = 1;
+        reg_list_add(f->temps, &f->nt, name);
+        return SQLITE_OK;
+    }
+    if (need && !have) {
+        if (renameat(f->dfd, name, f->dfd, final) != 0 || fsync(f->dfd) != 0) {
+            *err = sqlite3_mprintf("store '%s': cannot restore %s as %s: %s",
+                                   f->dir, name, final, strerror(errno));
+            return SQLITE_IOERR;
+        }
+        f->files++;
+        reg_list_add(f->restored, &f->nrs, final);
+        return SQLITE_OK;
+    }
+    return reg_fsck_unlink(f, name, err);
+}
+
+/* One directory entry of the store. */
+static int reg_fsck_entry(struct reg_fsck *f, const char *name, char **err)
+{
+    char sha[65];
+
+    if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0 ||
+        strcmp(name, REG_MARKER) == 0)
+        return SQLITE_OK;
+    if (strncmp(name, ".tmp-", 5) == 0) {
+        if (f->repair && !reg_temp_busy(f->dfd, name))
+            return reg_fsck_unlink(f, name, err);
+        f->files++;
+        f->bad = 1;
+        reg_list_add(f->temps, &f->nt, name);
+        return SQLITE_OK;
+    }
+    if (strncmp(name, ".trash-", 7) == 0)
+        return reg_fsck_trash(f, name, err);
+    if (reg_store_name(name)) {
+        memcpy(sha, name, 64);
+        sha[64] = '\0';
+        if (reg_fsck_needed(f, sha)) {
+            f->files++;
+            return SQLITE_OK;
+        }
+        if (f->repair)
+            return reg_fsck_unlink(f, name, err);
+    }
+    /* An orphan <sha256>.qcow2, or a name the store never gives: only
+    ** ever reported. */
+    f->files++;
+    f->bad = 1;
+    reg_list_add(f->orphans, &f->no, name);
+    return SQLITE_OK;
+}
+
+/* The rows: count them, list those whose file is missing. */
+static int reg_fsck_rows(struct reg_fsck *f, sqlite3_str *out,
+                         sqlite3_int64 *rows, char **err)
+{
+    sqlite3_stmt *st = NULL;
+    struct stat sb;
+    char final[80];
+    char *shown = NULL;
+    int rc, n = 0;
+
+    *rows = 0;
+    rc = sqlite3_prepare_v2(f->db, "SELECT id, sha256 FROM images ORDER BY id",
+                            -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return reg_dberr(f->db, err, "images");
+    sqlite3_str_appendall(out, ",\"missing\":[");
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *h = (const char *)sqlite3_column_text(st, 1);
+
+        (*rows)++;
+        if (reg_sha_ok(h, h ? strlen(h) : 0)) {
+            snprintf(final, sizeof(final), "%s.qcow2", h);
+            if (f->dfd >= 0 &&
+                fstatat(f->dfd, final, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+                S_ISREG(sb.st_mode))
+                continue;
+            shown = sqlite3_mprintf("%s/%s", f->dir, final);
+        } else {
+            shown = sqlite3_mprintf("(image id %lld: no valid sha256)",
+                                    sqlite3_column_int64(st, 0));
+        }
+        if (shown == NULL) {
+            rc = SQLITE_NOMEM;
+            break;
+        }
+        sqlite3_str_appendall(out, n++ ? "," : "");
+        reg_json_str(out, shown);
+        sqlite3_free(shown);
+        f->bad = 1;
+    }
+    sqlite3_str_appendall(out, "]");
+    if (rc == SQLITE_DONE)
+        rc = SQLITE_OK;
+    else if (rc != SQLITE_NOMEM)
+        rc = reg_dberr(f->db, err, "images");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static const char *reg_str(sqlite3_str *s)
+{
+    const char *v = sqlite3_str_value(s);
+
+    return v != NULL ? v : "";
 }
 
 static void djinn_fsck_func(sqlite3_context *ctx, int argc,
                             sqlite3_value **argv)
 {
     sqlite3 *db = sqlite3_context_db_handle(ctx);
-    sqlite3_stmt *st = NULL;
-    sqlite3_str *out = NULL, *orphans = NULL, *temps = NULL, *removed = NULL;
-    char *err = NULL, *dir = NULL, *full = NULL;
+    struct reg_fsck f;
+    sqlite3_str *out = NULL;
+    enum reg_owner owner = REG_OWNER_NONE;
+    const char *mode = NULL;
+    char *err = NULL, *dir = NULL, *why = NULL, *damage = NULL;
+    char id[33];
     DIR *d = NULL;
     struct dirent *e;
-    sqlite3_int64 rows = 0, files = 0;
-    int rc, bad = 0, no = 0, nt = 0, nr = 0, repair = 0, txn = 0;
+    sqlite3_int64 rows = 0, bad_id = 0;
+    int rc, txn = 0, fd;
 
+    memset(&f, 0, sizeof(f));
+    f.dfd = -1;
     if (argc == 1) {
-        const char *mode = (const char *)sqlite3_value_text(argv[0]);
+        if (reg_text_arg(ctx, "djinn_fsck", argv[0], "mode", &mode))
+            return;
         if (mode == NULL || strcmp(mode, "repair") != 0) {
-            sqlite3_free(err);
             err = sqlite3_mprintf("unknown mode '%s'; allowed: 'repair' "
                                   "(or no argument: report only)",
                                   mode ? mode : "NULL");
             reg_fail(ctx, "djinn_fsck", SQLITE_MISUSE, err);
             return;
         }
-        repair = 1;
+        f.repair = 1;
     }
+    f.db = db;
     rc = reg_check_registry(db, &err);
-    if (rc == SQLITE_OK && repair) {
+    if (rc == SQLITE_OK && f.repair) {
         rc = reg_need_autocommit(db, &err);
         if (rc == SQLITE_OK)
             rc = reg_begin_immediate(db, &err);
@@ -1558,113 +2232,165 @@ static void djinn_fsck_func(sqlite3_context *ctx, int argc,
             txn = 1;
     }
     if (rc == SQLITE_OK)
+        rc = reg_registry_id(db, id, &err);
+    if (rc == SQLITE_OK)
         rc = reg_store_dir(db, &dir, &err);
     if (rc != SQLITE_OK)
         goto done;
-    out = sqlite3_str_new(db);
-    orphans = sqlite3_str_new(db);
-    temps = sqlite3_str_new(db);
-    removed = sqlite3_str_new(db);
-    sqlite3_str_appendall(out, "{\"store\":");
-    reg_json_str(out, dir);
-    rc = reg_fsck_rows(db, out, &rows, &bad, &err);
-    if (rc != SQLITE_OK)
-        goto done;
-    rc = sqlite3_prepare_v2(db,
-                            "SELECT 1 FROM images WHERE store_path = ?1"
-                            " LIMIT 1",
-                            -1, &st, NULL);
-    if (rc != SQLITE_OK) {
-        rc = reg_dberr(db, &err, "images");
-        goto done;
-    }
-    d = opendir(dir);
-    if (d == NULL && errno != ENOENT) {
-        err = sqlite3_mprintf("store '%s': cannot list: %s", dir,
+    f.dir = dir;
+    f.dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (f.dfd < 0 && errno != ENOENT) {
+        err = sqlite3_mprintf("store '%s': cannot open: %s", dir,
                               strerror(errno));
         rc = SQLITE_IOERR;
         goto done;
     }
-    while (d != NULL && (e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        files++;
-        if (repair && (strncmp(e->d_name, ".trash-", 7) == 0 ||
-                       (strncmp(e->d_name, ".tmp-", 5) == 0 &&
-                        !reg_temp_busy(dir, e->d_name)))) {
-            rc = reg_repair_remove(dir, e->d_name, removed, &nr, &err);
-            if (rc != SQLITE_OK)
-                goto done;
-            files--;
-            continue;
-        }
-        if (strncmp(e->d_name, ".tmp-", 5) == 0 ||
-            strncmp(e->d_name, ".trash-", 7) == 0) {
-            sqlite3_str_appendall(temps, nt++ ? "," : "");
-            reg_json_str(temps, e->d_name);
-            bad = 1;
-            continue;
-        }
-        full = sqlite3_mprintf("%s/%s", dir, e->d_name);
-        if (full == NULL) {
+    rc = reg_store_owner(db, dir, f.dfd, f.repair, &owner, &why, &err);
+    if (rc != SQLITE_OK)
+        goto done;
+    if (why != NULL && f.repair) {
+        err = sqlite3_mprintf("refusing to repair: %s", why);
+        rc = SQLITE_ERROR;
+        goto done;
+    }
+    /* A damaged registry cannot say which files are needed: report it,
+    ** and never repair (delete) from it. */
+    damage = reg_integrity(db, &rc, &err);
+    if (rc == SQLITE_OK)
+        rc = reg_fsck_load(&f, &bad_id, &err);
+    if (rc != SQLITE_OK)
+        goto done;
+    if (damage == NULL && bad_id != 0)
+        damage = sqlite3_mprintf("image id %lld has no valid sha256",
+                                 (long long)bad_id);
+    if (damage != NULL) {
+        sqlite3_free(why);
+        why = sqlite3_mprintf(
+            "the registry file is damaged (%s), so it cannot tell which "
+            "files of the store its images need; nothing was changed. "
+            "Restore it from a backup, or move it aside and register the "
+            "images again from the store (each file is named "
+            "<sha256>.qcow2)",
+            damage);
+        if (why == NULL) {
             rc = SQLITE_NOMEM;
             goto done;
         }
-        sqlite3_bind_text(st, 1, full, -1, SQLITE_STATIC);
-        rc = sqlite3_step(st);
-        sqlite3_reset(st);
-        if (rc == SQLITE_DONE && repair && reg_store_name(e->d_name)) {
-            rc = reg_repair_remove(dir, e->d_name, removed, &nr, &err);
-            if (rc != SQLITE_OK)
-                goto done;
-            files--;
-        } else if (rc == SQLITE_DONE) {
-            sqlite3_str_appendall(orphans, no++ ? "," : "");
-            reg_json_str(orphans, e->d_name);
-            bad = 1;
-        } else if (rc != SQLITE_ROW) {
-            rc = reg_dberr(db, &err, "images");
+        if (f.repair) {
+            err = sqlite3_mprintf("refusing to repair: %s", why);
+            rc = SQLITE_CORRUPT;
             goto done;
         }
-        sqlite3_free(full);
-        full = NULL;
     }
-    rc = SQLITE_OK;
-    sqlite3_str_appendf(
-        out, ",\"orphans\":[%s],\"temp\":[%s],",
-        sqlite3_str_value(orphans) ? sqlite3_str_value(orphans) : "",
-        sqlite3_str_value(temps) ? sqlite3_str_value(temps) : "");
-    if (repair)
-        sqlite3_str_appendf(
-            out, "\"removed\":[%s],",
-            sqlite3_str_value(removed) ? sqlite3_str_value(removed) : "");
+    out = sqlite3_str_new(db);
+    f.orphans = sqlite3_str_new(db);
+    f.temps = sqlite3_str_new(db);
+    f.removed = sqlite3_str_new(db);
+    f.restored = sqlite3_str_new(db);
+    sqlite3_str_appendall(out, "{\"store\":");
+    reg_json_str(out, dir);
+    sqlite3_str_appendf(out, ",\"registry\":\"%s\",\"owner\":\"%s\"", id,
+                        reg_owner_names[owner]);
+    if (why != NULL) {
+        sqlite3_str_appendall(out, ",\"error\":");
+        reg_json_str(out, why);
+        f.bad = 1;
+    }
+    /* The directory first (repair may put files back), then the rows. */
+    if (f.dfd >= 0) {
+        fd = openat(f.dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        d = fd >= 0 ? fdopendir(fd) : NULL;
+        if (d == NULL) {
+            if (fd >= 0)
+                close(fd);
+            err = sqlite3_mprintf("store '%s': cannot list: %s", dir,
+                                  strerror(errno));
+            rc = SQLITE_IOERR;
+            goto done;
+        }
+        while ((e = readdir(d)) != NULL) {
+            rc = reg_fsck_entry(&f, e->d_name, &err);
+            if (rc != SQLITE_OK)
+                goto done;
+        }
+    }
+    rc = reg_fsck_rows(&f, out, &rows, &err);
+    if (rc != SQLITE_OK)
+        goto done;
+    sqlite3_str_appendf(out, ",\"orphans\":[%s],\"temp\":[%s],",
+                        reg_str(f.orphans), reg_str(f.temps));
+    if (f.repair)
+        sqlite3_str_appendf(out, "\"removed\":[%s],\"restored\":[%s],",
+                            reg_str(f.removed), reg_str(f.restored));
     sqlite3_str_appendf(out, "\"images\":%lld,\"files\":%lld,\"ok\":%s}", rows,
-                        files, bad ? "false" : "true");
+                        f.files, f.bad ? "false" : "true");
     if (sqlite3_str_errcode(out) != SQLITE_OK ||
-        sqlite3_str_errcode(orphans) != SQLITE_OK ||
-        sqlite3_str_errcode(temps) != SQLITE_OK ||
-        sqlite3_str_errcode(removed) != SQLITE_OK)
+        sqlite3_str_errcode(f.orphans) != SQLITE_OK ||
+        sqlite3_str_errcode(f.temps) != SQLITE_OK ||
+        sqlite3_str_errcode(f.removed) != SQLITE_OK ||
+        sqlite3_str_errcode(f.restored) != SQLITE_OK)
         rc = SQLITE_NOMEM;
 done:
     if (d != NULL)
         closedir(d);
-    sqlite3_finalize(st);
-    st = NULL;
+    sqlite3_free(f.need);
+    sqlite3_free(damage);
     /* Nothing was written to the database: end the lock either way. */
     if (txn)
         reg_rollback(db);
-    sqlite3_free(full);
-    sqlite3_free(sqlite3_str_finish(orphans));
-    sqlite3_free(sqlite3_str_finish(temps));
-    sqlite3_free(sqlite3_str_finish(removed));
+    if (f.dfd >= 0)
+        close(f.dfd);
+    sqlite3_free(sqlite3_str_finish(f.orphans));
+    sqlite3_free(sqlite3_str_finish(f.temps));
+    sqlite3_free(sqlite3_str_finish(f.removed));
+    sqlite3_free(sqlite3_str_finish(f.restored));
     if (rc == SQLITE_OK) {
         sqlite3_result_text(ctx, sqlite3_str_finish(out), -1, sqlite3_free);
         out = NULL;
     }
     sqlite3_free(sqlite3_str_finish(out));
+    sqlite3_free(why);
     sqlite3_free(dir);
     if (rc != SQLITE_OK)
         reg_fail(ctx, "djinn_fsck", rc, err);
+}
+
+/* djinn_store_check(): NULL, or why the store cannot be used (cheap:
+** the marker, and a listing only when there is no marker). */
+static void djinn_store_check_func(sqlite3_context *ctx, int argc,
+                                   sqlite3_value **argv)
+{
+    sqlite3 *db = sqlite3_context_db_handle(ctx);
+    enum reg_owner owner;
+    char *err = NULL, *dir = NULL, *why = NULL;
+    int rc, dfd = -1;
+
+    (void)argc;
+    (void)argv;
+    rc = reg_check_registry(db, &err);
+    if (rc == SQLITE_OK)
+        rc = reg_store_dir(db, &dir, &err);
+    if (rc == SQLITE_OK) {
+        dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0 && errno != ENOENT) {
+            err = sqlite3_mprintf("store '%s': cannot open: %s", dir,
+                                  strerror(errno));
+            rc = SQLITE_IOERR;
+        }
+    }
+    if (rc == SQLITE_OK)
+        rc = reg_store_owner(db, dir, dfd, 0, &owner, &why, &err);
+    if (dfd >= 0)
+        close(dfd);
+    sqlite3_free(dir);
+    if (rc != SQLITE_OK) {
+        reg_fail(ctx, "djinn_store_check", rc, err);
+        return;
+    }
+    if (why == NULL)
+        sqlite3_result_null(ctx);
+    else
+        sqlite3_result_text(ctx, why, -1, sqlite3_free);
 }
 
 static void image_sha256_func(sqlite3_context *ctx, int argc,
@@ -1697,11 +2423,8 @@ static void image_sha256_func(sqlite3_context *ctx, int argc,
         sqlite3_result_text(ctx, hex, -1, SQLITE_TRANSIENT);
         return;
     }
-    path = (const char *)sqlite3_value_text(argv[0]);
-    if (path == NULL) {
-        sqlite3_result_error_nomem(ctx);
+    if (reg_text_arg(ctx, "image_sha256", argv[0], "path", &path))
         return;
-    }
     rc = reg_open_source(path, &fd, &sb, &err);
     if (rc == SQLITE_OK)
         rc = reg_hash_fd(fd, -1, path, NULL, hex, &size, &err);
@@ -1743,6 +2466,7 @@ int reg_registry_functions(sqlite3 *db)
         {"djinn_store", 0, 0, djinn_store_func},
         {"djinn_fsck", 0, SQLITE_DIRECTONLY, djinn_fsck_func},
         {"djinn_fsck", 1, SQLITE_DIRECTONLY, djinn_fsck_func},
+        {"djinn_store_check", 0, SQLITE_DIRECTONLY, djinn_store_check_func},
         {"image_sha256", 1, SQLITE_DIRECTONLY, image_sha256_func},
         {"djinn_version", 0, SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS,
          djinn_version_func},

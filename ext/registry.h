@@ -38,9 +38,9 @@ int reg_registry_functions(sqlite3 *db);
 int reg_schema_apply(sqlite3 *db, char **err);
 
 /*
-** BEGIN IMMEDIATE, retried a bounded number of times on SQLITE_BUSY (on
-** top of the busy timeout). On failure *err says why in words, not a bare
-** "database is locked".
+** BEGIN IMMEDIATE, retried on SQLITE_BUSY until the connection's busy
+** timeout has passed in all (one bound, however many attempts). On failure
+** *err says why in words, not a bare "database is locked".
 */
 int reg_begin_immediate(sqlite3 *db, char **err);
 
@@ -50,5 +50,14 @@ int reg_begin_immediate(sqlite3 *db, char **err);
 ** with *err saying why (not a registry, newer or older schema).
 */
 int reg_check_registry(sqlite3 *db, char **err);
+
+/*
+** A TEXT argument of a SQL function: *out = its text (NULL when the value
+** is NULL) and 0, or -1 with an error already set on ctx: out of memory,
+** or a NUL byte inside the value, which a C string would silently cut
+** ("<fn>: the <what> has a NUL byte at offset N ...").
+*/
+int reg_text_arg(sqlite3_context *ctx, const char *fn, sqlite3_value *v,
+                 const char *what, const char **out);
 
 #endif /* DJINN_REGISTRY_H */

@@ -4,7 +4,10 @@
 ** Each function takes one argument X:
 **   - a BLOB: the image's bytes, checked in memory (qcow2_check_buf);
 **   - TEXT: a file path, read with pread() (qcow2_check_path), relative
-**     paths against the process's working directory;
+**     paths against the process's working directory. Only a regular file
+**     or a block device is read: a FIFO, socket or directory is refused at
+**     once (opened without blocking). A path with a NUL byte inside raises;
+
 **   - NULL: the result is NULL.
 ** Any other type (INTEGER, REAL) is a misuse and raises
 ** "<function>: expected a BLOB (image bytes) or TEXT (file path), got ...".
@@ -92,11 +95,8 @@ static int check_arg(sqlite3_context *ctx, const char *fn, sqlite3_value *v,
         }
         rc = qcow2_check_buf(blob != NULL ? blob : empty, (size_t)n, 0, r);
     } else if (t == SQLITE_TEXT) {
-        path = (const char *)sqlite3_value_text(v);
-        if (path == NULL) {
-            sqlite3_result_error_nomem(ctx);
+        if (reg_text_arg(ctx, fn, v, "path", &path) != 0)
             return -1;
-        }
         rc = qcow2_check_path(path, 0, r);
     } else {
         msg = sqlite3_mprintf("%s: expected a BLOB (image bytes) or TEXT "

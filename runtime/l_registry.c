@@ -6,7 +6,10 @@
 **   registry.open(path)        -> db | nil, msg   (creates the parent
 **                                 directories 0755, the file and the schema:
 **                                 sqlite3_djinn_init on the connection;
-**                                 busy_timeout 5000 ms)
+**                                 busy_timeout 10000 ms, the one bound on
+**                                 waiting for other writers; refuses a
+**                                 file that is not a usable registry:
+**                                 somebody else's, newer, damaged)
 **   db:exec(sql, ...)          -> changes | nil, msg   (every statement of
 **                                 sql; the positional parameters are bound
 **                                 to each statement that has any)
@@ -37,11 +40,12 @@
 #include <sqlite3.h>
 
 #include "../ext/djinn.h"
+#include "../ext/registry.h"
 #include "djinn.h"
 #include "util.h"
 
 #define DB_MT "djinn.registry.db"
-#define BUSY_MS 5000
+#define BUSY_MS 10000
 
 struct regdb {
     sqlite3 *db;
@@ -170,6 +174,11 @@ static int l_registry_open(lua_State *L)
     sqlite3_extended_result_codes(d->db, 1);
     sqlite3_busy_timeout(d->db, BUSY_MS);
     rc = sqlite3_djinn_init(d->db, &err, NULL);
+    /* A registry this extension can use, or why not (somebody else's
+    ** database, a newer or damaged schema): refused here, so that a read
+    ** of a damaged file never looks like an empty registry. */
+    if (rc == SQLITE_OK)
+        rc = reg_check_registry(d->db, &err);
     if (rc != SQLITE_OK) {
         snprintf(msg, sizeof(msg), "registry.open: %s: %s", path,
                  err != NULL ? err : sqlite3_errstr(rc));

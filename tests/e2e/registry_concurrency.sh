@@ -124,7 +124,7 @@ ok $? "integrity_check: $ic"
 
 # The store, checked with ls and sha256sum, not with the extension.
 store=$W/images
-q "SELECT DISTINCT store_path || ' ' || sha256 FROM images ORDER BY 1;" >"$W/rows"
+q "SELECT DISTINCT '$store/' || sha256 || '.qcow2 ' || sha256 FROM images ORDER BY 1;" >"$W/rows"
 missing=0 badsum=0 badmode=0
 while read -r path sum; do
 	if [ ! -f "$path" ]; then
@@ -138,12 +138,14 @@ done <"$W/rows"
 ok "$missing" "every row's file exists ($missing missing)"
 ok "$badsum" "every file has its row's SHA-256 ($badsum wrong)"
 ok "$badmode" "every file is mode 0444 ($badmode wrong)"
-files=$(ls -A "$store" | wc -l)
+files=$(ls -A "$store" | grep -vxF .djinn-store | wc -l)
 distinct=$(wc -l <"$W/rows")
 [ "$files" -eq "$distinct" ] && [ "$distinct" -eq 3 ]
 ok $? "one file per distinct content, none without a row ($files files, $distinct referenced)"
-tmp=$(ls -A "$store" | grep -c '^\.')
+tmp=$(ls -A "$store" | grep -vxF .djinn-store | grep -c '^\.')
 ok "$tmp" "no temp or trash files left ($tmp)"
+[ -f "$store/.djinn-store" ]
+ok $? "the store has its owner marker"
 fsck=$(q "SELECT json_extract(djinn_fsck(), '\$.ok');")
 [ "$fsck" = 1 ]
 ok $? "djinn_fsck agrees"

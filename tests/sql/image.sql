@@ -16,7 +16,7 @@ select 'image_register.sha256', (select sha256 from images where id = 1) = image
 select 'image_register.file_size', (select file_size from images where id = 1) = length(readfile('fixtures/plain.qcow2'));
 select 'image_register.virtual_size', (select virtual_size from images where id = 1) = 1073741824;
 select 'image_register.virtual_size2', (select virtual_size from images where id = 3) = 2147483648;
-select 'image_register.store_path', (select store_path from images where id = 1) = djinn_store() || '/' || image_sha256('fixtures/plain.qcow2') || '.qcow2';
+select 'image_register.path', image_path('team/ci', 'debian') = djinn_store() || '/' || image_sha256('fixtures/plain.qcow2') || '.qcow2';
 select 'image_register.store_default', djinn_store() like '%/images';
 select 'image_register.null_name', image_register('team/ci', NULL, 'fixtures/plain.qcow2') is null;
 select 'image_register.null_path', image_register('team/ci', 'x', NULL) is null;
@@ -153,3 +153,35 @@ select * from reg_view;
 create trigger out_rm after insert on out begin select image_remove('team/ci', 'debian'); end;
 -- error: unsafe use of image_remove()
 insert into out values (1);
+
+-- A NUL byte inside a TEXT argument: refused, never cut short (issue 10:
+-- 'team/ci<NUL>x' was registered as 'team/ci', a path as its prefix).
+-- error: image_register: the namespace has a NUL byte at offset 7 of its 9 bytes; NUL is not allowed in a namespace
+select image_register('team/ci' || char(0) || 'x', 'nul', 'fixtures/plain.qcow2');
+-- error: image_register: the image name has a NUL byte at offset 1
+select image_register('team/ci', 'n' || char(0) || 'x', 'fixtures/plain.qcow2');
+-- error: image_register: the path has a NUL byte at offset 20
+select image_register('team/ci', 'nul', 'fixtures/plain.qcow2' || char(0) || '.evil');
+select 'nul.nothing', (select count(*) from images where name in ('nul', 'n')) = 0;
+-- error: image_path: the image name has a NUL byte
+select image_path('team/ci', 'debian' || char(0) || 'x');
+-- error: image_path: the namespace has a NUL byte
+select image_path('team/ci' || char(0), 'debian');
+-- error: image_remove: the image name has a NUL byte
+select image_remove('team/ci', 'debian' || char(0) || 'x');
+select 'nul.remove_kept', image_path('team/ci', 'debian') is not null;
+-- error: namespace_resolve: the namespace has a NUL byte
+select namespace_resolve('a' || char(0) || 'b');
+select 'nul.no_namespace', (select count(*) from namespaces where path = 'a') = 0;
+-- error: djinn_setting: the value has a NUL byte
+select djinn_setting('store', '/tmp' || char(0) || 'x');
+-- error: djinn_setting: the key has a NUL byte
+select djinn_setting('store' || char(0) || 'x');
+-- error: qcow2_check: the path has a NUL byte
+select qcow2_check('fixtures/plain.qcow2' || char(0) || 'x');
+-- error: qcow2_validate: the path has a NUL byte
+select qcow2_validate('fixtures/plain.qcow2' || char(0));
+-- error: image_sha256: the path has a NUL byte
+select image_sha256('fixtures/plain.qcow2' || char(0));
+-- error: djinn_fsck: the mode has a NUL byte
+select djinn_fsck('repair' || char(0) || 'x');
