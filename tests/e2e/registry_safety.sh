@@ -230,7 +230,7 @@ ME=$(id -un)
 as_nobody "$RO/bin/djinn-lua" image info --registry "$ROREG" "team/ci@$ME" b >"$W/ro-info.out" 2>"$W/ro-info.err"
 ok $([ $? -eq 0 ] && grep -q "$SB" "$W/ro-info.out"; echo $?) "read-only user: image info"
 show ro-info.err
-as_nobody sqlite3 -batch "$ROREG" -cmd ".load $RO/lib/djinn" \
+as_nobody env LD_PRELOAD="${DJINN_SHELL_PRELOAD:-}" sqlite3 -batch "$ROREG" -cmd ".load $RO/lib/djinn" \
 	"select count(*) from image_list" "select image_path('team/ci@$ME','a')" >"$W/ro-sq.out" 2>"$W/ro-sq.err"
 ok $([ "$(head -1 "$W/ro-sq.out")" = 3 ] && grep -q "$SA.qcow2" "$W/ro-sq.out"; echo $?) \
 	"read-only user: the stock shell reads image_list and image_path"
