@@ -118,8 +118,24 @@ $(B)/fuzz/manifest_fuzz $(B)/fuzz/conf_fuzz $(B)/fuzz/yaml_fuzz: $(LUA_FUZZ_SRCS
 		-DFUZZ_SCRIPT='"$(CURDIR)/tests/fuzz/lua_fuzz.lua"' \
 		$(shell $(PKG_CONFIG) --cflags $(LUA_FUZZ_PKGS)) -o $@ \
 		$(LUA_FUZZ_SRCS) $(shell $(PKG_CONFIG) --libs $(LUA_FUZZ_PKGS)) -lm
-FUZZERS = qcow2_fuzz manifest_fuzz conf_fuzz yaml_fuzz
-fuzz: $(FUZZERS:%=$(B)/fuzz/%)
+# The registry on hostile database files: the extension's sources with
+# SQLITE_CORE (as CORE_OBJS), UBSan fatal, and the calls that change files
+# wrapped so that a damaged registry cannot make the harness touch anything
+# outside its private directory (see tests/fuzz/registry_fuzz.c). Its seeds
+# are generated (real sqlite3 shell + $(B)/djinn.so), not committed.
+REG_FUZZ_SRCS = tests/fuzz/registry_fuzz.c $(EXT_SRCS) $(B)/schema.c
+REG_FUZZ_WRAP = -Wl,--wrap=unlink,--wrap=unlinkat,--wrap=rename \
+	-Wl,--wrap=renameat,--wrap=link,--wrap=linkat,--wrap=mkdir
+$(B)/fuzz/registry_fuzz: $(REG_FUZZ_SRCS) ext/*.h
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fno-sanitize-recover=undefined -DSQLITE_CORE \
+		-I$(B) $(EXT_CFLAGS) $(REG_FUZZ_WRAP) -o $@ $(REG_FUZZ_SRCS) \
+		$(EXT_LIBS)
+$(B)/fuzz/corpus-registry/.stamp: tests/fuzz/mkcorpus-registry.sh $(B)/djinn.so
+	sh tests/fuzz/mkcorpus-registry.sh $(@D) $(B)/djinn
+	@touch $@
+FUZZERS = qcow2_fuzz manifest_fuzz conf_fuzz yaml_fuzz registry_fuzz
+fuzz: $(FUZZERS:%=$(B)/fuzz/%) $(B)/fuzz/corpus-registry/.stamp
 	sh tests/fuzz/run.sh $(B) $(FUZZ_TIME) $(FUZZERS)
 
 lint:
