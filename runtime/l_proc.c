@@ -5,7 +5,20 @@
 **   proc.spawn{argv = {...}, cwd =, env = {K = V} (whole environment; nil
 **     inherits), stdin = "null"|"pipe", stdout = "pipe"|"null"|"inherit",
 **     stderr = "pipe"|"stdout"|"null"|"inherit", setpgid = true,
-**     pdeathsig = true}                    -> child | nil, msg
+**     pdeathsig = true, reap = false}      -> child | nil, msg
+**     reap = true (addition for the os driver, issue 10): the program
+**     runs under a keeper, a child subreaper in its own process group
+**     (see keeper_main), so that every process it starts, detached or
+**     not, stays in reach. When the program exits the keeper kills
+**     whatever it left running and exits with the program's status (the
+**     same signal when it was killed by one), so EOF on the pipes and
+**     wait() come when the program ends, not when its last background
+**     process does. child:pid() is the keeper's pid (the program's
+**     $PPID). terminate(): TERM to the program's group, everything killed
+**     after 1 s, or at once when grace runs out first; kill("KILL")
+**     kills everything at once; other signals of kill() are forwarded to
+**     the program's group. pdeathsig: the runner's death makes the keeper
+**     kill everything.
 **   child:pid()                            -> integer
 **   child:read([timeout_s])                -> data, "stdout"|"stderr"
 **                                           | nil, "timeout" | nil, "eof"
@@ -41,7 +54,8 @@
 ** Ownership: a `djinn.proc.child` userdata is created closed (pid -1, fds
 ** -1) before anything is acquired; its __gc/__close terminate(2) a live
 ** child and close the fds. The only C global is the signal handler's
-** volatile sig_atomic_t flag.
+** volatile sig_atomic_t flag. A keeper has no Lua state of its own: it
+** runs only async-signal-safe code between fork and _exit.
 */
 #include <errno.h>
 #include <fcntl.h>
@@ -54,6 +68,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -70,6 +85,10 @@
 
 #define CHILD_MT "djinn.proc.child"
 #define READ_CHUNK 65536
+/* The keeper (reap = true): see keeper_main. */
+#define KEEPER_GRACE_MS 1000
+#define KEEPER_GIVEUP_MS 10000
+#define KEEPER_MAX_KIDS 512
 
 extern char **environ;
 
@@ -85,6 +104,7 @@ struct child {
     int out_fd; /* parent's read end of the child's stdout */
     int err_fd; /* parent's read end of the child's stderr */
     int group;  /* the child leads its own process group */
+    int keeper; /* the child is a keeper (reap = true) */
     int reaped;
     int signaled; /* status: 1 = killed by signal, 0 = exited */
     int code;     /* exit code or signal number */
@@ -264,7 +284,11 @@ static int push_status(lua_State *L, struct child *c)
     return 2;
 }
 
-/* TERM, wait up to grace, KILL, reap; then KILL stragglers of the group. */
+/*
+** TERM, wait up to grace, KILL, reap; then KILL stragglers of the group.
+** A keeper is asked to kill everything at once (QUIT) before it gets a
+** KILL: killed itself, it could not sweep the job's descendants.
+*/
 static int do_terminate(struct child *c, double grace)
 {
     int r;
@@ -274,6 +298,10 @@ static int do_terminate(struct child *c, double grace)
         /* A stopped child cannot act on TERM until continued. */
         signal_child(c, SIGCONT);
         r = reap(c, grace);
+        if (r == 0 && c->keeper) {
+            kill(c->pid, SIGQUIT);
+            r = reap(c, KEEPER_GIVEUP_MS / 1000.0 + 1);
+        }
         if (r == 0) {
             signal_child(c, SIGKILL);
             do {
@@ -357,32 +385,28 @@ struct spawn_failure {
     int err;
 };
 
-/* Child side after fork(): never returns. Only async-signal-safe calls. */
-static void child_exec(char **argv, char **envp, const char *cwd, int fds[3],
-                       const int modes[3], int status_fd, int setpg,
-                       int deathsig, pid_t parent)
+/* In a child after fork(): every handler back to SIG_DFL (mask kept). */
+static void child_default_signals(void)
 {
     struct sigaction sa;
-    sigset_t none;
-    struct spawn_failure f = {2, 0};
-    int i, fd;
+    int i;
 
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = SIG_DFL;
     sigemptyset(&sa.sa_mask);
     for (i = 1; i < NSIG; i++)
         sigaction(i, &sa, NULL); /* fails harmlessly for KILL/STOP, RT */
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
+}
 
-    if (setpg)
-        setpgid(0, 0);
-    if (deathsig) {
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
-            goto fail;
-        if (getppid() != parent)
-            _exit(127); /* the parent died before prctl took effect */
-    }
+/*
+** In a child after fork(): stdin/stdout/stderr as modes say, the status
+** pipe moved to fd 3 (CLOEXEC), every fd above it closed. Returns 3, or
+** -1 with errno (status_fd still open then).
+*/
+static int child_fds(int fds[3], const int modes[3], int status_fd)
+{
+    int i, fd;
+
     for (i = 0; i < 3; i++) {
         if (modes[i] == IO_INHERIT)
             continue;
@@ -391,36 +415,402 @@ static void child_exec(char **argv, char **envp, const char *cwd, int fds[3],
         } else if (modes[i] == IO_NULL) {
             fd = open("/dev/null", O_RDWR | O_CLOEXEC);
             if (fd < 0)
-                goto fail;
+                return -1;
         } else {
             fd = fds[i];
         }
         if (fd == i) {
             if (fcntl(fd, F_SETFD, 0) < 0)
-                goto fail;
+                return -1;
         } else if (dup2(fd, i) < 0) {
-            goto fail;
+            return -1;
         }
     }
     /* Keep the status pipe as fd 3, close everything above it. */
     if (status_fd != 3 && dup3(status_fd, 3, O_CLOEXEC) < 0)
-        goto fail;
-    status_fd = 3;
+        return -1;
     closefrom(4);
-    if (cwd != NULL && chdir(cwd) < 0) {
-        f.stage = 1;
-        goto fail;
+    return 3;
+}
+
+/* Report {stage, errno} on the status pipe and _exit(127). */
+static void child_fail(int status_fd, int stage, int err)
+{
+    struct spawn_failure f;
+
+    f.stage = stage;
+    f.err = err;
+    while (write(status_fd, &f, sizeof(f)) < 0 && errno == EINTR)
+        ;
+    _exit(127);
+}
+
+/* Child side after fork(): never returns. Only async-signal-safe calls. */
+static void child_exec(char **argv, char **envp, const char *cwd, int fds[3],
+                       const int modes[3], int status_fd, int setpg,
+                       int deathsig, pid_t parent)
+{
+    sigset_t none;
+    int fd3;
+
+    child_default_signals();
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+
+    if (setpg)
+        setpgid(0, 0);
+    if (deathsig) {
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
+            child_fail(status_fd, 2, errno);
+        if (getppid() != parent)
+            _exit(127); /* the parent died before prctl took effect */
     }
+    fd3 = child_fds(fds, modes, status_fd);
+    if (fd3 < 0)
+        child_fail(status_fd, 2, errno);
+    if (cwd != NULL && chdir(cwd) < 0)
+        child_fail(fd3, 1, errno);
     if (envp != NULL)
         execvpe(argv[0], argv, envp);
     else
         execvp(argv[0], argv);
-    f.stage = 0;
-fail:
-    f.err = errno;
-    while (write(status_fd, &f, sizeof(f)) < 0 && errno == EINTR)
-        ;
-    _exit(127);
+    child_fail(fd3, 0, errno);
+}
+
+/*
+** The keeper (spawn option reap = true), run in the forked child. It
+** becomes a child subreaper (PR_SET_CHILD_SUBREAPER) leading its own
+** process group, forks the job (leading another group) and waits with
+** every signal blocked (sigwaitinfo: no handler ever runs after fork).
+** Every process the job starts stays its descendant: orphans are
+** reparented to it however they detach ((cmd &), setsid, nohup, double
+** forks). The keeper
+**   - reaps orphans that exit while the job runs;
+**   - when the job exits: kills every remaining descendant (the sweep)
+**     and exits with the job's status (killed by a signal: it raises the
+**     same signal on itself, with core dumps off);
+**   - on TERM, INT or HUP (terminate, or the runner's death through
+**     PDEATHSIG = TERM): sends TERM and CONT to the job's process group,
+**     waits up to KEEPER_GRACE_MS for the job, then sweeps;
+**   - on QUIT (terminate's escalation, child:kill("KILL")): sweeps now;
+**   - forwards USR1, USR2, ALRM, CONT and WINCH to the job's group.
+** The sweep lists the keeper's children (/proc/thread-self/children, or
+** a scan of /proc/N/stat without it), SIGKILLs each, and its process
+** group when it leads one (a group a descendant made holds only
+** descendants), reaps, and repeats until waitpid says no child is left
+** (the children of a killed process come to the keeper), giving up after
+** KEEPER_GIVEUP_MS. It never signals its own group, the runner's, or -1.
+** Only async-signal-safe calls (raw open/read/getdents64/kill/waitpid),
+** no malloc or stdio, no globals.
+*/
+
+/* The layout of a getdents64 record (only read through a pointer). */
+struct keeper_dirent {
+    unsigned long long d_ino;
+    long long d_off;
+    unsigned short d_reclen;
+    unsigned char d_type;
+    char d_name[256];
+};
+
+static long long keeper_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Decimal numbers separated by anything else, from fd into out. */
+static int read_pids(int fd, pid_t *out, int max)
+{
+    char buf[1024];
+    long cur = -1;
+    int n = 0;
+
+    for (;;) {
+        ssize_t got = read(fd, buf, sizeof(buf));
+        ssize_t i;
+
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            break;
+        for (i = 0; i < got; i++) {
+            if (buf[i] >= '0' && buf[i] <= '9' && cur < 100000000) {
+                cur = (cur < 0 ? 0 : cur * 10) + (buf[i] - '0');
+            } else if (cur >= 0) {
+                if (n < max)
+                    out[n++] = (pid_t)cur;
+                cur = -1;
+            }
+        }
+    }
+    if (cur >= 0 && n < max)
+        out[n++] = (pid_t)cur;
+    return n;
+}
+
+/* The parent of the process /proc/<name>, from its stat; -1 if unknown. */
+static pid_t stat_ppid(const char *name)
+{
+    char path[64];
+    char buf[512];
+    size_t len = strlen(name);
+    const char *p = NULL;
+    ssize_t n;
+    long ppid = 0;
+    int fd;
+
+    if (len > 20)
+        return -1;
+    memcpy(path, "/proc/", 6);
+    memcpy(path + 6, name, len);
+    memcpy(path + 6 + len, "/stat", 6);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    do {
+        n = read(fd, buf, sizeof(buf) - 1);
+    } while (n < 0 && errno == EINTR);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    /* "pid (comm) S ppid ...": comm may hold ')', take the last one */
+    p = strrchr(buf, ')');
+    if (p == NULL || p[1] != ' ' || p[2] == '\0' || p[3] != ' ')
+        return -1;
+    for (p += 4; *p >= '0' && *p <= '9'; p++)
+        ppid = ppid * 10 + (*p - '0');
+    return (pid_t)ppid;
+}
+
+/* Children of self by scanning /proc (no children file); -1 if no /proc. */
+static int scan_children(pid_t self, pid_t *out, int max)
+{
+    long long buf[512]; /* 4 KiB, 8-byte aligned for the records */
+    int fd = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int n = 0;
+
+    if (fd < 0)
+        return -1;
+    for (;;) {
+        long got = syscall(SYS_getdents64, fd, buf, sizeof(buf));
+        long off = 0;
+
+        if (got <= 0)
+            break;
+        while (off < got) {
+            const struct keeper_dirent *d =
+                (const struct keeper_dirent *)((char *)buf + off);
+            pid_t pid = 0;
+            const char *q = NULL;
+
+            off += d->d_reclen;
+            if (d->d_name[0] < '1' || d->d_name[0] > '9')
+                continue;
+            for (q = d->d_name; *q >= '0' && *q <= '9'; q++)
+                pid = pid * 10 + (*q - '0');
+            if (*q == '\0' && n < max && stat_ppid(d->d_name) == self)
+                out[n++] = pid;
+        }
+    }
+    close(fd);
+    return n;
+}
+
+/* The keeper's (single-threaded) children; -1 when they cannot be read. */
+static int list_children(pid_t self, pid_t *out, int max)
+{
+    int fd = open("/proc/thread-self/children", O_RDONLY | O_CLOEXEC);
+    int n;
+
+    if (fd < 0)
+        return scan_children(self, out, max);
+    n = read_pids(fd, out, max);
+    close(fd);
+    return n;
+}
+
+/* Reap what has exited (the job's status into *status, *done = 1). */
+static int keeper_reap(pid_t job, int *status, int *done)
+{
+    int st = 0;
+
+    for (;;) {
+        pid_t r = waitpid(-1, &st, WNOHANG);
+
+        if (r > 0) {
+            if (r == job) {
+                *status = st;
+                *done = 1;
+            }
+            continue;
+        }
+        if (r == 0)
+            return 0;
+        if (errno == EINTR)
+            continue;
+        return -1; /* ECHILD: no child left */
+    }
+}
+
+/* Kill and reap every descendant (see above). */
+static void keeper_sweep(pid_t self, pid_t job, int *status, int *done)
+{
+    pid_t kids[KEEPER_MAX_KIDS];
+    long long start = keeper_ms();
+    struct timespec tick = {0, 20 * 1000 * 1000};
+    sigset_t chld;
+    int n, i;
+
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    while (keeper_reap(job, status, done) == 0) {
+        n = list_children(self, kids, KEEPER_MAX_KIDS);
+        for (i = 0; i < n; i++) {
+            if (kids[i] <= 1 || kids[i] == self)
+                continue;
+            if (getpgid(kids[i]) == kids[i])
+                kill(-kids[i], SIGKILL);
+            kill(kids[i], SIGKILL);
+        }
+        if (keeper_ms() - start > KEEPER_GIVEUP_MS)
+            return;
+        /* until a child changes state, or 20 ms (just reparented ones) */
+        (void)sigtimedwait(&chld, NULL, &tick);
+    }
+}
+
+/* Exit as the job did: its code, or its signal (no core dump). */
+static void keeper_exit(int status)
+{
+    if (WIFSIGNALED(status)) {
+        int sig = WTERMSIG(status);
+        struct rlimit nocore = {0, 0};
+        struct sigaction sa;
+        sigset_t one;
+
+        (void)setrlimit(RLIMIT_CORE, &nocore);
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = SIG_DFL;
+        sigemptyset(&sa.sa_mask);
+        (void)sigaction(sig, &sa, NULL);
+        sigemptyset(&one);
+        sigaddset(&one, sig);
+        (void)sigprocmask(SIG_UNBLOCK, &one, NULL);
+        (void)kill(getpid(), sig);
+        _exit(128 + sig);
+    }
+    _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 127);
+}
+
+/* The keeper's side after fork(): never returns. See above. */
+static void keeper_main(char **argv, char **envp, const char *cwd, int fds[3],
+                        const int modes[3], int status_fd, int deathsig,
+                        pid_t parent)
+{
+    static const int forward[] = {SIGUSR1, SIGUSR2, SIGALRM, SIGCONT, SIGWINCH};
+    pid_t self = getpid();
+    pid_t job;
+    sigset_t waitset, none;
+    long long deadline = -1;
+    int status = 0, done = 0;
+    int fd3, fd;
+    size_t i;
+
+    /* The mask stays full (blocked around fork by the parent). */
+    child_default_signals();
+    setpgid(0, 0);
+    if (deathsig) {
+        if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0)
+            child_fail(status_fd, 2, errno);
+        if (getppid() != parent)
+            _exit(127); /* the parent died before prctl took effect */
+    }
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
+        child_fail(status_fd, 2, errno);
+    fd3 = child_fds(fds, modes, status_fd);
+    if (fd3 < 0)
+        child_fail(status_fd, 2, errno);
+    if (cwd != NULL && chdir(cwd) < 0)
+        child_fail(fd3, 1, errno);
+    job = fork();
+    if (job < 0)
+        child_fail(fd3, 2, errno);
+    if (job == 0) {
+        setpgid(0, 0);
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
+            child_fail(fd3, 2, errno);
+        if (getppid() != self)
+            _exit(127);
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        if (envp != NULL)
+            execvpe(argv[0], argv, envp);
+        else
+            execvp(argv[0], argv);
+        child_fail(fd3, 0, errno);
+    }
+    setpgid(job, job); /* also here: no race with kill(-job) */
+    /* The job holds the pipes now; the keeper keeps none of them. */
+    close(fd3);
+    fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (fd >= 0) {
+        dup2(fd, 0);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        if (fd > 2)
+            close(fd);
+    }
+    sigemptyset(&waitset);
+    sigaddset(&waitset, SIGCHLD);
+    sigaddset(&waitset, SIGTERM);
+    sigaddset(&waitset, SIGINT);
+    sigaddset(&waitset, SIGHUP);
+    sigaddset(&waitset, SIGQUIT);
+    for (i = 0; i < sizeof(forward) / sizeof(forward[0]); i++)
+        sigaddset(&waitset, forward[i]);
+    for (;;) {
+        int sig;
+
+        if (deadline < 0) {
+            sig = sigwaitinfo(&waitset, NULL);
+        } else {
+            long long left = deadline - keeper_ms();
+            struct timespec ts;
+
+            if (left <= 0)
+                break;
+            ts.tv_sec = (time_t)(left / 1000);
+            ts.tv_nsec = (long)(left % 1000) * 1000000;
+            sig = sigtimedwait(&waitset, NULL, &ts);
+            if (sig < 0 && errno == EAGAIN)
+                break; /* the grace is over */
+        }
+        if (sig < 0)
+            continue;
+        if (sig == SIGCHLD) {
+            (void)keeper_reap(job, &status, &done);
+            if (done)
+                break;
+        } else if (sig == SIGQUIT) {
+            break;
+        } else if (sig == SIGTERM || sig == SIGINT || sig == SIGHUP) {
+            if (deadline < 0) {
+                kill(-job, SIGTERM);
+                kill(-job, SIGCONT); /* a stopped job cannot act on TERM */
+                deadline = keeper_ms() + KEEPER_GRACE_MS;
+            }
+        } else {
+            kill(-job, sig);
+        }
+    }
+    keeper_sweep(self, job, &status, &done);
+    if (!done)
+        _exit(128 + SIGKILL);
+    keeper_exit(status);
 }
 
 static int set_nonblock(int fd)
@@ -451,7 +841,7 @@ static int l_proc_spawn(lua_State *L)
     char **envp = NULL;
     const char *cwd = NULL;
     int modes[3];
-    int setpg, deathsig;
+    int setpg, deathsig, keeper;
     lua_Integer argc, i;
     int pipes[3][2] = {{-1, -1}, {-1, -1}, {-1, -1}};
     int status_pipe[2] = {-1, -1};
@@ -470,7 +860,8 @@ static int l_proc_spawn(lua_State *L)
     c = (struct child *)lua_newuserdatauv(L, sizeof(*c), 0);
     c->pid = -1;
     c->pidfd = c->in_fd = c->out_fd = c->err_fd = -1;
-    c->group = c->reaped = c->signaled = c->code = c->next_err = 0;
+    c->group = c->keeper = c->reaped = c->signaled = c->code = 0;
+    c->next_err = 0;
     luaL_setmetatable(L, CHILD_MT);
 
     /* 3: argv table, 4: argv array (userdata, Lua-owned). */
@@ -545,6 +936,9 @@ static int l_proc_spawn(lua_State *L)
     modes[2] = optio(L, 1, "stderr", "pipe", err_names, err_vals);
     setpg = optbool(L, 1, "setpgid", 1);
     deathsig = optbool(L, 1, "pdeathsig", 1);
+    keeper = optbool(L, 1, "reap", 0);
+    if (keeper)
+        setpg = 1; /* the keeper leads its group; the job leads another */
 
     /* From here on: no Lua call until the fds are owned or closed. */
     for (k = 0; k < 3; k++) {
@@ -562,6 +956,9 @@ static int l_proc_spawn(lua_State *L)
     pid = fork();
     if (pid == 0) {
         close_fd(&status_pipe[0]);
+        if (keeper)
+            keeper_main(argv, envp, cwd, childfds, modes, status_pipe[1],
+                        deathsig, parent);
         child_exec(argv, envp, cwd, childfds, modes, status_pipe[1], setpg,
                    deathsig, parent);
     }
@@ -573,6 +970,7 @@ static int l_proc_spawn(lua_State *L)
     }
     c->pid = pid;
     c->group = setpg;
+    c->keeper = keeper;
     if (setpg)
         setpgid(pid, pid); /* also in the parent: no race with kill(-pid) */
     c->in_fd = pipes[0][1];
@@ -784,6 +1182,9 @@ static int l_proc_kill(lua_State *L)
 {
     struct child *c = checkchild(L);
     int sig = checksignal(L, 2, "TERM");
+
+    if (c->keeper && sig == SIGKILL)
+        sig = SIGQUIT; /* the keeper kills the whole job at once */
 
     if (signal_child(c, sig) < 0)
         return dj_pushfail(L, "proc.kill: pid %d: %s", (int)c->pid,

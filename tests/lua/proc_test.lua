@@ -213,3 +213,105 @@ t:checkerr("timeout must be", c.read, c, -1)
 t:ok(type(proc.now()) == "number", "now() is a number")
 t:is(type(proc.isatty(0)), "boolean", "isatty returns a boolean")
 t:checkerr("fd must be 0, 1 or 2", proc.isatty, 5)
+
+-- Issue 10, defect 9 (2026-12-04): a background process kept a job open
+-- until it ended, and detached processes ((cmd &), setsid, nohup) outlived
+-- it. spawn{reap = true} runs the program under a keeper (a child
+-- subreaper) that kills everything the program started when it ends.
+-- Each process here carries an argument 300N.<our pid>, found in
+-- /proc/*/cmdline; whatever is found left is killed by pid at the end.
+local fs = require "djinn.fs"
+local MARK = tostring(proc.getpid())
+local function marked()
+  local pids = {}
+  for _, d in ipairs(fs.listdir("/proc") or {}) do
+    local f = d:match("^%d+$") and io.open("/proc/" .. d .. "/cmdline")
+    if f then
+      local s = f:read("a") or ""
+      f:close()
+      for a in s:gmatch("[^%z]+") do
+        if a:match("^300%d%." .. MARK .. "$") and not gone(tonumber(d)) then
+          pids[#pids + 1] = tonumber(d)
+        end
+      end
+    end
+  end
+  return pids
+end
+local function none_marked()
+  local deadline = proc.now() + 5
+  while proc.now() < deadline do
+    if #marked() == 0 then return true end
+    proc.sleep(0.05)
+  end
+  return false
+end
+local function s(n) return "sleep 300" .. n .. "." .. MARK end
+
+-- the job ends when its script ends; every kind of background process goes
+local t0 = proc.now()
+c = assert(proc.spawn { argv = { "sh", "-c", "echo $PPID; " .. s(1) .. " & (" .. s(2) ..
+  " &); setsid " .. s(3) .. " & nohup " .. s(4) .. " >/dev/null 2>&1 & sh -c '" .. s(5) ..
+  " &' & sleep 0.2; exit 3" }, reap = true })
+local eof = false
+out = ""
+while proc.now() < t0 + 5 do
+  local d, w = c:read(0.5)
+  if d then out = out .. d elseif w == "eof" then eof = true break end
+end
+t:ok(eof, "reap: the output ends when the script does, background processes or not")
+t:is(tonumber(out:match("%d+")), c:pid(), "reap: the script's parent is the keeper, c:pid()")
+t:is({ c:wait(5) }, { "exit", 3 }, "reap: the keeper exits with the script's status")
+t:ok(proc.now() - t0 < 3, "reap: promptly (" .. string.format("%.2f", proc.now() - t0) .. "s)")
+t:ok(none_marked(), "reap: (cmd &), setsid, nohup, a double fork: all gone with the job")
+
+c = assert(proc.spawn { argv = { "sh", "-c", "kill -TERM $$" }, reap = true })
+t:is({ c:wait(5) }, { "signal", 15 }, "reap: a script killed by a signal: the keeper reports it")
+local rc2, rmsg = proc.spawn { argv = { "/nonexistent/prog" }, reap = true }
+t:is({ rc2, rmsg }, { nil, "proc.spawn: /nonexistent/prog: No such file or directory" },
+  "reap: a missing program is nil, msg")
+rc2, rmsg = proc.spawn { argv = { "true" }, cwd = "/nonexistent/dir", reap = true }
+t:is(rmsg, "proc.spawn: chdir /nonexistent/dir: No such file or directory", "reap: a bad cwd is nil, msg")
+
+-- terminate: TERM to the script's group, everything killed after the
+-- keeper's grace (1 s), also when the script ignores TERM
+c = assert(proc.spawn { argv = { "sh", "-c", "trap '' TERM; setsid " .. s(6) .. " & (" .. s(7) ..
+  " &); echo ready; while :; do sleep 1; done" }, reap = true })
+t:is(c:read(10), "ready\n", "reap: a TERM-ignoring script with detached children is ready")
+t0 = proc.now()
+how = c:terminate(3)
+t:is(how, "signal", "reap: terminate ends it")
+t:ok(proc.now() - t0 < 2.5, "reap: within the keeper's grace (" .. string.format("%.2f", proc.now() - t0) .. "s)")
+t:ok(none_marked(), "reap: terminate leaves nothing")
+-- a grace shorter than the keeper's: it is told to kill at once (QUIT)
+c = assert(proc.spawn { argv = { "sh", "-c", "trap '' TERM; setsid " .. s(8) ..
+  " & echo ready; while :; do sleep 1; done" }, reap = true })
+c:read(10)
+t0 = proc.now()
+c:terminate(0.1)
+t:ok(proc.now() - t0 < 1, "reap: terminate(0.1) does not wait for the keeper's grace")
+t:ok(none_marked(), "reap: terminate(0.1) leaves nothing")
+-- signals reach the script's group; KILL makes the keeper kill everything
+c = assert(proc.spawn { argv = { "sh", "-c", "trap 'echo got USR1' USR1; setsid " .. s(9) ..
+  " & echo ready; while :; do sleep 0.05; done" }, reap = true })
+t:is(c:read(10), "ready\n", "reap: ready for signals")
+t:ok(c:kill("USR1"), "reap: kill USR1")
+out = ""
+t0 = proc.now()
+while not out:find("got USR1\n", 1, true) and proc.now() < t0 + 5 do
+  out = out .. (c:read(1) or "")
+end
+t:like(out, "got USR1\n", "reap: USR1 is forwarded to the script's group")
+t:ok(c:kill("KILL"), "reap: kill KILL")
+t:is(c:wait(5), "signal", "reap: KILL ends the job")
+t:ok(none_marked(), "reap: KILL leaves nothing")
+-- __close of a running keeper
+do
+  local cc <close> = assert(proc.spawn { argv = { "sh", "-c", "setsid " .. s(1) .. " & wait" }, reap = true })
+  proc.sleep(0.2)
+end
+t:ok(none_marked(), "reap: __close leaves nothing")
+for _, p in ipairs(marked()) do
+  local k = proc.spawn { argv = { "kill", "-9", tostring(p) } }
+  if k then k:wait(5) end
+end
