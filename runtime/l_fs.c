@@ -7,19 +7,44 @@
 **   fs.mkdtemp([prefix = "djinn-" [, dir]]) -> path under dir, else
 **                                        $TMPDIR or /tmp (mode 0700)
 **   fs.mkdir_p(path [, mode = 0755])  -> true
+**   fs.mkdir_beneath(root, rel [, mode = 0755]) -> true [, top]
+**       mkdir -p root/rel without following a symbolic link below root:
+**       each component of rel is created (mkdirat) when missing and opened
+**       with O_NOFOLLOW | O_DIRECTORY relative to the one before (openat),
+**       so a link anywhere in rel is refused: nil, "fs.mkdir_beneath:
+**       ROOT/a/latest: a symbolic link (links below ROOT are not
+**       followed)". root itself may be a link. rel must be relative,
+**       without ".." components. top = root/<the first component it
+**       created> (to remove on failure), nil when every one existed.
 **   fs.rm_rf(path)                    -> true (never follows symlinks; a
 **                                        missing path is success; refuses
 **                                        "", "/", "." and "..")
 **   fs.copy(src, dst [, mode [, max]]) -> true (regular file; src mode
 **                                        kept when mode is nil)
-**   fs.copy_tree(src, dst [, max])    -> true (files, dirs, symlinks)
+**       Written to "<dir>/.<name>.djinn-XXXXXX" beside dst and renamed
+**       over dst when complete: dst never holds a partial or empty copy
+**       (a full disk: nil, "fs.copy: DST: No space left on device", the
+**       temporary file removed, dst as it was), and a symbolic link at
+**       dst is replaced, never written through.
+**   fs.copy_tree(src, dst [, max [, max_files]]) -> true (files, dirs,
+**       symlinks; src may itself be a link to a directory). Copied into
+**       a temporary directory beside dst, then renamed to dst (an
+**       existing directory dst is replaced as a whole); on any failure
+**       the temporary copy is removed and dst is untouched. A symbolic
+**       link is copied only when it stays inside the tree: a relative
+**       target whose leading ".." components do not climb above the
+**       top, with no ".." after a name. Others (absolute, or leaving the
+**       tree) refuse the copy: nil, "fs.copy_tree: SRC/x/evil: a
+**       symbolic link to /etc, which leaves the copied tree (...)".
+**       max_files (>= 0; nil = no limit) bounds the count of files and
+**       links: one more gives nil, "fs.copy_tree: SRC: more than N
+**       files, the limit", "count".
 **       max (bytes, >= 0; nil = no limit) bounds the copy: of the file,
 **       or of all the tree's regular files together. The size is checked
 **       with fstat before copying AND the bytes are counted while copying
 **       (the file may grow). Over it: nil, "fs.copy: SRC: larger than the
-**       limit of N bytes", "limit" [, size (when fstat told)]; nothing is
-**       left: copy does not create dst when fstat tells, and removes it
-**       when the count tells; copy_tree removes dst when it created it.
+**       limit of N bytes", "limit" [, size (when fstat told)] (copy_tree:
+**       "fs.copy_tree: SRC: ..."); nothing is left at dst.
 **   fs.stat(path) / fs.lstat(path)    -> {type=, size=, mode=, mtime=,
 **                                         dev=, ino=, mtime_ns=, ctime_ns=,
 **                                         uid=}
@@ -32,9 +57,11 @@
 **   fs.basename(p) fs.dirname(p) fs.join(a, b, ...)
 **
 ** Ownership: every function that acquires a C resource (fd, DIR list,
-** fts handle, glob_t) first creates a `djinn.fs.res` userdata and keeps
-** the resource in it, releases it explicitly before returning, and the
-** userdata's __gc releases whatever a raise (out of memory) left behind.
+** fts handle, glob_t, a temporary file or directory tree) first creates a
+** `djinn.fs.res` userdata and keeps the resource in it, releases it
+** explicitly before returning, and the userdata's __gc releases whatever
+** a raise (out of memory) left behind: a temporary file is unlinked, a
+** temporary tree removed (a finished one is handed over by clearing it).
 */
 #include <dirent.h>
 #include <errno.h>
@@ -67,7 +94,11 @@ struct fs_res {
     struct dirent **names;
     int nnames;
     char *tmp_path; /* a temp file to unlink on failure */
+    char *tmp_tree; /* a temp directory tree to remove on failure */
 };
+
+static int remove_tree(struct fs_res *r, const char *path, char *msg,
+                       size_t msglen);
 
 static void res_release(struct fs_res *r)
 {
@@ -96,6 +127,13 @@ static void res_release(struct fs_res *r)
         free(r->tmp_path);
     }
     r->tmp_path = NULL;
+    if (r->tmp_tree != NULL) {
+        char msg[PATH_MAX + 128];
+
+        (void)remove_tree(r, r->tmp_tree, msg, sizeof(msg));
+        free(r->tmp_tree);
+    }
+    r->tmp_tree = NULL;
 }
 
 static int res_gc(lua_State *L)
@@ -198,6 +236,103 @@ static int l_fs_mkdir_p(lua_State *L)
         return fail(L, "mkdir_p", buf);
     lua_pushboolean(L, 1);
     return 1;
+}
+
+/*
+** fs.mkdir_beneath(root, rel [, mode]): see the header. The walk holds one
+** directory fd (in the res) at a time: mkdirat, then openat with
+** O_NOFOLLOW | O_DIRECTORY, so a component that is (or was swapped for) a
+** symbolic link fails with ELOOP instead of being followed.
+*/
+static int l_fs_mkdir_beneath(lua_State *L)
+{
+    const char *root = luaL_checkstring(L, 1);
+    size_t len;
+    const char *rel = luaL_checklstring(L, 2, &len);
+    lua_Integer mode = luaL_optinteger(L, 3, 0755);
+    struct fs_res *r = NULL;
+    char buf[PATH_MAX];
+    char shown[PATH_MAX];
+    char top[PATH_MAX];
+    char *p = NULL;
+    size_t shown_len;
+    struct stat st;
+    int fd, e;
+
+    luaL_argcheck(L, mode >= 0 && mode <= 07777, 3, "invalid mode");
+    if (len >= sizeof(buf) || strlen(root) + len + 2 >= sizeof(shown))
+        return dj_pushfail(L, "fs.mkdir_beneath: %s/%s: path too long", root,
+                           rel);
+    if (rel[0] == '/')
+        return dj_pushfail(L, "fs.mkdir_beneath: %s: not a relative path", rel);
+    memcpy(buf, rel, len + 1);
+    shown_len = (size_t)snprintf(shown, sizeof(shown), "%s", root);
+    top[0] = '\0';
+    r = newres(L);
+    r->fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (r->fd < 0) {
+        e = errno;
+        res_release(r);
+        errno = e;
+        return fail(L, "mkdir_beneath", root);
+    }
+    p = buf;
+    while (*p != '\0') {
+        char *comp = p;
+        char *slash = strchr(p, '/');
+
+        if (slash != NULL) {
+            *slash = '\0';
+            p = slash + 1;
+        } else {
+            p += strlen(p);
+        }
+        if (comp[0] == '\0' || strcmp(comp, ".") == 0)
+            continue;
+        shown_len += (size_t)snprintf(shown + shown_len,
+                                      sizeof(shown) - shown_len, "/%s", comp);
+        if (strcmp(comp, "..") == 0) {
+            res_release(r);
+            return dj_pushfail(L,
+                               "fs.mkdir_beneath: %s: \"..\" is not "
+                               "allowed",
+                               shown);
+        }
+        if (mkdirat(r->fd, comp, (mode_t)mode) == 0) {
+            if (top[0] == '\0')
+                memcpy(top, shown, shown_len + 1);
+        } else if (errno != EEXIST) {
+            e = errno;
+            res_release(r);
+            errno = e;
+            return fail(L, "mkdir_beneath", shown);
+        }
+        fd = openat(r->fd, comp,
+                    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0) {
+            e = errno;
+            if (fstatat(r->fd, comp, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                S_ISLNK(st.st_mode)) {
+                res_release(r);
+                return dj_pushfail(L,
+                                   "fs.mkdir_beneath: %s: a symbolic "
+                                   "link (links below %s are not "
+                                   "followed)",
+                                   shown, root);
+            }
+            res_release(r);
+            errno = e;
+            return fail(L, "mkdir_beneath", shown);
+        }
+        close(r->fd);
+        r->fd = fd;
+    }
+    res_release(r);
+    lua_pushboolean(L, 1);
+    if (top[0] == '\0')
+        return 1;
+    lua_pushstring(L, top);
+    return 2;
 }
 
 /* Is this a path rm_rf must refuse? "", "/", ".", "..", "//", "a/..". */
@@ -338,16 +473,47 @@ static int copy_fd(int in, int out, long long *left)
 }
 
 /*
+** "<dir of path>/.<name of path>.djinn<tag>-XXXXXX" into out: a temporary
+** name beside path (on its file system, so rename() can move it over
+** path). 0, or -1 when it does not fit.
+*/
+static int tmp_beside(const char *path, const char *tag, char *out,
+                      size_t outlen)
+{
+    size_t n = strlen(path);
+    const char *base = NULL;
+    int w;
+
+    while (n > 1 && path[n - 1] == '/')
+        n--;
+    base = path + n;
+    while (base > path && base[-1] != '/')
+        base--;
+    w = snprintf(out, outlen, "%.*s.%.*s.djinn%s-XXXXXX", (int)(base - path),
+                 path, (int)(path + n - base), base, tag);
+    if (w < 0 || (size_t)w >= outlen)
+        return -1;
+    return 0;
+}
+
+/*
 ** Copy a regular file; mode < 0 keeps the source's permission bits.
+** atomic: write a temporary file beside dst (tmp_beside) and rename it
+** over dst when complete; else create dst, which must not exist yet
+** (O_EXCL | O_NOFOLLOW: copy_tree writes into a directory it just made).
+** The file being written is r->tmp_path until it is complete, so
+** res_release(r) removes a partial one.
 ** left: the byte budget (NULL = none), decremented by the bytes copied.
-** Returns 0; -1 with errno (*where is the path that failed); or
-** OVER_LIMIT: *size = the source's fstat size when that already was over
-** (dst then untouched), else -1 (dst, partly written, removed).
+** Returns 0; -1 with errno (*where is the path that failed: src, or dst
+** for anything on the writing side); or OVER_LIMIT: *size = the source's
+** fstat size when that already was over (nothing written), else -1.
+** The caller calls res_release(r) on every path.
 */
 static int copy_file(struct fs_res *r, const char *src, const char *dst,
-                     int mode, long long *left, const char **where,
+                     int mode, int atomic, long long *left, const char **where,
                      long long *size)
 {
+    char tmp[PATH_MAX];
     struct stat st;
     int rc;
 
@@ -363,34 +529,40 @@ static int copy_file(struct fs_res *r, const char *src, const char *dst,
     }
     if (left != NULL && (long long)st.st_size > *left) {
         *size = (long long)st.st_size;
-        close(r->fd);
-        r->fd = -1;
         return OVER_LIMIT;
     }
     if (mode < 0)
         mode = (int)(st.st_mode & 07777);
     *where = dst;
-    r->fd2 = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, (mode_t)mode);
-    if (r->fd2 < 0)
-        return -1;
-    rc = copy_fd(r->fd, r->fd2, left);
-    if (rc == OVER_LIMIT) {
-        close(r->fd2);
-        r->fd2 = -1;
-        (void)unlink(dst);
-        close(r->fd);
-        r->fd = -1;
-        return OVER_LIMIT;
+    if (atomic) {
+        if (tmp_beside(dst, "", tmp, sizeof(tmp)) < 0) {
+            errno = ENAMETOOLONG;
+            return -1;
+        }
+        r->fd2 = mkostemp(tmp, O_CLOEXEC);
+        if (r->fd2 < 0)
+            return -1;
+        r->tmp_path = dj_xstrdup(tmp);
+    } else {
+        r->fd2 = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                      (mode_t)mode);
+        if (r->fd2 < 0)
+            return -1;
+        r->tmp_path = dj_xstrdup(dst);
     }
+    rc = copy_fd(r->fd, r->fd2, left);
+    if (rc == OVER_LIMIT)
+        return OVER_LIMIT;
     if (rc < 0 || fchmod(r->fd2, (mode_t)mode) < 0)
         return -1;
-    if (close(r->fd2) < 0) {
-        r->fd2 = -1;
-        return -1;
-    }
+    rc = close(r->fd2);
     r->fd2 = -1;
-    close(r->fd);
-    r->fd = -1;
+    if (rc < 0)
+        return -1;
+    if (atomic && rename(tmp, dst) < 0)
+        return -1;
+    free(r->tmp_path);
+    r->tmp_path = NULL;
     return 0;
 }
 
@@ -403,6 +575,18 @@ static long long opt_max(lua_State *L, int idx)
         return -1;
     max = luaL_checkinteger(L, idx);
     luaL_argcheck(L, max >= 0, idx, "max must be >= 0 bytes");
+    return (long long)max;
+}
+
+/* The optional count limit at idx: -1 = none (nil), else >= 0. */
+static long long opt_count(lua_State *L, int idx)
+{
+    lua_Integer max;
+
+    if (lua_isnoneornil(L, idx))
+        return -1;
+    max = luaL_checkinteger(L, idx);
+    luaL_argcheck(L, max >= 0, idx, "max_files must be >= 0");
     return (long long)max;
 }
 
@@ -420,10 +604,12 @@ static int l_fs_copy(lua_State *L)
 
     luaL_argcheck(L, mode >= -1 && mode <= 07777, 3, "invalid mode");
     r = newres(L);
-    rc = copy_file(r, src, dst, (int)mode, max >= 0 ? &left : NULL, &where,
+    rc = copy_file(r, src, dst, (int)mode, 1, max >= 0 ? &left : NULL, &where,
                    &size);
+    e = errno;
+    res_release(r); /* on failure: the temporary file goes */
+    errno = e;
     if (rc == OVER_LIMIT) {
-        res_release(r);
         dj_pushfail(L, "fs.copy: %s: larger than the limit of %I bytes", src,
                     (lua_Integer)max);
         lua_pushliteral(L, "limit");
@@ -433,9 +619,6 @@ static int l_fs_copy(lua_State *L)
         return 4;
     }
     if (rc < 0) {
-        e = errno;
-        res_release(r);
-        errno = e;
         if (e == EINVAL && where == src)
             return dj_pushfail(L, "fs.copy: %s: not a regular file", src);
         return fail(L, "copy", where);
@@ -444,52 +627,173 @@ static int l_fs_copy(lua_State *L)
     return 1;
 }
 
+/*
+** Does a symbolic link at rel (its path below the copied tree's top, e.g.
+** "/a/b/l") with the target lnk stay inside the tree? Yes only for a
+** relative target whose leading ".." components do not climb above the
+** top and that has no ".." after a name: the leading ".."s then go up
+** through the link's real parent directories (copies of the source's),
+** and every later step goes down, or through another link checked the
+** same way. "a/../b" is refused: "a" may itself be a link.
+*/
+static int link_inside(const char *rel, const char *lnk)
+{
+    int depth = -1; /* the link's own name is not a directory */
+    int named = 0;
+    const char *p = NULL;
+
+    for (p = rel; *p != '\0'; p++) {
+        if (*p == '/' && p[1] != '\0' && p[1] != '/')
+            depth++;
+    }
+    if (lnk[0] == '/' || lnk[0] == '\0')
+        return 0;
+    p = lnk;
+    while (*p != '\0') {
+        size_t n = strcspn(p, "/");
+
+        if (n == 2 && p[0] == '.' && p[1] == '.') {
+            depth--;
+            if (named || depth < 0)
+                return 0;
+        } else if (n > 0 && !(n == 1 && p[0] == '.')) {
+            named = 1;
+        }
+        p += n;
+        while (*p == '/')
+            p++;
+    }
+    return 1;
+}
+
+/*
+** Move the finished copy tmp to dst: a rename when dst is missing; an
+** existing directory is replaced (renamed over an empty temporary
+** directory beside it, then removed). 0, or -1 with msg set.
+*/
+static int place_tree(struct fs_res *r, const char *tmp, const char *dst,
+                      char *msg, size_t msglen)
+{
+    char old[PATH_MAX];
+    char rmmsg[PATH_MAX + 128];
+    struct stat st;
+    int e;
+
+    if (lstat(dst, &st) < 0) {
+        if (errno == ENOENT && rename(tmp, dst) == 0)
+            return 0;
+        snprintf(msg, msglen, "fs.copy_tree: %s: %s", dst, strerror(errno));
+        return -1;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        snprintf(msg, msglen, "fs.copy_tree: %s: exists and is not a directory",
+                 dst);
+        return -1;
+    }
+    if (tmp_beside(dst, "-old", old, sizeof(old)) < 0) {
+        snprintf(msg, msglen, "fs.copy_tree: %s: path too long", dst);
+        return -1;
+    }
+    if (mkdtemp(old) == NULL) {
+        snprintf(msg, msglen, "fs.copy_tree: %s: %s", dst, strerror(errno));
+        return -1;
+    }
+    /* rename() may replace an empty directory: old now holds dst. */
+    if (rename(dst, old) < 0) {
+        e = errno;
+        (void)rmdir(old);
+        snprintf(msg, msglen, "fs.copy_tree: %s: %s", dst, strerror(e));
+        return -1;
+    }
+    if (rename(tmp, dst) < 0) {
+        e = errno;
+        (void)rename(old, dst);
+        snprintf(msg, msglen, "fs.copy_tree: %s: %s", dst, strerror(e));
+        return -1;
+    }
+    (void)remove_tree(r, old, rmmsg, sizeof(rmmsg));
+    return 0;
+}
+
 static int l_fs_copy_tree(lua_State *L)
 {
     const char *src = luaL_checkstring(L, 1);
     const char *dst = luaL_checkstring(L, 2);
     long long max = opt_max(L, 3);
+    long long max_files = opt_count(L, 4);
     long long left = max;
+    long long files = 0;
     struct fs_res *r = newres(L);
     struct fs_res *fr = newres(L);
     char *paths[2];
     FTSENT *e = NULL;
     size_t srclen = strlen(src);
+    char tmp[PATH_MAX];
     char target[PATH_MAX];
+    char shown[PATH_MAX];
     char link[PATH_MAX];
-    char msg[PATH_MAX * 2 + 64];
+    char msg[PATH_MAX * 3 + 128];
+    const char *code = NULL; /* "limit" | "count" */
     const char *where = NULL;
-    struct stat dst_st;
-    int created = lstat(dst, &dst_st) < 0 && errno == ENOENT;
-    int over = 0;
+    int saved;
 
     while (srclen > 1 && src[srclen - 1] == '/')
         srclen--;
+    if (tmp_beside(dst, "", tmp, sizeof(tmp)) < 0)
+        return dj_pushfail(L, "fs.copy_tree: %s: path too long", dst);
+    if (mkdtemp(tmp) == NULL)
+        return fail(L, "copy_tree", dst);
+    r->tmp_tree = dj_xstrdup(tmp);
     paths[0] = (char *)src;
     paths[1] = NULL;
-    r->fts = fts_open(paths, FTS_PHYSICAL | FTS_NOCHDIR, NULL);
-    if (r->fts == NULL)
+    /* The top is followed when it is a link (COMFOLLOW), nothing below. */
+    r->fts = fts_open(paths, FTS_PHYSICAL | FTS_COMFOLLOW | FTS_NOCHDIR, NULL);
+    if (r->fts == NULL) {
+        saved = errno;
+        res_release(r);
+        errno = saved;
         return fail(L, "copy_tree", src);
+    }
     msg[0] = '\0';
-    while ((e = fts_read(r->fts)) != NULL && msg[0] == '\0') {
-        const char *rel = e->fts_path + (e->fts_pathlen >= srclen ? srclen : 0);
-        int n = snprintf(target, sizeof(target), "%s%s", dst, rel);
+    while (msg[0] == '\0' && (e = fts_read(r->fts)) != NULL) {
+        const char *rel =
+            e->fts_level == 0
+                ? ""
+                : e->fts_path + (e->fts_pathlen >= srclen ? srclen : 0);
+        int n = snprintf(target, sizeof(target), "%s%s", tmp, rel);
+        int m = snprintf(shown, sizeof(shown), "%s%s", dst, rel);
         int rc = 0;
 
-        if (n < 0 || (size_t)n >= sizeof(target)) {
+        if (n < 0 || (size_t)n >= sizeof(target) || m < 0 ||
+            (size_t)m >= sizeof(shown)) {
             snprintf(msg, sizeof(msg), "fs.copy_tree: %s: path too long",
                      e->fts_path);
             break;
         }
-        where = target;
+        if (e->fts_level == 0 &&
+            (e->fts_info == FTS_F || e->fts_info == FTS_SL ||
+             e->fts_info == FTS_SLNONE || e->fts_info == FTS_DEFAULT)) {
+            snprintf(msg, sizeof(msg), "fs.copy_tree: %s: not a directory",
+                     src);
+            break;
+        }
+        if (e->fts_info == FTS_F || e->fts_info == FTS_SL ||
+            e->fts_info == FTS_SLNONE) {
+            if (max_files >= 0 && files >= max_files) {
+                code = "count";
+                snprintf(msg, sizeof(msg),
+                         "fs.copy_tree: %s: more than %lld files, the limit",
+                         src, max_files);
+                break;
+            }
+            files++;
+        }
+        where = shown;
         switch (e->fts_info) {
         case FTS_D:
-            rc = mkdir(target, e->fts_statp->st_mode & 07777);
-            if (rc < 0 && errno == EEXIST) {
-                struct stat st;
-
-                rc = (stat(target, &st) == 0 && S_ISDIR(st.st_mode)) ? 0 : -1;
-            }
+            /* 0700 while filling it; the source's mode at FTS_DP */
+            if (e->fts_level > 0)
+                rc = mkdir(target, 0700);
             break;
         case FTS_DP:
             rc = chmod(target, e->fts_statp->st_mode & 07777);
@@ -497,11 +801,15 @@ static int l_fs_copy_tree(lua_State *L)
         case FTS_F: {
             long long size = -1;
 
-            rc = copy_file(fr, e->fts_accpath, target, -1,
+            rc = copy_file(fr, e->fts_accpath, target, -1, 0,
                            max >= 0 ? &left : NULL, &where, &size);
+            saved = errno;
             res_release(fr);
+            errno = saved;
+            if (where == target)
+                where = shown;
             if (rc == OVER_LIMIT) {
-                over = 1;
+                code = "limit";
                 snprintf(msg, sizeof(msg),
                          "fs.copy_tree: %s: larger than the limit of %lld "
                          "bytes",
@@ -520,10 +828,22 @@ static int l_fs_copy_tree(lua_State *L)
                 break;
             }
             link[ln] = '\0';
-            where = target;
+            if (!link_inside(rel, link)) {
+                snprintf(msg, sizeof(msg),
+                         "fs.copy_tree: %s: a symbolic link to %s, which "
+                         "leaves the copied tree (only links that stay "
+                         "inside it are copied)",
+                         e->fts_path, link);
+                break;
+            }
+            where = shown;
             rc = symlink(link, target);
             break;
         }
+        case FTS_DC:
+            snprintf(msg, sizeof(msg), "fs.copy_tree: %s: a directory cycle",
+                     e->fts_path);
+            break;
         case FTS_DNR:
         case FTS_ERR:
         case FTS_NS:
@@ -537,32 +857,29 @@ static int l_fs_copy_tree(lua_State *L)
                      e->fts_path);
             break;
         }
-        if (rc < 0)
+        if (rc < 0 && msg[0] == '\0')
             snprintf(msg, sizeof(msg), "fs.copy_tree: %s: %s", where,
                      strerror(errno));
     }
+    if (msg[0] == '\0' && e == NULL && errno != 0)
+        snprintf(msg, sizeof(msg), "fs.copy_tree: %s: %s", src,
+                 strerror(errno));
+    fts_close(r->fts);
+    r->fts = NULL;
+    if (msg[0] == '\0' && place_tree(r, tmp, dst, msg, sizeof(msg)) == 0) {
+        free(r->tmp_tree); /* handed over: dst now */
+        r->tmp_tree = NULL;
+    }
     res_release(fr);
-    res_release(r);
-    if (over) {
-        char rmmsg[PATH_MAX + 128];
-
-        /* Nothing half-copied stays: dst goes when this call made it. */
-        if (created && lstat(dst, &dst_st) == 0 &&
-            remove_tree(r, dst, rmmsg, sizeof(rmmsg)) < 0) {
-            res_release(r);
-            lua_pushnil(L);
-            lua_pushfstring(L, "%s; removing the partial copy: %s", msg, rmmsg);
-            lua_pushliteral(L, "limit");
-            return 3;
-        }
-        res_release(r);
+    res_release(r); /* on failure: the temporary copy goes */
+    if (msg[0] != '\0') {
         lua_pushnil(L);
         lua_pushstring(L, msg);
-        lua_pushliteral(L, "limit");
+        if (code == NULL)
+            return 2;
+        lua_pushstring(L, code);
         return 3;
     }
-    if (msg[0] != '\0')
-        return dj_pushfail(L, "%s", msg);
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -891,16 +1208,27 @@ static int l_fs_join(lua_State *L)
 }
 
 static const luaL_Reg fs_funcs[] = {
-    {"mkdtemp", l_fs_mkdtemp},     {"mkdir_p", l_fs_mkdir_p},
-    {"rm_rf", l_fs_rm_rf},         {"copy", l_fs_copy},
-    {"copy_tree", l_fs_copy_tree}, {"stat", l_fs_stat},
-    {"lstat", l_fs_lstat},         {"glob", l_fs_glob},
-    {"readfile", l_fs_readfile},   {"writefile", l_fs_writefile},
-    {"listdir", l_fs_listdir},     {"realpath", l_fs_realpath},
-    {"exists", l_fs_exists},       {"remove", l_fs_remove},
-    {"rename", l_fs_rename},       {"cwd", l_fs_cwd},
-    {"basename", l_fs_basename},   {"dirname", l_fs_dirname},
-    {"join", l_fs_join},           {NULL, NULL},
+    {"mkdtemp", l_fs_mkdtemp},
+    {"mkdir_p", l_fs_mkdir_p},
+    {"mkdir_beneath", l_fs_mkdir_beneath},
+    {"rm_rf", l_fs_rm_rf},
+    {"copy", l_fs_copy},
+    {"copy_tree", l_fs_copy_tree},
+    {"stat", l_fs_stat},
+    {"lstat", l_fs_lstat},
+    {"glob", l_fs_glob},
+    {"readfile", l_fs_readfile},
+    {"writefile", l_fs_writefile},
+    {"listdir", l_fs_listdir},
+    {"realpath", l_fs_realpath},
+    {"exists", l_fs_exists},
+    {"remove", l_fs_remove},
+    {"rename", l_fs_rename},
+    {"cwd", l_fs_cwd},
+    {"basename", l_fs_basename},
+    {"dirname", l_fs_dirname},
+    {"join", l_fs_join},
+    {NULL, NULL},
 };
 
 int luaopen_djinn_fs(lua_State *L)

@@ -128,6 +128,118 @@ t:ok(fs.copy_tree(tsrc, tdst, 1200), "copy_tree of exactly max bytes")
 t:is(fs.readfile(fs.join(tdst, "sub", "b")), string.rep("b", 600), "copy_tree under max: files copied")
 t:checkerr("max must be >= 0 bytes", fs.copy_tree, tsrc, tdst, -5)
 
+-- Issue 10, defect 2 (2026-12-04): artifacts were written through a
+-- symbolic link in the middle of the destination path, and copy_tree
+-- brought links to anywhere along.
+local function symlink(target, path)
+  local c = assert(require("djinn.proc").spawn { argv = { "ln", "-s", target, path } })
+  assert(select(2, c:wait(10)) == 0, "ln -s " .. target .. " " .. path)
+end
+local function names(dir)
+  return table.concat(fs.listdir(dir) or {}, " ")
+end
+do
+  local art = fs.join(root, "art")
+  local away = fs.join(root, "away")
+  assert(fs.mkdir_p(art) and fs.mkdir_p(away))
+  symlink(away, fs.join(art, "latest"))
+  t:is({ fs.mkdir_beneath(art, "a/b/c") }, { true, art .. "/a" },
+       "mkdir_beneath creates every level, returns the first it made")
+  t:is({ fs.mkdir_beneath(art, "a/b/c") }, { true },
+       "mkdir_beneath on existing directories: true, nothing made")
+  t:is(fs.stat(art .. "/a/b/c").type, "dir", "mkdir_beneath: the directory exists")
+  t:is({ fs.mkdir_beneath(art, "latest/x") },
+       { nil, "fs.mkdir_beneath: " .. art .. "/latest: a symbolic link " ..
+         "(links below " .. art .. " are not followed)" },
+       "mkdir_beneath refuses a link in the middle")
+  t:is({ fs.mkdir_beneath(art, "a/../latest/x") },
+       { nil, "fs.mkdir_beneath: " .. art .. '/a/..: ".." is not allowed' },
+       "mkdir_beneath refuses ..")
+  t:ok(select(2, fs.mkdir_beneath(art, "/etc")):find("not a relative path", 1, true),
+       "mkdir_beneath refuses an absolute rel")
+  t:is(names(away), "", "nothing was made through the link")
+  local rootlink = fs.join(root, "artlink")
+  symlink(art, rootlink)
+  t:ok(fs.mkdir_beneath(rootlink, "via/root"), "the root itself may be a link")
+  t:is(fs.stat(art .. "/via/root").type, "dir", "... and is followed")
+  assert(fs.writefile(fs.join(art, "file"), "f"))
+  t:like(select(2, fs.mkdir_beneath(art, "file/x")), "^fs%.mkdir_beneath: .*/file: Not a directory$",
+         "mkdir_beneath through a file")
+
+  -- fs.copy writes a temporary file and renames it: a link at dst is
+  -- replaced, never written through; a failed copy leaves dst as it was.
+  assert(fs.writefile(fs.join(away, "victim"), "precious"))
+  symlink(fs.join(away, "victim"), fs.join(art, "out"))
+  local csrc = fs.join(root, "csrc")
+  assert(fs.writefile(csrc, "new content"))
+  t:ok(fs.copy(csrc, fs.join(art, "out")), "copy onto a symbolic link")
+  t:is(fs.readfile(fs.join(away, "victim")), "precious", "copy: the link's target is untouched")
+  t:is(fs.lstat(fs.join(art, "out")).type, "file", "copy: the link was replaced by the file")
+  t:is(fs.readfile(fs.join(art, "out")), "new content", "copy: content")
+  assert(fs.writefile(csrc, ("z"):rep(100)))
+  t:is(select(3, fs.copy(csrc, fs.join(art, "out"), nil, 10)), "limit", "a copy over its limit")
+  t:is(fs.readfile(fs.join(art, "out")), "new content", "a failed copy leaves dst as it was")
+  t:ok(not names(art):find(".djinn", 1, true), "no temporary file left: " .. names(art))
+
+  -- copy_tree copies only links that stay inside the tree
+  local tree = fs.join(root, "tree")
+  assert(fs.mkdir_p(fs.join(tree, "sub", "deep")))
+  assert(fs.writefile(fs.join(tree, "sub", "y"), "y"))
+  symlink("sub/y", fs.join(tree, "down"))
+  symlink("../y", fs.join(tree, "sub", "deep", "up1"))
+  symlink("../../down", fs.join(tree, "sub", "deep", "up2"))
+  symlink("./sub/./y", fs.join(tree, "dots"))
+  symlink("missing", fs.join(tree, "dangling"))
+  local tcopy = fs.join(art, "tree")
+  t:ok(fs.copy_tree(tree, tcopy), "copy_tree with links inside the tree")
+  t:is(fs.readfile(fs.join(tcopy, "sub", "deep", "up2")), "y", "links inside are copied and resolve inside")
+  t:is(fs.lstat(fs.join(tcopy, "dangling")).type, "link", "a dangling link inside is copied")
+  for _, case in ipairs {
+    { "abs", "/etc" }, { "sub/up", "../.." }, { "sub/deep/up3", "../../../x" },
+    { "climb", "sub/../../x" }, { "back", "sub/../sub/y" },
+  } do
+    local l = fs.join(tree, case[1])
+    symlink(case[2], l)
+    local ok2, m2 = fs.copy_tree(tree, fs.join(art, "t2"))
+    t:is({ ok2, m2 }, { nil, "fs.copy_tree: " .. l .. ": a symbolic link to " .. case[2] ..
+         ", which leaves the copied tree (only links that stay inside it are copied)" },
+         "copy_tree refuses a link to " .. case[2])
+    t:ok(not fs.exists(fs.join(art, "t2")), "... and leaves nothing at dst")
+    fs.remove(l)
+  end
+  t:ok(not names(art):find(".djinn", 1, true), "copy_tree: no temporary directory left: " .. names(art))
+  -- the top may be a link to a directory: it is followed
+  symlink(tree, fs.join(root, "treelink"))
+  t:ok(fs.copy_tree(fs.join(root, "treelink"), fs.join(art, "t3")), "copy_tree of a link to a directory")
+  t:is(fs.lstat(fs.join(art, "t3")).type, "dir", "... copies the directory")
+  -- an existing directory is replaced as a whole; a link in it is not followed
+  symlink(away, fs.join(art, "t3", "sub", "hole"))
+  assert(fs.writefile(fs.join(tree, "sub", "hole"), "file, not link"))
+  t:ok(fs.copy_tree(tree, fs.join(art, "t3")), "copy_tree over an existing directory")
+  t:is(fs.readfile(fs.join(art, "t3", "sub", "hole")), "file, not link", "... replaces it")
+  t:is(names(away), "victim", "... writing nothing through the old link")
+  t:ok(not names(art):find(".djinn", 1, true), "... and nothing temporary stays: " .. names(art))
+  -- a file as the top is refused
+  t:like(select(2, fs.copy_tree(csrc, fs.join(art, "t4"))), "not a directory$", "copy_tree of a file")
+  t:ok(not fs.exists(fs.join(art, "t4")), "... leaves nothing")
+end
+
+-- Issue 10, defect 12 (2026-12-04): copy_tree counts files and links
+-- (max_files) and stops past the count, leaving nothing.
+do
+  local many = fs.join(root, "many")
+  assert(fs.mkdir_p(fs.join(many, "sub")))
+  for i = 1, 6 do assert(fs.writefile(fs.join(many, "sub", "f" .. i), "x")) end
+  symlink("sub/f1", fs.join(many, "l"))
+  local mdst = fs.join(root, "many.copy")
+  t:is({ fs.copy_tree(many, mdst, nil, 6) },
+       { nil, "fs.copy_tree: " .. many .. ": more than 6 files, the limit", "count" },
+       "copy_tree over max_files: nil, msg, 'count'")
+  t:ok(not fs.exists(mdst), "copy_tree over max_files leaves nothing")
+  t:ok(fs.copy_tree(many, mdst, nil, 7), "copy_tree of exactly max_files (6 files + 1 link)")
+  t:checkerr("max_files must be >= 0", fs.copy_tree, many, mdst, nil, -1)
+end
+
 -- mkdtemp in a given directory
 local sub = fs.mkdtemp("djinn-sub-", root)
 t:ok(sub and fs.dirname(sub) == root and fs.stat(sub).mode == tonumber("700", 8),
