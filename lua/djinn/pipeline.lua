@@ -56,14 +56,23 @@
 --     After the script ended (passed or failed) the driver collects the
 --     job's artifacts with pipeline.collect_artifacts(job, log, store,
 --     glob, get): glob(src) -> list of matching paths in the build
---     environment | nil, cause; get(path, host_path, max) -> true | nil,
---     cause [, code [, size]]. max = store:room(): the most bytes the
---     file (a directory: its files together) may have, nil = no limit. A
---     get that would go past max stops the transfer at once (when the size
---     is known before, e.g. from a stat, nothing is fetched), leaves no
---     partial file and returns nil, cause, "limit", size (the size when it
---     was known, else nil); the pipeline then prints the same "not kept"
---     error as the final accounting (store:account) does.
+--     environment | nil, cause; get(path, host_path, max, max_files) ->
+--     true | nil, cause [, code [, size]]. max = store:room(): the most
+--     bytes the file (a directory: its files together) may have, nil = no
+--     limit. A get that would go past max stops the transfer at once
+--     (when the size is known before, e.g. from a stat, nothing is
+--     fetched), leaves no partial file and returns nil, cause, "limit",
+--     size (the size when it was known, else nil); the pipeline then
+--     prints the same "not kept" error as the final accounting
+--     (store:account) does. max_files = store:files_room(): the most files
+--     and links a directory may bring (--max-artifacts); a get that can
+--     count while it copies stops past it with nil, cause, "count" [, n];
+--     one that cannot is caught by the accounting after the copy. A get
+--     must never leave a partial or empty file under host_path (write a
+--     temporary name and rename it); whatever a failed get left where
+--     nothing was before is removed (store:abandon), with the directories
+--     target() made for it. Its cause should say what failed and where
+--     ("fs.copy: /art/x: No space left on device").
 --   driver:destroy()  always called once create() was called (even when
 --     it failed); tears everything down; must not raise.
 --   A Lua error raised by a driver method is caught: from new/create it
@@ -80,8 +89,14 @@
 --   store.dir                   the absolute artifacts directory
 --   store:target(dst [, match]) -> host path | nil, cause: "*" in dst is
 --       replaced by basename(match); dst must be relative with no "..";
---       parent directories are created; an existing symlink is refused.
---   store:room() -> bytes | nil: the limit for the next artifact (above)
+--       parent directories are created without following a symbolic
+--       link below store.dir (fs.mkdir_beneath: `latest -> /elsewhere` in
+--       the artifacts directory refuses `x => latest/x`, nothing is made
+--       outside); an existing symlink at the path itself is refused.
+--   store:room() -> bytes | nil: the byte limit for the next artifact
+--   store:files_room() -> count | nil: the file limit for the next one
+--   (collect_artifacts also calls store:admit, :over, :over_count,
+--   :account and :abandon; a store without them is not capped.)
 --
 --   M.run(manifest, opts) -> result | nil, msg, 2 (usage: unknown stage,
 --                                                  driver not available)
@@ -236,6 +251,8 @@ Store.__index = Store
 -- Artifact caps (opts.config.limits: max_artifacts, max_artifact_size,
 -- max_artifacts_total; 0 = no limit). Over a cap a file is not kept and
 -- an "artifact error:" line says which cap and how to raise it.
+-- max_artifacts counts files: a directory artifact counts the files and
+-- symbolic links below it (at least 1), not 1 (issue 10, defect 12).
 M.DEFAULT_LIMITS = { max_artifacts = 1000,
                      max_artifact_size = 1024 * 1024 * 1024,
                      max_artifacts_total = 10 * 1024 * 1024 * 1024 }
@@ -247,17 +264,28 @@ function M.new_store(dir, fs, limits)
         l[k] = type(o) == "number" and o or v
     end
     return setmetatable({ dir = dir, fs = fs, limits = l, count = 0,
-                          total = 0 }, Store)
+                          total = 0, pending = {} }, Store)
 end
 
--- Before fetching: nil | cause when one more file is over the count cap.
+-- Before fetching: nil | cause when the count cap is already reached.
+-- (The files are counted when kept: store:account.)
 function Store:admit(shown)
     local cap = self.limits.max_artifacts
     if cap > 0 and self.count >= cap then
         return string.format("%s: not collected: the build already has " ..
             "%d artifacts, the limit (--max-artifacts %d)", shown, cap, cap)
     end
-    self.count = self.count + 1
+    return nil
+end
+
+-- The most files (and links) the next artifact may bring: what is left
+-- of the count cap; nil = no limit. Drivers that can count while they
+-- copy stop there (get(path, host, max, max_files)).
+function Store:files_room()
+    local cap = self.limits.max_artifacts
+    if cap > 0 then
+        return math.max(0, cap - self.count)
+    end
     return nil
 end
 
@@ -297,38 +325,85 @@ function Store:over(shown, size, max)
     return nil
 end
 
--- Bytes of an artifact on the host: a file's size, or the sum of the
--- regular files below a directory (symbolic links count 0, never followed).
-local function host_size(fs, path, st)
+-- The one wording of a count refusal: nil when `files` more fit, else
+-- "<shown>: not kept: its N files would bring ... (--max-artifacts ...)".
+-- files nil: the copy was stopped after more than `max_files` (the room
+-- given to the driver).
+function Store:over_count(shown, files, max_files)
+    local cap = self.limits.max_artifacts
+    local n = files or (max_files or 0) + 1
+    if cap <= 0 or self.count + n <= cap then
+        return nil
+    end
+    local what = files and string.format("its %d files", files) or
+        string.format("more than %d files", max_files or 0)
+    return string.format("%s: not kept: %s would bring the " ..
+        "build's artifacts over the limit of %d files (--max-artifacts " ..
+        "%d; raise it with --max-artifacts N, 0 = no limit)", shown, what,
+        cap, cap)
+end
+
+-- Bytes and files of an artifact on the host: a file is 1 file of its
+-- size; a directory, the regular files and links below it (symbolic
+-- links count 0 bytes, never followed).
+local function host_usage(fs, path, st)
     st = st or fs.lstat(path)
     if st == nil then
-        return 0
+        return 0, 0
     elseif st.type == "file" then
-        return st.size
+        return st.size, 1
     elseif st.type == "dir" and fs.listdir then
-        local total = 0
+        local total, files = 0, 0
         for _, name in ipairs(fs.listdir(path) or {}) do
-            total = total + host_size(fs, path .. "/" .. name)
+            local b, f = host_usage(fs, path .. "/" .. name)
+            total, files = total + b, files + f
         end
-        return total
+        return total, files
     end
-    return 0
+    return 0, 1
+end
+
+-- Undo what target() made for host: the directories it created for it
+-- (emptied ones only), and host itself when it did not exist before
+-- (what a failed transfer left there). Nothing that was there before.
+function Store:abandon(host)
+    local p = self.pending[host]
+    self.pending[host] = nil
+    if p == nil then return end
+    if not p.existed then
+        if self.fs.rm_rf then self.fs.rm_rf(host) else self.fs.remove(host) end
+    end
+    if p.made then
+        local d = self.fs.dirname(host)
+        while #d >= #p.made do
+            if not self.fs.remove(d) then break end  -- not empty: stop
+            d = self.fs.dirname(d)
+        end
+    end
 end
 
 -- After fetching to host (the exact accounting): nil | cause (and the
--- file or directory removed) when it is over the per-file or the total
--- size cap.
+-- file or directory removed) when it is over the count cap, the
+-- per-file or the total size cap; else it counts toward them.
 function Store:account(host, shown)
-    local size = host_size(self.fs, host)
-    local why = self:over(shown, size)
+    local size, files = host_usage(self.fs, host)
+    files = math.max(files, 1)
+    local why = self:over_count(shown, files) or self:over(shown, size)
     if why then
         if self.fs.rm_rf then self.fs.rm_rf(host) else self.fs.remove(host) end
+        self:abandon(host)
         return why
     end
+    self.pending[host] = nil
     self.total = self.total + size
+    self.count = self.count + files
     return nil
 end
 
+-- The host path for the artifact dst (see the interface above). Every
+-- directory below store.dir is created or entered without following a
+-- symbolic link (fs.mkdir_beneath): a link `latest -> /elsewhere` in the
+-- artifacts directory cannot carry `x => latest/x` outside it.
 function Store:target(dst, match)
     if match then
         local base = util.basename(match)
@@ -340,16 +415,21 @@ function Store:target(dst, match)
             "relative to the artifacts directory %s)", dst, why, self.dir)
     end
     local path = self.dir .. "/" .. rel
-    local parent = path:match("^(.*)/[^/]*$")
-    local ok, err = self.fs.mkdir_p(parent)
-    if not ok then
-        return nil, err
+    local made
+    local parent = rel:match("^(.*)/[^/]*$")
+    if parent then
+        local ok, top = self.fs.mkdir_beneath(self.dir, parent)
+        if not ok then
+            return nil, string.format("%s: %s", dst, top)
+        end
+        made = top
     end
     local st = self.fs.lstat(path)
     if st and st.type == "link" then
         return nil, string.format("%s: refusing to write through the " ..
                                   "symbolic link %s", dst, path)
     end
+    self.pending[path] = { existed = st ~= nil, made = made }
     return path
 end
 
@@ -379,28 +459,38 @@ function M.collect_artifacts(job, log, store, glob, get)
             log:line("artifact error: " .. a.src .. ": no such file")
         else
             for _, match in ipairs(matches) do
-                local host, err = store:target(a.dst, match)
                 local shown = a.dst:gsub("%*", function()
                     return util.basename(match)
                 end)
-                local over = host and store.admit and store:admit(shown)
-                if host == nil then
-                    log:line("artifact error: " .. err)
-                elseif over then
+                local over = store.admit and store:admit(shown)
+                local host, err
+                if not over then
+                    host, err = store:target(a.dst, match)
+                end
+                if over then
                     log:line("artifact error: " .. over)
+                elseif host == nil then
+                    log:line("artifact error: " .. err)
                 else
                     log:line("Collecting artifact " .. match .. " => " ..
                              shown)
                     local max = store.room and store:room()
-                    local ok, gerr, code, size = get(match, host, max)
-                    local big = not ok and code == "limit" and store.over and
-                        store:over(shown, size, max)
-                    if big then
-                        log:line("artifact error: " .. big)
-                    elseif not ok then
-                        log:line("artifact error: " .. tostring(gerr))
+                    local maxf = store.files_room and store:files_room()
+                    local ok, gerr, code, size = get(match, host, max, maxf)
+                    local refused
+                    if not ok and code == "limit" and store.over then
+                        refused = store:over(shown, size, max)
+                    elseif not ok and code == "count" and store.over_count
+                    then
+                        refused = store:over_count(shown, size, maxf)
+                    end
+                    if not ok then
+                        -- nothing partial or empty stays under the name
+                        if store.abandon then store:abandon(host) end
+                        log:line("artifact error: " ..
+                                 (refused or tostring(gerr)))
                     elseif store.account then
-                        local refused = store:account(host, shown)
+                        refused = store:account(host, shown)
                         if refused then
                             log:line("artifact error: " .. refused)
                         end

@@ -318,7 +318,8 @@ local pid = (fs.readfile(tdir .. "/sleep.pid") or ""):match("%d+")
 t:ok(pid ~= nil, "the job wrote its sleep pid")
 t:ok(pid and gone(pid), "the background sleep was killed with its group")
 
--- Kill by signal: the job sends SIGINT to the runner (its parent).
+-- Kill by signal: the job sends SIGINT to the runner (since issue 10 its
+-- parent is the job's keeper, so the runner's pid comes in the env).
 r, out = run(string.format([[
 driver: {type: os}
 stages: [s]
@@ -327,10 +328,11 @@ jobs:
     commands:
       - sleep 30 &
       - echo $! > %s/sleep2.pid
-      - kill -INT $PPID
+      - kill -INT $RUNNER_PID
       - wait
   - {stage: s, commands: [echo never]}
-]], tdir), { timeout = 60 })
+]], tdir), { timeout = 60,
+             env = { { key = "RUNNER_PID", value = tostring(proc.getpid()) } } })
 t:is(r.status, "killed", "SIGINT gives killed")
 t:is(r.exit_code, 130, "exit code 130")
 t:is(statuses(r), { "s/s.1=killed", "s/s.2=queued" }, "statuses after kill")
@@ -528,4 +530,149 @@ do
          "per-file limit of 100 bytes (--max-artifact-size)",
          "account: a directory's size is its files' (not the inode's)")
     t:ok(not fs.exists(adir .. "/d"), "account: the directory over the cap is removed")
+end
+
+-- Issue 10, defect 2 (2026-12-04): the store wrote artifacts through a
+-- symbolic link in the middle of the destination path (mkdir_p followed
+-- it; only the last component was lstat'ed). Every driver's artifacts go
+-- through store:target.
+local function symlink(target, path)
+    local c = assert(proc.spawn{ argv = { "ln", "-s", target, path } })
+    assert(select(2, c:wait(10)) == 0)
+end
+local function names(dir)
+    return table.concat(fs.listdir(dir) or {}, " ")
+end
+do
+    local adir, away = t:tmpdir(), t:tmpdir()
+    symlink(away, adir .. "/latest")
+    assert(fs.mkdir_p(adir .. "/a"))
+    symlink(away, adir .. "/a/latest")
+    local st = pipeline.new_store(adir, fs)
+    for _, dst in ipairs{ "latest/x", "latest/deeper/x", "a/latest/b/x",
+                          "./latest/x" } do
+        local host, err = st:target(dst)
+        t:ok(host == nil and err:find("a symbolic link (links below " ..
+             adir .. " are not followed)", 1, true),
+             "store:target refuses " .. dst .. ": " .. tostring(err))
+    end
+    t:is(names(away), "", "store:target made nothing through the links")
+    t:like(select(2, st:target("latest")), "refusing to write through " ..
+           "the symbolic link", "a link as the artifact itself is refused")
+    t:is(st:target("new/dir/x"), adir .. "/new/dir/x",
+         "store:target creates real parent directories")
+    -- collect_artifacts with a fake driver whose get writes whatever it
+    -- is given: nothing reaches the other side of the link.
+    local lines = {}
+    local lg = { line = function(_, l) lines[#lines + 1] = l end }
+    pipeline.collect_artifacts({ artifacts = {
+        { src = "f", dst = "latest/f" }, { src = "f", dst = "a/latest/f" },
+        { src = "f", dst = "ok/f" } } }, lg, pipeline.new_store(adir, fs),
+        function(src) return { src } end,
+        function(_, host) return fs.writefile(host, "data") end)
+    t:is(names(away), "", "collect_artifacts: nothing written outside")
+    t:is(lines[1], "artifact error: latest/f: fs.mkdir_beneath: " .. adir ..
+         "/latest: a symbolic link (links below " .. adir ..
+         " are not followed)", "collect_artifacts: the link is named")
+    t:is(fs.readfile(adir .. "/ok/f"), "data", "a plain destination works")
+end
+
+-- Issue 10, defect 3 (2026-12-04): whatever a failed get left under the
+-- artifact's name (a partial or empty file, a partial tree) and the
+-- directories made for it are removed; what was there before stays.
+do
+    local adir = t:tmpdir()
+    local lines = {}
+    local lg = { line = function(_, l) lines[#lines + 1] = l end }
+    assert(fs.writefile(adir .. "/old.txt", "from an earlier job"))
+    pipeline.collect_artifacts({ artifacts = {
+        { src = "f", dst = "deep/dir/f" }, { src = "d", dst = "tree" },
+        { src = "f", dst = "old.txt" } } }, lg, pipeline.new_store(adir, fs),
+        function(src) return { src } end,
+        function(path, host)
+            if path == "d" then
+                assert(fs.mkdir_p(host .. "/sub"))
+                assert(fs.writefile(host .. "/sub/part", "pa"))
+            elseif host:find("old", 1, true) then
+                return nil, "fs.copy: " .. host .. ": No space left on device"
+            else
+                assert(fs.writefile(host, ""))
+            end
+            return nil, "fs.copy: " .. host .. ": No space left on device"
+        end)
+    t:is(lines, {
+        "Collecting artifact f => deep/dir/f",
+        "artifact error: fs.copy: " .. adir ..
+            "/deep/dir/f: No space left on device",
+        "Collecting artifact d => tree",
+        "artifact error: fs.copy: " .. adir .. "/tree: No space left on device",
+        "Collecting artifact f => old.txt",
+        "artifact error: fs.copy: " .. adir ..
+            "/old.txt: No space left on device",
+    }, "a failed get: the driver's cause")
+    t:is(names(adir), "old.txt", "nothing partial, empty or made for it is left")
+    t:is(fs.readfile(adir .. "/old.txt"), "from an earlier job",
+         "an artifact that was there before stays")
+end
+
+-- Issue 10, defect 12 (2026-12-04): --max-artifacts counted entries: one
+-- directory brought 20,000 files under a cap of 10.
+do
+    local adir = t:tmpdir()
+    local st = pipeline.new_store(adir, fs, { max_artifacts = 10 })
+    local lines, rooms = {}, {}
+    local lg = { line = function(_, l) lines[#lines + 1] = l end }
+    -- A driver that cannot count while copying: 20 files arrive, the
+    -- accounting refuses and removes them. One that can stops at the cap.
+    local function dir_of(n)
+        return function(_, host, _, maxf)
+            rooms[#rooms + 1] = maxf
+            assert(fs.mkdir_p(host .. "/sub"))
+            for i = 1, n do
+                assert(fs.writefile(host .. "/sub/" .. i, "x"))
+            end
+            return true
+        end
+    end
+    local get = {
+        big = dir_of(20), five = dir_of(5), four = dir_of(4),
+        counted = function(_, _, _, maxf)
+            rooms[#rooms + 1] = maxf
+            return nil, "fs.copy_tree: counted: more than 1 files, the limit",
+                "count"
+        end,
+        one = function(_, host, _, maxf)
+            rooms[#rooms + 1] = maxf
+            return fs.writefile(host, "1")
+        end,
+    }
+    pipeline.collect_artifacts({ artifacts = {
+        { src = "big", dst = "big" }, { src = "five", dst = "five" },
+        { src = "four", dst = "four" }, { src = "counted", dst = "counted" },
+        { src = "one", dst = "one" }, { src = "one", dst = "two" } } },
+        lg, st, function(src) return { src } end,
+        function(path, host, max, maxf) return get[path](path, host, max, maxf) end)
+    t:is(lines, {
+        "Collecting artifact big => big",
+        "artifact error: big: not kept: its 20 files would bring the " ..
+            "build's artifacts over the limit of 10 files (--max-artifacts " ..
+            "10; raise it with --max-artifacts N, 0 = no limit)",
+        "Collecting artifact five => five",
+        "Collecting artifact four => four",
+        "Collecting artifact counted => counted",
+        "artifact error: counted: not kept: more than 1 files would bring " ..
+            "the build's artifacts over the limit of 10 files " ..
+            "(--max-artifacts 10; raise it with --max-artifacts N, 0 = no " ..
+            "limit)",
+        "Collecting artifact one => one",
+        "artifact error: two: not collected: the build already has 10 " ..
+            "artifacts, the limit (--max-artifacts 10)",
+    }, "a directory's files count toward --max-artifacts")
+    t:is(rooms, { 10, 10, 5, 1, 1 }, "get gets max_files = store:files_room()")
+    t:is(st.count, 10, "the count is files kept")
+    t:is(names(adir), "five four one", "the refused directory is removed")
+    t:is(pipeline.new_store(adir, fs, { max_artifacts = 7 }):files_room(), 7,
+         "files_room: the count cap")
+    t:is(pipeline.new_store(adir, fs, { max_artifacts = 0 }):files_room(),
+         nil, "files_room: nil without a cap")
 end

@@ -7,18 +7,35 @@
 -- (fs.mkdtemp "djinn-os-"), holding workspace/ (the jobs' cwd, where
 -- objects are placed and artifacts are collected from) and scripts/ (the
 -- job scripts, outside the workspace). Each job runs the Djinn script
--- (#!/bin/sh, set -ex) with `/bin/sh SCRIPT` in its own process group, with
--- the environment = the runner's environment + the build env, passed to
--- spawn (never setenv). Output is streamed live from the child's pipe.
--- On timeout or kill the job's process group is terminated (TERM, then KILL
--- after 2 s). destroy() removes the directory.
+-- (#!/bin/sh, set -ex) with `/bin/sh SCRIPT`, with the environment = the
+-- runner's environment + the build env, passed to spawn (never setenv).
+-- Output is streamed live from the child's pipe. destroy() removes the
+-- directory.
+--
+-- A job is everything its script started (issue 10, defect 9): the script
+-- runs under a keeper process (proc.spawn{reap = true}), a child
+-- subreaper, so background and detached processes (`cmd &`, `(cmd &)`,
+-- setsid, nohup, double forks) stay its descendants. The job ends when
+-- the script ends: the keeper then kills whatever the script left
+-- running, and the driver stops reading output at most DRAIN seconds
+-- after the script's exit (a process outside the job holding the pipe
+-- cannot keep the job open). On timeout or kill the keeper sends TERM to
+-- the script's process group, kills every descendant after 1 s, and is
+-- itself killed after 2 s. A kill -9 of the runner makes the keeper do
+-- the same (PDEATHSIG).
 --
 -- Object destinations and artifact sources are paths inside the workspace;
 -- absolute paths and ".." are refused (object error / artifact error).
 -- Artifact sources may be globs; directories are copied recursively. The
 -- artifact size limits bound the copy itself (fs.copy / fs.copy_tree with
 -- max): an oversized file is refused from its size before anything is
--- written, a growing one is stopped at the limit and removed.
+-- written, a growing one is stopped at the limit and removed. A
+-- directory's files count toward --max-artifacts while it is copied
+-- (fs.copy_tree max_files). Copies go to a temporary name beside the
+-- destination and are renamed when complete: a full disk leaves nothing
+-- partial or empty and is an "artifact error: fs.copy: DST: No space left
+-- on device". A directory holding a symbolic link that leaves it
+-- (absolute, or climbing out with "..") is not collected.
 local fs = require "djinn.fs"
 local proc = require "djinn.proc"
 local util = require "djinn.util"
@@ -27,6 +44,9 @@ local pipeline = require "djinn.pipeline"
 local M = {}
 local Driver = {}
 Driver.__index = Driver
+
+-- Seconds of output still read after the script's exit (see above).
+M.DRAIN = 0.5
 
 function M.new(o)
     return setmetatable({ log = o.log, ctx = o.ctx, config = o.config or {},
@@ -37,20 +57,18 @@ local function glob_escape(s)
     return (s:gsub("[%*%?%[%]\\]", "\\%0"))
 end
 
--- Copy a file or a directory tree; max (bytes, nil = none) bounds the
--- file, or the tree's files together: past it the copy stops and nothing
--- is left at dst (nil, cause, "limit" [, size]).
-local function copy_any(src, dst, max)
+-- Copy a file or a directory tree (src followed when it is a link);
+-- max (bytes, nil = none) bounds the file, or the tree's files together;
+-- max_files (nil = none) the tree's count of files and links. Past
+-- either the copy stops: nil, cause, "limit" [, size] | "count". Nothing
+-- is ever left at dst but a complete copy.
+local function copy_any(src, dst, max, max_files)
     local st, err = fs.stat(src)
     if st == nil then
         return nil, err
     end
     if st.type == "dir" then
-        local ok, cerr, code = fs.copy_tree(src, dst, max)
-        if not ok and code == "limit" then
-            fs.rm_rf(dst)
-        end
-        return ok, cerr, code
+        return fs.copy_tree(src, dst, max, max_files)
     end
     return fs.copy(src, dst, nil, max)
 end
@@ -124,7 +142,7 @@ function Driver:execute(job, store)
     local child
     child, err = proc.spawn{
         argv = { "/bin/sh", script }, cwd = self.ws, env = self.env,
-        stdin = "null", stdout = "pipe", stderr = "stdout",
+        stdin = "null", stdout = "pipe", stderr = "stdout", reap = true,
     }
     if child == nil then
         return "failed", tostring(err)
@@ -133,6 +151,10 @@ function Driver:execute(job, store)
         child:terminate(2)
         return reason, ctx:cause() or reason, nil
     end
+    -- Read until EOF; once the script (the keeper) has exited, read what
+    -- is left for at most DRAIN seconds: the keeper killed everything the
+    -- job started, so only a process outside the job can hold the pipe.
+    local how, code, ended
     while true do
         local data, what = child:read(0.1)
         if data then
@@ -144,9 +166,16 @@ function Driver:execute(job, store)
         if reason then
             return stop(reason)
         end
+        if ended == nil then
+            how, code = child:wait(0)
+            if how ~= nil then
+                ended = proc.now()
+            end
+        elseif proc.now() - ended > M.DRAIN then
+            break
+        end
     end
-    local how, code
-    repeat
+    while how == nil do
         how, code = child:wait(0.1)
         if how == nil then
             local reason = ctx:cancelled()
@@ -154,7 +183,7 @@ function Driver:execute(job, store)
                 return stop(reason)
             end
         end
-    until how ~= nil
+    end
     local status, cause, exit_code = "passed", nil, 0
     if how == "signal" then
         status, cause, exit_code = "failed", "killed by signal " ..
@@ -165,8 +194,8 @@ function Driver:execute(job, store)
     end
     pipeline.collect_artifacts(job, log, store,
         function(src) return self:_glob(src) end,
-        function(path, host, max)
-            return copy_any(self.ws .. "/" .. path, host, max)
+        function(path, host, max, max_files)
+            return copy_any(self.ws .. "/" .. path, host, max, max_files)
         end)
     return status, cause, exit_code
 end
