@@ -731,6 +731,7 @@ static void keeper_main(char **argv, char **envp, const char *cwd, int fds[3],
     }
     if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
         child_fail(status_fd, 2, errno);
+    (void)prctl(PR_SET_NAME, "djinn-keeper"); /* what ps shows (comm) */
     fd3 = child_fds(fds, modes, status_fd);
     if (fd3 < 0)
         child_fail(status_fd, 2, errno);
