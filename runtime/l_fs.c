@@ -16,6 +16,7 @@
 **       followed)". root itself may be a link. rel must be relative,
 **       without ".." components. top = root/<the first component it
 **       created> (to remove on failure), nil when every one existed.
+**       A failure removes the directories the call made.
 **   fs.rm_rf(path)                    -> true (never follows symlinks; a
 **                                        missing path is success; refuses
 **                                        "", "/", "." and "..")
@@ -239,10 +240,30 @@ static int l_fs_mkdir_p(lua_State *L)
 }
 
 /*
+** After a failed mkdir_beneath: remove the directories it made, from the
+** deepest (path, cut at each '/') up to the first one (whose length is
+** toplen). Stops at one that cannot go (not empty, not a directory).
+*/
+static void unmake_dirs(char *path, size_t toplen)
+{
+    char *slash = NULL;
+
+    while (strlen(path) >= toplen) {
+        if (rmdir(path) < 0 && errno != ENOENT)
+            break;
+        slash = strrchr(path, '/');
+        if (slash == NULL)
+            break;
+        *slash = '\0';
+    }
+}
+
+/*
 ** fs.mkdir_beneath(root, rel [, mode]): see the header. The walk holds one
 ** directory fd (in the res) at a time: mkdirat, then openat with
 ** O_NOFOLLOW | O_DIRECTORY, so a component that is (or was swapped for) a
-** symbolic link fails with ELOOP instead of being followed.
+** symbolic link fails with ELOOP instead of being followed. On failure
+** the directories this call made are removed again.
 */
 static int l_fs_mkdir_beneath(lua_State *L)
 {
@@ -254,8 +275,9 @@ static int l_fs_mkdir_beneath(lua_State *L)
     char buf[PATH_MAX];
     char shown[PATH_MAX];
     char top[PATH_MAX];
+    char msg[PATH_MAX * 2 + 64];
     char *p = NULL;
-    size_t shown_len;
+    size_t shown_len, done_len;
     struct stat st;
     int fd, e;
 
@@ -267,14 +289,15 @@ static int l_fs_mkdir_beneath(lua_State *L)
         return dj_pushfail(L, "fs.mkdir_beneath: %s: not a relative path", rel);
     memcpy(buf, rel, len + 1);
     shown_len = (size_t)snprintf(shown, sizeof(shown), "%s", root);
+    done_len = shown_len; /* shown up to the last directory entered */
     top[0] = '\0';
+    msg[0] = '\0';
     r = newres(L);
     r->fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (r->fd < 0) {
-        e = errno;
-        res_release(r);
-        errno = e;
-        return fail(L, "mkdir_beneath", root);
+        snprintf(msg, sizeof(msg), "fs.mkdir_beneath: %s: %s", root,
+                 strerror(errno));
+        goto done;
     }
     p = buf;
     while (*p != '\0') {
@@ -292,42 +315,45 @@ static int l_fs_mkdir_beneath(lua_State *L)
         shown_len += (size_t)snprintf(shown + shown_len,
                                       sizeof(shown) - shown_len, "/%s", comp);
         if (strcmp(comp, "..") == 0) {
-            res_release(r);
-            return dj_pushfail(L,
-                               "fs.mkdir_beneath: %s: \"..\" is not "
-                               "allowed",
-                               shown);
+            snprintf(msg, sizeof(msg),
+                     "fs.mkdir_beneath: %s: \"..\" is not allowed", shown);
+            goto done;
         }
         if (mkdirat(r->fd, comp, (mode_t)mode) == 0) {
             if (top[0] == '\0')
                 memcpy(top, shown, shown_len + 1);
         } else if (errno != EEXIST) {
-            e = errno;
-            res_release(r);
-            errno = e;
-            return fail(L, "mkdir_beneath", shown);
+            snprintf(msg, sizeof(msg), "fs.mkdir_beneath: %s: %s", shown,
+                     strerror(errno));
+            goto done;
         }
         fd = openat(r->fd, comp,
                     O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0) {
             e = errno;
             if (fstatat(r->fd, comp, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-                S_ISLNK(st.st_mode)) {
-                res_release(r);
-                return dj_pushfail(L,
-                                   "fs.mkdir_beneath: %s: a symbolic "
-                                   "link (links below %s are not "
-                                   "followed)",
-                                   shown, root);
-            }
-            res_release(r);
-            errno = e;
-            return fail(L, "mkdir_beneath", shown);
+                S_ISLNK(st.st_mode))
+                snprintf(msg, sizeof(msg),
+                         "fs.mkdir_beneath: %s: a symbolic link (links "
+                         "below %s are not followed)",
+                         shown, root);
+            else
+                snprintf(msg, sizeof(msg), "fs.mkdir_beneath: %s: %s", shown,
+                         strerror(e));
+            goto done;
         }
         close(r->fd);
         r->fd = fd;
+        done_len = shown_len;
     }
+done:
     res_release(r);
+    if (msg[0] != '\0') {
+        shown[done_len] = '\0';
+        if (top[0] != '\0')
+            unmake_dirs(shown, strlen(top));
+        return dj_pushfail(L, "%s", msg);
+    }
     lua_pushboolean(L, 1);
     if (top[0] == '\0')
         return 1;

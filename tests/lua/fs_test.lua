@@ -158,6 +158,11 @@ do
   t:ok(select(2, fs.mkdir_beneath(art, "/etc")):find("not a relative path", 1, true),
        "mkdir_beneath refuses an absolute rel")
   t:is(names(away), "", "nothing was made through the link")
+  t:ok(not fs.mkdir_beneath(art, "new1/new2/latest2/../x") and not fs.exists(art .. "/new1"),
+       "a failing mkdir_beneath removes the directories it made")
+  symlink(away, art .. "/a/b/c/lnk")
+  t:ok(not fs.mkdir_beneath(art, "a/b/c/n1/n2/../x") and not fs.exists(art .. "/a/b/c/n1") and
+       fs.exists(art .. "/a/b/c/lnk"), "... and only those")
   local rootlink = fs.join(root, "artlink")
   symlink(art, rootlink)
   t:ok(fs.mkdir_beneath(rootlink, "via/root"), "the root itself may be a link")
