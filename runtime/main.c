@@ -9,8 +9,10 @@
 **
 ** pmain():
 **   - opens the standard libraries and registers the C modules
-**     (djinn.yaml, djinn.proc, djinn.fs, djinn.registry, djinn.qcow2) in
-**     package.preload; package.cpath is emptied (no foreign C modules);
+**     (djinn.yaml, djinn.proc, djinn.fs, djinn.registry, djinn.qcow2,
+**     djinn.ssh, djinn.http, djinn.json, djinn.tar, djinn.sys,
+**     djinn.term) in package.preload; package.cpath is emptied (no
+**     foreign C modules);
 **   - sets package.path: "<exe dir>/../lua/?.lua;<exe dir>/../lua/?/init.lua"
 **     when <exe dir>/../lua/djinn/cli.lua exists (build tree), then
 **     <exe dir>/../share/djinn/lua when it holds djinn/cli.lua (an
@@ -21,8 +23,17 @@
 **   - otherwise, if ARGS[1] ends in ".lua", runs it as a script like lua.c
 **     (arg[-1] = argv[0], arg[0] = script, arg[1..] = the rest; the chunk
 **     also receives them as `...`). This fallback stays permanently.
-** An integer result is the exit status; the state is closed first so
-** every __gc runs (os.exit(code, true) semantics).
+** The exit status, from the results of cli.main (or of the script):
+**   an integer         that status (outside 0..255: 1)
+**   true / false       0 / 1
+**   nil, "message" [, code]   the message on stderr as "djinn-lua:
+**                      message", then code (an integer 1..255) or 1
+**   anything else      cli.main: "djinn-lua: internal error: ..." and 1
+**                      (never a silent 0: issue 10, defect 7, where
+**                      `nil, "interrupted", 130` exited 0); a script
+**                      returning nothing or another value: 0, as lua.c.
+** The state is closed first so every __gc runs (os.exit(code, true)
+** semantics).
 */
 #include <errno.h>
 #include <fcntl.h>
@@ -37,6 +48,7 @@
 #include <lualib.h>
 
 #include "djinn.h"
+#include "l_host.h"
 
 #ifndef DJINN_LUADIR
 #define DJINN_LUADIR "/usr/local/share/djinn/lua"
@@ -52,6 +64,8 @@ static const luaL_Reg preloads[] = {
     {"djinn.http", luaopen_djinn_http},
     {"djinn.json", luaopen_djinn_json},
     {"djinn.tar", luaopen_djinn_tar},
+    {"djinn.sys", luaopen_djinn_sys},
+    {"djinn.term", luaopen_djinn_term},
     {NULL, NULL},
 };
 
@@ -158,12 +172,49 @@ static int ends_with_lua(const char *s)
     return n > 4 && strcmp(s + n - 4, ".lua") == 0;
 }
 
+/*
+** The exit status from the nres results at the top of the stack (see the
+** header); strict: they are cli.main's, which always returns a status.
+*/
+static lua_Integer exit_status(lua_State *L, int nres, int strict)
+{
+    int first = lua_gettop(L) - nres + 1;
+    const char *msg = NULL;
+    lua_Integer st = 1;
+
+    if (nres >= 1 && lua_isinteger(L, first)) {
+        st = lua_tointeger(L, first);
+        return (st < 0 || st > 255) ? 1 : st;
+    }
+    if (nres >= 1 && lua_isboolean(L, first))
+        return lua_toboolean(L, first) ? 0 : 1;
+    if (nres >= 2 && lua_isnil(L, first) &&
+        lua_type(L, first + 1) == LUA_TSTRING)
+        msg = lua_tostring(L, first + 1);
+    if (msg != NULL) {
+        if (nres >= 3 && lua_isinteger(L, first + 2))
+            st = lua_tointeger(L, first + 2);
+        fprintf(stderr, "djinn-lua: %s\n", msg);
+        fflush(stderr);
+        return (st < 1 || st > 255) ? 1 : st;
+    }
+    if (!strict)
+        return 0;
+    fprintf(stderr,
+            "djinn-lua: internal error: djinn.cli.main returned %s "
+            "instead of an exit status\n",
+            nres >= 1 ? luaL_typename(L, first) : "nothing");
+    fflush(stderr);
+    return 1;
+}
+
 /* Leave the exit status (integer) on the stack. */
 static int pmain(lua_State *L)
 {
     int argc = (int)lua_tointeger(L, 1);
     char **argv = (char **)lua_touserdata(L, 2);
-    int i, nres;
+    int i, base, strict = 0;
+    lua_Integer status;
 
     luaL_checkversion(L);
     luaL_openlibs(L);
@@ -178,19 +229,22 @@ static int pmain(lua_State *L)
         lua_getfield(L, -1, "main");
         if (!lua_isfunction(L, -1))
             return luaL_error(L, "djinn.cli has no main function");
+        base = lua_gettop(L) - 1;
         lua_createtable(L, argc > 1 ? argc - 1 : 0, 0);
         for (i = 1; i < argc; i++) {
             lua_pushstring(L, argv[i]);
             lua_rawseti(L, -2, i);
         }
-        lua_call(L, 1, 1);
+        lua_call(L, 1, LUA_MULTRET);
+        strict = 1;
     } else if (argc > 1 && ends_with_lua(argv[1])) {
         set_arg(L, argc, argv, 1);
+        base = lua_gettop(L);
         if (luaL_loadfile(L, argv[1]) != LUA_OK)
             return lua_error(L);
         for (i = 2; i < argc; i++)
             lua_pushstring(L, argv[i]);
-        lua_call(L, argc - 2, 1);
+        lua_call(L, argc - 2, LUA_MULTRET);
     } else {
         lua_getglobal(L, "package");
         lua_getfield(L, -1, "path");
@@ -199,13 +253,8 @@ static int pmain(lua_State *L)
                           "'%s'); usage: djinn-lua SCRIPT.lua [ARGS...]",
                           lua_tostring(L, -1));
     }
-    nres = lua_gettop(L);
-    if (lua_isinteger(L, nres))
-        lua_pushinteger(L, lua_tointeger(L, nres));
-    else if (lua_isboolean(L, nres))
-        lua_pushinteger(L, lua_toboolean(L, nres) ? 0 : 1);
-    else
-        lua_pushinteger(L, 0);
+    status = exit_status(L, lua_gettop(L) - base, strict);
+    lua_pushinteger(L, status);
     return 1;
 }
 
