@@ -7,6 +7,9 @@
 --     color  true/false; nil = auto: only when fd 1 is a terminal and
 --            NO_COLOR is not set. Never in JSON mode.
 --     err    where warnings go (io.stderr).
+--     sanitize  true/false; nil = auto: in text mode, when out is
+--            io.stdout on a terminal (fd 1); for warnings, when err is
+--            io.stderr on a terminal (fd 2). See TERMINAL below.
 --
 -- Methods, called by the pipeline and the drivers:
 --   w:build_start{ manifest = path, driver = type }
@@ -32,6 +35,19 @@
 -- job's output is dropped after one line "[djinn: output truncated after
 -- 16.0 MiB; the job keeps running]"; the job's status is not affected.
 --
+-- TERMINAL (sanitize; issue 10, defect 10): job output must not drive
+-- the user's terminal. Every byte printed in text mode -- job output as a
+-- stream (after masking: a sequence split across two reads is held back
+-- until complete, at most 66 bytes, and flushed before the next line and
+-- at job and build end), runner and driver lines, causes, the summary,
+-- warnings -- passes through djinn.term.sanitize: TAB, LF, CR, printable
+-- text and colour (SGR: ESC [ <digits ; :> m) stay; every other C0
+-- control and DEL is shown as ^X (ESC as ^[: a title, clear-screen,
+-- clipboard (OSC 52) or cursor-move sequence prints as text), a C1
+-- control U+0080-U+009F as \u0080.., a raw 8-bit C1 byte as \x80...
+-- Chain: mask -> cap -> sanitize -> out. Output that is not a terminal
+-- (a file, a pipe) keeps its bytes as they are; JSON escapes them.
+--
 -- Text format: Djinn's lines unchanged, plus "==> stage/job" before each
 -- job, "--> <status> in 1.2s" after it, and a final "build <status> in
 -- 12.3s[: <error>]" with a "not run: stage/job, ..." line when jobs were
@@ -50,6 +66,7 @@
 -- reads is held back until its end arrives; invalid bytes become U+FFFD.
 local util = require "djinn.util"
 local mask = require "djinn.mask"
+local term = require "djinn.term"
 
 local M = {}
 
@@ -62,15 +79,19 @@ local status_color = {
     killed = "31", timed_out = "31", queued = "2", running = "36",
 }
 
-local function auto_color()
-    if os.getenv("NO_COLOR") ~= nil then
-        return false
-    end
+local function isatty(fd)
     local ok, proc = pcall(require, "djinn.proc")
     if not ok or type(proc) ~= "table" or not proc.isatty then
         return false
     end
-    return proc.isatty(1) == true
+    return proc.isatty(fd) == true
+end
+
+local function auto_color()
+    if os.getenv("NO_COLOR") ~= nil then
+        return false
+    end
+    return isatty(1)
 end
 
 function M.new(opts)
@@ -86,6 +107,16 @@ function M.new(opts)
     else
         w.color = opts.color and os.getenv("NO_COLOR") == nil
     end
+    if w.json then
+        w.sanitize, w.sanitize_err = false, false
+    elseif opts.sanitize ~= nil then
+        w.sanitize = opts.sanitize and true or false
+        w.sanitize_err = w.sanitize
+    else
+        w.sanitize = w.out == io.stdout and isatty(1)
+        w.sanitize_err = w.err == io.stderr and isatty(2)
+    end
+    w.term_held = ""   -- sanitize: the start of an unfinished sequence
     w.bol = true       -- text mode: the last byte written was "\n"
     w.job = nil        -- the running job, for JSON output events
     w.pending = ""     -- JSON mode: held-back partial UTF-8 sequence
@@ -111,6 +142,35 @@ function Writer:_write(s)
     end
 end
 
+-- Text mode: a whole message of ours (it may quote the manifest, a
+-- guest's file names, a cause): made safe, nothing held back.
+function Writer:_say(s)
+    if self.sanitize then
+        self:_flush_term()
+        s = term.sanitize(s, true)
+    end
+    self:_write(s)
+end
+
+-- Text mode: job output, as a stream.
+function Writer:_stream(data)
+    if self.sanitize then
+        local held = self.term_held
+        if held ~= "" then data = held .. data end
+        data, self.term_held = term.sanitize(data)
+    end
+    self:_write(data)
+end
+
+-- Write what _stream held back (the stream ends, or a line follows).
+function Writer:_flush_term()
+    local held = self.term_held
+    if held ~= "" then
+        self.term_held = ""
+        self:_write((term.sanitize(held, true)))
+    end
+end
+
 function Writer:_paint(code, s)
     if self.color and code then
         return "\27[" .. code .. "m" .. s .. "\27[0m"
@@ -129,6 +189,7 @@ function Writer:_event(name, fields)
 end
 
 function Writer:_bol()
+    self:_flush_term()
     if not self.bol then
         self:_write("\n")
     end
@@ -179,7 +240,7 @@ function Writer:_emit_raw(data)
                                     data = whole })
         end
     else
-        self:_write(data)
+        self:_stream(data)
     end
 end
 
@@ -196,7 +257,7 @@ function Writer:_notice(text)
                                 data = text .. "\n" })
     else
         self:_bol()
-        self:_write(text .. "\n")
+        self:_say(text .. "\n")
     end
 end
 
@@ -236,8 +297,8 @@ function Writer:job_start(job)
         self:_event("job_start", { job = job.name, stage = job.stage })
     else
         self:_bol()
-        self:_write(self:_paint("1;36", "==> " .. job.stage .. "/" ..
-                                job.name) .. "\n")
+        self:_say(self:_paint("1;36", "==> " .. job.stage .. "/" ..
+                              job.name) .. "\n")
     end
 end
 
@@ -257,7 +318,7 @@ function Writer:job_end(job, r)
         if r.cause and r.status ~= "passed" then
             msg = msg .. ": " .. self.masker:mask(r.cause)
         end
-        self:_write(msg .. "\n")
+        self:_say(msg .. "\n")
     end
     self.job = nil
     self.job_bytes, self.truncated = 0, false
@@ -285,19 +346,21 @@ function Writer:build_end(r)
     if rerr then
         msg = msg .. ": " .. rerr
     end
-    self:_write("\n" .. msg .. "\n")
+    self:_say("\n" .. msg .. "\n")
     if r.not_run and #r.not_run > 0 then
         local names = {}
         for _, j in ipairs(r.not_run) do
             names[#names + 1] = j.stage .. "/" .. j.name
         end
-        self:_write("not run: " .. table.concat(names, ", ") .. "\n")
+        self:_say("not run: " .. table.concat(names, ", ") .. "\n")
     end
 end
 
 function Writer:warn(text)
     self:_flush_stream()
-    self.err:write("warning: " .. self.masker:mask(text) .. "\n")
+    local msg = "warning: " .. self.masker:mask(text) .. "\n"
+    if self.sanitize_err then msg = term.sanitize(msg, true) end
+    self.err:write(msg)
     if self.err.flush then self.err:flush() end
 end
 
