@@ -12,6 +12,13 @@
 -- every byte it prints (djinn.mask); caps (--max-output, --max-artifacts,
 -- --max-artifact-size, --max-artifacts-total, driver.conf `limits {}`)
 -- go to the log writer and to the pipeline as cfg.limits.
+--
+-- Exit statuses survive every path (issue 10): main returns an integer,
+-- and runtime/main.c turns anything else into a message and 1. Defaults:
+-- M.home, M.default_registry and M.default_driver_config (-> path | nil,
+-- why) never fall back to "." or a relative path. image register runs in
+-- a worker process (register_worker); image info/ls/rm report registry
+-- errors as errors, "no image" only for a real absence.
 local util = require "djinn.util"
 
 local M = {}
@@ -42,7 +49,8 @@ Commands:
 
 A file ending in .lua runs as a script with `require "djinn"` available
 (djinn.run, djinn.manifest, djinn.registry, ...); it may return an exit
-status.
+status (an integer, or true/false), or nil and a message (printed;
+exit status 1, or a third return value).
 
 ]] .. EXIT_TEXT,
     run = [[
@@ -50,7 +58,10 @@ usage: djinn-lua run [options] [MANIFEST]
 
 Run the build described by MANIFEST (default .djinn.yml): the setup stage
 (one clone job per source), then the manifest stages in order, one job
-at a time. Output streams live to stdout.
+at a time. Output streams live to stdout. On a terminal, control
+sequences in it other than colour (title, clear screen, clipboard,
+cursor moves, C1 controls) are shown as text (^[ ... ^G, \u009b); a
+pipe or file gets the bytes as they are; --json escapes them.
 
 Options (also written --option=value):
   --driver-config FILE  driver.conf (default $XDG_CONFIG_HOME/djinn/
@@ -61,6 +72,11 @@ Options (also written --option=value):
   --stage NAME          run the setup stage and this stage only
   --registry DB         image registry (default $XDG_DATA_HOME/djinn/
                         registry.db or ~/.local/share/djinn/registry.db)
+                        ~ is $HOME, or the password database's home when
+                        HOME is unset, empty or relative; XDG_* values
+                        that are not absolute are ignored. No home at
+                        all: a warning and built-in driver defaults, and
+                        exit 2 for a qemu build without --registry
   --timeout DURATION    whole-build timeout, e.g. 90s, 30m, 1h30m
                         (default 30m; 0 = none)
   --env KEY=VALUE       add or override a build variable (repeatable)
@@ -111,10 +127,19 @@ usage: djinn-lua image SUBCOMMAND [--registry DB] ARGS...
 
 NAMESPACE is path[@owner] (e.g. team/ci), or "-" or "" for your
 personal images. --registry DB as for run (default
-$XDG_DATA_HOME/djinn/registry.db or ~/.local/share/djinn/registry.db).
+$XDG_DATA_HOME/djinn/registry.db or ~/.local/share/djinn/registry.db;
+see djinn-lua help run for ~ and XDG_*).
+
+register copies FILE into the store in a worker process (a spinner
+shows on a terminal). Interrupted (Ctrl-C, SIGTERM), it stops the
+worker, removes the partial copy and registers nothing (exit 130).
+A registry that cannot be read (damaged, not a registry, no
+permission) is reported with its error, never as "no image".
 
 Exit status: 0 success, 1 the operation failed (invalid image, no such
-image), 2 usage error.
+image, the registry cannot be read, the worker could not start), 2
+usage error (also: no default registry because there is no home
+directory), 130 interrupted.
 ]],
     docker = [[
 usage: djinn-lua docker prune [--driver-config FILE]
@@ -201,20 +226,92 @@ local function parse_opts(args, spec)
     return opts, pos
 end
 
-local function home_dir(var, fallback)
-    local v = os.getenv(var)
-    if v and v ~= "" then return v end
-    local home = os.getenv("HOME")
-    if home and home ~= "" then return home .. "/" .. fallback end
-    return "."
+-- The user's home directory: $HOME when it is an absolute path, else the
+-- home of the password database's entry for the effective uid
+-- (getpwuid_r, so NSS answers: djinn.sys), when that is absolute.
+-- -> path | nil, why. getenv and passwd default to os.getenv and
+-- djinn.sys.passwd (tests pass their own). Never "." or a relative path:
+-- with HOME unset the registry used to become ./djinn/registry.db in
+-- whatever directory the command ran from (issue 10, defect 6).
+function M.home(getenv, passwd)
+    getenv = getenv or os.getenv
+    local home = getenv("HOME")
+    if home and home:sub(1, 1) == "/" then return home end
+    local pw, perr
+    if passwd then
+        pw, perr = passwd()
+    else
+        pw, perr = require("djinn.sys").passwd()
+    end
+    if pw and type(pw.home) == "string" and pw.home:sub(1, 1) == "/" then
+        return pw.home
+    end
+    local why = home == nil and "HOME is not set" or home == "" and
+        "HOME is empty" or ("HOME is not an absolute path (" .. home .. ")")
+    if pw then
+        why = string.format("%s and the password database gives %s no " ..
+            "absolute home directory (%q)", why, tostring(pw.name),
+            tostring(pw.home))
+    else
+        why = why .. " and " .. tostring(perr)
+    end
+    return nil, "no home directory: " .. why
 end
 
-function M.default_driver_config()
-    return home_dir("XDG_CONFIG_HOME", ".config") .. "/djinn/driver.conf"
+-- $VAR when it is an absolute path (relative values are invalid and
+-- ignored, as the XDG Base Directory specification says), else
+-- <home>/<fallback>. -> path | nil, why
+local function xdg_dir(var, fallback, getenv, passwd)
+    getenv = getenv or os.getenv
+    local v = getenv(var)
+    if v and v:sub(1, 1) == "/" then return v end
+    local home, err = M.home(getenv, passwd)
+    if home == nil then
+        return nil, err .. (v and v ~= "" and
+            string.format(" (%s=%s is ignored: not absolute)", var, v) or "")
+    end
+    return home:gsub("/+$", "") .. "/" .. fallback
 end
 
-function M.default_registry()
-    return home_dir("XDG_DATA_HOME", ".local/share") .. "/djinn/registry.db"
+-- -> path | nil, why (for both: set HOME or the XDG variable, or pass the
+-- option).
+function M.default_driver_config(getenv, passwd)
+    local dir, err = xdg_dir("XDG_CONFIG_HOME", ".config", getenv, passwd)
+    if dir == nil then
+        return nil, "cannot locate the default driver.conf: " .. err ..
+            "; set HOME or XDG_CONFIG_HOME, or pass --driver-config FILE"
+    end
+    return dir .. "/djinn/driver.conf"
+end
+
+function M.default_registry(getenv, passwd)
+    local dir, err = xdg_dir("XDG_DATA_HOME", ".local/share", getenv, passwd)
+    if dir == nil then
+        return nil, "cannot locate the default registry: " .. err ..
+            "; set HOME or XDG_DATA_HOME, or pass --registry DB"
+    end
+    return dir .. "/djinn/registry.db"
+end
+
+-- The driver configuration: FILE (--driver-config), else the default
+-- file when it exists, else the built-in defaults (with a warning when
+-- there is no home directory to look in). -> cfg | nil, message
+local function load_config(cpath, warn)
+    local config = require "djinn.config"
+    if cpath then
+        return config.load(cpath)
+    end
+    local def, derr = M.default_driver_config()
+    if def == nil then
+        warn(derr .. "; using the built-in driver defaults")
+        return config.defaults()
+    end
+    local f = io.open(def, "rb")
+    if f then
+        f:close()
+        return config.load(def)
+    end
+    return config.defaults()
 end
 
 ---------------------------------------------------------------------------
@@ -331,21 +428,8 @@ local function cmd_run(args)
                                           secrets = secrets,
                                           max_output = limits["max-output"] }
 
-    local config = require "djinn.config"
-    local cfg, cerr
-    local cpath = opts["driver-config"]
-    if cpath then
-        cfg, cerr = config.load(cpath)
-    else
-        local def = M.default_driver_config()
-        local f = io.open(def, "rb")
-        if f then
-            f:close()
-            cfg, cerr = config.load(def)
-        else
-            cfg = config.defaults()
-        end
-    end
+    local cfg, cerr = load_config(opts["driver-config"],
+                                  function(w) log:warn(w) end)
     if cfg == nil then
         eprint(log:mask(cerr))
         return 2
@@ -389,12 +473,22 @@ local function cmd_run(args)
     -- Clean up after earlier runs that were killed (djinn.state).
     require("djinn.state").reap{ log = log }
 
+    -- The registry is needed by the qemu driver only.
+    local registry, rerr = opts.registry, nil
+    if registry == nil then
+        registry, rerr = M.default_registry()
+        if registry == nil and type(m.driver) == "table" and
+            m.driver.type == "qemu" then
+            eprint("djinn-lua: ", log:mask(rerr))
+            return 2
+        end
+    end
+
     local pipeline = require "djinn.pipeline"
     local result, err, code = pipeline.run(m, {
         log = log, config = cfg, objects = opts.objects or ".",
         artifacts = opts.artifacts or ".", stage = opts.stage,
-        timeout = timeout, env = env,
-        registry = opts.registry or M.default_registry(),
+        timeout = timeout, env = env, registry = registry,
     })
     if result == nil then
         eprint("djinn-lua: ", log:mask(tostring(err)))
@@ -460,48 +554,151 @@ local function print_report(path, rep)
     return rep.valid == true
 end
 
--- Run fn() (a blocking C call) while a spinner runs on stderr: the work is
--- done in a child djinn-lua ("image __register"), the parent animates.
-local function with_spinner(label, argv)
+-- Remove the temporary copies (<store>/.tmp-<pid>-<hex>) a registration
+-- by process `pid` left behind; call only once that process is gone (its
+-- fcntl lock on the copy died with it). The registry is not created when
+-- it does not exist yet. -> count removed, problems (a list of messages)
+local function remove_worker_temps(regpath, pid)
+    local fs = require "djinn.fs"
+    local problems = {}
+    if not fs.exists(regpath) then return 0, problems end
+    local db, err = require("djinn.registry").open(regpath)
+    if db == nil then
+        return 0, { "cannot open the registry to clean up: " .. tostring(err) }
+    end
+    local rows
+    rows, err = db:query("SELECT djinn_store() AS store")
+    db:close()
+    local store = rows and rows[1] and rows[1].store
+    if store == nil then
+        return 0, { "cannot find the store to clean up: " .. tostring(err) }
+    end
+    local names = fs.listdir(store) or {}
+    local pat = "^%.tmp%-" .. math.tointeger(pid) .. "%-%x+$"
+    local n = 0
+    for _, name in ipairs(names) do
+        if name:match(pat) then
+            local ok, rerr = fs.remove(store .. "/" .. name)
+            if ok then
+                n = n + 1
+            else
+                problems[#problems + 1] = tostring(rerr)
+            end
+        end
+    end
+    return n, problems
+end
+
+-- image register runs in a worker, a child djinn-lua ("image __register
+-- ..."), on every path (issue 10, defect 7): the parent stays in control
+-- when the copy is interrupted. On a terminal (stderr) the parent shows a
+-- spinner and relays the worker's output at the end; otherwise the worker
+-- writes to our stdout and stderr itself. The worker runs in its own
+-- process group (a terminal's Ctrl-C reaches the parent only) and dies
+-- with the parent (PDEATHSIG). On SIGINT/SIGTERM the parent terminates
+-- the worker, removes the temporary copy it left in the store, and
+-- returns 130; a worker that fails or dies leaves no copy either, and a
+-- worker that cannot start is an error (exit 1) with a message. What an
+-- interrupted or killed worker leaves is looked up, not assumed: an
+-- image that appeared meanwhile (the interrupt came after the commit)
+-- is reported as registered. -> exit status
+local function register_worker(regpath, ns, name, file)
     local proc = require "djinn.proc"
     local fs = require "djinn.fs"
-    local exe = fs.realpath("/proc/self/exe")
-    local child, err = proc.spawn{ argv = { exe, table.unpack(argv) },
-                                   stdin = "null", stdout = "pipe",
-                                   stderr = "pipe" }
-    if child == nil then
-        return nil, err
+    local argv = { "image", "__register", "--registry", regpath, "--",
+                   ns or "-", name, file }
+    local function fail(msg)
+        eprint("djinn-lua: image register: ", msg)
+        return 1
     end
+    -- The stored path of NAME, nil when absent or unknown (no registry
+    -- file yet: none is created here).
+    local function lookup()
+        if not fs.exists(regpath) then return nil end
+        local db = require("djinn.registry").open(regpath)
+        if db == nil then return nil end
+        local path = db:resolve(ns, name)
+        db:close()
+        return path
+    end
+    local before = lookup()
+    local exe, xerr = fs.realpath("/proc/self/exe")
+    if exe == nil then
+        return fail("cannot find djinn-lua's own executable to start the " ..
+                    "worker: " .. tostring(xerr))
+    end
+    local tty = proc.isatty(2) == true
+    local sink = tty and "pipe" or "inherit"
+    proc.on_signals{ "INT", "TERM" }
+    local child, err = proc.spawn{ argv = { exe, table.unpack(argv) },
+                                   stdin = "null", stdout = sink,
+                                   stderr = sink }
+    if child == nil then
+        proc.default_signals()
+        return fail("cannot start the worker process " .. exe .. ": " ..
+                    tostring(err))
+    end
+    local pid = child:pid()
     local frames = { "|", "/", "-", "\\" }
     local t0, n = proc.now(), 0
     local out, errs = {}, {}
-    proc.on_signals{ "INT", "TERM" }
-    while true do
-        local data, what = child:read(0.1)
-        if data then
-            if what == "stderr" then errs[#errs + 1] = data
-            else out[#out + 1] = data end
-        elseif what == "eof" then
-            break
+    local eof = not tty
+    local how, code, sig
+    while how == nil do
+        sig = proc.pending_signal()
+        if sig then break end
+        if eof then
+            how, code = child:wait(0.2)
+        else
+            local data, what = child:read(0.1)
+            if data then
+                if what == "stderr" then errs[#errs + 1] = data
+                else out[#out + 1] = data end
+            elseif what == "eof" then
+                eof = true
+            end
+            n = n + 1
+            io.stderr:write(string.format("\r%s registering %s %.0fs ",
+                frames[n % 4 + 1], name, proc.now() - t0))
+            io.stderr:flush()
         end
-        if proc.pending_signal() then
-            child:terminate(5)
-            proc.default_signals()
-            io.stderr:write("\r\27[K")
-            return nil, "interrupted", 130
-        end
-        n = n + 1
-        io.stderr:write(string.format("\r%s %s %.0fs ", frames[n % 4 + 1],
-                                      label, proc.now() - t0))
-        io.stderr:flush()
+    end
+    if sig then
+        -- The worker is told to stop; it may be mid-copy.
+        child:terminate(5)
     end
     proc.default_signals()
-    io.stderr:write("\r\27[K")
-    local how, code = child:wait(30)
+    if tty then io.stderr:write("\r\27[K") end
     io.stdout:write(table.concat(out))
+    io.stdout:flush()
     io.stderr:write(table.concat(errs))
-    if how == "exit" then return code end
-    return 1
+    local removed, problems = 0, {}
+    if sig or how ~= "exit" or code ~= 0 then
+        removed, problems = remove_worker_temps(regpath, pid)
+    end
+    for _, p in ipairs(problems) do eprint("djinn-lua: image register: ", p) end
+    local left = removed > 0 and string.format("; removed its partial " ..
+        "copy (%d file%s)", removed, removed == 1 and "" or "s") or ""
+    local outcome = "nothing was registered"
+    if sig or how == "signal" then
+        local after = lookup()
+        if after and after ~= before then
+            outcome = string.format("the image had been registered " ..
+                "already: %s %s -> %s", ns_label(ns), name, after)
+        end
+    end
+    if sig then
+        eprint("djinn-lua: image register: interrupted; ", outcome, left)
+        return 130
+    end
+    if how == "signal" then
+        local sname = ({ [2] = "INT", [9] = "KILL", [15] = "TERM" })[code]
+        eprint(string.format("djinn-lua: image register: the worker " ..
+            "(pid %d) was killed by signal %s; %s%s", pid,
+            sname or tostring(code), outcome, left))
+        return (code == 2 or code == 15) and 130 or 1
+    end
+    return code
 end
 
 local function cmd_image(args)
@@ -517,7 +714,14 @@ local function cmd_image(args)
         io.stderr:write(HELP.image)
         return 2
     end
-    local regpath = opts.registry or M.default_registry()
+    local regpath, rerr = opts.registry, nil
+    if regpath == nil and sub ~= "check" then
+        regpath, rerr = M.default_registry()
+        if regpath == nil then
+            eprint("djinn-lua: image ", sub, ": ", rerr)
+            return 2
+        end
+    end
     local function nargs(lo, hi, u)
         if #pos < lo or #pos > hi then
             usage_error("image", "usage: djinn-lua image " .. sub .. " " .. u)
@@ -532,11 +736,8 @@ local function cmd_image(args)
         return print_report(pos[1], rep) and 0 or 1
     elseif sub == "register" or sub == "__register" then
         if not nargs(3, 3, "NAMESPACE NAME FILE") then return 2 end
-        local proc = require "djinn.proc"
-        if sub == "register" and proc.isatty(2) then
-            return with_spinner("registering " .. pos[2],
-                { "image", "__register", "--registry", regpath,
-                  pos[1], pos[2], pos[3] })
+        if sub == "register" then
+            return register_worker(regpath, ns_arg(pos[1]), pos[2], pos[3])
         end
         local db = open_registry(regpath)
         if db == nil then return 1 end
@@ -575,16 +776,38 @@ local function cmd_image(args)
         if not nargs(2, 2, "NAMESPACE NAME") then return 2 end
         local db = open_registry(regpath)
         if db == nil then return 1 end
-        local path = db:resolve(ns_arg(pos[1]), pos[2])
-        local rows = db:list(ns_arg(pos[1])) or {}
+        -- An error (an unreadable or damaged registry, a bad namespace)
+        -- is reported as such, never as "no image" (issue 10, defect 13).
+        local ns = ns_arg(pos[1])
+        local path, err = db:resolve(ns, pos[2])
+        local rows
+        if path ~= nil or err == nil then
+            rows, err = db:list(ns)
+        end
         db:close()
+        if err ~= nil then
+            eprint("djinn-lua: image info: ", tostring(err))
+            return 1
+        end
+        if path == nil then
+            eprint(string.format("djinn-lua: image info: no image %s in %s",
+                                 pos[2], ns_label(ns)))
+            return 1
+        end
+        -- The row of that file (named by its content) in that namespace.
+        local sha = path:match("(%x+)%.qcow2$")
+        local nspath = ns and ns:match("^[^@]*")
         local row
         for _, r in ipairs(rows) do
-            if r.name == pos[2] then row = r end
+            if r.name == pos[2] and r.namespace == nspath and
+                (sha == nil or r.sha256 == sha) then
+                row = r
+            end
         end
-        if path == nil or row == nil then
-            eprint(string.format("djinn-lua: image info: no image %s in %s",
-                                 pos[2], ns_label(ns_arg(pos[1]))))
+        if row == nil then
+            eprint(string.format("djinn-lua: image info: the registry " ..
+                "resolves %s in %s to %s but lists no such image", pos[2],
+                ns_label(ns), path))
             return 1
         end
         local keys = {}
@@ -595,16 +818,19 @@ local function cmd_image(args)
         end
         print(string.format("%-26s %s", "path", path))
         local qcow2 = require "djinn.qcow2"
-        local info = qcow2.info(path)
-        if info then
-            local ik = {}
-            for k in pairs(info) do ik[#ik + 1] = k end
-            table.sort(ik)
-            for _, k in ipairs(ik) do
-                if type(info[k]) ~= "table" then
-                    print(string.format("%-26s %s", "qcow2." .. k,
-                                        tostring(info[k])))
-                end
+        local info, qerr = qcow2.info(path)
+        if info == nil then
+            eprint("djinn-lua: image info: cannot read the stored file: ",
+                   tostring(qerr))
+            return 1
+        end
+        local ik = {}
+        for k in pairs(info) do ik[#ik + 1] = k end
+        table.sort(ik)
+        for _, k in ipairs(ik) do
+            if type(info[k]) ~= "table" then
+                print(string.format("%-26s %s", "qcow2." .. k,
+                                    tostring(info[k])))
             end
         end
         return 0
@@ -650,15 +876,9 @@ local function cmd_docker(args)
                           table.concat(pos, " ")))
     end
     local config = require "djinn.config"
-    local cpath = opts["driver-config"] or M.default_driver_config()
-    local cfg, cerr
-    local f = io.open(cpath, "rb")
-    if f or opts["driver-config"] then
-        if f then f:close() end
-        cfg, cerr = config.load(cpath)
-    else
-        cfg = config.defaults()
-    end
+    local cfg, cerr = load_config(opts["driver-config"], function(w)
+        eprint("warning: ", w)
+    end)
     if cfg == nil then
         eprint(cerr)
         return 2
@@ -744,6 +964,12 @@ local function run_script(argv)
     local r = res[2]
     if math.type(r) == "integer" then return r end
     if r == false then return 1 end
+    if r == nil and type(res[3]) == "string" then
+        -- nil, message [, code]: the operational-failure convention.
+        eprint("djinn-lua: ", res[3])
+        local c = math.type(res[4]) == "integer" and res[4] or 1
+        return (c >= 1 and c <= 255) and c or 1
+    end
     return 0
 end
 
