@@ -58,6 +58,17 @@
 -- cannot do it, a warning says the machine stays open. The overlay is
 -- discarded, so the image itself never changes.
 --
+-- A full disk (issue 10, defect 4): every guest write lands in the
+-- overlay, in the build's state directory (djinn.state: under
+-- $XDG_RUNTIME_DIR or $TMPDIR). When that file system fills, QEMU pauses
+-- the guest (virtio-blk werror=enospc, set explicitly) and sends the QMP
+-- event BLOCK_IO_ERROR (action "stop", nospace true), which pump() picks
+-- out of the QMP stream. The boot wait and every job poll it: the job
+-- fails at once with "no space left for the VM's disk overlay in DIR"
+-- (or the I/O error QEMU reported), instead of a paused guest waiting
+-- for the build's timeout. Read errors are reported to the guest
+-- (rerror=report), as are write errors other than ENOSPC.
+--
 -- Teardown (destroy, on
 -- every path): close SSH, QMP "quit", wait up to 3 s, then TERM and KILL
 -- the process group; the temporary directory (overlay, console log) is
@@ -265,11 +276,14 @@ function Driver:choose_accel()
     return "tcg", "accel auto: KVM is not usable: " .. why
 end
 
--- Read whatever qemu wrote, without blocking longer than `t`.
+-- Read whatever qemu wrote, without blocking longer than `t`. QMP
+-- events that stopped the guest on a disk error are taken out of the
+-- stream into self.io_error (the event's JSON line).
 function Driver:pump(t)
     local q = self.q
     if q == nil then return end
     local data, what = q:read(t or 0)
+    local qmp = false
     while data do
         if what == "stderr" then
             if #self.stderr < 65536 then
@@ -277,9 +291,45 @@ function Driver:pump(t)
             end
         else
             self.qmp = (self.qmp .. data):sub(-65536)
+            qmp = true
         end
         data, what = q:read(0)
     end
+    if qmp and self.qmp:find("BLOCK_IO_ERROR", 1, true) then
+        self.qmp = self.qmp:gsub('[^\n]*"BLOCK_IO_ERROR"[^\n]*\n',
+            function(line)
+                local json = require "djinn.json"
+                local ev = json.decode(line)
+                local d = type(ev) == "table" and ev.data
+                if type(d) == "table" and d.action == "stop" and
+                    self.io_error == nil then
+                    self.io_error = d
+                end
+                return ""
+            end)
+    end
+end
+
+-- nil, or the cause to fail the build with when a disk error stopped
+-- the guest (see "A full disk" above). The paused machine is told to
+-- quit at once: an SSH channel to a frozen guest would otherwise wait
+-- out its close timeouts.
+function Driver:disk_stopped()
+    local d = self.io_error
+    if d == nil then return nil end
+    if not self.quit_sent and self.q and not self.exited then
+        self.quit_sent = true
+        self.q:write('{"execute":"quit"}\n', 1)
+    end
+    if d.nospace == true then
+        return string.format("no space left for the VM's disk overlay in " ..
+            "%s (QEMU paused the guest; free space there, or point " ..
+            "XDG_RUNTIME_DIR or TMPDIR at a larger file system)",
+            tostring(self.dir))
+    end
+    return string.format("I/O error on the VM's disk overlay in %s: %s " ..
+        "(QEMU paused the guest)", tostring(self.dir),
+        tostring(d.reason or d.operation or "unknown"))
 end
 
 -- nil while qemu runs, else a message with its exit status and stderr.
@@ -392,7 +442,8 @@ function M.machine_argv(m)
                            filename = m.overlay },
         "-blockdev", json{ driver = "qcow2", ["node-name"] = "disk0",
                            file = "overlay-file", backing = "image" },
-        "-device", "virtio-blk-pci,drive=disk0",
+        -- A full overlay pauses the guest (BLOCK_IO_ERROR, see pump).
+        "-device", "virtio-blk-pci,drive=disk0,werror=enospc,rerror=report",
         "-netdev", netdev, "-device", "virtio-net-pci,netdev=net0",
         -- Entropy from the host (QEMU's getrandom backend): a guest
         -- whose SSH server waits for the kernel's RNG answers ~1 s sooner
@@ -523,12 +574,14 @@ function Driver:create(env, objects)
         deadline = deadline, ctx = ctx,
         alive = function()
             self:pump(0)
-            return self:dead()
+            return self:disk_stopped() or self:dead()
         end,
     }
     if conn == nil then
         local reason = ctx:cancelled()
         if reason then return nil, ctx:cause() or reason end
+        local full = self:disk_stopped()
+        if full then return nil, self:boot_failure(full) end
         if self.exited then return nil, self:boot_failure(err) end
         if proc.now() >= deadline then
             return nil, self:boot_failure(string.format("the machine did " ..
@@ -607,13 +660,24 @@ function Driver:execute(job, store)
     if self.conn == nil then
         return "failed", "no SSH connection to the machine"
     end
-    return self.conn:execute(job, store, self.ctx, self.log, function()
-        self:pump(0)
-        local dead = self:dead()
-        if dead then
-            return "the machine stopped: " .. dead
-        end
-    end)
+    local status, cause, code = self.conn:execute(job, store, self.ctx,
+        self.log, function()
+            self:pump(0)
+            local full = self:disk_stopped()
+            if full then
+                return full
+            end
+            local dead = self:dead()
+            if dead then
+                return "the machine stopped: " .. dead
+            end
+        end)
+    -- A disk error that paused the guest after the job's last poll.
+    local full = status ~= "passed" and self:disk_stopped()
+    if full and cause ~= full then
+        cause = full .. (cause and ("; " .. cause) or "")
+    end
+    return status, cause, code
 end
 
 function Driver:destroy()
