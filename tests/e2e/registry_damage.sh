@@ -21,8 +21,9 @@
 # For each, in a fresh copy of the registry's directory (the store is the
 # pristine one every time), one shell session runs, without -bail:
 #   .load; djinn_version(); SELECT * FROM image_list; image_path('team/ci',
-#   'x'); djinn_fsck(); djinn_fsck('repair'); namespace_resolve('a/b');
-#   image_remove('team/ci', 'absent'); djinn_fsck('repair')
+#   'x'); djinn_store_check(); djinn_fsck(); djinn_fsck('repair');
+#   namespace_resolve('a/b'); image_remove('team/ci', 'absent');
+#   djinn_fsck('repair')
 # and must end with an exit status below 128 (124 = timeout counts as a
 # hang), no "AddressSanitizer", "LeakSanitizer" or "runtime error" on
 # stderr, and every file of the store byte for byte as before (sha256sum):
@@ -112,6 +113,7 @@ cat >"$W/probe.sql" <<EOF
 SELECT djinn_version();
 SELECT * FROM image_list;
 SELECT image_path('team/ci', 'x');
+SELECT djinn_store_check();
 SELECT djinn_fsck();
 SELECT djinn_fsck('repair');
 SELECT namespace_resolve('a/b');
@@ -136,13 +138,13 @@ crashed() {
 	why=
 	if [ "$1" -eq 124 ]; then
 		why="hung (timeout ${TMO}s)"
+	elif grep -q -E 'ERROR: (Address|Leak)Sanitizer|runtime error' "$2"; then
+		why="sanitizer: $(grep -m1 -E 'ERROR: (Address|Leak)Sanitizer|runtime error' "$2" | sed 's/^==[0-9]*==//')"
 	elif [ "$1" -ge 128 ]; then
 		why="exit status $1 (signal $(($1 - 128)))"
-		grep -q 'error during initialization' "$2" &&
-			why="$why after a failed .load, in a later call"
-	elif grep -q -E 'AddressSanitizer|LeakSanitizer|runtime error' "$2"; then
-		why="sanitizer: $(grep -m1 -E 'AddressSanitizer|LeakSanitizer|runtime error' "$2")"
 	fi
+	[ -n "$why" ] && grep -q 'error during initialization' "$2" &&
+		why="$why, in a call after the failed .load"
 	[ -n "$why" ]
 }
 

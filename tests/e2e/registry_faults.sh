@@ -44,6 +44,7 @@
 #   DJINN_FAULT_SAMPLE=10   then at most this many more, evenly spread, the
 #                           last occurrence always among them
 #   DJINN_FAULT_SIGCAP=8    the same cap for INT and TERM
+#                           (6, 2 and 2 under an ASan build of djinn.so)
 #   DJINN_FAULT_SIGNALS="KILL TERM INT"
 #   DJINN_FAULT_OPS="register remove-shared remove-unique repair"
 #   DJINN_FAULT_ONLY="OP:SIG:SYSCALL[:N] ..." only these points
@@ -54,9 +55,18 @@ TOP=${DJINN_TOP:-$(cd "$(dirname "$0")/../.." && pwd)}
 B=${DJINN_BUILD:-$TOP/build}
 LIB=$B/djinn
 SQLITE3=${SQLITE3:-sqlite3}
-CAP=${DJINN_FAULT_CAP:-30}
-SAMPLE=${DJINN_FAULT_SAMPLE:-10}
-SIGCAP=${DJINN_FAULT_SIGCAP:-8}
+if [ -n "${DJINN_SHELL_PRELOAD:-}" ]; then
+	# Under the sanitizers every shell is several times slower: fewer
+	# points by default (every system call still killed, the first and
+	# the last occurrence always).
+	CAP=${DJINN_FAULT_CAP:-6}
+	SAMPLE=${DJINN_FAULT_SAMPLE:-2}
+	SIGCAP=${DJINN_FAULT_SIGCAP:-2}
+else
+	CAP=${DJINN_FAULT_CAP:-30}
+	SAMPLE=${DJINN_FAULT_SAMPLE:-10}
+	SIGCAP=${DJINN_FAULT_SIGCAP:-8}
+fi
 SIGNALS=${DJINN_FAULT_SIGNALS:-KILL TERM INT}
 OPS=${DJINN_FAULT_OPS:-register remove-shared remove-unique repair}
 ONLY=${DJINN_FAULT_ONLY:-}
@@ -99,12 +109,14 @@ sh3() {
 	fi
 }
 # traced DB STRACE-ARGS... - the shell on DB under strace, script on
-# stdin; an ASan build's preload goes to the shell, not to strace.
+# stdin; an ASan build's preload goes to the shell, not to strace, and
+# LeakSanitizer is off there (it cannot work under ptrace).
 traced() {
 	tdb=$1
 	shift
 	if [ -n "${DJINN_SHELL_PRELOAD:-}" ]; then
 		timeout -k 5 "$TMO" strace -E "LD_PRELOAD=$DJINN_SHELL_PRELOAD" \
+			-E "ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" \
 			"$@" "$SQLITE3" -batch "$tdb"
 	else
 		timeout -k 5 "$TMO" strace "$@" "$SQLITE3" -batch "$tdb"
