@@ -13,6 +13,8 @@
 #                         team/ci/nightly z, personal p; page size 4096 / 512
 #   many.db               60 images in 12 namespaces (deeper b-trees)
 #   journal.db            reg512 in rollback-journal mode
+#   *-odd.db              reg512, reg4k and many with one more byte (the
+#                         harness picks its store layout by the length)
 #   uv-N.db               our application_id 0x446a6e6e with user_version N:
 #                         -1, -2147483648, 0, 1, 2, 3, 99, 2147483647
 #   app-*.db              foreign application_ids (0, 0x12345678,
@@ -120,6 +122,11 @@ settle "$work/many/reg.db"
 cp "$work/many/reg.db" "$out/many.db"
 
 forge journal "$base" "PRAGMA journal_mode = DELETE"
+# Odd lengths (a byte past the last page, which SQLite ignores): the
+# harness then leaves the 2 MiB image in the store only as a trash file.
+for s in reg512 reg4k many; do
+	{ cat "$out/$s.db"; printf 'x'; } >"$out/$s-odd.db"
+done
 
 # Forged headers: our application_id, any user_version.
 for v in -1 -2147483648 0 1 2 3 99 2147483647; do

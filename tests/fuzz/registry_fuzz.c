@@ -23,11 +23,14 @@
 ** behaviour (UBSan is fatal) or a hang (a progress handler bounds every
 ** statement) is a finding.
 **
-** The private store holds, before every input: the files of the images
-** tests/fuzz/mkcorpus-registry.sh registers (the same bytes: qemu-img's
-** 1, 2 and 3 MiB images with 512-byte clusters, rebuilt here by
-** tiny_qcow2()), so rows of the seed registries find their files, plus an
-** orphan, a .trash-* and a stale .tmp-* file and a notes.txt.
+** Before every input, the default store (images/ beside reg.db) and a
+** second one (store/) hold the files of the images
+** tests/fuzz/mkcorpus-registry.sh registers (the same bytes: qemu-img's 1
+** and 2 MiB images with 512-byte clusters, rebuilt here by tiny_qcow2()),
+** so rows of the seed registries find their files, plus an orphan, a
+** .trash-* and a stale .tmp-* file and a notes.txt. For inputs of odd
+** length the 2 MiB image is there only as .trash-<sha256>-..., as a crash
+** inside image_remove leaves it (repair must put it back).
 **
 ** Containment: a damaged registry names paths, and the extension renames
 ** and unlinks files. The binary is linked with -Wl,--wrap for unlink,
@@ -85,8 +88,8 @@ int __wrap_mkdir(const char *path, mode_t mode);
 #define STEP_LIMIT 2000 /* progress callbacks (x100 VM ops) per statement */
 
 static char sandbox[PATH_MAX]; /* realpath of the private directory */
-static char db_path[PATH_MAX + 16], store[PATH_MAX + 16],
-    fresh[PATH_MAX + 16], src[PATH_MAX + 16];
+static char db_path[PATH_MAX + 16], images[PATH_MAX + 16],
+    store[PATH_MAX + 16], fresh[PATH_MAX + 16], src[PATH_MAX + 16];
 static int guarding; /* 1 while the extension runs on an input */
 static int steps;
 
@@ -328,6 +331,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     }
     atexit(remove_sandbox);
     snprintf(db_path, sizeof(db_path), "%s/reg.db", sandbox);
+    snprintf(images, sizeof(images), "%s/images", sandbox);
     snprintf(store, sizeof(store), "%s/store", sandbox);
     snprintf(fresh, sizeof(fresh), "%s/fresh", sandbox);
     snprintf(src, sizeof(src), "%s/src.qcow2", sandbox);
@@ -346,26 +350,42 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     return 0;
 }
 
-/* Before every input: no database, a store with a couple of files. */
-static void reset(const uint8_t *data, size_t size)
+/* Fill the store directory dir. Layout 0: the files of the seed images
+** (1 and 2 MiB), an orphan (3 MiB), an old-style .trash-* copy, the
+** .tmp-* of a dead registration and a notes.txt. Layout 1 is what a crash
+** inside image_remove leaves: the 2 MiB image only as
+** .trash-<sha256>-<pid>-<hex>, which repair must put back. */
+static void fill_store(const char *dir, int layout)
 {
     char p[PATH_MAX * 2];
 
-    empty_dir(sandbox);
-    __real_mkdir(store, 0755);
-    snprintf(p, sizeof(p), "%s/%s.qcow2", store, img_sha[0]);
+    __real_mkdir(dir, 0755);
+    snprintf(p, sizeof(p), "%s/%s.qcow2", dir, img_sha[0]);
     write_file(p, img[0], img_len[0], 0444);
-    snprintf(p, sizeof(p), "%s/%s.qcow2", store, img_sha[1]);
+    if (layout == 0)
+        snprintf(p, sizeof(p), "%s/%s.qcow2", dir, img_sha[1]);
+    else
+        snprintf(p, sizeof(p), "%s/.trash-%s-1-00112233aabbccdd", dir,
+                 img_sha[1]);
     write_file(p, img[1], img_len[1], 0444);
-    /* An orphan, a trash copy, a temp copy of a dead registration. */
-    snprintf(p, sizeof(p), "%s/%s.qcow2", store, img_sha[2]);
+    snprintf(p, sizeof(p), "%s/%s.qcow2", dir, img_sha[2]);
     write_file(p, img[2], img_len[2], 0444);
-    snprintf(p, sizeof(p), "%s/.trash-1-00112233aabbccdd", store);
+    snprintf(p, sizeof(p), "%s/.trash-1-00112233aabbccdd", dir);
     write_file(p, img[0], img_len[0], 0444);
-    snprintf(p, sizeof(p), "%s/.tmp-2147483646-00112233aabbccdd", store);
+    snprintf(p, sizeof(p), "%s/.tmp-2147483646-00112233aabbccdd", dir);
     write_file(p, img[2], img_len[2], 0600);
-    snprintf(p, sizeof(p), "%s/notes.txt", store);
+    snprintf(p, sizeof(p), "%s/notes.txt", dir);
     write_file(p, "not an image\n", 13, 0644);
+}
+
+/* Before every input: no database, the default store (images/ beside
+** reg.db) and store/ filled; the layout follows the input's length, so
+** that both are fuzzed (the seeds include odd lengths). */
+static void reset(const uint8_t *data, size_t size)
+{
+    empty_dir(sandbox);
+    fill_store(images, (int)(size & 1));
+    fill_store(store, (int)(size & 1));
     write_file(src, img[2], img_len[2], 0644);
     write_file(db_path, data, size, 0644);
 }
@@ -439,13 +459,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     run(db, "SELECT djinn_store_check()", NULL, 0);
     run(db, "SELECT djinn_fsck()", NULL, 0);
 
-    /* Write paths, in the private store only. */
-    snprintf(sql, sizeof(sql), "SELECT djinn_setting('store', '%s')", store);
-    run(db, sql, NULL, 0);
+    /* Write paths, in the store the registry names (the default is
+    ** images/ beside reg.db), if it is in the sandbox. */
     run(db, "SELECT djinn_store()", dir, sizeof(dir));
     if (in_sandbox(dir)) {
-        run(db, "SELECT djinn_store_check()", NULL, 0);
-        run(db, "SELECT djinn_fsck()", NULL, 0);
         run(db, "SELECT djinn_fsck('repair')", NULL, 0);
         run(db, "SELECT namespace_resolve('a/b')", NULL, 0);
         run(db, "SELECT image_remove('team/ci', 'y')", NULL, 0);
@@ -456,6 +473,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         run(db, "SELECT image_path('team/ci', 'fz')", NULL, 0);
         run(db, "SELECT image_remove(NULL, 'p')", NULL, 0);
         run(db, "SELECT djinn_fsck('repair')", NULL, 0);
+    }
+    /* The store setting moved to store/ (filled like images/). */
+    snprintf(sql, sizeof(sql), "SELECT djinn_setting('store', '%s')", store);
+    run(db, sql, NULL, 0);
+    run(db, "SELECT djinn_store()", dir, sizeof(dir));
+    if (in_sandbox(dir)) {
+        run(db, "SELECT djinn_store_check()", NULL, 0);
+        run(db, "SELECT djinn_fsck()", NULL, 0);
+        run(db, "SELECT djinn_fsck('repair')", NULL, 0);
+        run(db, "SELECT image_remove('team/ci/nightly', 'z')", NULL, 0);
     }
     /* A store that does not exist yet. */
     snprintf(sql, sizeof(sql), "SELECT djinn_setting('store', '%s')", fresh);
