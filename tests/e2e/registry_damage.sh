@@ -37,8 +37,9 @@
 # per failing copy with what was flipped and how to reproduce it).
 # DJINN_DAMAGE_ONLY="name ..." runs only those variants (forged kinds by
 # name, flips as flip-NNN); DJINN_DAMAGE_KEEP=DIR keeps each failing copy
-# there as NAME.db (open it with: sqlite3 DIR/NAME.db -cmd '.load
-# build/djinn'; its store is DIR/NAME.images).
+# there as NAME/reg.db with its pristine store NAME/images (open it with:
+# sqlite3 DIR/NAME/reg.db -cmd '.load build/djinn'). DJINN_DAMAGE_TIMEOUT
+# (60) bounds each shell, in seconds.
 set -u
 TOP=${DJINN_TOP:-$(cd "$(dirname "$0")/../.." && pwd)}
 B=${DJINN_BUILD:-$TOP/build}
@@ -179,10 +180,10 @@ probe() {
 		bad="${bad:+$bad; }session 2 (image_remove, repair): $why"
 	fi
 	if [ -n "$bad" ] && [ -n "$KEEP" ]; then
-		mkdir -p "$KEEP"
-		cp "$db" "$KEEP/$name.db"
-		rm -rf "$KEEP/$name.images"
-		cp -a "$P/images" "$KEEP/$name.images"
+		rm -rf "${KEEP:?}/$name"
+		mkdir -p "$KEEP/$name"
+		cp "$db" "$KEEP/$name/reg.db"
+		cp -a "$P/images" "$KEEP/$name/images"
 	fi
 	nprobed=$((nprobed + 1))
 	[ -z "$bad" ]
@@ -191,7 +192,7 @@ nprobed=0
 nfailed=0
 
 repro() {
-	echo "#   reproduce: DJINN_DAMAGE_ONLY=$1 DJINN_DAMAGE_KEEP=/tmp/damage sh tests/e2e/registry_damage.sh"
+	echo "#   reproduce: DJINN_BUILD=$B DJINN_DAMAGE_ONLY=$1 DJINN_DAMAGE_KEEP=/tmp/damage sh tests/e2e/registry_damage.sh"
 }
 
 # forged NAME DESCRIPTION SQL... - a copy changed by SQL in the plain shell.
@@ -315,6 +316,7 @@ while [ "$i" -lt "$COUNT" ]; do
 			group_fail=1
 			nfailed=$((nfailed + 1))
 			echo "# $name (byte:bit$desc): $bad"
+			sed 's/^/#   stderr: /' "$W/p.err" | head -n 1
 			repro "$name"
 		fi
 	fi

@@ -49,7 +49,11 @@
 #   DJINN_FAULT_OPS="register remove-shared remove-unique repair"
 #   DJINN_FAULT_ONLY="OP:SIG:SYSCALL[:N] ..." only these points
 #   DJINN_FAULT_KEEP=DIR    keep the registry directory of each failing
-#                           point as it was right after the kill
+#                           point as it was right after the kill (its
+#                           paths name the work directory: with schema 2,
+#                           open it with DJINN_FAULT_DEBUG=1 set)
+#   DJINN_FAULT_DEBUG=1     keep the work directory (traces, templates)
+#   DJINN_FAULT_TIMEOUT=60  seconds for any one shell
 set -u
 TOP=${DJINN_TOP:-$(cd "$(dirname "$0")/../.." && pwd)}
 B=${DJINN_BUILD:-$TOP/build}
@@ -376,7 +380,7 @@ for op in $OPS; do
 					nfail=$((nfail + 1))
 					fails="$fails
 #   $sc #$at (rc $krc): $problems
-#     rerun: DJINN_FAULT_ONLY=$op:$sig:$sc:$at sh tests/e2e/registry_faults.sh"
+#     rerun: DJINN_BUILD=$B DJINN_FAULT_OPS=$op DJINN_FAULT_ONLY=$op:$sig:$sc:$at sh tests/e2e/registry_faults.sh"
 					if [ -n "$KEEP" ]; then
 						mkdir -p "$KEEP"
 						rm -rf "$KEEP/$op-$sig-$sc-$at"
