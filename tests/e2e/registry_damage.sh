@@ -97,7 +97,7 @@ if [ "$rc" -ne 0 ]; then
 	exit
 fi
 cp -a "$R" "$P"
-store_sum() { (cd "$1" && find . -type f | LC_ALL=C sort | xargs sha256sum); }
+store_sum() { (cd "$1" && find . -type f | LC_ALL=C sort | xargs -r sha256sum); }
 store_sum "$P/images" >"$W/store.sum"
 ps=$(plain "$P/reg.db" "PRAGMA page_size")
 size=$(wc -c <"$P/reg.db")
