@@ -147,8 +147,10 @@ function Driver:resolve()
             for _, scope in ipairs(scopes) do
                 local okr, path = pcall(db.resolve, db, scope or nil, name)
                 if okr and path then
-                    local rows = db:query("SELECT sha256 FROM images " ..
-                        "WHERE store_path = ? LIMIT 1", path)
+                    -- The store names each file by its content.
+                    local h = path:match("/(%x+)%.qcow2$")
+                    local rows = h and db:query("SELECT sha256 FROM " ..
+                        "images WHERE sha256 = ? LIMIT 1", h)
                     local sha = rows and rows[1] and rows[1].sha256
                     if sha == nil then
                         db:close()
