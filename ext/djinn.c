@@ -285,8 +285,11 @@ static int reg_migrate_step(sqlite3 *db, int *done, char **err)
     }
     rc = sqlite3_exec(db, djinn_schema_migrations[next - 1], NULL, NULL, &msg);
     if (rc != SQLITE_OK) {
-        *err = sqlite3_mprintf("schema migration %d failed: %s", next,
-                               msg ? msg : sqlite3_errmsg(db));
+        *err = sqlite3_mprintf(
+            "schema migration %d failed: %s (rolled back, nothing changed; "
+            "if the file's PRAGMA user_version was edited or damaged, "
+            "restore the registry from a backup)",
+            next, msg ? msg : sqlite3_errmsg(db));
         sqlite3_free(msg);
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
         return rc;
@@ -394,9 +397,9 @@ __declspec(dllexport)
     int rc;
 
     SQLITE_EXTENSION_INIT2(pApi);
-    rc = reg_qcow2_functions(db);
+    rc = reg_qcow2_functions(db, 0);
     if (rc == SQLITE_OK)
-        rc = reg_registry_functions(db);
+        rc = reg_registry_functions(db, 0);
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(db, "PRAGMA foreign_keys = ON", NULL, NULL, NULL);
     if (rc == SQLITE_OK)
@@ -404,12 +407,16 @@ __declspec(dllexport)
     if (rc == SQLITE_OK && timeout == 0)
         rc = sqlite3_busy_timeout(db, 10000);
     if (rc != SQLITE_OK) {
-        if (pzErrMsg != NULL)
-            *pzErrMsg = sqlite3_mprintf("djinn: %s", sqlite3_errmsg(db));
-        return rc;
+        err = sqlite3_mprintf("%s", sqlite3_errmsg(db));
+    } else {
+        rc = reg_schema_apply(db, &err);
     }
-    rc = reg_schema_apply(db, &err);
     if (rc != SQLITE_OK) {
+        /* A failed load is unloaded (dlclose): nothing of ours may stay
+        ** registered on the connection, or its next call jumps into
+        ** unmapped code. */
+        reg_registry_functions(db, 1);
+        reg_qcow2_functions(db, 1);
         if (pzErrMsg != NULL)
             *pzErrMsg =
                 sqlite3_mprintf("djinn: %s", err ? err : "out of memory");

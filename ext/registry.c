@@ -1032,7 +1032,8 @@ static int reg_registry_id(sqlite3 *db, char id[33], char **err)
 }
 
 /* The marker of the store open at dfd: 1 (owner filled), 0 when there is
-** none, -1 when it cannot be read or is not what a marker says. */
+** none, -1 when it is not what a marker says (not a file, other content),
+** -2 when the system would not let us read it (errno kept: EMFILE, EIO). */
 static int reg_marker_read(int dfd, char owner[33])
 {
     char buf[128];
@@ -1045,7 +1046,7 @@ static int reg_marker_read(int dfd, char owner[33])
     fd = openat(dfd, REG_MARKER,
                 O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
     if (fd < 0)
-        return errno == ENOENT ? 0 : -1;
+        return errno == ENOENT ? 0 : errno == ELOOP ? -1 : -2;
     if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
         close(fd);
         return -1;
@@ -1053,8 +1054,15 @@ static int reg_marker_read(int dfd, char owner[33])
     do {
         n = read(fd, buf, sizeof(buf) - 1);
     } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        int e = errno;
+
+        close(fd);
+        errno = e;
+        return -2;
+    }
     close(fd);
-    if (n < 0 || (size_t)n != head + 33)
+    if ((size_t)n != head + 33)
         return -1;
     buf[n] = '\0';
     if (memcmp(buf, REG_MARKER_HEAD, head) != 0 || buf[head + 32] != '\n' ||
@@ -1155,6 +1163,12 @@ static int reg_store_owner(sqlite3 *db, const char *dir, int dfd, int claim,
         return rc;
     for (tries = 0;; tries++) {
         m = reg_marker_read(dfd, mark);
+        if (m == -2) {
+            *err = sqlite3_mprintf("store '%s': cannot read its owner marker "
+                                   "%s: %s",
+                                   dir, REG_MARKER, strerror(errno));
+            return SQLITE_IOERR;
+        }
         if (m < 0) {
             *owner = REG_OWNER_DAMAGED;
             *why = sqlite3_mprintf(
@@ -1191,7 +1205,12 @@ static int reg_store_owner(sqlite3 *db, const char *dir, int dfd, int claim,
             return rc;
         if (rows == 0) {
             m = reg_store_has_images(dfd);
-            if (m != 0) {
+            if (m < 0) {
+                *err = sqlite3_mprintf("store '%s': cannot list it: %s", dir,
+                                       strerror(errno));
+                return SQLITE_IOERR;
+            }
+            if (m > 0) {
                 *owner = REG_OWNER_LOST;
                 *why = sqlite3_mprintf(
                     "the store %s holds image files but has no owner "
@@ -2449,7 +2468,7 @@ static void djinn_version_func(sqlite3_context *ctx, int argc,
     sqlite3_result_text(ctx, buf, -1, SQLITE_TRANSIENT);
 }
 
-int reg_registry_functions(sqlite3 *db)
+int reg_registry_functions(sqlite3 *db, int drop)
 {
     static const struct {
         const char *name;
@@ -2474,9 +2493,15 @@ int reg_registry_functions(sqlite3 *db)
     size_t i;
     int rc = SQLITE_OK;
 
-    for (i = 0; rc == SQLITE_OK && i < sizeof(funcs) / sizeof(funcs[0]); i++)
-        rc = sqlite3_create_function(db, funcs[i].name, funcs[i].nargs,
-                                     SQLITE_UTF8 | funcs[i].flags, NULL,
-                                     funcs[i].fn, NULL, NULL);
+    for (i = 0; i < sizeof(funcs) / sizeof(funcs[0]); i++) {
+        if (drop)
+            (void)sqlite3_create_function(db, funcs[i].name, funcs[i].nargs,
+                                          SQLITE_UTF8 | funcs[i].flags, NULL,
+                                          NULL, NULL, NULL);
+        else if (rc == SQLITE_OK)
+            rc = sqlite3_create_function(db, funcs[i].name, funcs[i].nargs,
+                                         SQLITE_UTF8 | funcs[i].flags, NULL,
+                                         funcs[i].fn, NULL, NULL);
+    }
     return rc;
 }

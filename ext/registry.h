@@ -24,11 +24,14 @@
 extern const char *const djinn_schema_migrations[];
 extern const int djinn_schema_version;
 
-/* Register the qcow2_* functions (sql_qcow2.c). */
-int reg_qcow2_functions(sqlite3 *db);
-
-/* Register the registry functions (registry.c). */
-int reg_registry_functions(sqlite3 *db);
+/*
+** Register the qcow2_* functions (sql_qcow2.c) and the registry functions
+** (registry.c); with drop, remove them again (when the entry point fails,
+** SQLite unloads the library: functions left registered would point into
+** unmapped code).
+*/
+int reg_qcow2_functions(sqlite3 *db, int drop);
+int reg_registry_functions(sqlite3 *db, int drop);
 
 /*
 ** Load-time schema policy (djinn.c): initialise an empty database, migrate

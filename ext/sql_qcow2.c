@@ -186,18 +186,27 @@ static void qcow2_info_func(sqlite3_context *ctx, int argc,
     qcow2_report_free(&r);
 }
 
-int reg_qcow2_functions(sqlite3 *db)
+int reg_qcow2_functions(sqlite3 *db, int drop)
 {
+    static const struct {
+        const char *name;
+        void (*fn)(sqlite3_context *, int, sqlite3_value **);
+    } funcs[] = {
+        {"qcow2_validate", qcow2_validate_func},
+        {"qcow2_check", qcow2_check_func},
+        {"qcow2_info", qcow2_info_func},
+    };
     const int flags = SQLITE_UTF8 | SQLITE_DIRECTONLY;
-    int rc;
+    size_t i;
+    int rc = SQLITE_OK;
 
-    rc = sqlite3_create_function(db, "qcow2_validate", 1, flags, NULL,
-                                 qcow2_validate_func, NULL, NULL);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_create_function(db, "qcow2_check", 1, flags, NULL,
-                                     qcow2_check_func, NULL, NULL);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_create_function(db, "qcow2_info", 1, flags, NULL,
-                                     qcow2_info_func, NULL, NULL);
+    for (i = 0; i < sizeof(funcs) / sizeof(funcs[0]); i++) {
+        if (drop)
+            (void)sqlite3_create_function(db, funcs[i].name, 1, flags, NULL,
+                                          NULL, NULL, NULL);
+        else if (rc == SQLITE_OK)
+            rc = sqlite3_create_function(db, funcs[i].name, 1, flags, NULL,
+                                         funcs[i].fn, NULL, NULL);
+    }
     return rc;
 }

@@ -758,10 +758,18 @@ local function cmd_image(args)
         local db = open_registry(regpath)
         if db == nil then return 1 end
         local rows, err = db:list(ns_arg(pos[1]))
+        -- A store this registry may not use (another registry's, or one
+        -- full of images beside an empty registry: a lost registry file)
+        -- is said before the list, which could otherwise look empty.
+        local chk = db:query("SELECT djinn_store_check() AS why")
         db:close()
         if rows == nil then
             eprint("djinn-lua: image ls: ", tostring(err))
             return 1
+        end
+        local why = chk and chk[1] and chk[1].why
+        if why then
+            eprint("djinn-lua: image ls: warning: ", why)
         end
         print(string.format("%-20s %-24s %-10s %-12s %s", "NAMESPACE", "NAME",
                             "SIZE", "VIRTUAL", "SHA256"))

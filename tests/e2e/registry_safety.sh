@@ -89,6 +89,32 @@ for v in -1 -2147483648 0; do
 	ok $(intact "$R"; echo $?) "user_version $v: the store is untouched"
 done
 
+# 1b. A load that fails (a file that is not a database; a version its
+#     tables contradict) must not leave functions pointing into the
+#     unloaded library: the shell goes on after a failed .load, and the
+#     next call crashed.
+head -c 8192 /dev/urandom >"$W/noise.db"
+R=$W/stale
+mkreg "$R"
+plain "$R/reg.db" "pragma user_version = 1"
+for f in "$W/noise.db" "$R/reg.db"; do
+	printf '.load %s
+select djinn_version();
+select 42;
+' "$B/djinn" |
+		if [ -n "${DJINN_SHELL_PRELOAD:-}" ]; then
+			LD_PRELOAD=$DJINN_SHELL_PRELOAD timeout 60 sqlite3 -batch "$f"
+		else
+			timeout 60 sqlite3 -batch "$f"
+		fi >"$W/sq.out" 2>"$W/sq.err"
+	rc=$?
+	ok $([ "$rc" -lt 128 ] && grep -qx 42 "$W/sq.out" &&
+		grep -q "no such function: djinn_version" "$W/sq.err"; echo $?) \
+		"a failed .load of $(basename "$f") leaves no function behind (exit $rc)"
+done
+ok $(grep -q "nothing changed" "$W/sq.err" && intact "$R"; echo $?) \
+	"a contradicted schema version: the load says nothing changed; store intact"
+
 # 2. A crash inside image_remove between its rename to .trash-* and COMMIT
 #    leaves the row and only the trash copy. Repair must put it back (it
 #    deleted it). Both the trash name of today (with the SHA-256) and the
