@@ -9,6 +9,13 @@
 #   has FILE REGEX, hasF FILE STRING   grep in $W/FILE
 #   show FILE             $W/FILE as TAP comments (last SHOW_LINES lines)
 #   tap_end               the plan line; fails if any point failed
+#   gone PID              the process is gone (or a zombie) within 5 s
+#   sql_shell ARGS...     the stock sqlite3 shell (-batch), with the
+#                         sanitizer runtimes preloaded under ASan
+#                         ($DJINN_SHELL_PRELOAD), bounded by SQL_TIMEOUT
+#                         seconds (default 120)
+#   sq DB SQL...          sql_shell DB with $B/djinn loaded: stdout ->
+#                         $W/sq.out, stderr -> $W/sq.err, status -> $rc
 n=0
 failed=0
 ok() {
@@ -38,4 +45,29 @@ show() { sed 's/^/# /' "$W/$1" | tail -n "${SHOW_LINES:-1000}"; }
 tap_end() {
 	echo "1..$n"
 	[ "$failed" -eq 0 ]
+}
+gone() {
+	[ -n "$1" ] || return 1
+	i=0
+	while [ $i -lt 100 ]; do
+		kill -0 "$1" 2>/dev/null || return 0
+		sed 's/^[0-9]* ([^)]*) //' "/proc/$1/stat" 2>/dev/null | grep -q '^Z' && return 0
+		sleep 0.05
+		i=$((i + 1))
+	done
+	return 1
+}
+sql_shell() {
+	if [ -n "${DJINN_SHELL_PRELOAD:-}" ]; then
+		LD_PRELOAD=$DJINN_SHELL_PRELOAD timeout -k 5 "${SQL_TIMEOUT:-120}" \
+			"${SQLITE3:-sqlite3}" -batch "$@"
+	else
+		timeout -k 5 "${SQL_TIMEOUT:-120}" "${SQLITE3:-sqlite3}" -batch "$@"
+	fi
+}
+sq() {
+	db=$1
+	shift
+	sql_shell "$db" -cmd ".load $B/djinn" "$@" >"$W/sq.out" 2>"$W/sq.err"
+	rc=$?
 }

@@ -22,19 +22,6 @@ export XDG_CONFIG_HOME="$W/config" XDG_DATA_HOME="$W/data"
 unset NO_COLOR
 
 . "$TOP/tests/e2e_lib.sh"
-# gone PID: the process no longer exists (or is a zombie awaiting init).
-gone() {
-	i=0
-	while [ $i -lt 100 ]; do
-		if ! kill -0 "$1" 2>/dev/null; then return 0; fi
-		if [ -r "/proc/$1/stat" ] && sed 's/^[0-9]* ([^)]*) //' "/proc/$1/stat" | grep -q '^Z'; then
-			return 0
-		fi
-		sleep 0.05
-		i=$((i + 1))
-	done
-	return 1
-}
 
 # --- a passing build ------------------------------------------------------
 run hello run --objects "$EX/files" --artifacts "$W/a1" "$EX/os-hello.yml"

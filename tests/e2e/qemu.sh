@@ -57,18 +57,6 @@ finish() {
 }
 qemu_pid() { sed -n 's/^Started qemu (pid \([0-9]*\),.*/\1/p' "$W/$1.log" | head -1; }
 port_of() { sed -n 's/.*SSH on 127\.0\.0\.1:\([0-9]*\),.*/\1/p' "$W/$1.log" | head -1; }
-# gone PID: the process has disappeared (or is a zombie), within 5 s
-gone() {
-	[ -n "$1" ] || return 1
-	i=0
-	while [ $i -lt 100 ]; do
-		kill -0 "$1" 2>/dev/null || return 0
-		sed 's/^[0-9]* ([^)]*) //' "/proc/$1/stat" 2>/dev/null | grep -q '^Z' && return 0
-		sleep 0.05
-		i=$((i + 1))
-	done
-	return 1
-}
 # wait_for NAME REGEX: until the log has REGEX (up to 180 s)
 wait_for() {
 	i=0

@@ -108,17 +108,6 @@ echo "# time from the job's first line to the end of the build: $SECS s"
 SHOW_LINES=8 show full.log
 check "the job's later commands and later jobs did not run" sh -c "! grep -q -e '^never-reached' -e '^never-run' '$W/full.log'"
 check "the failing job and the not-run job are reported" sh -c "grep -q 'not run: after/after.1' '$W/full.log'"
-gone() {
-	[ -n "$1" ] || return 1
-	i=0
-	while [ $i -lt 100 ]; do
-		kill -0 "$1" 2>/dev/null || return 0
-		sed 's/^[0-9]* ([^)]*) //' "/proc/$1/stat" 2>/dev/null | grep -q '^Z' && return 0
-		sleep 0.05
-		i=$((i + 1))
-	done
-	return 1
-}
 check "qemu (pid $QPID) is gone" gone "$QPID"
 check "no qemu process of this test is left" sh -c "! ps -eo args= | grep '^qemu-system' | grep -qF '$W/'"
 check "nothing is left on the tmpfs (overlay, console log, state directory)" \

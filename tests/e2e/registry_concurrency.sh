@@ -18,13 +18,6 @@ trap 'rm -rf "$W"' EXIT
 trap 'exit 130' INT TERM
 TOP=${DJINN_TOP:-$(cd "$(dirname "$0")/../.." && pwd)}
 . "$TOP/tests/e2e_lib.sh"
-sq() {
-	if [ -n "${DJINN_SHELL_PRELOAD:-}" ]; then
-		LD_PRELOAD=$DJINN_SHELL_PRELOAD timeout 120 "$SQLITE3" -batch "$@"
-	else
-		timeout 120 "$SQLITE3" -batch "$@"
-	fi
-}
 
 # Three distinct images (real qemu-img); identical content is shared.
 # src4 is registered and removed by every process (the last remover
@@ -71,10 +64,10 @@ for i in $(seq 1 $R); do
 done >"$W/repair.sql"
 pids=
 for k in $(seq 1 $P); do
-	sq "$DB" -cmd ".load $LIB" <"$W/script$k.sql" >"$W/out$k" 2>"$W/err$k" &
+	sql_shell "$DB" -cmd ".load $LIB" <"$W/script$k.sql" >"$W/out$k" 2>"$W/err$k" &
 	pids="$pids $!"
 done
-sq "$DB" -cmd ".load $LIB" <"$W/repair.sql" >"$W/repair.out" 2>"$W/repair.err" &
+sql_shell "$DB" -cmd ".load $LIB" <"$W/repair.sql" >"$W/repair.out" 2>"$W/repair.err" &
 rpid=$!
 k=0
 for pid in $pids; do
@@ -101,7 +94,7 @@ rc=$?
 ok $? "the repairing process ran $R repairs alongside, no error (status $rc)"
 [ -s "$W/repair.err" ] && sed 's/^/#   /' "$W/repair.err"
 
-q() { sq "$DB" -cmd ".load $LIB" "$@"; }
+q() { sql_shell "$DB" -cmd ".load $LIB" "$@"; }
 rows=$(q "SELECT count(*) FROM images;")
 want=$((P * (N - 2) + P * (M - 1)))
 [ "$rows" = "$want" ]

@@ -54,15 +54,9 @@ W=$(mktemp -d "${DJINN_WORK:-${TMPDIR:-/tmp}}/damage.XXXXXX") || exit 1
 trap 'rm -rf "$W"' EXIT
 trap 'exit 130' INT TERM
 . "$TOP/tests/e2e_lib.sh"
+SQL_TIMEOUT=$TMO
 t0=$(date +%s)
 
-sq() {
-	if [ -n "${DJINN_SHELL_PRELOAD:-}" ]; then
-		LD_PRELOAD=$DJINN_SHELL_PRELOAD timeout -k 5 "$TMO" "$SQLITE3" -batch "$@"
-	else
-		timeout -k 5 "$TMO" "$SQLITE3" -batch "$@"
-	fi
-}
 # plain SQL... - the stock shell without the extension.
 plain() { timeout -k 5 "$TMO" "$SQLITE3" -batch "$@"; }
 
@@ -75,7 +69,7 @@ for i in 1 2 3; do
 		qemu-io -c "write -P 0x$i$i 0 64k" "$W/src/i$i.qcow2" >/dev/null ||
 		exit 1
 done
-sq "$R/reg.db" -bail ".load $LIB" \
+sql_shell "$R/reg.db" -bail ".load $LIB" \
 	"SELECT namespace_resolve('a/b')" \
 	"SELECT image_register('team/ci', 'x', '$W/src/i1.qcow2')" \
 	"SELECT image_register('team/ci', 'y', '$W/src/i1.qcow2')" \
@@ -158,7 +152,7 @@ probe() {
 	rm -rf "$R"
 	cp -a "$P" "$R"
 	cp "$db" "$R/reg.db"
-	sq "$R/reg.db" <"$W/probe.sql" >"$W/p.out" 2>"$W/p.err"
+	sql_shell "$R/reg.db" <"$W/probe.sql" >"$W/p.out" 2>"$W/p.err"
 	rc=$?
 	if crashed "$rc" "$W/p.err"; then
 		bad="session 1: $why"
@@ -174,7 +168,7 @@ probe() {
 			bad="${bad:+$bad; }the header changed from application_id $3 user_version $4 to ${got:-unreadable}"
 		fi
 	fi
-	sq "$R/reg.db" <"$W/probe2.sql" >"$W/p2.out" 2>"$W/p2.err"
+	sql_shell "$R/reg.db" <"$W/probe2.sql" >"$W/p2.out" 2>"$W/p2.err"
 	rc2=$?
 	if crashed "$rc2" "$W/p2.err"; then
 		bad="${bad:+$bad; }session 2 (image_remove, repair): $why"

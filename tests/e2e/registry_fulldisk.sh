@@ -32,18 +32,6 @@ if ! mount -t tmpfs -o size=3m tmpfs "$MNT" 2>"$W/mount.err"; then
 fi
 MOUNTED=1
 
-sq() {
-	db=$1
-	shift
-	if [ -n "${DJINN_SHELL_PRELOAD:-}" ]; then
-		LD_PRELOAD=$DJINN_SHELL_PRELOAD timeout 60 sqlite3 -batch "$db" \
-			-cmd ".load $B/djinn" "$@" >"$W/sq.out" 2>"$W/sq.err"
-	else
-		timeout 60 sqlite3 -batch "$db" -cmd ".load $B/djinn" "$@" \
-			>"$W/sq.out" 2>"$W/sq.err"
-	fi
-	rc=$?
-}
 sha() { sha256sum "$1" | cut -c1-64; }
 
 # Images with real data (qemu-io writes distinct patterns), about 520 KiB

@@ -26,20 +26,6 @@ export XDG_CONFIG_HOME="$W/config" XDG_DATA_HOME="$W/data"
 
 . "$TOP/tests/e2e_lib.sh"
 
-# sq DB SQL... - the stock shell with the extension; status in $rc, stdout
-# in $W/sq.out, stderr in $W/sq.err.
-sq() {
-	db=$1
-	shift
-	if [ -n "${DJINN_SHELL_PRELOAD:-}" ]; then
-		LD_PRELOAD=$DJINN_SHELL_PRELOAD timeout 60 sqlite3 -batch "$db" \
-			-cmd ".load $B/djinn" "$@" >"$W/sq.out" 2>"$W/sq.err"
-	else
-		timeout 60 sqlite3 -batch "$db" -cmd ".load $B/djinn" "$@" \
-			>"$W/sq.out" 2>"$W/sq.err"
-	fi
-	rc=$?
-}
 # plain DB SQL... - the stock shell WITHOUT the extension (a forger).
 plain() { sqlite3 -batch "$@" >/dev/null 2>&1; }
 sha() { sha256sum "$1" | cut -c1-64; }
