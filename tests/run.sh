@@ -18,6 +18,8 @@
 # the end, whatever happened.
 #
 # VALGRIND=1 runs the C tests and the SQL driver under valgrind.
+# ONLY=PATTERN runs only the suites whose name matches the shell pattern
+# (e.g. ONLY='e2e/qemu*' or ONLY=lua); the others are not counted.
 set -u
 B=${1:-build}
 TOP=$(cd "$(dirname "$0")/.." && pwd)
@@ -52,6 +54,10 @@ fi
 suite() {
 	name=$1
 	shift
+	if [ -n "${ONLY:-}" ]; then
+		# shellcheck disable=SC2254
+		case $name in $ONLY) ;; *) return 0 ;; esac
+	fi
 	echo "# suite: $name"
 	out=$WORK/suite.out
 	(cd "$WORK" && timeout -k 10 "$SUITE_TIMEOUT" "$@") >"$out" 2>&1
