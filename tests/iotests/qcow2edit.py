@@ -19,12 +19,19 @@ Usage: qcow2edit.py COMMAND FILE ARGS...
   l1-entry FILE INDEX             print the active L1 entry INDEX
   l2-table FILE INDEX             print the L2 table offset of L1 entry INDEX
   snapshot-offsets FILE           print each snapshot table entry's offset
+  snap-extra FILE SIZE,SIZE,... [INDEX:TEXT]
+                                  rewrite the snapshot table in place with
+                                  each entry's extra data cut or zero-padded
+                                  to SIZE bytes; TEXT goes at byte 16 of
+                                  entry INDEX's extra data (iotest 261)
   refblock0-allocate FILE START END
                                   set the 16-bit refcount of every cluster in
                                   [START, END) to 1 (refblock 0 only)
   build-044 FILE NREFT            the hand-written 512-byte-cluster image of
                                   iotest 044, NREFT refcount table clusters
   snaptable-big FILE              iotest 261 "Snapshot table too big"
+  snaptable-big-extra FILE        iotest 261 "Snapshot table too big with
+                                  one entry with too much extra data"
   snaptable-many FILE VERSION     iotest 261 "Too many snapshots" (131072
                                   entries; VERSION 2 all-zero, 3 with extra
                                   data 16)
@@ -210,6 +217,56 @@ def snaptable_big(f):
     poke(f, 60, be(count, 4))
 
 
+def snap_extra(f, sizes, text):
+    n, start = peek(f, 60, 4), peek(f, 64, 8)
+    offs = snapshot_offsets(f)
+    out = bytearray()
+    for i, off in enumerate(offs):
+        f.seek(off)
+        fixed = bytearray(f.read(40))
+        idl, nml = peek(f, off + 12, 2), peek(f, off + 14, 2)
+        extra = peek(f, off + 36, 4)
+        ex = bytearray(f.read(extra))
+        names = f.read(idl + nml)
+        size = sizes[i]
+        ex = (ex + bytes(max(0, size - len(ex))))[:size]
+        if text and text[0] == i:
+            ex[16:16 + len(text[1])] = text[1]
+        fixed[36:40] = be(size, 4)
+        entry = bytes(fixed) + bytes(ex) + names
+        out += entry + bytes(((len(entry) + 7) & ~7) - len(entry))
+    if len(out) > (1 << peek(f, 20, 4)):
+        raise SystemExit("snap-extra: the table outgrows its cluster")
+    poke(f, start, bytes(out))
+    assert n == len(offs)
+
+
+def snaptable_big_extra(f):
+    """505 entries as in snaptable-big, then one whose extra data makes the
+    entry after it end 8 bytes past 64 MiB, then two more."""
+    sn_size = 40 + 1024 + 65535 + 65535 + 2
+    fixed = bytearray(40)
+    fixed[12:14] = b"\xff\xff"
+    fixed[14:16] = b"\xff\xff"
+    fixed[36:40] = be(1024, 4)
+    off = 1 << 20
+    poke(f, 64, be(off, 8))
+    for _ in range(505):
+        poke(f, off, bytes(fixed))
+        off += sn_size
+    extra = (64 << 20) + 8 - sn_size - (506 * sn_size - 1024)
+    big = bytearray(fixed)
+    big[36:40] = be(extra, 4)
+    poke(f, off, bytes(big))
+    off += sn_size - 1024 + extra
+    for _ in range(2):
+        poke(f, off, bytes(fixed))
+        off += sn_size
+    f.truncate(off)
+    refblock0_allocate(f, 1 << 20, off)
+    poke(f, 60, be(508, 4))
+
+
 def snaptable_many(f, version):
     """iotest 261 "Too many snapshots": 131072 entries at 1 MiB; entry
     65536 has an L1 table (0xe0000, one entry) with an L2 table at
@@ -266,6 +323,14 @@ def main(argv):
             print(l1_entry(f, num(args[0])) & 0x00fffffffffffe00)
         elif cmd == "snapshot-offsets":
             print(" ".join(str(o) for o in snapshot_offsets(f)))
+        elif cmd == "snap-extra":
+            text = None
+            if len(args) > 1:
+                i, t = args[1].split(":", 1)
+                text = (int(i), t.encode())
+            snap_extra(f, [num(x) for x in args[0].split(",")], text)
+        elif cmd == "snaptable-big-extra":
+            snaptable_big_extra(f)
         elif cmd == "refblock0-allocate":
             refblock0_allocate(f, num(args[0]), num(args[1]))
         elif cmd == "build-044":
