@@ -135,9 +135,9 @@ enum {
     K_COMPRESSED
 };
 #define K_MASK 0x0f
-#define F_L2_CHECKED 0x10   /* L2 table entries already validated */
-#define F_COPIED_SET 0x20   /* active reference with OFLAG_COPIED */
-#define F_COPIED_CLEAR 0x40 /* active reference without OFLAG_COPIED */
+#define F_L2_CHECKED 0x10    /* L2 table entries already validated */
+#define F_COPIED_SET 0x20    /* active reference with OFLAG_COPIED */
+#define F_COPIED_CLEAR 0x40  /* active reference without OFLAG_COPIED */
 #define F_REFBLOCK_READ 0x80 /* refblock read by the past-EOF pass */
 
 static const char *const kind_names[] = {"free",
