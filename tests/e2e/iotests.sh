@@ -393,10 +393,9 @@ step io 'write 0k 64k' 'write 512M 64k'
 step io 'discard 0k 64k'
 poke 131084 0000
 verdict 060 "second L2 table marked free (v3, no backing file)" refuse refcount
-printf 'open -o file.driver=blkdebug %s\nbreak cow_read 0\naio_write 0k 1k\nwait_break 0\nwrite 64k 64k\nresume 0\n' \
-	"$img" >"$W/cow.in"
-try sh -c 'timeout 60 qemu-io <"$1"' sh "$W/cow.in"
-verdict 060 "second L2 table marked free, after the COW write" refuse
+# (QEMU then races a COW write against a blkdebug breakpoint; without a
+# backing file there is no COW read to stop at, and a v2 image cannot
+# carry the corrupt bit: no further image to judge.)
 # iotests 060: "Testing unallocated image header"
 mk 64M
 step io 'write 0 64k'
@@ -714,9 +713,9 @@ verdict 080 "misaligned snapshots_offset, no snapshot" refuse snapshot_table
 mk 64M
 poke 64 0000000001000000
 poke 60 00010000
-verdict 080 "65536 snapshots at 16 MiB, past the end of the file" refuse snapshot_table
-try q snapshot -c test "$img"
-verdict 080 "65536 snapshots, after a refused snapshot -c" refuse snapshot_table
+# (`qemu-img check` takes seconds over this table: rc 2, "snapshot table
+# entry N is incomplete" 65536 times; not rerun here.)
+XCHECK=0 verdict 080 "65536 snapshots at 16 MiB, past the end of the file" refuse snapshot_table
 # iotests 080: "Invalid L1 table"
 mk 64M
 poke 36 ffffffff
@@ -1046,15 +1045,372 @@ verdict 261 "an entry with 114 KiB of extra data, the next ending past 64 MiB" r
 try q check -q -r all "$img"
 verdict 261 "too much extra data and too big, after check -r all" valid
 # iotests 261: "Too many snapshots" (QEMU: v2, 131072 all-zero entries;
-# also as v3 with 16 bytes of extra data each)
+# also as v3 with 16 bytes of extra data each). `qemu-img check` and its
+# repair take many seconds over 131072 entries: qemu-img check says rc 1
+# ("Snapshot table too large"); neither is rerun here.
 rm -f "$img"
 step q create -q -f qcow2 -o compat=0.10 "$img" 64M
 step ed snaptable-many "$img" 2
-verdict 261 "131072 snapshots (v2)" refuse version table_too_large
-try q check -q -r all "$img"
-verdict 261 "131072 snapshots (v2), after check -r all" refuse version
+XCHECK=0 verdict 261 "131072 snapshots (v2)" refuse version table_too_large
 mk 64M
 step ed snaptable-many "$img" 3
-verdict 261 "131072 snapshots (v3)" refuse table_too_large
+XCHECK=0 verdict 261 "131072 snapshots (v3)" refuse table_too_large
+
+# =====================================================================
+# 271: Test qcow2 images with extended L2 entries
+# ---------------------------------------------------------------------
+# QEMU's test runs each step on an image with and without a raw backing
+# file; the backed image is refused for its backing file (judged once per
+# section), the image alone after every step, with `qemu-img check` as in
+# QEMU's _verify_img.
+l2=$((0x40000))
+# rt271 c= sc= off= len= cmd=: QEMU's _run_test, then a verdict
+pat=0
+rt271() {
+	c=0 sc=0 off=0 len=0 cmd=write
+	for a in "$@"; do eval "$a"; done
+	case $cmd in
+	zero) ioc="write -q -z" ;;
+	unmap) ioc="write -q -z -u" ;;
+	compress) pat=$((pat + 1)) ioc="write -q -c -P $pat" ;;
+	write) pat=$((pat + 1)) ioc="write -q -P $pat" ;;
+	discard) ioc="discard -q" ;;
+	esac
+	o=$((c * 64 + sc * 2 + off))
+	[ $o = 0 ] || o=${o}k
+	step io "$ioc $o $len"
+	verdict 271 "${sect}: $cmd at ${o} ($len)" valid
+}
+backed271() {
+	rm -f "$W/base.raw" "$W/t271.qcow2"
+	step q create -q -f raw "$W/base.raw" "$1"
+	step q create -q -f qcow2 -o compat=1.1,extended_l2=on -F raw -b "$W/base.raw" "$W/t271.qcow2" "$1"
+	V_IMG=$W/t271.qcow2 verdict 271 "${sect} (backing file)" refuse backing_file
+}
+# iotests 271: "Standard write tests"
+sect="standard writes"
+backed271 1M
+mk 1M extended_l2=on
+rt271 sc=0 len=1k
+rt271 sc=1 off=1 len=512
+rt271 sc=2 off=1 len=1k
+rt271 sc=3 len=2k
+rt271 sc=4 len=6k
+rt271 sc=7 off=1 len=4k
+rt271 sc=16 len=1k
+rt271 sc=31 off=1 len=4k
+rt271 sc=1 len=2k cmd=zero
+rt271 sc=0 len=64k cmd=zero
+rt271 sc=0 len=64k
+rt271 sc=0 len=32k cmd=unmap
+rt271 sc=0 len=64k cmd=unmap
+rt271 sc=1 off=1 len=512
+rt271 sc=0 len=64k
+rt271 sc=0 len=64k cmd=discard
+rt271 sc=0 len=64k cmd=compress
+rt271 sc=1 off=1 len=512
+# iotests 271: "Overwriting several clusters without COW"
+sect="overwriting without COW"
+mk 1M extended_l2=on
+rt271 sc=12 len=40k
+rt271 c=1 sc=13 len=2k
+rt271 c=2 sc=14 len=2k
+rt271 c=2 sc=14 len=2k cmd=zero
+rt271 c=3 sc=0 len=34k
+rt271 sc=12 len=192k
+# iotests 271: "Writing zeroes 1-4" (image size not a multiple of the
+# cluster size)
+sect="writing zeroes"
+backed271 2083k
+mk 2083k extended_l2=on
+rt271 c=0 sc=0 len=192k cmd=zero
+rt271 c=3 sc=16 len=128k cmd=zero
+rt271 c=6 sc=15 off=1 len=128k cmd=zero
+rt271 c=9 sc=0 len=576k
+rt271 c=9 sc=0 len=192k cmd=zero
+rt271 c=12 sc=16 len=128k cmd=zero
+rt271 c=15 sc=15 off=1 len=128k cmd=zero
+for cc in 18 19 20 21 22 23 24 25 26 27 28; do rt271 c=$cc sc=0 len=64k cmd=compress; done
+rt271 c=18 sc=0 len=192k cmd=zero
+rt271 c=21 sc=16 len=128k cmd=zero
+rt271 c=24 sc=15 off=1 len=129k cmd=zero
+rt271 c=27 sc=15 off=1 len=128k cmd=zero
+rt271 c=30 sc=15 off=1 len=8k cmd=zero
+rt271 c=32 sc=0 len=35k cmd=zero
+# iotests 271: "Zero + unmap 1-2"
+sect="zero + unmap"
+mk 2083k extended_l2=on
+rt271 c=9 sc=0 len=576k
+rt271 c=9 sc=0 len=192k cmd=unmap
+rt271 c=12 sc=16 len=128k cmd=unmap
+rt271 c=15 sc=15 off=1 len=128k cmd=unmap
+for cc in 18 19 20 21 22 23 24 25 26 27 28; do rt271 c=$cc sc=0 len=64k cmd=compress; done
+rt271 c=18 sc=0 len=192k cmd=unmap
+rt271 c=21 sc=16 len=128k cmd=unmap
+rt271 c=24 sc=15 off=1 len=129k cmd=unmap
+rt271 c=27 sc=15 off=1 len=128k cmd=unmap
+# iotests 271: "Discarding clusters with non-zero bitmaps"
+mk 1M extended_l2=on
+step io 'write -q 0 128k'
+step io 'discard -q 0 128k'
+poke $((l2 + 8)) 0000
+verdict 271 "discarded clusters, half of the zero bits cleared" valid
+step io 'discard -q 0 64k'
+step q resize --shrink "$img" 64k
+step q resize "$img" 1M
+verdict 271 "after a discard, a shrink and a grow" valid
+# iotests 271: "Corrupted L2 entries - read/write test (allocated)"
+for t in read write; do
+	# "'cluster is zero' bit set on the standard cluster descriptor": QEMU
+	# ignores the bit; the specification says it is always 0 with extended
+	# L2 entries, and we refuse it (stricter).
+	mk 1M extended_l2=on
+	step io 'write -q -P 0x11 0 2k'
+	poke $((l2 + 7)) 01
+	verdict 271 "allocated cluster with the 'cluster is zero' bit" refuse l2_entry
+	try io "$t -q -P 0x11 0 1k"
+	verdict 271 "allocated cluster with the 'cluster is zero' bit, after a $t" refuse l2_entry
+	# "Both 'subcluster is zero' and 'subcluster is allocated' bits set"
+	mk 1M extended_l2=on
+	step io 'write -q 32k 128k'
+	pokebe $((l2 + 24)) 4 1
+	verdict 271 "subcluster both allocated and zero" refuse l2_entry
+	try io "$t 0 192k"
+	verdict 271 "subcluster both allocated and zero, after a $t" refuse
+	# "Corrupted L2 entries (unallocated)": "'cluster is zero' bit set"
+	mk 1M extended_l2=on
+	step io 'write -q 256k 1k'
+	poke $((l2 + 7)) 01
+	verdict 271 "unallocated cluster with the 'cluster is zero' bit" refuse l2_entry
+	try io "$t -q 0 1k"
+	if [ $t = read ]; then
+		verdict 271 "unallocated cluster with the 'cluster is zero' bit, after a read" refuse l2_entry
+	else
+		# the write allocates the cluster: a fresh entry without the bit
+		verdict 271 "unallocated cluster with the 'cluster is zero' bit, after a write" valid
+	fi
+	# "'subcluster is allocated' bit set"
+	mk 1M extended_l2=on
+	step io 'write -q 256k 1k'
+	poke $((l2 + 15)) 01
+	verdict 271 "unallocated cluster with an allocated subcluster" refuse l2_entry
+	try io "$t 0 1k"
+	verdict 271 "unallocated cluster with an allocated subcluster, after a $t" refuse
+	# "Both 'subcluster is zero' and 'subcluster is allocated' bits set"
+	mk 1M extended_l2=on
+	step io 'write -q 256k 1k'
+	pokebe $((l2 + 24)) 8 $(((1 << 32) | 1))
+	verdict 271 "unallocated cluster, subcluster allocated and zero" refuse l2_entry
+	try io "$t 0 192k"
+	verdict 271 "unallocated cluster, subcluster allocated and zero, after a $t" refuse
+	# "Compressed cluster with subcluster bitmap != 0": QEMU ignores the
+	# bitmap; the specification reserves it (set to 0) and we refuse it.
+	mk 1M extended_l2=on
+	step io 'write -q -P 11 -c 0 64k'
+	poke $((l2 + 11)) 0180
+	verdict 271 "compressed cluster with a non-zero subcluster bitmap" refuse l2_entry
+	try io "$t -P 11 0 64k"
+	if [ $t = read ]; then
+		verdict 271 "compressed cluster with a bitmap, after a read" refuse l2_entry
+	else
+		# the write replaces the compressed cluster with a normal one
+		verdict 271 "compressed cluster with a bitmap, after a write" valid
+	fi
+done
+# iotests 271: "Detect and repair unaligned clusters" (QEMU: over a raw
+# backing file; here alone)
+mk 128k extended_l2=on
+step io 'write -q -P 1 4k 2k'
+poke $((l2 + 6)) 02
+verdict 271 "unaligned L2 entry, allocated subcluster" refuse l2_entry
 try q check -q -r all "$img"
-verdict 261 "131072 snapshots (v3), after check -r all (65536 left)" valid
+verdict 271 "unaligned L2 entry, allocated subcluster, after check -r all" refuse l2_entry
+mk 128k extended_l2=on
+step io 'write -q -P 1 4k 2k'
+step io 'write -q -z 4k 2k'
+poke $((l2 + 6)) 02
+verdict 271 "unaligned L2 entry, no allocated subcluster" refuse l2_entry
+try q check -q -r all "$img"
+verdict 271 "unaligned L2 entry, no allocated subcluster, after check -r all" valid
+# iotests 271: "Image creation options" and "Image resizing with
+# preallocation ..." (here without the backing file)
+for pre in metadata falloc full; do
+	mk 512k "extended_l2=on,preallocation=$pre"
+	step q resize "$img" 1M
+	verdict 271 "preallocation=$pre, resized" valid
+	mk 503k extended_l2=on
+	step io 'write -P 0xff 0 503k'
+	step q resize --preallocation=$pre "$img" 1013k
+	verdict 271 "resize --preallocation=$pre to 1013k" valid
+done
+# iotests 271: "qemu-img amend" (both amends fail; the images stay)
+mk 1M extended_l2=on
+try q amend -o extended_l2=off "$img"
+verdict 271 "extended L2 after a refused amend" valid
+mk 1M extended_l2=off
+try q amend -o extended_l2=on "$img"
+verdict 271 "standard L2 after a refused amend" valid
+# iotests 271: "Test copy-on-write on an image with snapshots"
+mk 1M extended_l2=on
+cc=0
+while [ $cc -le 9 ]; do
+	step io "write -q -z $((64 * cc + 14))k 2k" \
+		"write -q -P $((0xd0 + cc)) $((64 * cc + 26))k 2k" \
+		"write -q -P $((0xe0 + cc)) $((64 * cc + 36))k 2k"
+	cc=$((cc + 1))
+done
+step q snapshot -c snap1 "$img"
+verdict 271 "subclusters written, snapshot taken" valid
+step io 'write -q -P 0xf0 30k 1k' 'write -q -P 0xf1 84k 1k' \
+	'write -q -P 0xf2 168k 1k' 'write -q -P 0xf3 218k 1k' \
+	'write -q -P 0xf4 270k 1k' 'write -q -P 0xf5 321k 1k' \
+	'write -q -z 414k 3k' 'write -q -z 474k 2k' 'write -q -z 538k 1k' \
+	'write -q -z 588k 1k'
+verdict 271 "copy-on-write of subclusters shared with a snapshot" valid
+# iotests 271: "Test concurrent requests" (the same three writes, in order)
+mk 1M extended_l2=on
+step io 'write -P 10 30k 2k' 'write -P 11 20k 2k' 'write -P 12 40k 2k'
+verdict 271 "three subclusters of one cluster" valid
+# iotests 271: "Rebase of qcow2 images with subclusters" (1 MiB clusters)
+for sz in 1 3; do
+	rm -f "$W/b.qcow2" "$W/m.qcow2" "$W/t.top.qcow2"
+	step q create -q -f qcow2 -o cluster_size=1M,extended_l2=on "$W/b.qcow2" ${sz}M
+	step q create -q -f qcow2 -o cluster_size=1M,extended_l2=on -b "$W/b.qcow2" -F qcow2 "$W/m.qcow2" ${sz}M
+	step q create -q -f qcow2 -o cluster_size=1M,extended_l2=on -b "$W/m.qcow2" -F qcow2 "$W/t.top.qcow2" ${sz}M
+	if [ $sz = 1 ]; then
+		step timeout 60 qemu-io -f qcow2 -c 'write -P 0x11 32k 32k' -c 'write -P 0x22 960k 32k' "$W/m.qcow2"
+		step q rebase -b "$W/b.qcow2" -F qcow2 "$W/t.top.qcow2"
+	else
+		step timeout 60 qemu-io -f qcow2 -c 'write -P 0x11 1M 1M' "$W/b.qcow2"
+		step timeout 60 qemu-io -f qcow2 -c 'write -P 0x22 992k 32k' -c 'write -P 0x33 2048k 32k' "$W/m.qcow2"
+		# (rebase -c is newer than qemu-img 7.2: then a plain rebase)
+		q rebase -c -b "$W/b.qcow2" -F qcow2 "$W/t.top.qcow2" >>"$W/steps.log" 2>&1 ||
+			step q rebase -b "$W/b.qcow2" -F qcow2 "$W/t.top.qcow2"
+	fi
+	V_IMG=$W/b.qcow2 verdict 271 "rebase ($sz MiB): the new backing image" valid
+	V_IMG=$W/t.top.qcow2 verdict 271 "rebase ($sz MiB): the rebased top" refuse backing_file
+	# the top's own structure: its header without the backing file name
+	step q rebase -u -b '' "$W/t.top.qcow2"
+	V_IMG=$W/t.top.qcow2 verdict 271 "rebase ($sz MiB): the rebased top, detached" valid
+done
+rm -f "$W/b.qcow2" "$W/m.qcow2" "$W/t.top.qcow2" "$W/base.raw" "$W/t271.qcow2"
+
+# =====================================================================
+# 287: Test case for an image using zstd compression
+# ---------------------------------------------------------------------
+# iotests 287: "Testing compression type incompatible bit setting for zlib"
+mk 64M compression_type=zlib
+verdict 287 "compression_type=zlib" valid
+# "... for zstd"
+mk 64M compression_type=zstd
+verdict 287 "compression_type=zstd" valid
+# "Testing zlib with incompatible bit set"
+mk 64M compression_type=zlib
+step ed set-feature-bit "$img" incompatible 3
+verdict 287 "zlib with incompatible bit 3" refuse compression_type
+# "Testing zstd with incompatible bit unset"
+mk 64M compression_type=zstd
+step ed set-header "$img" incompatible_features 0
+verdict 287 "zstd without incompatible bit 3" refuse compression_type
+# "Testing simple reading and writing with zstd"
+mk 64M compression_type=zstd
+step io 'write -c -P 0xAC 64K 64K'
+verdict 287 "one zstd-compressed cluster" valid
+# "Testing adjacent clusters reading and writing with zstd"
+mk 64M compression_type=zstd
+step io 'write -c -P 0xAB 0 64K' 'write -c -P 0xAC 64K 64K' 'write -c -P 0xAD 128K 64K'
+verdict 287 "three adjacent zstd-compressed clusters" valid
+# "Testing incompressible cluster processing with zstd": 1 MiB of a
+# pattern, then 1 MiB of random bytes
+rm -f "$W/rand"
+step sh -c 'head -c 1048576 /dev/zero | tr "\000" "\372" >"$1"; head -c 1048576 /dev/urandom >>"$1"' sh "$W/rand"
+rm -f "$img" "$W/c.qcow2"
+step q convert -f raw -O qcow2 -c -o compression_type=zlib "$W/rand" "$img"
+verdict 287 "zlib-compressed, half incompressible" valid
+step q convert -O qcow2 -c -o compression_type=zstd "$img" "$W/c.qcow2"
+V_IMG=$W/c.qcow2 verdict 287 "zstd-compressed, half incompressible" valid
+rm -f "$W/rand" "$W/c.qcow2"
+
+# =====================================================================
+# 291 and tests/qemu-img-bitmaps: Test qemu-img bitmap handling
+# ---------------------------------------------------------------------
+# "Initial image setup": a backing image with one bitmap, an image with
+# two (one active, one inactive), over that backing image.
+base=$W/t.base.qcow2 orig=$W/t.orig.qcow2
+rm -f "$base" "$orig" "$img"
+step q create -q -f qcow2 "$base" 10M
+step q bitmap --add -f qcow2 "$base" b0
+step timeout 60 qemu-io -f qcow2 -c 'w 3M 1M' "$base"
+V_IMG=$base verdict 291 "backing image with bitmap b0" valid
+step q create -q -f qcow2 -b "$base" -F qcow2 "$orig" 10M
+step timeout 60 qemu-io -f qcow2 -c 'w 0 1M' "$orig"
+step q bitmap --add -g 512k -f qcow2 "$orig" b1
+step q bitmap --add --disable -f qcow2 "$orig" b2
+step timeout 60 qemu-io -f qcow2 -c 'w 3M 1M' "$orig"
+step q bitmap --clear -f qcow2 "$orig" b1
+step timeout 60 qemu-io -f qcow2 -c 'w 1M 1M' "$orig"
+step q bitmap --disable -f qcow2 "$orig" b1
+step q bitmap --enable -f qcow2 "$orig" b2
+step timeout 60 qemu-io -f qcow2 -c 'w 2M 1M' "$orig"
+V_IMG=$orig verdict 291 "image with bitmaps b1 and b2 over a backing file" refuse backing_file
+# "Convert with bitmap preservation"
+step q convert --bitmaps -O qcow2 "$orig" "$img"
+verdict 291 "converted with --bitmaps" valid
+step q bitmap --add --disable -f qcow2 "$img" b0
+step q bitmap --add --merge b0 -b "$base" -F qcow2 -f qcow2 "$img" tmp
+step q bitmap --merge tmp -f qcow2 "$img" b0
+step q bitmap --remove --image-opts "driver=qcow2,file.driver=file,file.filename=$img" tmp
+verdict 291 "bitmaps merged in from another image, tmp removed" valid
+# "Merge from top layer into backing image"
+step q rebase -u -F qcow2 -b "$base" "$img"
+verdict 291 "converted image given a backing file" refuse backing_file
+step q bitmap --add --merge b2 -b "$img" -F qcow2 -f qcow2 "$base" b3
+V_IMG=$base verdict 291 "backing image with bitmap b3 merged from the top" valid
+# "Check handling of inconsistent bitmap": an abort leaves the enabled
+# bitmap b2 marked in use.
+step q rebase -u -b '' "$img"
+try io abort
+step q bitmap --add -f qcow2 "$img" b4
+step q bitmap --remove -f qcow2 "$img" b1
+verdict 291 "bitmap left in use by an abort (inconsistent)" valid
+rm -f "$W/t.copy.qcow2"
+try q convert --bitmaps -O qcow2 "$img" "$W/t.copy.qcow2"
+if [ -f "$W/t.copy.qcow2" ]; then
+	V_IMG=$W/t.copy.qcow2 verdict 291 "copy of an image with an inconsistent bitmap" valid
+fi
+rm -f "$base" "$orig" "$W/t.copy.qcow2"
+
+# =====================================================================
+# tests/qcow2-internal-snapshots: Test case for internal snapshots in
+# qcow2. QEMU takes them with savevm in a running VM; the same images come
+# from qemu-io (data, and VM state with write -b) and qemu-img snapshot.
+# ---------------------------------------------------------------------
+# "Write some data, take a snapshot and overwrite part of it"
+mk 64M
+step io 'write -P0x11 0 1M' 'write -b -P0x5e 0 256k'
+step q snapshot -c snap0 "$img"
+step io 'write -P0x22 0 512k'
+verdict snapshots "snapshot with VM state, then overwritten" valid
+# "Verify that loading the snapshot reverts to the old content"
+step q snapshot -a snap0 "$img"
+step io 'write -P0x33 512k 512k'
+step q snapshot -a snap0 "$img"
+step io 'write -P0x33 63k 2k' 'write -b -P0x5f 0 128k'
+step q snapshot -c snap1 "$img"
+verdict snapshots "snapshot reverted, partial cluster COW, second snapshot" valid
+# "qemu-img snapshot can revert to snapshots"
+step q snapshot -a snap0 "$img"
+step q snapshot -a snap1 "$img"
+verdict snapshots "reverted to each snapshot in turn" valid
+# "Deleting snapshots"
+step q snapshot -d snap1 "$img"
+verdict snapshots "snap1 deleted" valid
+step q snapshot -d snap0 "$img"
+verdict snapshots "every snapshot deleted" valid
+
+# ---------------------------------------------------------------------
+# The count of ported images per QEMU test.
+for s in $(printf '%s\n' $counts | sort -u); do
+	echo "# iotests $s: $(printf '%s\n' $counts | grep -c -x "$s") images"
+done
+tap_end
