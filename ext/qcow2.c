@@ -43,6 +43,16 @@
 **   - zstd frames are limited to a 2^23 window (qemu allows libzstd's
 **     default 2^27), which bounds decoder memory; qemu writes frames with
 **     a window no larger than one cluster (<= 2^21);
+**   - with extended L2 entries, bit 0 ("cluster reads as zero") of a
+**     standard descriptor and a non-zero subcluster bitmap of a compressed
+**     cluster are refused; qemu ignores both (iotest 271), while the
+**     specification says the bit "is always 0" with extended L2 entries
+**     and the compressed bitmap is "Reserved (set to 0)";
+**   - a guest cluster that is also another structure (e.g. an inactive L2
+**     table) is refused even when its refcount covers both uses, which is
+**     what `qemu-img check -r all` leaves behind (iotest 060);
+**   - non-zero refcounts of clusters past the end of the file are leaks
+**     (qemu-img check does not read those refcount blocks, iotest 220);
 **   - wrong OFLAG_COPIED flags are counted as corruptions by qemu (and
 **     repaired with -r); we only warn, since the image is opened read-only
 **     with an overlay and the flag only matters for in-place writes.
