@@ -1228,6 +1228,124 @@ static void test_json(void)
     is_str(qcow2_code_name(QCOW2_CODE_COUNT), "unknown", "out-of-range code");
 }
 
+/* ------------------------------------------------------------------ */
+/* Issue 11: two misses found by porting QEMU's iotests.               */
+
+/* Has the report a problem of this code (errors and warnings)? */
+static int report_has(const struct qcow2_report *r, enum qcow2_code code)
+{
+    size_t i;
+
+    for (i = 0; i < r->nerrors; i++)
+        if (r->errors[i].code == code)
+            return 1;
+    for (i = 0; i < r->nwarnings; i++)
+        if (r->warnings[i].code == code)
+            return 1;
+    return 0;
+}
+
+/*
+** A snapshot table at 1 MiB (iotest 261): 507 entries of 40 + 1024 extra
+** + 65535 id + 65535 name bytes (+2 padding), then one whose name length
+** makes it end `over` bytes past QEMU's 64 MiB limit (over <= 0: inside).
+** Refcounts of the table's clusters are set to 1.
+*/
+static const char *snaptable_image(const char *name, long over)
+{
+    const uint64_t start = 1 << 20, sn_size = 40 + 1024 + 65535 + 65535 + 2;
+    const char *p;
+    unsigned char e[40];
+    uint64_t off = start, end, rb, cl;
+    int i;
+
+    RUN("qemu-img", "create", "-q", "-f", "qcow2", P(name), "64M");
+    p = P(name);
+    memset(e, 0, sizeof(e));
+    e[12] = e[13] = e[14] = e[15] = 0xff;
+    e[38] = 0x04; /* extra data: 1024 bytes */
+    for (i = 0; i < 507; i++, off += sn_size)
+        pwrite_at(p, off, e, sizeof(e));
+    /* last entry: 40 + 1024 + 65535 + nml bytes, ending at 64 MiB + over */
+    end = start + (64ULL << 20) + (uint64_t)over;
+    put_be16(p, off + 14, end - off - 40 - 1024 - 65535);
+    put_be16(p, off + 12, 65535);
+    put_be32(p, off + 36, 1024);
+    if (truncate(p, (off_t)end) != 0)
+        printf("# truncate %s failed\n", name);
+    put_be32(p, 60, 508);
+    put_be64(p, 64, start);
+    rb = refblock0(p);
+    for (cl = start >> 16; cl < (end + 65535) >> 16; cl++)
+        put_be16(p, rb + 2 * cl, 1);
+    return p;
+}
+
+static void test_issue11_misses(void)
+{
+    struct qcow2_report r;
+    const char *p;
+    uint64_t rt, rb;
+    int i;
+
+    /* 2026-12-04, iotest 261 "Snapshot table too big": only where each
+     * entry started was compared with the 64 MiB limit. */
+    p = snaptable_image("snap-limit.qcow2", 0);
+    expect_valid(p, "snapshot table ending exactly at 64 MiB");
+    p = snaptable_image("snap-over.qcow2", 1);
+    expect_error(p, QCOW2_E_TABLE_TOO_LARGE,
+                 "snapshot table whose last entry ends 1 byte past 64 MiB");
+    /* An entry with too much extra data is reported and walked over: its
+     * end is still checked. The last entry of the table that ended at 64
+     * MiB gets 1025 bytes of extra data: it ends 1 byte past. */
+    p = P("snap-limit.qcow2");
+    put_be32(p, (1 << 20) + 132136ULL * 507 + 36, 1025);
+    if (truncate(p, (off_t)((65ULL << 20) + 4096)) != 0)
+        printf("# truncate snap-limit.qcow2 failed\n");
+    expect_error(p, QCOW2_E_SNAPSHOT, "snapshot with 1025 bytes of extra data");
+    qcow2_check_path(p, 0, &r);
+    ok(report_has(&r, QCOW2_E_TABLE_TOO_LARGE),
+       "table size still checked after an entry with too much extra data");
+    qcow2_report_free(&r);
+
+    /* 2026-12-04, iotest 220: refcounts of clusters past the end of the
+     * file were never compared. */
+    RUN("qemu-img", "create", "-q", "-f", "qcow2", P("eof.qcow2"), "64M");
+    p = mut("eof.qcow2", "t.qcow2");
+    put_be16(p, refblock0(p) + 2 * 100, 1); /* cluster 100; the file has 4 */
+    qcow2_check_path(p, 0, &r);
+    if (!ok(r.valid && report_has(&r, QCOW2_W_LEAK) &&
+                r.info.leaked_clusters == 1,
+            "refcount 1 for cluster 100 of a 4-cluster file: one leak"))
+        dump(&r);
+    qcow2_report_free(&r);
+
+    /* 1-bit refcounts: a second refcount block (appended, cluster 4)
+     * claims all its 524288 clusters, every one past the end. */
+    RUN("qemu-img", "create", "-q", "-f", "qcow2", "-o", "refcount_bits=1",
+        P("eof1.qcow2"), "64M");
+    p = mut("eof1.qcow2", "t.qcow2");
+    rt = reft_off(p);
+    rb = refblock0(p);
+    put_be64(p, rt + 8, 4ULL << 16);
+    put_u8(p, rb, get_at(p, rb, 1) | 0x10); /* cluster 4: refcount 1 */
+    for (i = 0; i < 65536; i += 8)
+        put_be64(p, (4ULL << 16) + (uint64_t)i, UINT64_MAX);
+    qcow2_check_path(p, 0, &r);
+    if (!ok(r.valid && report_has(&r, QCOW2_W_LEAK) &&
+                r.info.leaked_clusters == 524288,
+            "1-bit refcount block past the end: 524288 leaked clusters"))
+        dump(&r);
+    qcow2_report_free(&r);
+    /* and a refcount block listed twice is read once (an overlap) */
+    put_be64(p, rt + 16, 4ULL << 16);
+    qcow2_check_path(p, 0, &r);
+    ok(!r.valid && report_has(&r, QCOW2_E_OVERLAP) &&
+           r.info.leaked_clusters == 524288,
+       "refcount block listed twice: overlap, its leaks counted once");
+    qcow2_report_free(&r);
+}
+
 int main(void)
 {
     if (mkdtemp(tmpdir) == NULL) {
@@ -1247,6 +1365,7 @@ int main(void)
     test_many_problems();
     test_buffer_and_flags();
     test_json();
+    test_issue11_misses();
     cleanup();
     return tap_done();
 }
