@@ -5,7 +5,7 @@
 --   manifest.load(path)               -> m, warnings | nil, errors
 --   manifest.from_table(t [, name])   -> m, warnings | nil, errors
 --       (t is a plain Lua value shaped like the YAML; positions are 0:0)
---   manifest.parse_passthrough(s)     -> { src =, dst = } | nil, why
+--   manifest.parse_passthrough(s)     -> { src =, dst =, named = bool }
 --   manifest.parse_source(s)          -> { url =, ref =, dir = } | nil, why
 --
 -- warnings and errors are arrays of "FILE:LINE:COL: message" strings;
@@ -13,32 +13,50 @@
 --
 -- The result (every field present, lists possibly empty):
 --   m.file            the filename used in messages
---   m.namespace       string or nil (ignored by the offline runner)
+--   m.namespace       string or nil (ignored by the offline runner; an
+--                     empty string is none, as in Djinn, whose own client
+--                     always sends the key)
 --   m.driver          { type = "os", image = "...", ... } (strings; for
 --                     qemu, arch is always "x86_64" as in Djinn)
 --   m.env             ordered { { key =, value = }, ... } (split on the
 --                     first "=")
---   m.objects         ordered { { src =, dst = }, ... } (Djinn keeps a map
---                     and loses the order; we keep the list)
+--   m.objects         ordered { { src =, dst =, named = }, ... } (Djinn
+--                     keeps a map and loses the order; we keep the list)
 --   m.sources         { { url =, ref = "" | REF, dir = }, ... }
 --   m.stages          { "build", "test", ... } (first occurrence kept)
 --   m.allow_failures  { "test", ... }, and m.allowed[stage] = true
 --   m.jobs            { { stage =, name =, commands = {...},
---                         artifacts = { {src=,dst=}... }, line =, col = } }
+--                         artifacts = { {src=,dst=,named=}... }, line =,
+--                         col = } }
 --                     in manifest order; jobs of unlisted stages dropped.
+--
+-- A passthrough's `named` is false when the manifest wrote no DST ("SRC",
+-- or "SRC =>" with nothing after it, which Djinn's own API client sends):
+-- dst is then basename(SRC), and each artifact a glob matches keeps its
+-- own name (Djinn would name every match after the basename of the
+-- pattern with its "*" replaced: out/*.log gave a.log.log).
 --
 -- Defaults follow Djinn's offline runner: job name "<stage>.<n>" with n =
 -- number of jobs already in that stage + 1; passthrough DST = basename of
 -- SRC; source DIR = last "/" element of the URL without ".git".
 --
 -- Where Djinn is silent we are not (Djinn behaviour in brackets):
---   warnings: unknown keys [ignored]; jobs whose stage is not listed
---     [dropped, still dropped]; a stage listed twice; allow_failures naming
---     an unlisted stage [ignored]; unknown driver keys for the type.
+--   warnings: unknown keys [ignored]; jobs whose stage is not listed, or
+--     with no stage, or null [dropped, still dropped]; a stage listed
+--     twice; allow_failures naming an unlisted stage [ignored]; unknown
+--     driver keys for the type; an object or artifact with an empty
+--     source, an object whose source is the objects directory itself
+--     ("."), [loaded; placing or collecting it fails at run time, and
+--     still does].
 --   errors: wrong types; env items without "=" [panic]; duplicate job
 --     names in a stage [the later replaced the earlier]; duplicate mapping
 --     keys [last wins]; missing driver keys (Djinn's messages, without its
---     "requies" typo); a job without a stage; empty passthrough/source.
+--     "requies" typo); an empty source URL; object sources and artifact
+--     destinations that are absolute or climb out with ".." [left to the
+--     drivers].
+-- Everything Djinn accepts otherwise loads here with the same reading
+-- (tests/lua/djinn_manifests_test.lua checks the manifests in
+-- tests/manifests/djinn/, collected from Djinn's own repositories).
 -- Lists are reported with 1-based indices: jobs[2] is the second job.
 local util = require "djinn.util"
 
@@ -67,24 +85,19 @@ local top_set, job_set = set_of(top_keys), set_of(job_keys)
 -- Grammar helpers shared with the pipeline.
 ---------------------------------------------------------------------------
 
--- SRC [=> DST], split on the first "=>".
+-- SRC [=> DST], split on the first "=>". Never fails: as in Djinn, an
+-- empty SRC loads (and fails when placed or collected), and an empty DST
+-- after "=>" is a DST not written (named = false, dst = basename(SRC)).
 function M.parse_passthrough(s)
     local src, dst = util.split_first(s, "=>")
     src = util.trim(src)
-    if src == "" then
-        return nil, string.format("%q has an empty source (expected " ..
-                                  "SRC or SRC => DST)", s)
-    end
-    if dst == nil then
-        dst = util.basename(src)
-    else
+    if dst ~= nil then
         dst = util.trim(dst)
-        if dst == "" then
-            return nil, string.format("%q has an empty destination after " ..
-                                      "\"=>\" (expected SRC => DST)", s)
-        end
     end
-    return { src = src, dst = dst }
+    if dst == nil or dst == "" then
+        return { src = src, dst = util.basename(src), named = false }
+    end
+    return { src = src, dst = dst, named = true }
 end
 
 -- URL [REF] [=> DIR] (Djinn's Source.UnmarshalYAML).
@@ -215,7 +228,11 @@ function Ctx:string_list(node, path)
         return out, nodes
     end
     for i, item in ipairs(node) do
-        if item.kind ~= "scalar" then
+        if is_null(item) then
+            -- Djinn (yaml.v2) reads a null item as "".
+            out[#out + 1] = ""
+            nodes[#nodes + 1] = item
+        elseif item.kind ~= "scalar" then
             self:err(item, "%s[%d]: expected a string, got %s", path, i,
                      describe(item))
         else
@@ -230,24 +247,37 @@ function Ctx:passthrough_list(node, path)
     local list = {}
     local items, nodes = self:string_list(node, path)
     for i, s in ipairs(items) do
-        local pt, why = M.parse_passthrough(s)
-        if pt then
-            pt.line, pt.col = nodes[i].line, nodes[i].col
-            list[#list + 1] = pt
-        else
-            self:err(nodes[i], "%s[%d]: %s", path, i, why)
+        local pt = M.parse_passthrough(s)
+        pt.line, pt.col = nodes[i].line, nodes[i].col
+        list[#list + 1] = pt
+        if pt.src == "" then
+            self:warn(nodes[i], "%s[%d]: %q has an empty source; nothing " ..
+                      "will be %s (expected SRC or SRC => DST)", path, i, s,
+                      path == "objects" and "placed" or "collected")
         end
     end
     return list
 end
 
--- Paths that would escape their directory are manifest errors (exit 2,
--- before any driver is created). which = "objects" | "...artifacts".
+-- Paths that would escape their directory (absolute, or with "..") are
+-- manifest errors (exit 2, before any driver is created): object
+-- sources, and the artifact destinations the manifest wrote. Other paths
+-- that name no file ("", ".") load, as in Djinn, and fail at run time
+-- with an "object error:" or "artifact error:" line.
 function Ctx:check_paths(list, path, artifacts)
-    local util = require "djinn.util"
     for i, pt in ipairs(list) do
         local p = artifacts and pt.dst:gsub("%*", "x") or pt.src
         local _, why = util.safe_relpath(p)
+        if artifacts and not pt.named then
+            why = nil  -- each match's own name, checked by store:target
+        elseif why == "the path names the directory itself" then
+            if not artifacts then
+                self:warn(pt, "%s[%d]: source %q names the objects " ..
+                          "directory itself; it will not be placed " ..
+                          "(objects are files inside it)", path, i, pt.src)
+            end
+            why = nil
+        end
         if why and why ~= "empty path" then
             if artifacts then
                 self:err(pt, "%s[%d]: destination %q: %s (artifact " ..
@@ -368,6 +398,10 @@ end
 
 local function parse_job(ctx, node, i)
     local path = string.format("jobs[%d]", i)
+    if is_null(node) then
+        ctx:warn(node, "%s: the job is empty (null); it is dropped", path)
+        return nil
+    end
     if node.kind ~= "map" then
         ctx:err(node, "%s: expected a mapping with stage, name, commands, " ..
                 "artifacts; got %s", path, describe(node))
@@ -394,8 +428,11 @@ local function parse_job(ctx, node, i)
         end
     end
     if job.stage == nil then
-        ctx:err(node, "%s: the job has no stage (add stage: NAME, one of " ..
-                "the names under stages)", path)
+        -- (a stage of the wrong type was already reported as an error)
+        if job.stage_node == nil or is_null(job.stage_node) then
+            ctx:warn(node, "%s: the job has no stage; it is dropped (add " ..
+                     "stage: NAME, one of the names under stages)", path)
+        end
         return nil
     end
     return job
@@ -429,6 +466,11 @@ local function validate(root, file)
 
     if nodes.namespace then
         m.namespace = ctx:string(nodes.namespace, "namespace")
+        if m.namespace == "" then
+            -- Djinn: an empty namespace is none (its client always sends
+            -- `namespace: ""`).
+            m.namespace = nil
+        end
         if m.namespace then
             local _, nwhy = M.check_namespace(m.namespace)
             if nwhy then ctx:err(nodes.namespace, "%s", nwhy) end
