@@ -54,6 +54,8 @@
 --     "requies" typo); an empty source URL; object sources and artifact
 --     destinations that are absolute or climb out with ".." [left to the
 --     drivers].
+-- YAML merge keys (<<: *defaults) are read as yaml.v2 reads them (see
+-- Ctx:pairs).
 -- Everything Djinn accepts otherwise loads here with the same reading
 -- (tests/lua/djinn_manifests_test.lua checks the manifests in
 -- tests/manifests/djinn/, collected from Djinn's own repositories).
@@ -179,24 +181,82 @@ local function by_position(list)
     return list
 end
 
+-- A YAML merge key: a plain "<<" (or one tagged !!merge), as yaml.v2
+-- reads it.
+local function is_merge(knode)
+    return knode.kind == "scalar" and knode.value == "<<" and
+        ((knode.style == "plain" and knode.tag == nil) or
+         knode.tag == "!!merge")
+end
+
 -- Iterate a mapping: reports non-string and duplicate keys; yields
--- key, key_node, value_node for the first occurrence of each key.
+-- key, key_node, value_node for each key, in the order of first
+-- appearance. Merge keys ("<<: *defaults", "<<: [*a, *b]") are read as
+-- Djinn's yaml.v2 reads them: in document order, a merged key replacing
+-- what came before it and replaced by what comes after; in a list the
+-- earlier mappings win. A key written twice in the mapping itself is
+-- still an error (yaml.v2 keeps the last).
 function Ctx:pairs(node, path)
-    local seen, items = {}, {}
+    local slot, items, written = {}, {}, {}
+    local prefix = path == "" and "" or path .. ": "
+    local function set(k, knode, vnode)
+        local it = slot[k]
+        if it == nil then
+            it = { k, knode, vnode }
+            slot[k] = it
+            items[#items + 1] = it
+        else
+            it[2], it[3] = knode, vnode
+        end
+    end
+    local merge
+    local function merge_map(m, depth)
+        for i, knode in ipairs(m.keys) do
+            local vnode = m.values[i]
+            if is_merge(knode) then
+                merge(vnode, depth + 1)
+            elseif knode.kind == "scalar" then
+                set(knode.value, knode, vnode)
+            end
+        end
+    end
+    -- (The work is bounded by the YAML layer's limit on alias expansion,
+    -- max_nodes: a merge walks keys that limit counted.)
+    merge = function(vnode, depth)
+        if depth > 32 then
+            self:err(vnode, "%s<<: merges nested too deep", prefix)
+        elseif vnode.kind == "map" then
+            merge_map(vnode, depth)
+        elseif vnode.kind == "seq" then
+            for i = #vnode, 1, -1 do
+                if vnode[i].kind ~= "map" then
+                    self:err(vnode[i], "%s<<[%d]: a merge takes mappings, " ..
+                             "got %s", prefix, i, describe(vnode[i]))
+                else
+                    merge_map(vnode[i], depth)
+                end
+            end
+        else
+            self:err(vnode, "%s<<: a merge takes a mapping or a list of " ..
+                     "mappings (<<: *name), got %s", prefix, describe(vnode))
+        end
+    end
     for i, knode in ipairs(node.keys) do
         local vnode = node.values[i]
-        if knode.kind ~= "scalar" then
+        if is_merge(knode) then
+            merge(vnode, 1)
+        elseif knode.kind ~= "scalar" then
             self:err(knode, "%s: keys must be strings, got %s", path,
                      describe(knode))
         else
             local k = knode.value
-            if seen[k] then
+            if written[k] then
                 self:err(knode, "%sduplicate key %q (first at line %d:%d)",
-                         path == "" and "" or path .. ": ", k,
-                         seen[k].line or 0, seen[k].col or 0)
+                         prefix, k, written[k].line or 0,
+                         written[k].col or 0)
             else
-                seen[k] = knode
-                items[#items + 1] = { k, knode, vnode }
+                written[k] = knode
+                set(k, knode, vnode)
             end
         end
     end

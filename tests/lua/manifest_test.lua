@@ -388,3 +388,78 @@ t:like(first_err("driver: {type: os}\nstages: [s]\njobs:\n" ..
 m = parse("driver: {type: os}\nstages: [s]\njobs:\n" ..
           "  - {stage: s, commands: [~, null, '~']}\n")
 t:is(m and m.jobs[1].commands, { "", "", "~" }, "null commands are empty")
+
+-- YAML merge keys, read as Djinn's yaml.v2 reads them (before, "<<" was an
+-- unknown key and the merged fields were lost).
+m, w = parse([[
+driver: {type: os}
+stages: [s, t]
+x-job: &job
+  stage: s
+  commands: [make]
+x-art: &art
+  artifacts: [a.out]
+  stage: t
+jobs:
+  - <<: *job
+    name: plain
+  - <<: [*job, *art]
+    name: list
+  - <<: *job
+    commands: [after]
+  - commands: [before]
+    <<: *job
+    name: before
+]])
+t:ok(m ~= nil, "merge keys load")
+local js = {}
+for i, j in ipairs(m and m.jobs or {}) do
+    js[i] = { j.stage, j.name, table.concat(j.commands, ";"),
+              j.artifacts[1] and j.artifacts[1].src or "-" }
+end
+t:is(js, { { "s", "plain", "make", "-" },
+           { "s", "list", "make", "a.out" },
+           { "s", "s.3", "after", "-" },
+           { "s", "before", "make", "-" } },
+     "merged fields; a list's earlier mapping wins; later keys replace " ..
+     "merged ones, merged ones replace earlier keys (yaml.v2's order)")
+t:is(w, { 'm.yml:3:1: unknown key "x-job" (ignored; known keys: ' ..
+          'namespace, driver, env, objects, sources, stages, ' ..
+          'allow_failures, jobs)',
+          'm.yml:6:1: unknown key "x-art" (ignored; known keys: ' ..
+          'namespace, driver, env, objects, sources, stages, ' ..
+          'allow_failures, jobs)' }, "only the anchors' keys warn")
+m = parse("x: &d {type: os}\ndriver:\n  <<: *d\n")
+t:is(m and m.driver, { type = "os" }, "a merge in the driver mapping")
+local function all_errs(text)
+    local r, errs = parse(text)
+    return r == nil and table.concat(errs, "\n") or ""
+end
+t:like(all_errs("driver:\n  <<: [os]\n"),
+       "m%.yml:2:8: driver: <<%[1%]: a merge takes mappings, got a string",
+       "a merge of something else is an error")
+t:like(all_errs("driver:\n  <<: os\n"),
+       "m%.yml:2:7: driver: <<: a merge takes a mapping or a list of " ..
+       "mappings %(<<: %*name%), got a string", "... a scalar too")
+t:ok(parse("driver:\n  <<: []\n  type: os\n") ~= nil,
+     "an empty merge list merges nothing (yaml.v2)")
+m, w = parse("driver: {type: os, '<<': x}\n")
+t:ok(m ~= nil and w[1]:find('driver%.<<: unknown key') ~= nil,
+     "a quoted '<<' is an ordinary key")
+t:like(first_err("driver:\n  type: os\n  type: os\n") or "",
+       'm.yml:3:3: driver: duplicate key "type" %(first at line 2:3%)',
+       "a key written twice is still an error")
+m = parse("x: &d {type: os}\ndriver:\n  <<: *d\n  type: os\n")
+t:ok(m ~= nil, "a written key over a merged one is not a duplicate")
+
+-- Merges of merges are bounded (10 levels of 10 merges would walk 10^10
+-- keys): the YAML layer's limit on alias expansion refuses them.
+local bomb = { "driver: {type: os}", "a0: &a0 {k: v}" }
+for i = 1, 10 do
+    bomb[#bomb + 1] = string.format("a%d: &a%d {<<: [%s]}", i, i,
+        ("*a" .. (i - 1) .. ","):rep(10):sub(1, -2))
+end
+bomb[#bomb + 1] = "jobs:\n  - <<: *a10"
+t:like(all_errs(table.concat(bomb, "\n") .. "\n"),
+       "m%.yml:%d+:%d+: alias expansion exceeds 100000 nodes",
+       "a merge bomb is refused, quickly")
