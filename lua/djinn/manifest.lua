@@ -636,14 +636,51 @@ local function validate(root, file)
     return m, by_position(ctx.warnings)
 end
 
+-- The text of the first YAML document when yaml.parse refused a second
+-- one (its message "FILE:L:C: more than one YAML document" says where
+-- that one starts; a document start is the first thing on its line), or
+-- nil.
+local function first_document(text, err)
+    local line = err:match(":(%d+):%d+: more than one YAML document$")
+    line = tonumber(line)
+    if line == nil or line < 2 then
+        return nil
+    end
+    local pos = 1
+    for _ = 2, line do
+        pos = text:find("\n", pos, true)
+        if pos == nil then
+            return nil
+        end
+        pos = pos + 1
+    end
+    return text:sub(1, pos - 1), line
+end
+
 function M.parse(text, filename)
     filename = filename or "<manifest>"
     local yaml = require "djinn.yaml"
     local root, err = yaml.parse(text, { filename = filename })
+    local second
     if root == nil then
-        return nil, { err }
+        -- Djinn (yaml.v2's Decode) reads the first document and ignores
+        -- the others; so do we, with a warning.
+        local first
+        first, second = first_document(text, err)
+        if first then
+            root = yaml.parse(first, { filename = filename })
+        end
+        if root == nil then
+            return nil, { err }
+        end
     end
-    return validate(root, filename)
+    local m, msgs = validate(root, filename)
+    if m and second then
+        table.insert(msgs, string.format("%s:%d:1: a second YAML document " ..
+            "starts here; it is ignored (a manifest is the first " ..
+            "document, as in Djinn)", filename, second))
+    end
+    return m, msgs
 end
 
 function M.load(path)

@@ -463,3 +463,16 @@ bomb[#bomb + 1] = "jobs:\n  - <<: *a10"
 t:like(all_errs(table.concat(bomb, "\n") .. "\n"),
        "m%.yml:%d+:%d+: alias expansion exceeds 100000 nodes",
        "a merge bomb is refused, quickly")
+
+-- 2026-12-04: Djinn reads the first YAML document of a manifest and
+-- ignores the rest; we refused the file.
+m, w = parse("---\ndriver: {type: os}\nstages: [a]\n" ..
+             "jobs: [{stage: a, commands: [x]}]\n---\ndriver: {type: qemu}\n")
+t:ok(m ~= nil, "a second YAML document does not refuse the manifest")
+t:is(m and m.driver, { type = "os" }, "the first document is the manifest")
+t:is(w, { "m.yml:5:1: a second YAML document starts here; it is ignored " ..
+          "(a manifest is the first document, as in Djinn)" },
+     "... with a warning at the second one")
+t:like(first_err("---\n---\ndriver: {type: os}\n") or "",
+       "^m%.yml:2:1: the manifest is empty",
+       "an empty first document is an empty manifest (Djinn: no driver)")
