@@ -31,16 +31,15 @@
 -- integration test collects /etc/os-release, /etc/hosts and /etc/shells)
 -- and as the qemu driver collects absolute paths in the guest; the jobs
 -- can read them anyway. Artifact sources may be globs; directories are
--- copied recursively. The
--- artifact size limits bound the copy itself (fs.copy / fs.copy_tree with
--- max): an oversized file is refused from its size before anything is
--- written, a growing one is stopped at the limit and removed. A
--- directory's files count toward --max-artifacts while it is copied
--- (fs.copy_tree max_files). Copies go to a temporary name beside the
--- destination and are renamed when complete: a full disk leaves nothing
--- partial or empty and is an "artifact error: fs.copy: DST: No space left
--- on device". A directory holding a symbolic link that leaves it
--- (absolute, or climbing out with "..") is not collected.
+-- copied recursively. The artifact size limits bound the copy itself
+-- (fs.copy / fs.copy_tree with max): an oversized file is refused from
+-- its size before anything is written, a growing one is stopped at the
+-- limit and removed. A directory's files count toward --max-artifacts
+-- while it is copied (fs.copy_tree max_files). Copies go to a temporary
+-- name beside the destination and are renamed when complete: a full disk
+-- leaves nothing partial or empty and is an "artifact error: fs.copy:
+-- DST: No space left on device". A directory holding a symbolic link
+-- that leaves it (absolute, or climbing out with "..") is not collected.
 local fs = require "djinn.fs"
 local proc = require "djinn.proc"
 local util = require "djinn.util"
