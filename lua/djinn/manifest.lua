@@ -5,7 +5,7 @@
 --   manifest.load(path)               -> m, warnings | nil, errors
 --   manifest.from_table(t [, name])   -> m, warnings | nil, errors
 --       (t is a plain Lua value shaped like the YAML; positions are 0:0)
---   manifest.parse_passthrough(s)     -> { src =, dst = } | nil, why
+--   manifest.parse_passthrough(s)     -> { src =, dst =, named = bool }
 --   manifest.parse_source(s)          -> { url =, ref =, dir = } | nil, why
 --
 -- warnings and errors are arrays of "FILE:LINE:COL: message" strings;
@@ -13,32 +13,52 @@
 --
 -- The result (every field present, lists possibly empty):
 --   m.file            the filename used in messages
---   m.namespace       string or nil (ignored by the offline runner)
+--   m.namespace       string or nil (ignored by the offline runner; an
+--                     empty string is none, as in Djinn, whose own client
+--                     always sends the key)
 --   m.driver          { type = "os", image = "...", ... } (strings; for
 --                     qemu, arch is always "x86_64" as in Djinn)
 --   m.env             ordered { { key =, value = }, ... } (split on the
 --                     first "=")
---   m.objects         ordered { { src =, dst = }, ... } (Djinn keeps a map
---                     and loses the order; we keep the list)
+--   m.objects         ordered { { src =, dst =, named = }, ... } (Djinn
+--                     keeps a map and loses the order; we keep the list)
 --   m.sources         { { url =, ref = "" | REF, dir = }, ... }
 --   m.stages          { "build", "test", ... } (first occurrence kept)
 --   m.allow_failures  { "test", ... }, and m.allowed[stage] = true
 --   m.jobs            { { stage =, name =, commands = {...},
---                         artifacts = { {src=,dst=}... }, line =, col = } }
+--                         artifacts = { {src=,dst=,named=}... }, line =,
+--                         col = } }
 --                     in manifest order; jobs of unlisted stages dropped.
+--
+-- A passthrough's `named` is false when the manifest wrote no DST ("SRC",
+-- or "SRC =>" with nothing after it, which Djinn's own API client sends):
+-- dst is then basename(SRC), and each artifact a glob matches keeps its
+-- own name (Djinn would name every match after the basename of the
+-- pattern with its "*" replaced: out/*.log gave a.log.log).
 --
 -- Defaults follow Djinn's offline runner: job name "<stage>.<n>" with n =
 -- number of jobs already in that stage + 1; passthrough DST = basename of
 -- SRC; source DIR = last "/" element of the URL without ".git".
 --
 -- Where Djinn is silent we are not (Djinn behaviour in brackets):
---   warnings: unknown keys [ignored]; jobs whose stage is not listed
---     [dropped, still dropped]; a stage listed twice; allow_failures naming
---     an unlisted stage [ignored]; unknown driver keys for the type.
+--   warnings: unknown keys [ignored]; jobs whose stage is not listed, or
+--     with no stage, or null [dropped, still dropped]; a stage listed
+--     twice; allow_failures naming an unlisted stage [ignored]; unknown
+--     driver keys for the type; an object or artifact with an empty
+--     source, an object whose source is the objects directory itself
+--     ("."), [loaded; placing or collecting it fails at run time, and
+--     still does].
 --   errors: wrong types; env items without "=" [panic]; duplicate job
 --     names in a stage [the later replaced the earlier]; duplicate mapping
 --     keys [last wins]; missing driver keys (Djinn's messages, without its
---     "requies" typo); a job without a stage; empty passthrough/source.
+--     "requies" typo); an empty source URL; object sources and artifact
+--     destinations that are absolute or climb out with ".." [left to the
+--     drivers].
+-- YAML merge keys (<<: *defaults) are read as yaml.v2 reads them (see
+-- Ctx:pairs).
+-- Everything Djinn accepts otherwise loads here with the same reading
+-- (tests/lua/djinn_manifests_test.lua checks the manifests in
+-- tests/manifests/djinn/, collected from Djinn's own repositories).
 -- Lists are reported with 1-based indices: jobs[2] is the second job.
 local util = require "djinn.util"
 
@@ -67,24 +87,19 @@ local top_set, job_set = set_of(top_keys), set_of(job_keys)
 -- Grammar helpers shared with the pipeline.
 ---------------------------------------------------------------------------
 
--- SRC [=> DST], split on the first "=>".
+-- SRC [=> DST], split on the first "=>". Never fails: as in Djinn, an
+-- empty SRC loads (and fails when placed or collected), and an empty DST
+-- after "=>" is a DST not written (named = false, dst = basename(SRC)).
 function M.parse_passthrough(s)
     local src, dst = util.split_first(s, "=>")
     src = util.trim(src)
-    if src == "" then
-        return nil, string.format("%q has an empty source (expected " ..
-                                  "SRC or SRC => DST)", s)
-    end
-    if dst == nil then
-        dst = util.basename(src)
-    else
+    if dst ~= nil then
         dst = util.trim(dst)
-        if dst == "" then
-            return nil, string.format("%q has an empty destination after " ..
-                                      "\"=>\" (expected SRC => DST)", s)
-        end
     end
-    return { src = src, dst = dst }
+    if dst == nil or dst == "" then
+        return { src = src, dst = util.basename(src), named = false }
+    end
+    return { src = src, dst = dst, named = true }
 end
 
 -- URL [REF] [=> DIR] (Djinn's Source.UnmarshalYAML).
@@ -166,24 +181,82 @@ local function by_position(list)
     return list
 end
 
+-- A YAML merge key: a plain "<<" (or one tagged !!merge), as yaml.v2
+-- reads it.
+local function is_merge(knode)
+    return knode.kind == "scalar" and knode.value == "<<" and
+        ((knode.style == "plain" and knode.tag == nil) or
+         knode.tag == "!!merge")
+end
+
 -- Iterate a mapping: reports non-string and duplicate keys; yields
--- key, key_node, value_node for the first occurrence of each key.
+-- key, key_node, value_node for each key, in the order of first
+-- appearance. Merge keys ("<<: *defaults", "<<: [*a, *b]") are read as
+-- Djinn's yaml.v2 reads them: in document order, a merged key replacing
+-- what came before it and replaced by what comes after; in a list the
+-- earlier mappings win. A key written twice in the mapping itself is
+-- still an error (yaml.v2 keeps the last).
 function Ctx:pairs(node, path)
-    local seen, items = {}, {}
+    local slot, items, written = {}, {}, {}
+    local prefix = path == "" and "" or path .. ": "
+    local function set(k, knode, vnode)
+        local it = slot[k]
+        if it == nil then
+            it = { k, knode, vnode }
+            slot[k] = it
+            items[#items + 1] = it
+        else
+            it[2], it[3] = knode, vnode
+        end
+    end
+    local merge
+    local function merge_map(m, depth)
+        for i, knode in ipairs(m.keys) do
+            local vnode = m.values[i]
+            if is_merge(knode) then
+                merge(vnode, depth + 1)
+            elseif knode.kind == "scalar" then
+                set(knode.value, knode, vnode)
+            end
+        end
+    end
+    -- (The work is bounded by the YAML layer's limit on alias expansion,
+    -- max_nodes: a merge walks keys that limit counted.)
+    merge = function(vnode, depth)
+        if depth > 32 then
+            self:err(vnode, "%s<<: merges nested too deep", prefix)
+        elseif vnode.kind == "map" then
+            merge_map(vnode, depth)
+        elseif vnode.kind == "seq" then
+            for i = #vnode, 1, -1 do
+                if vnode[i].kind ~= "map" then
+                    self:err(vnode[i], "%s<<[%d]: a merge takes mappings, " ..
+                             "got %s", prefix, i, describe(vnode[i]))
+                else
+                    merge_map(vnode[i], depth)
+                end
+            end
+        else
+            self:err(vnode, "%s<<: a merge takes a mapping or a list of " ..
+                     "mappings (<<: *name), got %s", prefix, describe(vnode))
+        end
+    end
     for i, knode in ipairs(node.keys) do
         local vnode = node.values[i]
-        if knode.kind ~= "scalar" then
+        if is_merge(knode) then
+            merge(vnode, 1)
+        elseif knode.kind ~= "scalar" then
             self:err(knode, "%s: keys must be strings, got %s", path,
                      describe(knode))
         else
             local k = knode.value
-            if seen[k] then
+            if written[k] then
                 self:err(knode, "%sduplicate key %q (first at line %d:%d)",
-                         path == "" and "" or path .. ": ", k,
-                         seen[k].line or 0, seen[k].col or 0)
+                         prefix, k, written[k].line or 0,
+                         written[k].col or 0)
             else
-                seen[k] = knode
-                items[#items + 1] = { k, knode, vnode }
+                written[k] = knode
+                set(k, knode, vnode)
             end
         end
     end
@@ -215,7 +288,11 @@ function Ctx:string_list(node, path)
         return out, nodes
     end
     for i, item in ipairs(node) do
-        if item.kind ~= "scalar" then
+        if is_null(item) then
+            -- Djinn (yaml.v2) reads a null item as "".
+            out[#out + 1] = ""
+            nodes[#nodes + 1] = item
+        elseif item.kind ~= "scalar" then
             self:err(item, "%s[%d]: expected a string, got %s", path, i,
                      describe(item))
         else
@@ -230,24 +307,37 @@ function Ctx:passthrough_list(node, path)
     local list = {}
     local items, nodes = self:string_list(node, path)
     for i, s in ipairs(items) do
-        local pt, why = M.parse_passthrough(s)
-        if pt then
-            pt.line, pt.col = nodes[i].line, nodes[i].col
-            list[#list + 1] = pt
-        else
-            self:err(nodes[i], "%s[%d]: %s", path, i, why)
+        local pt = M.parse_passthrough(s)
+        pt.line, pt.col = nodes[i].line, nodes[i].col
+        list[#list + 1] = pt
+        if pt.src == "" then
+            self:warn(nodes[i], "%s[%d]: %q has an empty source; nothing " ..
+                      "will be %s (expected SRC or SRC => DST)", path, i, s,
+                      path == "objects" and "placed" or "collected")
         end
     end
     return list
 end
 
--- Paths that would escape their directory are manifest errors (exit 2,
--- before any driver is created). which = "objects" | "...artifacts".
+-- Paths that would escape their directory (absolute, or with "..") are
+-- manifest errors (exit 2, before any driver is created): object
+-- sources, and the artifact destinations the manifest wrote. Other paths
+-- that name no file ("", ".") load, as in Djinn, and fail at run time
+-- with an "object error:" or "artifact error:" line.
 function Ctx:check_paths(list, path, artifacts)
-    local util = require "djinn.util"
     for i, pt in ipairs(list) do
         local p = artifacts and pt.dst:gsub("%*", "x") or pt.src
         local _, why = util.safe_relpath(p)
+        if artifacts and not pt.named then
+            why = nil  -- each match's own name, checked by store:target
+        elseif why == "the path names the directory itself" then
+            if not artifacts then
+                self:warn(pt, "%s[%d]: source %q names the objects " ..
+                          "directory itself; it will not be placed " ..
+                          "(objects are files inside it)", path, i, pt.src)
+            end
+            why = nil
+        end
         if why and why ~= "empty path" then
             if artifacts then
                 self:err(pt, "%s[%d]: destination %q: %s (artifact " ..
@@ -368,6 +458,10 @@ end
 
 local function parse_job(ctx, node, i)
     local path = string.format("jobs[%d]", i)
+    if is_null(node) then
+        ctx:warn(node, "%s: the job is empty (null); it is dropped", path)
+        return nil
+    end
     if node.kind ~= "map" then
         ctx:err(node, "%s: expected a mapping with stage, name, commands, " ..
                 "artifacts; got %s", path, describe(node))
@@ -394,8 +488,11 @@ local function parse_job(ctx, node, i)
         end
     end
     if job.stage == nil then
-        ctx:err(node, "%s: the job has no stage (add stage: NAME, one of " ..
-                "the names under stages)", path)
+        -- (a stage of the wrong type was already reported as an error)
+        if job.stage_node == nil or is_null(job.stage_node) then
+            ctx:warn(node, "%s: the job has no stage; it is dropped (add " ..
+                     "stage: NAME, one of the names under stages)", path)
+        end
         return nil
     end
     return job
@@ -429,6 +526,11 @@ local function validate(root, file)
 
     if nodes.namespace then
         m.namespace = ctx:string(nodes.namespace, "namespace")
+        if m.namespace == "" then
+            -- Djinn: an empty namespace is none (its client always sends
+            -- `namespace: ""`).
+            m.namespace = nil
+        end
         if m.namespace then
             local _, nwhy = M.check_namespace(m.namespace)
             if nwhy then ctx:err(nodes.namespace, "%s", nwhy) end
@@ -534,14 +636,51 @@ local function validate(root, file)
     return m, by_position(ctx.warnings)
 end
 
+-- The text of the first YAML document when yaml.parse refused a second
+-- one (its message "FILE:L:C: more than one YAML document" says where
+-- that one starts; a document start is the first thing on its line), or
+-- nil.
+local function first_document(text, err)
+    local line = err:match(":(%d+):%d+: more than one YAML document$")
+    line = tonumber(line)
+    if line == nil or line < 2 then
+        return nil
+    end
+    local pos = 1
+    for _ = 2, line do
+        pos = text:find("\n", pos, true)
+        if pos == nil then
+            return nil
+        end
+        pos = pos + 1
+    end
+    return text:sub(1, pos - 1), line
+end
+
 function M.parse(text, filename)
     filename = filename or "<manifest>"
     local yaml = require "djinn.yaml"
     local root, err = yaml.parse(text, { filename = filename })
+    local second
     if root == nil then
-        return nil, { err }
+        -- Djinn (yaml.v2's Decode) reads the first document and ignores
+        -- the others; so do we, with a warning.
+        local first
+        first, second = first_document(text, err)
+        if first then
+            root = yaml.parse(first, { filename = filename })
+        end
+        if root == nil then
+            return nil, { err }
+        end
     end
-    return validate(root, filename)
+    local m, msgs = validate(root, filename)
+    if m and second then
+        table.insert(msgs, string.format("%s:%d:1: a second YAML document " ..
+            "starts here; it is ignored (a manifest is the first " ..
+            "document, as in Djinn)", filename, second))
+    end
+    return m, msgs
 end
 
 function M.load(path)

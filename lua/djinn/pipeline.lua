@@ -44,7 +44,7 @@
 --     nil, reason when it returns non-nil.
 --   driver:execute(job, store) -> status, cause, exit_code
 --     job = { name =, stage =, commands = {...}, script = "#!/bin/sh...",
---             artifacts = { {src=, dst=}, ... } }
+--             artifacts = { {src=, dst=, named=}, ... } }
 --     Runs job.script with the create() env, streams the merged
 --     stdout+stderr to log:output(), and returns
 --       "passed", nil, 0
@@ -88,7 +88,11 @@
 -- THE ARTIFACT STORE (store), given to execute:
 --   store.dir                   the absolute artifacts directory
 --   store:target(dst [, match]) -> host path | nil, cause: "*" in dst is
---       replaced by basename(match); dst must be relative with no "..";
+--       replaced by basename(match) (collect_artifacts passes no match for
+--       an artifact whose DST the manifest did not write, named = false:
+--       dst is then the match's own basename, `*` and all, so out/*.log
+--       collects a.log, not Djinn's a.log.log); dst must be relative with
+--       no "..";
 --       parent directories are created without following a symbolic
 --       link below store.dir (fs.mkdir_beneath: `latest -> /elsewhere` in
 --       the artifacts directory refuses `x => latest/x`, nothing is made
@@ -449,23 +453,36 @@ function M.place_objects(objects, log, put)
     end
 end
 
--- Collect a job's artifacts (see the interface above).
+-- Collect a job's artifacts (see the interface above). Where each match
+-- goes: when the manifest wrote no DST (a.named == false: "out/*.log",
+-- or "out/*.log =>"), the match's own basename; otherwise the DST with
+-- each "*" replaced by the match's basename.
 function M.collect_artifacts(job, log, store, glob, get)
     for _, a in ipairs(job.artifacts or {}) do
-        local matches, why = glob(a.src)
+        local matches, why
+        if a.src == "" then
+            why = "an empty source names no file (expected SRC or SRC => DST)"
+        else
+            matches, why = glob(a.src)
+        end
         if matches == nil then
             log:line("artifact error: " .. tostring(why))
         elseif #matches == 0 then
             log:line("artifact error: " .. a.src .. ": no such file")
         else
             for _, match in ipairs(matches) do
-                local shown = a.dst:gsub("%*", function()
-                    return util.basename(match)
-                end)
+                local base = util.basename(match)
+                local dst, star = a.dst, match
+                if a.named == false then
+                    dst, star = base, nil
+                end
+                local shown = star and dst:gsub("%*", function()
+                    return base
+                end) or dst
                 local over = store.admit and store:admit(shown)
                 local host, err
                 if not over then
-                    host, err = store:target(a.dst, match)
+                    host, err = store:target(dst, star)
                 end
                 if over then
                     log:line("artifact error: " .. over)

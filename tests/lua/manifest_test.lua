@@ -85,20 +85,28 @@ t:is({ m.jobs[1].name, m.jobs[2].name, m.jobs[3].name, m.jobs[4].name },
 t:is(m.jobs[1].commands, { "make", "echo one\necho two\n" },
      "a block scalar is one command")
 t:is(m.jobs[1].artifacts[2], { src = "out/*.log", dst = "logs/*", line = 31,
-                               col = 9 }, "artifact with a glob")
+                               col = 9, named = true }, "artifact with a glob")
 t:is(m.jobs[3].commands, {}, "a job without commands")
 t:is({ m.jobs[2].line, m.jobs[2].col }, { 32, 5 }, "job position")
 
 -- Passthrough and source grammar on their own (Djinn's tests).
-t:is(manifest.parse_passthrough("a/b/c"), { src = "a/b/c", dst = "c" },
-     "Test_Passthrough a/b/c")
-t:is(manifest.parse_passthrough("x/y => z"), { src = "x/y", dst = "z" },
-     "Test_Passthrough x/y => z")
-t:is(manifest.parse_passthrough("a => b => c"), { src = "a", dst = "b => c" },
-     "split on the first =>")
-t:is(manifest.parse_passthrough("dir/"), { src = "dir/", dst = "dir" },
+t:is(manifest.parse_passthrough("a/b/c"),
+     { src = "a/b/c", dst = "c", named = false }, "Test_Passthrough a/b/c")
+t:is(manifest.parse_passthrough("x/y => z"),
+     { src = "x/y", dst = "z", named = true }, "Test_Passthrough x/y => z")
+t:is(manifest.parse_passthrough("a => b => c"),
+     { src = "a", dst = "b => c", named = true }, "split on the first =>")
+t:is(manifest.parse_passthrough("dir/"),
+     { src = "dir/", dst = "dir", named = false },
      "basename ignores a trailing slash")
-t:ok(manifest.parse_passthrough(" => x") == nil, "empty source refused")
+-- 2026-12-04 (issue 11, section 2): Djinn loads "SRC => " (its own API
+-- client sends it for an artifact without a name) and " => x"; we
+-- refused both.
+t:is(manifest.parse_passthrough("/etc/hosts => "),
+     { src = "/etc/hosts", dst = "hosts", named = false },
+     "an empty DST after => is a DST not written")
+t:is(manifest.parse_passthrough(" => x"), { src = "", dst = "x", named = true },
+     "an empty source loads (Djinn's reading)")
 t:is(manifest.parse_source("https://h/o/r.git a b => c d"),
      { url = "https://h/o/r.git", ref = "ab", dir = "cd" },
      "spaces removed after the URL (Djinn)")
@@ -171,7 +179,7 @@ jobs:
     commands:
       a: b
   - stage: test
-    artifacts: [" => x"]
+    artifacts: ["../x => /abs"]
   - just a string
   - commands: [x]
 ]])
@@ -202,13 +210,16 @@ t:ok(has(e, 'm.yml:17:11: jobs[2]: duplicate job name "dup" in stage test ' ..
          '(first at line 14:11)'), "duplicate job name in a stage")
 t:ok(has(e, "m.yml:20:7: jobs[3].commands: expected a list of strings, " ..
          "got a mapping"), "commands of the wrong type (the issue's example)")
-t:ok(has(e, 'm.yml:22:17: jobs[4].artifacts[1]: " => x" has an empty ' ..
-         'source (expected SRC or SRC => DST)'), "empty artifact source")
+t:ok(has(e, 'm.yml:22:17: jobs[4].artifacts[1]: destination "/abs": ' ..
+         'absolute paths are not allowed (artifact destinations are ' ..
+         'relative to the artifacts directory and stay inside it)'),
+     "absolute artifact destination")
 t:ok(has(e, "m.yml:23:5: jobs[5]: expected a mapping with stage, name, " ..
          "commands, artifacts; got a string"), "job that is not a mapping")
-t:ok(has(e, "m.yml:24:5: jobs[6]: the job has no stage (add stage: NAME, " ..
-         "one of the names under stages)"), "job without a stage")
-t:is(#e, 13, "all thirteen errors are reported")
+t:ok(not has(e, "m.yml:24:5: jobs[6]: the job has no stage (add stage: " ..
+         "NAME, one of the names under stages)"),
+     "a job without a stage is not an error (Djinn drops it)")
+t:is(#e, 12, "all twelve errors are reported")
 t:is(e[1], 'm.yml:2:3: driver docker requires image', "errors sorted by position")
 for _, msg in ipairs(e) do
     t:like(msg, "^m%.yml:%d+:%d+: ", "error has FILE:LINE:COL: " .. msg)
@@ -289,3 +300,179 @@ t:ok(r2 == nil and e2[1]:find('env%[1%]: "A" has no "="'),
 local r3, e3 = manifest.load("/nonexistent/x.yml")
 t:ok(r3 == nil and e3[1]:find("^/nonexistent/x%.yml: cannot read"),
      "load of a missing file")
+
+---------------------------------------------------------------------------
+-- 2026-12-04 (issue 11, section 2): manifests Djinn loads and we refused,
+-- each found in Djinn's own repositories (tests/manifests/djinn/).
+---------------------------------------------------------------------------
+-- namespace: "" is none: Djinn's API client always sends the key.
+m, w = parse('namespace: ""\ndriver: {type: os}\n')
+t:ok(m ~= nil, 'namespace: "" loads')
+t:is(m and m.namespace, nil, 'namespace: "" is no namespace')
+t:is(w, {}, "... without a warning")
+t:ok(parse("namespace: ~\ndriver: {type: os}\n") ~= nil, "null namespace")
+t:like(first_err('namespace: "a-b"\ndriver: {type: os}\n') or "",
+       '^m%.yml:1:12: namespace "a%-b": segment 1', "a bad one still refused")
+
+-- An object whose source is "." loads (a warning); its placement fails at
+-- run time, as in Djinn.
+m, w = parse("driver: {type: os}\nobjects: [., ./ => x, ok.txt]\n")
+t:ok(m ~= nil, 'an object whose source is "." loads')
+t:is(m and { m.objects[1].src, m.objects[2].src }, { ".", "./" },
+     "... with its source as written")
+t:is(w, { 'm.yml:2:11: objects[1]: source "." names the objects directory ' ..
+          'itself; it will not be placed (objects are files inside it)',
+          'm.yml:2:14: objects[2]: source "./" names the objects directory ' ..
+          'itself; it will not be placed (objects are files inside it)' },
+     "... with a warning")
+t:like(first_err("driver: {type: os}\nobjects: [../x]\n") or "",
+       'objects%[1%]: source "%.%./x": "%.%." is not allowed',
+       "an object source climbing out is still refused")
+t:like(first_err("driver: {type: os}\nobjects: [/etc/passwd]\n") or "",
+       'objects%[1%]: source "/etc/passwd": absolute paths are not allowed',
+       "an absolute object source is still refused")
+
+-- Artifacts as Djinn's client sends them ("SRC => ", from a map with
+-- empty names), absolute sources (Djinn's os driver test).
+m, w = parse([[
+driver: {type: os}
+stages: [collect]
+jobs:
+  - stage: collect
+    artifacts:
+      - '/etc/os-release => '
+      - /etc/hosts
+      - out/*.log
+      - "out/*.log => logs/*"
+      - .
+]])
+t:ok(m ~= nil, "artifacts with empty DSTs and absolute SRCs load")
+local arts = {}
+for i, a in ipairs(m and m.jobs[1].artifacts or {}) do
+    arts[i] = { a.src, a.dst, a.named }
+end
+t:is(arts, { { "/etc/os-release", "os-release", false },
+             { "/etc/hosts", "hosts", false },
+             { "out/*.log", "*.log", false },
+             { "out/*.log", "logs/*", true },
+             { ".", ".", false } }, "their reading")
+t:is(w, {}, "no warnings")
+
+-- An empty source is a warning (Djinn loads it; nothing is placed or
+-- collected).
+m, w = parse("driver: {type: os}\nobjects: [' => x']\nstages: [s]\n" ..
+             "jobs:\n  - {stage: s, artifacts: ['']}\n")
+t:ok(m ~= nil, "empty passthrough sources load")
+t:is(w, { 'm.yml:2:11: objects[1]: " => x" has an empty source; nothing ' ..
+          'will be placed (expected SRC or SRC => DST)',
+          'm.yml:5:28: jobs[1].artifacts[1]: "" has an empty source; ' ..
+          'nothing will be collected (expected SRC or SRC => DST)' },
+     "... with warnings")
+
+-- A job without a stage, or a null job, is dropped with a warning (Djinn
+-- drops it silently).
+m, w = parse("driver: {type: os}\nstages: [s]\njobs:\n" ..
+             "  - commands: [x]\n  - ~\n  - {stage: s, commands: [y]}\n")
+t:ok(m ~= nil, "a job without a stage loads")
+t:is(m and #m.jobs, 1, "... and is dropped")
+t:is(m and m.jobs[1].name, "s.1", "the next job is s.1")
+t:is(w, { "m.yml:4:5: jobs[1]: the job has no stage; it is dropped (add " ..
+          "stage: NAME, one of the names under stages)",
+          "m.yml:5:5: jobs[2]: the job is empty (null); it is dropped" },
+     "... with a warning each")
+t:like(first_err("driver: {type: os}\nstages: [s]\njobs:\n" ..
+                 "  - {stage: [s]}\n") or "", "jobs%[1%]%.stage: expected a " ..
+       "string, got a list", "a stage of the wrong type is still an error")
+
+-- Null list items are "" (yaml.v2), not the text "~" or "null".
+m = parse("driver: {type: os}\nstages: [s]\njobs:\n" ..
+          "  - {stage: s, commands: [~, null, '~']}\n")
+t:is(m and m.jobs[1].commands, { "", "", "~" }, "null commands are empty")
+
+-- YAML merge keys, read as Djinn's yaml.v2 reads them (before, "<<" was an
+-- unknown key and the merged fields were lost).
+m, w = parse([[
+driver: {type: os}
+stages: [s, t]
+x-job: &job
+  stage: s
+  commands: [make]
+x-art: &art
+  artifacts: [a.out]
+  stage: t
+jobs:
+  - <<: *job
+    name: plain
+  - <<: [*job, *art]
+    name: list
+  - <<: *job
+    commands: [after]
+  - commands: [before]
+    <<: *job
+    name: before
+]])
+t:ok(m ~= nil, "merge keys load")
+local js = {}
+for i, j in ipairs(m and m.jobs or {}) do
+    js[i] = { j.stage, j.name, table.concat(j.commands, ";"),
+              j.artifacts[1] and j.artifacts[1].src or "-" }
+end
+t:is(js, { { "s", "plain", "make", "-" },
+           { "s", "list", "make", "a.out" },
+           { "s", "s.3", "after", "-" },
+           { "s", "before", "make", "-" } },
+     "merged fields; a list's earlier mapping wins; later keys replace " ..
+     "merged ones, merged ones replace earlier keys (yaml.v2's order)")
+t:is(w, { 'm.yml:3:1: unknown key "x-job" (ignored; known keys: ' ..
+          'namespace, driver, env, objects, sources, stages, ' ..
+          'allow_failures, jobs)',
+          'm.yml:6:1: unknown key "x-art" (ignored; known keys: ' ..
+          'namespace, driver, env, objects, sources, stages, ' ..
+          'allow_failures, jobs)' }, "only the anchors' keys warn")
+m = parse("x: &d {type: os}\ndriver:\n  <<: *d\n")
+t:is(m and m.driver, { type = "os" }, "a merge in the driver mapping")
+local function all_errs(text)
+    local r, errs = parse(text)
+    return r == nil and table.concat(errs, "\n") or ""
+end
+t:like(all_errs("driver:\n  <<: [os]\n"),
+       "m%.yml:2:8: driver: <<%[1%]: a merge takes mappings, got a string",
+       "a merge of something else is an error")
+t:like(all_errs("driver:\n  <<: os\n"),
+       "m%.yml:2:7: driver: <<: a merge takes a mapping or a list of " ..
+       "mappings %(<<: %*name%), got a string", "... a scalar too")
+t:ok(parse("driver:\n  <<: []\n  type: os\n") ~= nil,
+     "an empty merge list merges nothing (yaml.v2)")
+m, w = parse("driver: {type: os, '<<': x}\n")
+t:ok(m ~= nil and w[1]:find('driver%.<<: unknown key') ~= nil,
+     "a quoted '<<' is an ordinary key")
+t:like(first_err("driver:\n  type: os\n  type: os\n") or "",
+       'm.yml:3:3: driver: duplicate key "type" %(first at line 2:3%)',
+       "a key written twice is still an error")
+m = parse("x: &d {type: os}\ndriver:\n  <<: *d\n  type: os\n")
+t:ok(m ~= nil, "a written key over a merged one is not a duplicate")
+
+-- Merges of merges are bounded (10 levels of 10 merges would walk 10^10
+-- keys): the YAML layer's limit on alias expansion refuses them.
+local bomb = { "driver: {type: os}", "a0: &a0 {k: v}" }
+for i = 1, 10 do
+    bomb[#bomb + 1] = string.format("a%d: &a%d {<<: [%s]}", i, i,
+        ("*a" .. (i - 1) .. ","):rep(10):sub(1, -2))
+end
+bomb[#bomb + 1] = "jobs:\n  - <<: *a10"
+t:like(all_errs(table.concat(bomb, "\n") .. "\n"),
+       "m%.yml:%d+:%d+: alias expansion exceeds 100000 nodes",
+       "a merge bomb is refused, quickly")
+
+-- 2026-12-04: Djinn reads the first YAML document of a manifest and
+-- ignores the rest; we refused the file.
+m, w = parse("---\ndriver: {type: os}\nstages: [a]\n" ..
+             "jobs: [{stage: a, commands: [x]}]\n---\ndriver: {type: qemu}\n")
+t:ok(m ~= nil, "a second YAML document does not refuse the manifest")
+t:is(m and m.driver, { type = "os" }, "the first document is the manifest")
+t:is(w, { "m.yml:5:1: a second YAML document starts here; it is ignored " ..
+          "(a manifest is the first document, as in Djinn)" },
+     "... with a warning at the second one")
+t:like(first_err("---\n---\ndriver: {type: os}\n") or "",
+       "^m%.yml:2:1: the manifest is empty",
+       "an empty first document is an empty manifest (Djinn: no driver)")

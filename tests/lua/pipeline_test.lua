@@ -200,8 +200,13 @@ t:ok(fs.stat(A .. "/logs") and fs.stat(A .. "/logs").type == "dir",
      "a directory artifact")
 t:like(out, "\nartifact error: nothing%.here: no such file\n",
        "missing artifact")
-t:like(out, "\nartifact error: /etc/passwd: absolute paths are not allowed",
-       "absolute artifact SRC refused")
+-- 2026-12-04 (issue 11, section 2): Djinn's os driver collects absolute
+-- sources (its integration test collects three files from /etc); we
+-- refused them.
+t:like(out, "\nCollecting artifact /etc/passwd => passwd\n",
+       "absolute artifact SRC collected from this machine")
+t:is(fs.readfile(A .. "/passwd"), fs.readfile("/etc/passwd"),
+     "... with its content")
 t:like(out, '\nartifact error: %.%./x: "%.%." is not allowed',
        "artifact SRC escaping the workspace refused")
 t:ok(not fs.exists(fs.dirname(A) .. "/out.txt"), "nothing written outside")

@@ -24,18 +24,22 @@
 -- itself killed after 2 s. A kill -9 of the runner makes the keeper do
 -- the same (PDEATHSIG).
 --
--- Object destinations and artifact sources are paths inside the workspace;
--- absolute paths and ".." are refused (object error / artifact error).
--- Artifact sources may be globs; directories are copied recursively. The
--- artifact size limits bound the copy itself (fs.copy / fs.copy_tree with
--- max): an oversized file is refused from its size before anything is
--- written, a growing one is stopped at the limit and removed. A
--- directory's files count toward --max-artifacts while it is copied
--- (fs.copy_tree max_files). Copies go to a temporary name beside the
--- destination and are renamed when complete: a full disk leaves nothing
--- partial or empty and is an "artifact error: fs.copy: DST: No space left
--- on device". A directory holding a symbolic link that leaves it
--- (absolute, or climbing out with "..") is not collected.
+-- Object destinations are paths inside the workspace; absolute paths and
+-- ".." are refused (object error). Artifact sources are paths inside the
+-- workspace (".." refused: artifact error) or absolute paths on this
+-- machine, collected from where they are, as Djinn's os driver does (its
+-- integration test collects /etc/os-release, /etc/hosts and /etc/shells)
+-- and as the qemu driver collects absolute paths in the guest; the jobs
+-- can read them anyway. Artifact sources may be globs; directories are
+-- copied recursively. The artifact size limits bound the copy itself
+-- (fs.copy / fs.copy_tree with max): an oversized file is refused from
+-- its size before anything is written, a growing one is stopped at the
+-- limit and removed. A directory's files count toward --max-artifacts
+-- while it is copied (fs.copy_tree max_files). Copies go to a temporary
+-- name beside the destination and are renamed when complete: a full disk
+-- leaves nothing partial or empty and is an "artifact error: fs.copy:
+-- DST: No space left on device". A directory holding a symbolic link
+-- that leaves it (absolute, or climbing out with "..") is not collected.
 local fs = require "djinn.fs"
 local proc = require "djinn.proc"
 local util = require "djinn.util"
@@ -113,7 +117,12 @@ function Driver:create(env, objects)
     return true
 end
 
+-- Matches of an artifact source: paths relative to the workspace, or
+-- absolute paths for an absolute source.
 function Driver:_glob(src)
+    if src:sub(1, 1) == "/" then
+        return fs.glob(src)
+    end
     local rel, why = util.safe_relpath(src)
     if rel == nil then
         return nil, string.format("%s: %s (artifacts are collected from " ..
@@ -195,7 +204,10 @@ function Driver:execute(job, store)
     pipeline.collect_artifacts(job, log, store,
         function(src) return self:_glob(src) end,
         function(path, host, max, max_files)
-            return copy_any(self.ws .. "/" .. path, host, max, max_files)
+            if path:sub(1, 1) ~= "/" then
+                path = self.ws .. "/" .. path
+            end
+            return copy_any(path, host, max, max_files)
         end)
     return status, cause, exit_code
 end
