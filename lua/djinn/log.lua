@@ -183,7 +183,8 @@ function Writer:_clear_status()
 end
 
 function Writer:progress(id, text)
-    if not self.show_progress then return end
+    -- Not over a line the job or a message left unfinished.
+    if not self.show_progress or not self.bol then return end
     local t = now()
     if self.status_id == id and t < self.status_next then return end
     text = term.sanitize(self.masker:mask(tostring(text)):gsub("[\r\n]", " "),
