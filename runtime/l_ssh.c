@@ -1232,11 +1232,9 @@ static int l_session_exec(lua_State *L)
             env = lua_gettop(L);
         }
         if (lua_getfield(L, 3, "stdin") != LUA_TNIL) {
-            luaL_argcheck(L,
-                          lua_type(L, -1) == LUA_TSTRING ||
-                              lua_isfunction(L, -1),
-                          3,
-                          "option 'stdin' must be a string or a function");
+            luaL_argcheck(
+                L, lua_type(L, -1) == LUA_TSTRING || lua_isfunction(L, -1), 3,
+                "option 'stdin' must be a string or a function");
             if (lua_isfunction(L, -1)) {
                 producer = lua_gettop(L);
                 lua_pushliteral(L, "");
@@ -1880,8 +1878,8 @@ static int l_session_put(lua_State *L)
     } else {
         if (mode < 0)
             mode = (int)(st.st_mode & 07777);
-        rc = upload(s, "put", &src, (uint64_t)st.st_size, remote, mode,
-                    &prog, err);
+        rc = upload(s, "put", &src, (uint64_t)st.st_size, remote, mode, &prog,
+                    err);
     }
     close(src.fd);
     if (prog.raised)
@@ -1906,8 +1904,7 @@ static int l_session_put_data(lua_State *L)
     src.fd = -1;
     src.data = data;
     src.len = len;
-    if (upload(s, "put_data", &src, (uint64_t)len, remote, mode, NULL, err) <
-        0)
+    if (upload(s, "put_data", &src, (uint64_t)len, remote, mode, NULL, err) < 0)
         return dj_pushfail(L, "%s", err);
     lua_pushboolean(L, 1);
     return 1;
