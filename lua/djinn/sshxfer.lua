@@ -187,7 +187,7 @@ function X:send(path, tmp, size, label)
             tick(nil)
             return nil, ferr
         end
-        local sent, rerr = 0, nil
+        local sent = 0
         local cmd = "umask 077; t=" .. q(tmp) .. "; n=" .. size .. "\n" ..
             [[cat > "$t" || { rm -f "$t"; exit 1; }
 got=$(wc -c < "$t") && got=$((got)) || { rm -f "$t"; exit 1; }
@@ -219,7 +219,6 @@ fi
         else
             ok = true
         end
-        if rerr then ok, err = nil, rerr end
     end
     tick(nil)
     return ok, err
@@ -240,8 +239,10 @@ function X:put(path, dst, mode)
     local done = "d=" .. q(dst) .. "; t=" .. q(tmp) .. "\n"
     local clean = "rm -rf -- " .. q(tmp)
     if st.type == "file" then
-        local ok
-        ok, err = self:sh(mkparent, "creating " .. dir)
+        local ok = true
+        if mkparent ~= "" then
+            ok, err = self:sh(mkparent, "creating " .. dir)
+        end
         if ok then
             ok, err = self:send(path, tmp, st.size, dst)
         end
