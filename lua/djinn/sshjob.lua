@@ -8,7 +8,12 @@
 --           attempt = 2 (seconds per attempt: TCP + banner + kex + auth),
 --           banner_timeout = nil (seconds: TCP + the "SSH-" banner must
 --             come within it, then `attempt` bounds kex + auth: a boot
---             wait that fails fast while the guest is not listening),
+--             wait that fails fast while the guest is not listening;
+--             after 10 s of connections that opened but brought no
+--             banner, each such attempt's limit grows by half, up to 5 s:
+--             a loaded guest whose sshd needs longer than 0.3 s to
+--             answer is not flooded with connections it never
+--             finishes -- issue 11, seen with OpenSSH under TCG),
 --           retry = 0.1 (seconds between attempts),
 --           deadline = proc.now() value to give up at,
 --           ctx = the pipeline context (polled between attempts),
@@ -78,12 +83,15 @@ local function try_connect(o, fingerprint)
         host = o.host, port = o.port, user = o.user or "root",
         password = o.password, identity = o.identity,
         timeout = o.attempt or 2, fingerprint = fingerprint,
-        methods = o.methods, banner_timeout = o.banner_timeout,
+        methods = o.methods, banner_timeout = o.banner_limit or
+            o.banner_timeout,
     }
 end
 
 function M.connect(o)
     local last = "no attempt"
+    local t_start = proc.now()
+    o.banner_limit = o.banner_timeout
     local conn = setmetatable({ o = o, label = o.label or
         (o.host .. ":" .. o.port), accepted = {}, exports = "" }, Conn)
     while true do
@@ -120,6 +128,10 @@ function M.connect(o)
             return nil, string.format("Timed out trying to connect to " ..
                 "%s... (last attempt: %s)", conn.label, last)
         end
+        if o.banner_limit and proc.now() - t_start > 10 and
+            last:find("connected, but no banner", 1, true) then
+            o.banner_limit = math.min(o.banner_limit * 1.5, 5)
+        end
         proc.sleep(o.retry or 0.1)
     end
 end
@@ -146,7 +158,7 @@ function Conn:try_login(o)
     local t = {}
     for k, v in pairs(self.o) do t[k] = v end
     for k, v in pairs(o) do t[k] = v end
-    t.banner_timeout = nil
+    t.banner_timeout, t.banner_limit = nil, nil
     return try_connect(t, self.fingerprint)
 end
 

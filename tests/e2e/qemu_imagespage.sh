@@ -99,7 +99,7 @@ jobs:
       - out/big.bin => big.bin
 EOF
 
-# --- P on a pty, and V booting meanwhile ----------------------------------
+# --- P on a pty ------------------------------------------------------------
 # pty NAME CMD: CMD on a pseudo-terminal (script(1)); everything it wrote
 # to the terminal, stdout and stderr, in $W/NAME.out; status in $W/NAME.rc.
 pty() {
@@ -108,12 +108,14 @@ pty() {
 }
 pty P "'$D' run --registry '$REG' --driver-config '$W/vm.conf' --objects '$O' --artifacts '$W/art-p' '$W/p.yml'" &
 PPID_=$!
+wait "$PPID_"
+PPID_=
+# V boots after P (not at once: on a loaded machine two TCG guests
+# starting together are slow enough to make a boot wait flaky).
 bash "$TOP/tests/vm/boot.sh" start "$IMG" 180 >"$W/boot.out" 2>&1
 rcb=$?
 SSHVM=$(sed -n 's/^pid=\([0-9]*\) .*/\1/p' "$W/boot.out")
 PORT=$(sed -n 's/.* port=\([0-9]*\) .*/\1/p' "$W/boot.out")
-wait "$PPID_"
-PPID_=
 rc=$(cat "$W/P.rc")
 # The transcript without the terminal's CRs, for line checks.
 tr -d '\r' <"$W/P.out" >"$W/P.txt"
