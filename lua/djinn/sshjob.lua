@@ -226,12 +226,15 @@ end
 
 function Conn:place_objects(objects, log)
     local failed = {}
-    for _, obj in ipairs(objects) do
-        if obj.err then failed[#failed + 1] = obj.src end
-    end
     local x
+    for _, obj in ipairs(objects) do
+        if obj.err then
+            failed[#failed + 1] = obj.src
+        elseif x == nil then
+            x = self:transfers(log) -- says the method before the first
+        end
+    end
     pipeline.place_objects(objects, log, function(obj)
-        x = x or self:transfers(log)
         local ok, err = x:put(obj.path, obj.dst, tonumber("700", 8))
         if not ok then failed[#failed + 1] = obj.src end
         return ok, err
