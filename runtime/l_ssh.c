@@ -38,16 +38,25 @@
 **   connect's phases (banner only with banner_timeout)
 ** session:exec(cmd, opts) -> exit_status, info | nil, msg, code
 **   opts: env, on_output, timeout, cancel, stdin = string (written as the
-**   peer's window allows, interleaved with reading output, then EOF).
+**   peer's window allows, interleaved with reading output, then EOF) or
+**   a function returning the next chunk (a string; nil or "" at the end),
+**   called when the previous chunk has been sent: a large file streams
+**   through one chunk at a time.
 **   info = { env_rejected = {...}, stdout = s, stderr = s } (stdout/stderr
 **   only when no on_output is given). code is "timeout", "cancelled",
 **   "signal", "unstarted" (no channel could be opened: nothing ran, a
 **   retry on a new connection is safe) or nil.
 ** session:env_probe(env) -> sorted names the server refuses | nil, msg
 **   (a channel that sends the env requests and runs nothing)
-** session:put(local, remote [, mode]), session:put_data(data, remote [, mode]),
+** session:put(local, remote [, mode [, opts]]),
+** session:put_data(data, remote [, mode]),
 ** session:get(remote, local [, opts]), session:glob(pattern),
 ** session:stat(path), session:close()
+**   opts.progress = function(done, total) for put and get over SFTP:
+**   called at most every 0.1 s while bytes move (total nil when unknown);
+**   an error it raises stops the transfer and is re-raised afterwards.
+** session:sftp() -> true | nil, why: whether the SFTP subsystem works
+**   (started on first use; the answer is kept for the session).
 **   get writes a temporary file beside local, renamed when complete.
 **   opts.max = bytes (>= 0): the file may have at most that many. The size
 **   is checked first (the SFTP stat, the SCP header: refused before a
@@ -1102,6 +1111,34 @@ static int send_env(lua_State *L, struct ssh_ud *s, int env, const char **keys,
 }
 
 /*
+** exec's stdin producer: call it for the next chunk, which is kept in the
+** stack slot `slot` (so `*in` stays valid). 1 = a chunk (or "" at the
+** end: *done set), -1 = it raised or returned a non-string (error pushed).
+*/
+static int next_chunk(lua_State *L, int fn, int slot, const char **in,
+                      size_t *len, int *done)
+{
+    lua_pushvalue(L, fn);
+    if (lua_pcall(L, 0, 1, 0) != LUA_OK)
+        return -1;
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_pushliteral(L, "");
+    } else if (lua_type(L, -1) != LUA_TSTRING) {
+        lua_pushfstring(L,
+                        "ssh.exec: option 'stdin': the function returned "
+                        "a %s (allowed: a string, or nil at the end)",
+                        luaL_typename(L, -1));
+        return -1;
+    }
+    lua_replace(L, slot);
+    *in = lua_tolstring(L, slot, len);
+    if (*len == 0)
+        *done = 1;
+    return 1;
+}
+
+/*
 ** Feed exec's stdin option as far as the peer's window allows, without
 ** blocking on it (a command that writes before it reads must not
 ** deadlock), and send EOF after the last byte. Dropped when the command
@@ -1109,7 +1146,7 @@ static int send_env(lua_State *L, struct ssh_ud *s, int env, const char **keys,
 ** -1 = the connection failed.
 */
 static int feed_stdin(struct ssh_ud *s, const char *in, size_t len, size_t *off,
-                      int *eof_sent)
+                      int more, int *eof_sent)
 {
     uint32_t win = 0;
     size_t n = 0;
@@ -1120,6 +1157,8 @@ static int feed_stdin(struct ssh_ud *s, const char *in, size_t len, size_t *off,
         *eof_sent = 1; /* nobody reads it any more */
         return 0;
     }
+    if (*off == len && more)
+        return 0; /* the producer is asked for the next chunk first */
     if (*off == len) {
         *eof_sent = 1;
         return ssh_channel_send_eof(s->chan) == SSH_OK ? 1 : -1;
@@ -1157,6 +1196,9 @@ static int l_session_exec(lua_State *L)
     size_t inlen = 0;
     size_t inoff = 0;
     int eof_sent = 1;
+    int producer = 0; /* stdin as a function: its stack index */
+    int chunk = 0;    /* ... and the slot of its current chunk */
+    int in_done = 1;
     double timeout = -1;
     double deadline = 0;
     int env = 0;
@@ -1190,9 +1232,18 @@ static int l_session_exec(lua_State *L)
             env = lua_gettop(L);
         }
         if (lua_getfield(L, 3, "stdin") != LUA_TNIL) {
-            luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING, 3,
-                          "option 'stdin' must be a string");
-            in = lua_tolstring(L, -1, &inlen); /* stays on the stack */
+            luaL_argcheck(
+                L, lua_type(L, -1) == LUA_TSTRING || lua_isfunction(L, -1), 3,
+                "option 'stdin' must be a string or a function");
+            if (lua_isfunction(L, -1)) {
+                producer = lua_gettop(L);
+                lua_pushliteral(L, "");
+                chunk = lua_gettop(L);
+                in = lua_tostring(L, chunk);
+                in_done = 0;
+            } else {
+                in = lua_tolstring(L, -1, &inlen); /* stays on the stack */
+            }
             eof_sent = 0;
         }
     }
@@ -1249,7 +1300,12 @@ static int l_session_exec(lua_State *L)
         int got = 0;
         int stream = 0;
         int wait_ms = POLL_MS;
-        rc = feed_stdin(s, in, inlen, &inoff, &eof_sent);
+        if (!in_done && inoff == inlen && !eof_sent) {
+            if (next_chunk(L, producer, chunk, &in, &inlen, &in_done) < 0)
+                goto raise;
+            inoff = 0;
+        }
+        rc = feed_stdin(s, in, inlen, &inoff, !in_done, &eof_sent);
         if (rc < 0)
             goto ssh_fail;
         if (rc > 0)
@@ -1430,11 +1486,64 @@ static ssize_t source_read(struct source *src, char *buf, size_t n)
     return (ssize_t)n;
 }
 
+/*
+** put/get's progress option: fn(done, total) under lua_pcall, at most
+** every 0.1 s. An error stays on top of the stack (raised = 1); the
+** transfer stops and the caller re-raises it once everything is released.
+*/
+struct progress {
+    lua_State *L;
+    int fn; /* stack index, 0 = none */
+    int raised;
+    double next;
+};
+
+static int progress_tick(struct progress *p, uint64_t done, int64_t total)
+{
+    double now = 0;
+    if (p == NULL || p->fn == 0)
+        return 0;
+    if (p->raised)
+        return -1;
+    now = dj_now();
+    if (now < p->next)
+        return 0;
+    p->next = now + 0.1;
+    lua_pushvalue(p->L, p->fn);
+    lua_pushinteger(p->L, (lua_Integer)done);
+    if (total >= 0)
+        lua_pushinteger(p->L, (lua_Integer)total);
+    else
+        lua_pushnil(p->L);
+    if (lua_pcall(p->L, 2, 0, 0) != LUA_OK) {
+        p->raised = 1;
+        return -1;
+    }
+    return 0;
+}
+
+/* The progress option of the table at idx (pushed; stays on the stack). */
+static void progress_opt(lua_State *L, int idx, struct progress *p)
+{
+    memset(p, 0, sizeof *p);
+    p->L = L;
+    if (lua_isnoneornil(L, idx))
+        return;
+    luaL_checktype(L, idx, LUA_TTABLE);
+    if (lua_getfield(L, idx, "progress") != LUA_TNIL) {
+        luaL_argcheck(L, lua_isfunction(L, -1), idx,
+                      "option 'progress' must be a function");
+        p->fn = lua_gettop(L);
+    }
+}
+
 static int sftp_upload(struct ssh_ud *s, const char *fn, struct source *src,
-                       const char *remote, int mode, char *err)
+                       uint64_t size, const char *remote, int mode,
+                       struct progress *prog, char *err)
 {
     sftp_file f = NULL;
     char buf[XFER_CHUNK];
+    uint64_t sent = 0;
     int rc = 0;
 
     f = sftp_open(s->sftp, remote, O_WRONLY | O_CREAT | O_TRUNC, (mode_t)mode);
@@ -1455,6 +1564,11 @@ static int sftp_upload(struct ssh_ud *s, const char *fn, struct source *src,
         w = sftp_write(f, buf, (size_t)n);
         if (w != n) {
             sftp_errmsg(s, err, fn, "writing", remote);
+            goto fail;
+        }
+        sent += (uint64_t)n;
+        if (progress_tick(prog, sent, (int64_t)size) < 0) {
+            errf(err, "ssh.%s: the progress callback raised", fn);
             goto fail;
         }
     }
@@ -1721,10 +1835,11 @@ fail:
 #pragma GCC diagnostic pop
 
 static int upload(struct ssh_ud *s, const char *fn, struct source *src,
-                  uint64_t size, const char *remote, int mode, char *err)
+                  uint64_t size, const char *remote, int mode,
+                  struct progress *prog, char *err)
 {
     if (sftp_ready(s))
-        return sftp_upload(s, fn, src, remote, mode, err);
+        return sftp_upload(s, fn, src, size, remote, mode, prog, err);
     return scp_upload(s, fn, src, size, remote, mode, err);
 }
 
@@ -1742,11 +1857,13 @@ static int l_session_put(lua_State *L)
     const char *local = luaL_checkstring(L, 2);
     const char *remote = luaL_checkstring(L, 3);
     int mode = lua_isnoneornil(L, 4) ? -1 : check_mode(L, 4, 0);
+    struct progress prog;
     struct source src;
     struct stat st;
     char err[ERRLEN];
     int rc = 0;
 
+    progress_opt(L, 5, &prog);
     memset(&src, 0, sizeof src);
     src.fd = open(local, O_RDONLY | O_CLOEXEC);
     if (src.fd < 0)
@@ -1761,9 +1878,12 @@ static int l_session_put(lua_State *L)
     } else {
         if (mode < 0)
             mode = (int)(st.st_mode & 07777);
-        rc = upload(s, "put", &src, (uint64_t)st.st_size, remote, mode, err);
+        rc = upload(s, "put", &src, (uint64_t)st.st_size, remote, mode, &prog,
+                    err);
     }
     close(src.fd);
+    if (prog.raised)
+        return lua_error(L); /* the callback's error, on top */
     if (rc < 0)
         return dj_pushfail(L, "%s", err);
     lua_pushboolean(L, 1);
@@ -1784,15 +1904,17 @@ static int l_session_put_data(lua_State *L)
     src.fd = -1;
     src.data = data;
     src.len = len;
-    if (upload(s, "put_data", &src, (uint64_t)len, remote, mode, err) < 0)
+    if (upload(s, "put_data", &src, (uint64_t)len, remote, mode, NULL, err) < 0)
         return dj_pushfail(L, "%s", err);
     lua_pushboolean(L, 1);
     return 1;
 }
 
 static int sftp_download(struct ssh_ud *s, const char *remote, int fd,
-                         int *mode, long long max, long long *osize, char *err)
+                         int *mode, long long max, long long *osize,
+                         struct progress *prog, char *err)
 {
+    int64_t total = -1;
     sftp_file f = NULL;
     sftp_attributes a = NULL;
     char buf[XFER_CHUNK];
@@ -1816,6 +1938,8 @@ static int sftp_download(struct ssh_ud *s, const char *remote, int fd,
         limit_msg(s, err, remote, max, *osize);
         return OVER_LIMIT; /* refused before opening it */
     }
+    if ((a->flags & SSH_FILEXFER_ATTR_SIZE) != 0 && a->size <= INT64_MAX)
+        total = (int64_t)a->size;
     sftp_attributes_free(a);
     f = sftp_open(s->sftp, remote, O_RDONLY, 0);
     if (f == NULL) {
@@ -1842,6 +1966,10 @@ static int sftp_download(struct ssh_ud *s, const char *remote, int fd,
             errf(err, "ssh.get: writing the local file: %s", strerror(errno));
             goto fail;
         }
+        if (progress_tick(prog, got, total) < 0) {
+            errf(err, "ssh.get: the progress callback raised");
+            goto fail;
+        }
     }
     (void)sftp_close(f); /* read-only: nothing to lose */
     return 0;
@@ -1862,7 +1990,9 @@ static int l_session_get(lua_State *L)
     int rc = 0;
     long long max = -1;
     long long size = -1;
+    struct progress prog;
 
+    progress_opt(L, 4, &prog);
     if (!lua_isnoneornil(L, 4)) {
         luaL_checktype(L, 4, LUA_TTABLE);
         if (lua_getfield(L, 4, "max") != LUA_TNIL) {
@@ -1889,7 +2019,7 @@ static int l_session_get(lua_State *L)
                            "beside it: %s",
                            local, strerror(errno));
     if (sftp_ready(s))
-        rc = sftp_download(s, remote, fd, &mode, max, &size, err);
+        rc = sftp_download(s, remote, fd, &mode, max, &size, &prog, err);
     else
         rc = scp_download(s, remote, fd, &mode, max, &size, err);
     if (rc == 0 && fchmod(fd, (mode_t)(mode & 07777)) < 0) {
@@ -1906,6 +2036,8 @@ static int l_session_get(lua_State *L)
     }
     if (rc < 0) {
         (void)unlink(tmp); /* the partial file */
+        if (prog.raised)
+            return lua_error(L); /* the callback's error, on top */
         dj_pushfail(L, "%s", err);
         if (rc != OVER_LIMIT)
             return 2;
@@ -2193,7 +2325,18 @@ static int l_session_tostring(lua_State *L)
     return 1;
 }
 
+/* session:sftp() -> true | nil, why */
+static int l_session_sftp(lua_State *L)
+{
+    struct ssh_ud *s = check_session(L, 1);
+    if (!sftp_ready(s))
+        return dj_pushfail(L, "%s", s->sftp_why);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 static const luaL_Reg session_methods[] = {
+    {"sftp", l_session_sftp},
     {"exec", l_session_exec},
     {"env_probe", l_session_env_probe},
     {"put", l_session_put},

@@ -22,6 +22,32 @@
 --   w:build_end(r)        r = { status =, duration =, error =, not_run = {jobs} }
 --   w:warn(text)          "warning: text" on err (also in JSON mode)
 --   w:mask(text)          text with every secret replaced (djinn.mask)
+--   w:progress(id, text)  a status line for a long wait (see PROGRESS)
+--   w:progress_end(id)
+--   w:meter(label, total) -> function(done [, total])  (see PROGRESS)
+--
+-- PROGRESS (issue 11, item 4.10): one status line on stderr that is
+-- redrawn in place while something slow runs (a boot, a large transfer,
+-- an image copy), on a terminal only.
+--   w:progress(id, text)  shows text ("Booting: 3.2s") as the status line
+--        of `id` (any string naming the activity), replacing what the line
+--        showed before (another id's too). Redraws are throttled to 10 a
+--        second per writer (a call in between is dropped, except the first
+--        one of a new id). The text is masked and made safe like every
+--        message, cut to 79 columns, and written as "\r<text>\27[K".
+--   w:progress_end(id)   erases the line if it shows `id`'s text.
+--   Any other output of this writer (a line, job output, a warning, the
+--   summary) erases the status line first, so it never mixes with them;
+--   the next w:progress call draws it again.
+--   w:meter(label, total) -> tick(done [, total]): a byte counter for a
+--        transfer. tick draws "<label>: 12.5 MiB of 100.0 MiB, 5.1 MiB/s"
+--        (without "of ..." when total is unknown) once the transfer has
+--        run for 0.5 s (small transfers never show one); tick(nil) ends it
+--        (progress_end). Give it to put/get as the progress callback.
+--   Progress is shown only when this writer is in text mode and its err
+--   stream is io.stderr on a terminal (fd 2); opts.progress = true/false
+--   overrides that (tests). Elsewhere -- --json, a pipe, a file -- every
+--   progress call does nothing, so callers need no check of their own.
 --
 -- SECRETS (opts.secrets = { "value", ... }): every byte this writer
 -- prints -- job output, runner and driver lines, warnings, causes, the
@@ -124,7 +150,92 @@ function M.new(opts)
     w.max_output = opts.max_output or M.DEFAULT_MAX_OUTPUT
     w.job_bytes = 0    -- output bytes of the current job so far
     w.truncated = false
+    if w.json then
+        w.show_progress = false
+    elseif opts.progress ~= nil then
+        w.show_progress = opts.progress and true or false
+    else
+        w.show_progress = w.err == io.stderr and isatty(2)
+    end
+    w.status_id = nil  -- the id whose status line is on the screen
+    w.status_next = 0  -- proc.now() before which redraws are dropped
     return w
+end
+
+---------------------------------------------------------------------------
+-- Progress (see PROGRESS above).
+---------------------------------------------------------------------------
+local function now()
+    local ok, proc = pcall(require, "djinn.proc")
+    if ok and type(proc) == "table" and proc.now then
+        return proc.now()
+    end
+    return os.time()
+end
+
+-- Erase the status line, if one is shown (before any other output).
+function Writer:_clear_status()
+    if self.status_id == nil then return end
+    self.status_id = nil
+    self.status_next = 0
+    self.err:write("\r\27[K")
+    if self.err.flush then self.err:flush() end
+end
+
+function Writer:progress(id, text)
+    -- Not over a line the job or a message left unfinished.
+    if not self.show_progress or not self.bol then return end
+    local t = now()
+    if self.status_id == id and t < self.status_next then return end
+    text = term.sanitize(self.masker:mask(tostring(text)):gsub("[\r\n]", " "),
+                         true)
+    if utf8.len(text) and utf8.len(text) > 79 then
+        text = text:sub(1, utf8.offset(text, 77) - 1) .. "..."
+    elseif #text > 79 then
+        text = text:sub(1, 76) .. "..."
+    end
+    self.status_id = id
+    self.status_next = t + 0.1
+    self.err:write("\r" .. text .. "\27[K")
+    if self.err.flush then self.err:flush() end
+end
+
+function Writer:progress_end(id)
+    if self.status_id ~= nil and self.status_id == id then
+        self:_clear_status()
+    end
+end
+
+local function fmt_bytes(n)
+    if n >= 1024 * 1024 * 1024 then
+        return string.format("%.2f GiB", n / (1024 * 1024 * 1024))
+    elseif n >= 1024 * 1024 then
+        return string.format("%.1f MiB", n / (1024 * 1024))
+    elseif n >= 1024 then
+        return string.format("%.1f KiB", n / 1024)
+    end
+    return string.format("%d B", n)
+end
+M.fmt_bytes = fmt_bytes
+
+function Writer:meter(label, total)
+    local id = {}  -- a fresh id per transfer
+    local t0
+    return function(done, tot)
+        if done == nil then
+            self:progress_end(id)
+            return
+        end
+        if not self.show_progress then return end
+        local t = now()
+        t0 = t0 or t
+        tot = tot or total
+        if t - t0 < 0.5 then return end
+        local rate = done / math.max(t - t0, 0.001)
+        local text = label .. ": " .. fmt_bytes(done)
+        if tot then text = text .. " of " .. fmt_bytes(tot) end
+        self:progress(id, text .. ", " .. fmt_bytes(rate) .. "/s")
+    end
 end
 
 -- A writer that discards everything (for scripts that want no output).
@@ -135,6 +246,7 @@ end
 
 function Writer:_write(s)
     if s == "" then return end
+    if self.status_id then self:_clear_status() end
     self.out:write(s)
     if self.out.flush then self.out:flush() end
     if not self.json then
@@ -360,6 +472,7 @@ function Writer:warn(text)
     self:_flush_stream()
     local msg = "warning: " .. self.masker:mask(text) .. "\n"
     if self.sanitize_err then msg = term.sanitize(msg, true) end
+    if self.status_id then self:_clear_status() end
     self.err:write(msg)
     if self.err.flush then self.err:flush() end
 end

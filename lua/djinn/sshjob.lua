@@ -8,7 +8,12 @@
 --           attempt = 2 (seconds per attempt: TCP + banner + kex + auth),
 --           banner_timeout = nil (seconds: TCP + the "SSH-" banner must
 --             come within it, then `attempt` bounds kex + auth: a boot
---             wait that fails fast while the guest is not listening),
+--             wait that fails fast while the guest is not listening;
+--             after 10 s of connections that opened but brought no
+--             banner, each such attempt's limit grows by half, up to 5 s:
+--             a loaded guest whose sshd needs longer than 0.3 s to
+--             answer is not flooded with connections it never
+--             finishes -- issue 11, seen with OpenSSH under TCG),
 --           retry = 0.1 (seconds between attempts),
 --           deadline = proc.now() value to give up at,
 --           ctx = the pipeline context (polled between attempts),
@@ -26,9 +31,16 @@
 --     script instead, as `export K='v'` lines placed BEFORE `set -ex`, so
 --     values are never echoed. Those names must be shell identifiers
 --     ([A-Za-z_][A-Za-z0-9_]*); another name is an error naming it.
---   conn:place_objects(objects, log)  -- SFTP put, mode 0700, as Djinn
+--   conn:place_objects(objects, log) -> true | nil, cause
+--     Files and directories (recursively), mode 0700 as Djinn, through
+--     djinn.sshxfer: over SFTP, or over exec channels when the server's
+--     SFTP subsystem does not work (one line says which, once per build).
+--     Any object error (a missing source, a failed transfer) makes it
+--     return nil, cause after every object was tried: the build fails
+--     (issue 11, 4.8: it used to carry on without the object).
 --   conn:prepare(env, objects, log) -> true | nil, cause
 --     setup_env, then place_objects: what a driver does after login
+--   conn:transfers(log) -> the connection's djinn.sshxfer object
 --   conn:execute(job, store, ctx, log [, poll]) -> status, cause, code
 --     Writes the script to <login dir>/<job>.sh (spaces and characters
 --     outside [A-Za-z0-9._-] become "-"), mode 0755, and runs `./<job>.sh`
@@ -39,13 +51,15 @@
 --     log:output(), polls ctx (and poll(), which may return a cause to
 --     stop the job, e.g. the VM died) every 100 ms; cancellation closes
 --     the channel. A non-zero exit fails the job. Then the artifacts are
---     collected (SFTP glob + get, "*" in DST = basename of the match; get
---     is bounded by the artifact size limits: an oversized file is refused
---     from its stat, a growing one stopped at the limit) and the script is
---     removed.
+--     collected (glob + get through djinn.sshxfer, SFTP or exec
+--     channels; "*" in DST = basename of the match; files and
+--     directories; get is bounded by the artifact size and count limits:
+--     an oversized file is refused from its size, a growing one stopped at
+--     the limit) and the script is removed.
 --   conn:close()
 local ssh = require "djinn.ssh"
 local proc = require "djinn.proc"
+local sshxfer = require "djinn.sshxfer"
 local pipeline = require "djinn.pipeline"
 local trace = require "djinn.trace"
 
@@ -69,12 +83,15 @@ local function try_connect(o, fingerprint)
         host = o.host, port = o.port, user = o.user or "root",
         password = o.password, identity = o.identity,
         timeout = o.attempt or 2, fingerprint = fingerprint,
-        methods = o.methods, banner_timeout = o.banner_timeout,
+        methods = o.methods, banner_timeout = o.banner_limit or
+            o.banner_timeout,
     }
 end
 
 function M.connect(o)
     local last = "no attempt"
+    local t_start = proc.now()
+    o.banner_limit = o.banner_timeout
     local conn = setmetatable({ o = o, label = o.label or
         (o.host .. ":" .. o.port), accepted = {}, exports = "" }, Conn)
     while true do
@@ -111,6 +128,10 @@ function M.connect(o)
             return nil, string.format("Timed out trying to connect to " ..
                 "%s... (last attempt: %s)", conn.label, last)
         end
+        if o.banner_limit and proc.now() - t_start > 10 and
+            last:find("connected, but no banner", 1, true) then
+            o.banner_limit = math.min(o.banner_limit * 1.5, 5)
+        end
         proc.sleep(o.retry or 0.1)
     end
 end
@@ -126,7 +147,34 @@ function Conn:reconnect()
         return nil, err
     end
     self.session = s
+    if self.xfer then self.xfer:rebind(s) end
     return s
+end
+
+-- A second connection to the same machine with other credentials (o's
+-- user, identity, methods), the host key pinned: -> session | nil, cause.
+-- The caller closes it. (qemu's lock_root proves the build's key with it.)
+function Conn:try_login(o)
+    local t = {}
+    for k, v in pairs(self.o) do t[k] = v end
+    for k, v in pairs(o) do t[k] = v end
+    t.banner_timeout, t.banner_limit = nil, nil
+    return try_connect(t, self.fingerprint)
+end
+
+-- The transfer object (djinn.sshxfer), made on first use; its method is
+-- said once per build (when the first object or artifact moves).
+function Conn:transfers(log)
+    if self.xfer == nil then
+        self.xfer = sshxfer.new(self.session, { log = log, ctx = self.o.ctx })
+    end
+    local x = self.xfer
+    x.log = log or x.log
+    if not x.told then
+        x.told = true
+        if log then log:line(x:describe()) end
+    end
+    return x
 end
 
 function Conn:close()
@@ -177,15 +225,26 @@ function Conn:setup_env(env, log)
 end
 
 function Conn:place_objects(objects, log)
-    pipeline.place_objects(objects, log, function(obj)
-        local fs = require "djinn.fs"
-        local st = fs.stat(obj.path)
-        if st and st.type ~= "file" then
-            return nil, string.format("%s: not a regular file (objects " ..
-                "placed over SFTP are files)", obj.src)
+    local failed = {}
+    local x
+    for _, obj in ipairs(objects) do
+        if obj.err then
+            failed[#failed + 1] = obj.src
+        elseif x == nil then
+            x = self:transfers(log) -- says the method before the first
         end
-        return self.session:put(obj.path, obj.dst, tonumber("700", 8))
+    end
+    pipeline.place_objects(objects, log, function(obj)
+        local ok, err = x:put(obj.path, obj.dst, tonumber("700", 8))
+        if not ok then failed[#failed + 1] = obj.src end
+        return ok, err
     end)
+    if #failed > 0 then
+        return nil, string.format("object error: %d of %d objects could " ..
+            "not be placed (%s); see the object error lines above",
+            #failed, #objects, table.concat(failed, ", "))
+    end
+    return true
 end
 
 -- What a driver does once it is logged in, before the first job: env
@@ -197,8 +256,11 @@ function Conn:prepare(env, objects, log)
     end
     trace.mark("ssh: env set up")
     if #objects > 0 then
-        self:place_objects(objects, log)
+        ok, err = self:place_objects(objects, log)
         log:line("")
+        if not ok then
+            return nil, err
+        end
     end
     return true
 end
@@ -269,9 +331,14 @@ function Conn:execute(job, store, ctx, log, poll)
     if st ~= 0 then
         status, cause = "failed", "exit status " .. tostring(st)
     end
-    pipeline.collect_artifacts(job, log, store,
-        function(src) return s:glob(src) end,
-        function(path, host, max) return s:get(path, host, { max = max }) end)
+    if job.artifacts and #job.artifacts > 0 then
+        local x = self:transfers(log)
+        pipeline.collect_artifacts(job, log, store,
+            function(src) return x:glob(src) end,
+            function(path, host, max, max_files)
+                return x:get(path, host, max, max_files)
+            end)
+    end
     s:exec("rm -f ./" .. name, { timeout = 30 })
     return status, cause, st
 end

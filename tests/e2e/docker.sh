@@ -313,6 +313,32 @@ dk_api DELETE "/volumes/not-djinn" >/dev/null
 run prune2 docker prune --driver-config "$W/nope.conf"
 ok $([ $rc -eq 3 ]; echo $?) "docker prune with an unreachable engine exits 3 (got $rc)"
 
+# --- issue 11, 4.8: directory objects are placed recursively; an object
+# that cannot be placed fails the build (it used to carry on) -------------
+mkdir -p "$W/dobj/tree/sub/empty"
+printf 'deep\n' >"$W/dobj/tree/sub/d.txt"
+cat >"$W/dobj.yml" <<EOF
+driver: {type: docker, image: $IMG, workspace: /workspace}
+objects:
+  - tree => placed/tree
+stages: [s]
+jobs:
+  - stage: s
+    commands:
+      - cat placed/tree/sub/d.txt
+      - test -d placed/tree/sub/empty
+EOF
+run dobj run --objects "$W/dobj" --artifacts "$W/a-dobj" "$W/dobj.yml"
+ok $([ $rc -eq 0 ]; echo $?) "a directory object is placed recursively (exit $rc)"
+[ $rc -eq 0 ] || { show dobj.out; show dobj.err; }
+sed -e 's|  - tree => placed/tree|  - tree => placed/tree\n  - missing.txt => missing.txt|' \
+	-e 's|cat placed/tree/sub/d.txt|echo should-not-run|' "$W/dobj.yml" >"$W/dmiss.yml"
+run dmiss run --objects "$W/dobj" --artifacts "$W/a-dmiss" "$W/dmiss.yml"
+ok $([ $rc -ne 0 ]; echo $?) "a missing object fails the build (exit $rc)"
+hasF dmiss.out "object error: 1 of 2 objects could not be placed (missing.txt)"; ok $? "the summary names the object"
+! hasF dmiss.out "should-not-run"; ok $? "no job ran after the object error"
+[ "$(leftovers)" -eq 0 ]; ok $? "no labelled container or volume left after the object error"
+
 # --- stop everything; nothing left behind -----------------------------------
 dpid=$(cat "$DK/dockerd.pid.bg")
 rpid=$(cat "$DK/registry.pid")

@@ -173,7 +173,6 @@ env:
   - QUOTED=it's "q" $HOME `x` \n end
 objects:
   - data.txt => data.txt
-  - missing.txt => missing.txt
 stages: [build, flaky, test]
 allow_failures: [flaky]
 jobs:
@@ -247,7 +246,7 @@ check "A: env values arrive intact (quotes, \$, backquotes, backslash)" cmp -s "
 check "A: the export lines are not echoed into the log" sh -c "! grep -q 'export ' '$W/A.log'"
 check "A: object placed" hasF A.log "Placing object data.txt => data.txt"
 check "A: object content in the guest" hasF A.log "object data"
-check "A: a missing object is an object error, not a failure" hasF A.log "object error:"
+# (A missing object fails the build since issue 11, 4.8: qemu_imagespage.sh.)
 check "A: glob artifacts collected with * in DST" sh -c "test \"\$(cat '$W/art-a/txt/1.txt' '$W/art-a/txt/2.txt')\" = 'one
 two'"
 check "A: Collecting artifact lines" hasF A.log "Collecting artifact out/2.txt => txt/2.txt"

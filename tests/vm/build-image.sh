@@ -11,12 +11,20 @@
 # Usage:  tests/vm/build-image.sh [OUTDIR]          (OUTDIR defaults to ".")
 # Output: OUTDIR/djinn-tiny.qcow2          SSH server dropbear (the default)
 #         OUTDIR/djinn-tiny-openssh.qcow2  with SSHD=openssh (AcceptEnv *)
+#         OUTDIR/djinn-tiny-openssh-imagespage.qcow2  with
+#                  SSHD=openssh-imagespage: OpenSSH configured as Djinn's
+#                  Images page tells users to (PubkeyAuthentication no,
+#                  PermitUserEnvironment yes, Subsystem sftp
+#                  /usr/libexec/openssh/sftp-server: a Fedora path that
+#                  Debian lacks, so SFTP does not start; UsePAM no, as the
+#                  tiny image has no PAM). Issue 11, section 3.
 #         OUTDIR/djinn-tiny-git.qcow2      with GIT=1: also Debian's git
 #                                          (clone over git://; no https)
 #         (SSHD=openssh GIT=1: djinn-tiny-openssh-git.qcow2)
 #         plus OUTDIR/<image>.stamp, which makes a re-run print "cached" and
 #         do nothing while this script and the kernel package are unchanged.
-# Env:    SSHD=dropbear|openssh  GIT=0|1  ROOT_MB=256 (ext4 root, 64..65536)
+# Env:    SSHD=dropbear|openssh|openssh-imagespage  GIT=0|1
+#         ROOT_MB=256 (ext4 root, 64..65536)
 #
 # Everything is built as an ordinary user from Debian packages, without loop
 # mounts, nbd, guestfish or root: the kernel comes from `apt-get download` of
@@ -45,7 +53,7 @@ die() {
 	exit 1
 }
 
-[ $# -le 1 ] || die "usage: $prog [OUTDIR]  (env SSHD=dropbear|openssh, ROOT_MB=N)"
+[ $# -le 1 ] || die "usage: $prog [OUTDIR]  (env SSHD=dropbear|openssh|openssh-imagespage, ROOT_MB=N)"
 OUT=${1:-.}
 SSHD=${SSHD:-dropbear}
 GIT=${GIT:-0}
@@ -54,8 +62,14 @@ BOOT_MB=32
 case $SSHD in
 dropbear) NAME=djinn-tiny ;;
 openssh) NAME=djinn-tiny-openssh ;;
-*) die "SSHD=$SSHD: unknown SSH server; allowed: dropbear (default), openssh" ;;
+openssh-imagespage) NAME=djinn-tiny-openssh-imagespage ;;
+*) die "SSHD=$SSHD: unknown SSH server; allowed: dropbear (default), openssh, openssh-imagespage" ;;
 esac
+SSHD_CONF=standard
+if [ "$SSHD" = openssh-imagespage ]; then
+	SSHD=openssh
+	SSHD_CONF=imagespage
+fi
 case $GIT in
 0) NAME=$NAME.qcow2 ;;
 1) NAME=$NAME-git.qcow2 ;;
@@ -89,7 +103,7 @@ fi
 
 # ------------------------------------------------------------------ cache --
 SELF_HASH=$(sha256sum <"${BASH_SOURCE[0]}" | cut -d' ' -f1)
-STAMP_TEXT=$(printf 'script %s\nkernel %s\nsshd %s\ngit %s\nroot_mb %s\n' "$SELF_HASH" "$KPKG" "$SSHD" "$GIT" "$ROOT_MB")
+STAMP_TEXT=$(printf 'script %s\nkernel %s\nsshd %s %s\ngit %s\nroot_mb %s\n' "$SELF_HASH" "$KPKG" "$SSHD" "$SSHD_CONF" "$GIT" "$ROOT_MB")
 if [ -f "$IMAGE" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$STAMP_TEXT" ]; then
 	echo "cached $IMAGE"
 	exit 0
@@ -308,7 +322,26 @@ if [ "$SSHD" = openssh ]; then
 		LD_LIBRARY_PATH=$W/x/usr/lib/x86_64-linux-gnu "$W/x/usr/bin/ssh-keygen" -q -t "$t" -N '' -C djinn-tiny \
 			-f "$R/etc/ssh/ssh_host_${t}_key" || die "ssh-keygen -t $t failed"
 	done
-	cat >"$R/etc/ssh/sshd_config" <<'EOF'
+	if [ "$SSHD_CONF" = imagespage ]; then
+		# As Djinn's Images page gives it, but UsePAM no (no PAM here).
+		cat >"$R/etc/ssh/sshd_config" <<'EOF'
+Port 22
+HostKey /etc/ssh/ssh_host_ed25519_key
+HostKey /etc/ssh/ssh_host_ecdsa_key
+HostKey /etc/ssh/ssh_host_rsa_key
+PermitRootLogin yes
+PasswordAuthentication yes
+PermitEmptyPasswords yes
+PubkeyAuthentication no
+UsePAM no
+UseDNS no
+PrintMotd no
+AcceptEnv *
+PermitUserEnvironment yes
+Subsystem sftp /usr/libexec/openssh/sftp-server
+EOF
+	else
+		cat >"$R/etc/ssh/sshd_config" <<'EOF'
 Port 22
 HostKey /etc/ssh/ssh_host_ed25519_key
 HostKey /etc/ssh/ssh_host_ecdsa_key
@@ -323,6 +356,7 @@ PrintMotd no
 AcceptEnv *
 Subsystem sftp /usr/lib/openssh/sftp-server
 EOF
+	fi
 	SSH_DAEMON='/usr/sbin/sshd -D -e'
 else
 	mkdir -p "$R/etc/dropbear"

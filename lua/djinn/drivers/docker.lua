@@ -212,24 +212,21 @@ function Driver:object_target(dst)
     return "vol", rel
 end
 
+-- Objects (files, and directories with everything below them: the tar
+-- carries the tree) -> true | nil, cause when any could not be placed
+-- (issue 11, 4.8: an object error fails the build).
 function Driver:place(objects)
     local helper
     local outside = {}
+    local failed = {}
+    for _, obj in ipairs(objects) do
+        if obj.err then failed[#failed + 1] = obj.src end
+    end
     pipeline.place_objects(objects, self.log, function(obj)
-        local where, rel = self:object_target(obj.dst)
-        if where == nil then return nil, rel end
-        local data, terr = tar.create{ { name = rel, path = obj.path } }
-        if data == nil then return nil, terr end
-        if where == "root" then
-            outside[#outside + 1] = { name = rel, path = obj.path }
-            return true
-        end
-        if helper == nil then
-            local err
-            helper, err = self:new_container{ Cmd = json.array{ "true" } }
-            if helper == nil then return nil, err end
-        end
-        return self.c:put_archive(helper, self.ws, data)
+        local ok, err = self:place_one(obj, outside, helper)
+        if type(ok) == "string" then helper, ok = ok, true end
+        if not ok then failed[#failed + 1] = obj.src end
+        return ok, err
     end)
     if helper then
         self:remove_container(helper)
@@ -238,10 +235,42 @@ function Driver:place(objects)
         local data, err = tar.create(outside)
         if data == nil then
             self.log:line("object error: " .. tostring(err))
+            failed[#failed + 1] = "(outside the workspace)"
         else
             self.outside = data
         end
     end
+    if #failed > 0 then
+        return nil, string.format("object error: %d of %d objects could " ..
+            "not be placed (%s); see the object error lines above",
+            #failed, #objects, table.concat(failed, ", "))
+    end
+    return true
+end
+
+-- One object: -> true | helper id (a helper container was made) | nil, cause
+function Driver:place_one(obj, outside, helper)
+    local where, rel = self:object_target(obj.dst)
+    if where == nil then return nil, rel end
+    local data, terr = tar.create{ { name = rel, path = obj.path } }
+    if data == nil then return nil, terr end
+    if where == "root" then
+        outside[#outside + 1] = { name = rel, path = obj.path }
+        return true
+    end
+    local made
+    if helper == nil then
+        local err
+        helper, err = self:new_container{ Cmd = json.array{ "true" } }
+        if helper == nil then return nil, err end
+        made = helper
+    end
+    local ok, err = self.c:put_archive(helper, self.ws, data)
+    if not ok then
+        if made then self:remove_container(made) end
+        return nil, err
+    end
+    return made or true
 end
 
 -- The pipeline prints "driver docker: <cause>": no second "docker: ".
@@ -293,8 +322,7 @@ function Driver:_create(env, objects)
         list[#list + 1] = kv.key .. "=" .. kv.value
     end
     self.env = list
-    self:place(objects)
-    return true
+    return self:place(objects)
 end
 
 -- Stop a running job container: stop with the grace period, then kill.

@@ -52,11 +52,17 @@
 -- local user, and the image contract lets anyone in as root with an empty
 -- password. So right after the driver's own login it appends a new
 -- per-build ed25519 key (ssh.keygen, kept in the machine's temporary
--- directory) to /root/.ssh/authorized_keys and turns root's empty
--- password into "*" in /etc/shadow (and /etc/passwd), in one exec; later
--- connections of this build (a reconnect) use the key. If the guest
--- cannot do it, a warning says the machine stays open. The overlay is
--- discarded, so the image itself never changes.
+-- directory) to /root/.ssh/authorized_keys, proves that the server
+-- accepts it with a second connection (publickey only, the host key
+-- pinned), and only then turns root's empty password into "*" in
+-- /etc/shadow (and /etc/passwd); later connections of this build (a
+-- reconnect) use the key. If the key login fails (an image with
+-- `PubkeyAuthentication no`, as Djinn's Images page configures them:
+-- issue 11, section 3) or the guest cannot do a step, the key line is
+-- taken out again (and /root/.ssh or authorized_keys, if the driver made
+-- them), root stays as it was, a warning says the machine stays open, and
+-- the build goes on with the password login. The overlay is discarded,
+-- so the image itself never changes.
 --
 -- A full disk (issue 10, defect 4): every guest write lands in the
 -- overlay, in the build's state directory (djinn.state: under
@@ -600,9 +606,14 @@ function Driver:create(env, objects)
         deadline = deadline, ctx = ctx,
         alive = function()
             self:pump(0)
+            if log.progress then
+                log:progress("boot", string.format("Booting machine " ..
+                    "with image %s: %.1fs", self.image, proc.now() - t0))
+            end
             return self:disk_stopped() or self:dead()
         end,
     }
+    if log.progress_end then log:progress_end("boot") end
     if conn == nil then
         local reason = ctx:cancelled()
         if reason then return nil, ctx:cause() or reason end
@@ -639,16 +650,44 @@ function Driver:create(env, objects)
     return conn:prepare(env, objects, log)
 end
 
--- The guest side of lock_root: the key arrives on stdin; root's empty
--- password field becomes "*" (no password matches it; keys still work,
--- unlike "!" which locks the account for every method). Shell builtins
--- only (read, printf, case, redirections) where a file exists already:
--- every process started in a TCG guest costs tens of milliseconds.
-local LOCK_CMD = [[
+-- The guest side of lock_root, in three steps. ADD_KEY_CMD: the key
+-- arrives on stdin and is appended to authorized_keys; it prints what it
+-- had to create ("made DIR FILE", 1 = created). UNDO_KEY_CMD (after
+-- `set -- DIR FILE`): takes that line out again, and what was created.
+-- LOCK_CMD: root's empty password field becomes "*" (no password matches
+-- it; keys still work, unlike "!" which locks the account for every
+-- method). Shell builtins only (read, printf, case, redirections) where a
+-- file exists already: every process started in a TCG guest costs tens
+-- of milliseconds.
+local ADD_KEY_CMD = [[
 umask 077
-[ -d /root/.ssh ] || mkdir -p /root/.ssh || exit 1
+d=0; [ -d /root/.ssh ] || { mkdir -p /root/.ssh || exit 1; d=1; }
+f=0; [ -e /root/.ssh/authorized_keys ] || f=1
 IFS= read -r key || exit 1
 printf '%s\n' "$key" >> /root/.ssh/authorized_keys || exit 1
+echo "made $d $f"
+]]
+
+local UNDO_KEY_CMD = [[
+IFS= read -r key || exit 1
+a=/root/.ssh/authorized_keys
+if [ -f "$a" ]; then
+    out=
+    while IFS= read -r l || [ -n "$l" ]; do
+        [ "$l" = "$key" ] || out="$out$l
+"
+    done < "$a"
+    if [ "$2" = 1 ] && [ -z "$out" ]; then
+        rm -f "$a" || exit 1
+    else
+        printf '%s' "$out" > "$a" || exit 1
+    fi
+fi
+[ "$1" = 1 ] && rmdir /root/.ssh 2>/dev/null
+exit 0
+]]
+
+local LOCK_CMD = [[
 for f in /etc/shadow /etc/passwd; do
     [ -f "$f" ] || continue
     out=; hit=
@@ -661,20 +700,46 @@ for f in /etc/shadow /etc/passwd; do
 done
 ]]
 
+local function guest_run(conn, what, cmd, stdin)
+    local st, info = conn.session:exec(cmd, { stdin = stdin, timeout = 60 })
+    if st == nil then return nil, tostring(info) end
+    if st ~= 0 then
+        local out = ((info.stdout or "") .. (info.stderr or "")):gsub("%s+$",
+                                                                     "")
+        return nil, string.format("the guest's %s command exited %d%s",
+                                  what, st, out ~= "" and (": " .. out) or "")
+    end
+    return info.stdout or ""
+end
+
 function Driver:lock_root(conn)
     local ssh = require "djinn.ssh"
     local key = self.dir .. "/build_key"
     local pub, err = ssh.keygen(key)
     if pub == nil then return nil, err end
-    local st, info = conn.session:exec(LOCK_CMD, {
-        stdin = pub .. " djinn-build\n", timeout = 60 })
-    if st == nil then return nil, info end
-    if st ~= 0 then
-        local out = ((info.stdout or "") .. (info.stderr or "")):gsub("%s+$",
-                                                                     "")
-        return nil, string.format("the guest's lock command exited %d%s", st,
-                                  out ~= "" and (": " .. out) or "")
+    local line = pub .. " djinn-build"
+    local made
+    made, err = guest_run(conn, "add-key", ADD_KEY_CMD, line .. "\n")
+    if made == nil then return nil, err end
+    local d, f = made:match("made (%d) (%d)")
+    -- The key must work before the password goes: a server that refuses
+    -- it (PubkeyAuthentication no) would lock the build out.
+    local s, lerr = conn:try_login{ identity = key, methods = { "publickey" },
+                                    attempt = 10 }
+    if s == nil then
+        local ok, uerr = guest_run(conn, "remove-key", "set -- " ..
+            (d or "0") .. " " .. (f or "0") .. "\n" .. UNDO_KEY_CMD,
+            line .. "\n")
+        return nil, "the SSH server refused the build's key on a second " ..
+            "connection (" .. tostring(lerr) .. "; an image with " ..
+            "PubkeyAuthentication no?), so root's login was left as it " ..
+            "was" .. (ok and "" or ("; removing the key failed: " ..
+            tostring(uerr)))
     end
+    s:close()
+    local ok
+    ok, err = guest_run(conn, "lock", LOCK_CMD)
+    if not ok then return nil, err end
     -- Later connections of this build log in with the key.
     conn.o.identity = key
     conn.o.methods = { "publickey" }
