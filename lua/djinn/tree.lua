@@ -33,6 +33,11 @@
 --       objects are the copy's top-level entries, dst = their names
 --       (relative: the build's working directory). t:remove() deletes
 --       the copy (always call it; a nil t left nothing behind).
+--       Symbolic links stay links when they point inside their own
+--       top-level entry; a link from one top-level entry into another
+--       (docs/x -> ../src/x) is copied as its target, because drivers
+--       place each top-level entry as one object and keep only links
+--       that stay inside it.
 --       Refused (nil, why; nothing left behind): a symbolic link whose
 --       target is absolute or climbs out of the tree (its relative
 --       target may start with ".." only as far as its own depth), more
@@ -240,6 +245,22 @@ local function link_inside(rel, target)
     return true
 end
 
+-- The first component of the path the link at rel points to (its
+-- target resolved lexically; link_inside(rel, target) holds).
+local function target_top(rel, target)
+    local parts = {}
+    for comp in rel:gmatch("[^/]+") do parts[#parts + 1] = comp end
+    parts[#parts] = nil
+    for comp in target:gmatch("[^/]+") do
+        if comp == ".." then
+            parts[#parts] = nil
+        elseif comp ~= "." then
+            parts[#parts + 1] = comp
+        end
+    end
+    return parts[1]
+end
+
 local function human(n)
     if n < 1024 then return string.format("%d B", n) end
     local units, i = { "KiB", "MiB", "GiB", "TiB" }, 0
@@ -342,13 +363,54 @@ function M.stage(dir, o)
                     "tree (links inside the tree are copied as links; " ..
                     "remove it or add it to .gitignore)", e.rel, target)
             end
-            local tar = require "djinn.tar"
-            local one
-            one, rerr = tar.create{ { name = e.rel, type = "symlink",
-                                      linkname = target } }
-            if one == nil then return fail("%s", tostring(rerr)) end
-            ok, rerr = tar.extract(one, t.dir)
-            if not ok then return fail("%s", tostring(rerr)) end
+            local top = e.rel:match("^[^/]+")
+            if e.rel:find("/", 1, true) and target_top(e.rel, target) ~= top
+            then
+                -- The drivers place each top-level entry as one object
+                -- and keep only links inside it: a link from docs/ into
+                -- src/ is copied as what it points to.
+                local st = fs.stat(src)
+                if st == nil then
+                    return fail("%s: a symbolic link to %s, which does " ..
+                        "not exist", e.rel, target)
+                end
+                local leftn = maxn and maxn - t.files + 1 or nil
+                local left = lim.max_objects_total > 0 and
+                    lim.max_objects_total - t.bytes or nil
+                if st.type == "dir" then
+                    ok, rerr = fs.copy_tree(src, dst, left, leftn)
+                else
+                    if left and st.size > left then
+                        return fail("more than %d bytes, the total limit " ..
+                            "(max_objects_total; %s)", lim.max_objects_total,
+                            cap_hint("max_objects_total", "20GB"))
+                    end
+                    ok, rerr = fs.copy(src, dst, nil,
+                        lim.max_object_size > 0 and lim.max_object_size or
+                        nil)
+                end
+                if not ok then return fail("%s", tostring(rerr)) end
+                t.files = t.files - 1
+                for _, u in ipairs(st.type == "dir" and walk(dst) or
+                                   { { rel = "", type = "file" } }) do
+                    if u.type ~= "dir" then
+                        local ust = fs.lstat(u.rel == "" and dst or
+                                             dst .. "/" .. u.rel)
+                        t.files = t.files + 1
+                        t.bytes = t.bytes + (u.type == "file" and ust and
+                                             ust.size or 0)
+                    end
+                end
+                t.derefs = (t.derefs or 0) + 1
+            else
+                local tar = require "djinn.tar"
+                local one
+                one, rerr = tar.create{ { name = e.rel, type = "symlink",
+                                          linkname = target } }
+                if one == nil then return fail("%s", tostring(rerr)) end
+                ok, rerr = tar.extract(one, t.dir)
+                if not ok then return fail("%s", tostring(rerr)) end
+            end
         elseif e.type == "dir" and kind == "git" then
             -- A nested repository or a submodule: copied whole.
             local left = lim.max_objects_total > 0 and
@@ -374,10 +436,14 @@ function M.stage(dir, o)
                         e.rel)
         end
     end
-    t.line = string.format("Placing tree %s (%s: %d file%s, %s) => the " ..
-        "working directory", root, kind == "git" and
+    t.line = string.format("Placing tree %s (%s: %d file%s, %s%s) => " ..
+        "the working directory", root, kind == "git" and
         "git ls-files" or "whole directory", t.files,
-        t.files == 1 and "" or "s", human(t.bytes))
+        t.files == 1 and "" or "s", human(t.bytes),
+        t.derefs and string.format("; %d link%s between top-level " ..
+            "entries copied as %s target%s", t.derefs,
+            t.derefs == 1 and "" or "s", t.derefs == 1 and "its" or "their",
+            t.derefs == 1 and "" or "s") or "")
     for _, name in ipairs(fs.listdir(t.dir) or {}) do
         t.objects[#t.objects + 1] = { src = root .. "/" .. name,
                                       dst = name, path = t.dir .. "/" .. name,
