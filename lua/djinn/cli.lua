@@ -2,7 +2,7 @@
 --
 --   djinn-lua run [options] [MANIFEST]       run a build (offline runner)
 --   djinn-lua check [--strict] MANIFEST...   load and validate, run nothing
---   djinn-lua image register|ls|info|rm|check ...
+--   djinn-lua image register|ls|info|rm|check|fsck ...
 --   djinn-lua docker prune [--driver-config FILE]
 --   djinn-lua SCRIPT.lua [ARGS...]           run a user script
 --   djinn-lua help [COMMAND] | --help | --version
@@ -165,30 +165,42 @@ Exit status: 0 every manifest is valid, 1 --strict and warnings, 2 a
 manifest or the driver configuration is invalid (or a usage error).
 ]],
     image = [[
-usage: djinn-lua image SUBCOMMAND [--registry DB] ARGS...
+usage: djinn-lua image SUBCOMMAND [--registry DB] [--json] ARGS...
 
   register NAMESPACE NAME FILE   validate FILE and store it as NAME
-  ls [NAMESPACE]                 list images (all, or one namespace)
+  ls [NAMESPACE]                 list images: all of them; with "-",
+                                 your personal images; with a
+                                 namespace, the images in it
   info NAMESPACE NAME            show an image and its QCOW2 header
   rm NAMESPACE NAME              remove an image
   check FILE                     validate a QCOW2 file; prints every
                                  problem, exit 1 if it is not valid
+  fsck [--repair]                check the registry against its store
+                                 (djinn_fsck); --repair puts back
+                                 trashed files still in use and removes
+                                 what is provably garbage
 
-NAMESPACE is path[@owner] (e.g. team/ci), or "-" or "" for your
-personal images. --registry DB as for run (default
-$XDG_DATA_HOME/djinn/registry.db or ~/.local/share/djinn/registry.db;
-see djinn-lua help run for ~ and XDG_*).
+NAMESPACE is path[@owner] (e.g. team/ci, or team/ci@alice for another
+user's), or "-" or "" for your personal images. A manifest names an
+image the same way: `namespace: team/ci` and `image: NAME` (a NAME with
+"/" is a base image path, not a namespace). `image ls` shows both
+columns as a manifest writes them. --json prints JSON instead of text.
+--registry DB as for run (default $XDG_DATA_HOME/djinn/registry.db or
+~/.local/share/djinn/registry.db; see djinn-lua help run for ~ and
+XDG_*). Only register creates a registry: the other commands say when
+it does not exist.
 
 register copies FILE into the store in a worker process (a spinner
-shows on a terminal). Interrupted (Ctrl-C, SIGTERM), it stops the
-worker, removes the partial copy and registers nothing (exit 130).
-A registry that cannot be read (damaged, not a registry, no
-permission) is reported with its error, never as "no image".
+with bytes copied and rate shows on a terminal). Interrupted (Ctrl-C,
+SIGTERM), it stops the worker, removes the partial copy and registers
+nothing (exit 130). A registry that cannot be read (damaged, not a
+registry, no permission) is reported with its error, never as "no
+image".
 
 Exit status: 0 success, 1 the operation failed (invalid image, no such
-image, the registry cannot be read, the worker could not start), 2
-usage error (also: no default registry because there is no home
-directory), 130 interrupted.
+image, the registry cannot be read or does not exist, fsck found a
+problem, the worker could not start), 2 usage error (also: no default
+registry because there is no home directory), 130 interrupted.
 ]],
     docker = [[
 usage: djinn-lua docker prune [--driver-config FILE]
@@ -609,19 +621,57 @@ local function ns_arg(s)
     return s
 end
 
-local function ns_label(ns)
-    return ns or "(personal)"
+-- One prefix, then the message (issue 11, item 4.12).
+local function image_fail(sub, ...)
+    eprint("djinn-lua: image ", sub, ": ",
+           util.plain_error(table.concat({ ... }, "")))
+    return 1
 end
 
-local function open_registry(path)
+-- Open the registry for image SUB. Only `register` creates one: a read
+-- or a removal on a registry that does not exist says so and creates
+-- nothing (a mistyped --registry used to leave directories and an empty
+-- registry behind; issue 11, item 4.6). -> db | nil, exit status
+local function open_registry(path, sub, explicit)
+    local fs = require "djinn.fs"
+    if sub ~= "register" and sub ~= "__register" and not fs.exists(path) then
+        if explicit then
+            return nil, image_fail(sub, "the registry ", path, " does not " ..
+                "exist (check --registry; `djinn-lua image register` " ..
+                "creates a registry)")
+        end
+        -- The default registry before anything was registered: nothing
+        -- to show is not a failure for ls, but is for the others.
+        eprint("djinn-lua: image ", sub, ": no registry yet at ", path,
+               " (`djinn-lua image register` creates it)")
+        return nil, sub == "ls" and 0 or 1
+    end
     local registry = require "djinn.registry"
     local db, err = registry.open(path)
     if db == nil then
-        eprint("djinn-lua: cannot open the registry ", path, ": ",
-               tostring(err))
-        return nil
+        return nil, image_fail(sub, "cannot open the registry: ", err)
     end
     return db
+end
+
+-- Print rows as columns as wide as their widest cell.
+local function print_columns(header, rows)
+    local w = {}
+    for i, h in ipairs(header) do w[i] = #h end
+    for _, r in ipairs(rows) do
+        for i, c in ipairs(r) do
+            if #c > w[i] then w[i] = #c end
+        end
+    end
+    local function line(cells)
+        local out = {}
+        for i, c in ipairs(cells) do
+            out[i] = i < #cells and (c .. string.rep(" ", w[i] - #c)) or c
+        end
+        print(table.concat(out, "  "))
+    end
+    line(header)
+    for _, r in ipairs(rows) do line(r) end
 end
 
 local function human_size(n)
@@ -656,6 +706,38 @@ local function print_report(path, rep)
             #(rep.errors or {}), #(rep.errors or {}) == 1 and "" or "s"))
     end
     return rep.valid == true
+end
+
+-- Print a djinn_fsck report for people.
+local function print_fsck(regpath, rep, repaired)
+    local json = require "djinn.json"
+    local function list(key, what)
+        local v = rep[key]
+        if type(v) ~= "table" or #v == 0 then return end
+        print(string.format("%s (%d):", what, #v))
+        for _, x in ipairs(v) do print("  " .. tostring(x)) end
+    end
+    print(string.format("registry %s, store %s: %s image%s, %s file%s",
+        regpath, tostring(rep.store), tostring(rep.images),
+        rep.images == 1 and "" or "s", tostring(rep.files),
+        rep.files == 1 and "" or "s"))
+    if rep.error ~= nil and rep.error ~= json.null then
+        print("error: " .. tostring(rep.error))
+    end
+    list("missing", "images whose file is missing (remove and register " ..
+         "them again)")
+    list("orphans", "files no image uses")
+    list("temp", "temporary files left by registrations")
+    list("restored", "restored from the trash")
+    list("removed", "removed")
+    if rep.ok and (rep.error == nil or rep.error == json.null) then
+        print(repaired and "ok (repaired)" or "ok")
+    elseif not repaired then
+        print("not ok: `djinn-lua image fsck --repair` removes what is " ..
+              "provably garbage and puts back trashed files still in use")
+    else
+        print("not ok: what is left needs a person (see above)")
+    end
 end
 
 -- Remove the temporary copies (<store>/.tmp-<pid>-<hex>) a registration
@@ -706,13 +788,14 @@ end
 -- interrupted or killed worker leaves is looked up, not assumed: an
 -- image that appeared meanwhile (the interrupt came after the commit)
 -- is reported as registered. -> exit status
-local function register_worker(regpath, ns, name, file)
+local function register_worker(regpath, ns, name, file, json)
     local proc = require "djinn.proc"
     local fs = require "djinn.fs"
     local argv = { "image", "__register", "--registry", regpath, "--",
                    ns or "-", name, file }
+    if json then table.insert(argv, 3, "--json") end
     local function fail(msg)
-        eprint("djinn-lua: image register: ", msg)
+        eprint("djinn-lua: image register: ", util.plain_error(msg))
         return 1
     end
     -- The stored path of NAME, nil when absent or unknown (no registry
@@ -745,6 +828,30 @@ local function register_worker(regpath, ns, name, file)
     local pid = child:pid()
     local frames = { "|", "/", "-", "\\" }
     local t0, n = proc.now(), 0
+    -- Progress on a terminal: the worker copies FILE to
+    -- <store>/.tmp-<pid>-<hex>; its size against FILE's is the progress.
+    local fst = fs.stat(file)
+    local total = fst and fst.type == "file" and fst.size or nil
+    local store, tmp, looked = nil, nil, -1
+    local function copied()
+        local now = proc.now()
+        if tmp == nil and total and now - looked >= 0.5 then
+            looked = now
+            if store == nil and fs.exists(regpath) then
+                local db = require("djinn.registry").open(regpath)
+                local r = db and db:query("SELECT djinn_store() AS s")
+                store = r and r[1] and r[1].s
+                if db then db:close() end
+            end
+            for _, f in ipairs(store and fs.listdir(store) or {}) do
+                if f:match("^%.tmp%-" .. math.tointeger(pid) .. "%-") then
+                    tmp = store .. "/" .. f
+                end
+            end
+        end
+        local st = tmp and fs.stat(tmp)
+        return st and st.size
+    end
     local out, errs = {}, {}
     local eof = not tty
     local how, code, sig
@@ -762,8 +869,17 @@ local function register_worker(regpath, ns, name, file)
                 eof = true
             end
             n = n + 1
-            io.stderr:write(string.format("\r%s registering %s %.0fs ",
-                frames[n % 4 + 1], name, proc.now() - t0))
+            local done, dt = copied(), proc.now() - t0
+            local bytes = ""
+            if done and total and total > 0 and done >= total then
+                bytes = string.format(" %s copied, checking",
+                                      human_size(total))
+            elseif done and total and total > 0 then
+                bytes = string.format(" %s of %s (%s/s)", human_size(done),
+                    human_size(total), human_size(dt > 0 and done / dt or 0))
+            end
+            io.stderr:write(string.format("\r%s registering %s%s %.0fs \27[K",
+                frames[n % 4 + 1], name, bytes, dt))
             io.stderr:flush()
         end
     end
@@ -788,7 +904,8 @@ local function register_worker(regpath, ns, name, file)
         local after = lookup()
         if after and after ~= before then
             outcome = string.format("the image had been registered " ..
-                "already: %s %s -> %s", ns_label(ns), name, after)
+                "already: %s -> %s",
+                require("djinn.images").label(ns, name), after)
         end
     end
     if sig then
@@ -806,7 +923,8 @@ local function register_worker(regpath, ns, name, file)
 end
 
 local function cmd_image(args)
-    local opts, pos = parse_opts(args, { registry = "value", help = "flag" })
+    local opts, pos = parse_opts(args, { registry = "value", help = "flag",
+                                         json = "flag", repair = "flag" })
     if opts == nil then
         return usage_error("image", pos)
     end
@@ -818,6 +936,15 @@ local function cmd_image(args)
         io.stderr:write(HELP.image)
         return 2
     end
+    local known = { register = true, __register = true, ls = true,
+                    info = true, rm = true, check = true, fsck = true }
+    if not known[sub] then
+        return usage_error("image", string.format("unknown subcommand %q " ..
+            "(allowed: register, ls, info, rm, check, fsck)", sub))
+    end
+    if opts.repair and sub ~= "fsck" then
+        return usage_error("image", "--repair is an option of image fsck")
+    end
     local regpath, rerr = opts.registry, nil
     if regpath == nil and sub ~= "check" then
         regpath, rerr = M.default_registry()
@@ -826,6 +953,8 @@ local function cmd_image(args)
             return 2
         end
     end
+    local explicit = opts.registry ~= nil
+    local images = require "djinn.images"
     local function nargs(lo, hi, u)
         if #pos < lo or #pos > hi then
             usage_error("image", "usage: djinn-lua image " .. sub .. " " .. u)
@@ -833,108 +962,144 @@ local function cmd_image(args)
         end
         return true
     end
+    local function say_json(v)
+        print(util.json(v))
+    end
     if sub == "check" then
         if not nargs(1, 1, "FILE") then return 2 end
         local qcow2 = require "djinn.qcow2"
         local rep = qcow2.check(pos[1])
+        if opts.json then
+            say_json(rep)
+            return rep.valid and 0 or 1
+        end
         return print_report(pos[1], rep) and 0 or 1
     elseif sub == "register" or sub == "__register" then
         if not nargs(3, 3, "NAMESPACE NAME FILE") then return 2 end
         if sub == "register" then
-            return register_worker(regpath, ns_arg(pos[1]), pos[2], pos[3])
+            return register_worker(regpath, ns_arg(pos[1]), pos[2], pos[3],
+                                   opts.json)
         end
-        local db = open_registry(regpath)
-        if db == nil then return 1 end
-        local id, err = db:register(ns_arg(pos[1]), pos[2], pos[3])
+        local db, st = open_registry(regpath, sub, explicit)
+        if db == nil then return st end
+        local ns = ns_arg(pos[1])
+        local id, err = db:register(ns, pos[2], pos[3])
         if id == nil then
-            eprint("djinn-lua: image register: ", tostring(err))
             db:close()
-            return 1
+            return image_fail("register", err)
         end
-        local path = db:resolve(ns_arg(pos[1]), pos[2])
+        local path = db:resolve(ns, pos[2])
         db:close()
-        print(string.format("registered %s %s (id %s) -> %s",
-                            ns_label(ns_arg(pos[1])), pos[2], tostring(id),
-                            tostring(path)))
+        local sha = path and path:match("(%x+)%.qcow2$")
+        if opts.json then
+            say_json{ id = id, namespace = ns, name = pos[2], path = path,
+                      sha256 = sha }
+        else
+            local me = images.me()
+            local text = images.manifest_text({ name = pos[2],
+                namespace = ns and ns:match("^[^@]*"),
+                owner = ns and ns:match("@(.*)$") or me }, me)
+            print(string.format("registered %s (%sid %s) -> %s", text,
+                ns and "" or "personal, ", tostring(id), tostring(path)))
+        end
         return 0
     elseif sub == "ls" then
         if not nargs(0, 1, "[NAMESPACE]") then return 2 end
-        local db = open_registry(regpath)
-        if db == nil then return 1 end
-        local rows, err = db:list(ns_arg(pos[1]))
+        local db, st = open_registry(regpath, sub, explicit)
+        if db == nil then
+            if st == 0 and opts.json then say_json(util.json_array()) end
+            return st
+        end
+        -- No argument: every image; "-" or "": your personal images;
+        -- path: your namespace path; path@owner: that owner's.
+        local scope = nil
+        if pos[1] ~= nil then scope = ns_arg(pos[1]) or false end
+        local me = images.me()
+        local rows, err = images.list(db, scope, me)
         -- A store this registry may not use (another registry's, or one
         -- full of images beside an empty registry: a lost registry file)
         -- is said before the list, which could otherwise look empty.
         local chk = db:query("SELECT djinn_store_check() AS why")
         db:close()
         if rows == nil then
-            eprint("djinn-lua: image ls: ", tostring(err))
-            return 1
+            return image_fail("ls", err)
         end
         local why = chk and chk[1] and chk[1].why
         if why then
             eprint("djinn-lua: image ls: warning: ", why)
         end
-        print(string.format("%-20s %-24s %-10s %-12s %s", "NAMESPACE", "NAME",
-                            "SIZE", "VIRTUAL", "SHA256"))
-        for _, r in ipairs(rows) do
-            print(string.format("%-20s %-24s %-10s %-12s %s",
-                r.namespace or "-", r.name or "?", human_size(r.file_size),
-                human_size(r.virtual_size),
-                (r.sha256 or ""):sub(1, 12)))
+        if opts.json then
+            for _, r in ipairs(rows) do
+                r.manifest = images.manifest_text(r, me)
+            end
+            say_json(util.json_array(rows))
+            return 0
         end
+        -- NAMESPACE as a manifest's namespace: key writes it (path, or
+        -- path@owner for another owner's), IMAGE as its image: key.
+        local cells = {}
+        for _, r in ipairs(rows) do
+            cells[#cells + 1] = {
+                images.namespace_text(r.namespace, r.owner, me) or "-",
+                r.name or "?", r.owner or "?", human_size(r.file_size),
+                human_size(r.virtual_size), (r.sha256 or ""):sub(1, 12) }
+        end
+        print_columns({ "NAMESPACE", "IMAGE", "OWNER", "SIZE", "VIRTUAL",
+                        "SHA256" }, cells)
         return 0
     elseif sub == "info" then
         if not nargs(2, 2, "NAMESPACE NAME") then return 2 end
-        local db = open_registry(regpath)
-        if db == nil then return 1 end
+        local db, st = open_registry(regpath, sub, explicit)
+        if db == nil then return st end
         -- An error (an unreadable or damaged registry, a bad namespace)
         -- is reported as such, never as "no image" (issue 10, defect 13).
         local ns = ns_arg(pos[1])
         local path, err = db:resolve(ns, pos[2])
-        local rows
+        local rows, other
         if path ~= nil or err == nil then
-            rows, err = db:list(ns)
+            rows, err = images.list(db, ns or false)
+        end
+        if path == nil and err == nil then
+            other = images.elsewhere(db, pos[2])
         end
         db:close()
         if err ~= nil then
-            eprint("djinn-lua: image info: ", tostring(err))
-            return 1
+            return image_fail("info", err)
         end
         if path == nil then
-            eprint(string.format("djinn-lua: image info: no image %s in %s",
-                                 pos[2], ns_label(ns)))
-            return 1
+            return image_fail("info", string.format("no image %s%s",
+                images.label(ns, pos[2]), other and ("\n" .. other) or ""))
         end
         -- The row of that file (named by its content) in that namespace.
         local sha = path:match("(%x+)%.qcow2$")
-        local nspath = ns and ns:match("^[^@]*")
         local row
         for _, r in ipairs(rows) do
-            if r.name == pos[2] and r.namespace == nspath and
-                (sha == nil or r.sha256 == sha) then
+            if r.name == pos[2] and (sha == nil or r.sha256 == sha) then
                 row = r
             end
         end
         if row == nil then
-            eprint(string.format("djinn-lua: image info: the registry " ..
-                "resolves %s in %s to %s but lists no such image", pos[2],
-                ns_label(ns), path))
-            return 1
+            return image_fail("info", string.format("the registry resolves " ..
+                "%s to %s but lists no such image", images.label(ns, pos[2]),
+                path))
+        end
+        row.path = path
+        row.manifest = images.manifest_text(row)
+        local qcow2 = require "djinn.qcow2"
+        local info, qerr = qcow2.info(path)
+        if info == nil then
+            return image_fail("info", "cannot read the stored file: ", qerr)
+        end
+        if opts.json then
+            row.qcow2 = info
+            say_json(row)
+            return 0
         end
         local keys = {}
         for k in pairs(row) do keys[#keys + 1] = k end
         table.sort(keys)
         for _, k in ipairs(keys) do
             print(string.format("%-26s %s", k, tostring(row[k])))
-        end
-        print(string.format("%-26s %s", "path", path))
-        local qcow2 = require "djinn.qcow2"
-        local info, qerr = qcow2.info(path)
-        if info == nil then
-            eprint("djinn-lua: image info: cannot read the stored file: ",
-                   tostring(qerr))
-            return 1
         end
         local ik = {}
         for k in pairs(info) do ik[#ik + 1] = k end
@@ -948,24 +1113,52 @@ local function cmd_image(args)
         return 0
     elseif sub == "rm" then
         if not nargs(2, 2, "NAMESPACE NAME") then return 2 end
-        local db = open_registry(regpath)
-        if db == nil then return 1 end
-        local ok, err = db:remove(ns_arg(pos[1]), pos[2])
+        local db, st = open_registry(regpath, sub, explicit)
+        if db == nil then return st end
+        local ns = ns_arg(pos[1])
+        local ok, err = db:remove(ns, pos[2])
+        local other = ok == false and images.elsewhere(db, pos[2]) or nil
         db:close()
         if ok == nil then
-            eprint("djinn-lua: image rm: ", tostring(err))
-            return 1
+            return image_fail("rm", err)
         elseif not ok then
-            eprint(string.format("djinn-lua: image rm: no image %s in %s",
-                                 pos[2], ns_label(ns_arg(pos[1]))))
-            return 1
+            return image_fail("rm", string.format("no image %s%s",
+                images.label(ns, pos[2]), other and ("\n" .. other) or ""))
         end
-        print(string.format("removed %s %s", ns_label(ns_arg(pos[1])),
-                            pos[2]))
+        if opts.json then
+            say_json{ removed = true, namespace = ns, name = pos[2] }
+        else
+            print("removed " .. images.label(ns, pos[2]))
+        end
         return 0
+    elseif sub == "fsck" then
+        if not nargs(0, 0, "[--repair]") then return 2 end
+        local db, st = open_registry(regpath, sub, explicit)
+        if db == nil then return st end
+        local rows, err
+        if opts.repair then
+            rows, err = db:query("SELECT djinn_fsck('repair') AS j")
+        else
+            rows, err = db:query("SELECT djinn_fsck() AS j")
+        end
+        db:close()
+        local text = rows and rows[1] and rows[1].j
+        if text == nil then
+            return image_fail("fsck", err or "no report")
+        end
+        local rep, jerr = require("djinn.json").decode(text)
+        if rep == nil then
+            return image_fail("fsck", "unreadable report: ", jerr)
+        end
+        if opts.json then
+            print(text)
+        else
+            print_fsck(regpath, rep, opts.repair)
+        end
+        return (rep.ok and (rep.error == nil or
+                           rep.error == require("djinn.json").null)) and 0 or 1
     end
-    return usage_error("image", string.format("unknown subcommand %q " ..
-        "(allowed: register, ls, info, rm, check)", sub))
+    return 2
 end
 
 ---------------------------------------------------------------------------

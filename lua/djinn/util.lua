@@ -280,6 +280,29 @@ function M.trim(s)
     return (s:gsub("^%s+", ""):gsub("%s+$", ""))
 end
 
+-- An error message for people: the internal prefixes a message gathers
+-- on its way up ("registry.register: ", the SQL function's
+-- "image_register: ", "sys.passwd: ") are removed, so the command line
+-- prints one prefix of its own and then the message (issue 11, item
+-- 4.12). Only those leading names are removed; the rest is kept as is.
+local INTERNAL = { "^registry%.%w+: ", "^image_%w+: ", "^djinn_%w+: ",
+                   "^qcow2_%w+: ", "^namespace_resolve: ", "^sys%.%w+: ",
+                   "^qcow2%.%w+: " }
+function M.plain_error(msg)
+    msg = tostring(msg)
+    local again = true
+    while again do
+        again = false
+        for _, pat in ipairs(INTERNAL) do
+            local rest = msg:gsub(pat, "", 1)
+            if rest ~= msg and rest ~= "" then
+                msg, again = rest, true
+            end
+        end
+    end
+    return msg
+end
+
 function M.split_first(s, sep)
     local i, j = s:find(sep, 1, true)
     if i == nil then

@@ -120,10 +120,10 @@ qemu-img create -q -f qcow2 -o preallocation=full "$W/big.qcow2" 600M
 ok $? "a valid 600 MB image (preallocated, slow to copy)"
 run reg0 image register --registry "$REG" t small "$W/small.qcow2"
 ok $rc "image register off a terminal works (got $rc)"
-check "... and prints what it registered" hasF reg0.out "registered t small (id"
+check "... and prints what it registered" hasF reg0.out "registered namespace: t, image: small (id"
 pty reg1 "'$D' image register --registry '$REG' t small2 '$W/small.qcow2'"
 ok $rc "image register on a terminal works (got $rc)"
-check "... and prints what it registered" hasF reg1.out "registered t small2 (id"
+check "... and prints what it registered" hasF reg1.out "registered namespace: t, image: small2 (id"
 
 # wait_tmp: until the store holds a .tmp-* copy (up to 30 s); each case
 # below starts with none (one left by a failed case is removed after its
@@ -218,7 +218,7 @@ cd "$W/cwd" || exit 98
 unset XDG_DATA_HOME XDG_CONFIG_HOME
 env -u HOME "$D" image ls >"$W/nh1.out" 2>&1
 echo "unset=\$?"
-test -f "\$home/.local/share/djinn/registry.db" && echo "unset-home-registry"
+grep -qF "no registry yet at \$home/.local/share/djinn/registry.db" "$W/nh1.out" && echo "unset-home-registry"
 HOME= XDG_DATA_HOME=rel "$D" image register - mine "$W/small.qcow2" >"$W/nh2.out" 2>&1
 echo "empty=\$?"
 HOME=relhome "$D" image info - mine >"$W/nh3.out" 2>&1
@@ -228,7 +228,7 @@ EOF
 unshare -m sh "$W/nohome.sh" >"$W/nohome.out" 2>&1
 ok $? "a private mount namespace with a tmpfs on the passwd home"
 check "HOME unset: image ls works (exit 0)" hasF nohome.out "unset=0"
-check "HOME unset: the registry is the passwd home's" hasF nohome.out "unset-home-registry"
+check "HOME unset: the registry is the passwd home's (image ls names it, creates nothing)" hasF nohome.out "unset-home-registry"
 check "HOME empty, XDG_DATA_HOME relative: register works in the passwd home" hasF nohome.out "empty=0"
 check "HOME relative: the same registry (info finds the image)" hasF nohome.out "relative=0"
 check "nothing was created in the current directory (was ./djinn/registry.db)" test -z "$(ls -A "$W/cwd")"
@@ -252,20 +252,20 @@ check "... with a warning about the driver configuration" hasF nouser2.out "warn
 
 # --- defect 13 (CLI): errors are not "no image" -----------------------------------
 cp -r "$W/reg" "$W/dmg"
-sqlite3 "$W/dmg/registry.db" "DROP VIEW image_list; CREATE VIEW image_list AS SELECT json('not json') AS namespace"
+sqlite3 "$W/dmg/registry.db" "DROP VIEW image_list; CREATE VIEW image_list AS SELECT json('not json') AS namespace, json('not json') AS owner, json('not json') AS name"
 run info_dmg image info --registry "$W/dmg/registry.db" t small
 ok $((rc != 1)) "info on a damaged registry: exit 1 (got $rc)"
-check "... with the registry's error" hasF info_dmg.err "image info: registry.list: malformed JSON"
+check "... with the registry's error" hasF info_dmg.err "image info: malformed JSON"
 check "... not 'no image'" sh -c "! grep -q 'no image' '$W/info_dmg.err'"
 run ls_dmg image ls --registry "$W/dmg/registry.db"
 ok $((rc != 1)) "ls on a damaged registry: exit 1 with the error"
-check "... the error" hasF ls_dmg.err "image ls: registry.list: malformed JSON"
+check "... the error" hasF ls_dmg.err "image ls: malformed JSON"
 run info_ns image info --registry "$REG" 'bad ns' small
 ok $((rc != 1)) "info with an invalid namespace: exit 1"
-check "... names the namespace error, not 'no image'" sh -c "grep -q 'image info: registry.resolve: image_path: namespace:' '$W/info_ns.err' && ! grep -q 'no image' '$W/info_ns.err'"
+check "... names the namespace error, not 'no image'" sh -c "grep -q 'image info: namespace:' '$W/info_ns.err' && ! grep -q 'no image' '$W/info_ns.err'"
 run info_missing image info --registry "$REG" t nosuch
 ok $((rc != 1)) "info of a real absence: exit 1"
-check "... 'no image'" hasF info_missing.err "image info: no image nosuch in t"
+check "... 'no image'" hasF info_missing.err "image info: no image nosuch (namespace: t)"
 run info_ok image info --registry "$REG" t small
 ok $rc "info of a present image: exit 0"
 check "... its row and header" sh -c "grep -q '^name  *small$' '$W/info_ok.out' && grep -q '^qcow2.virtual_size  *67108864$' '$W/info_ok.out'"

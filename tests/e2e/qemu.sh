@@ -240,7 +240,7 @@ PA=$(port_of A)
 PC=$(port_of C)
 if [ -n "$PA" ] && [ -n "$PC" ] && [ "$PA" != "$PC" ]; then r=0; else r=1; fi
 ok $r "two builds at once use distinct ports ($PA, $PC)"
-check "A: registered image verified by SHA-256" hasF A.log "Image e2e/tiny: SHA-256 matches the registry"
+check "A: registered image verified by SHA-256" hasF A.log "Image tiny (namespace: e2e): SHA-256 matches the registry"
 check "A: dropbear refuses env requests: passed inside the script" hasF A.log "refused env requests for PLAIN, QUOTED"
 printf '%s\n' "value|it's \"q\" \$HOME \`x\` \\n end" >"$W/env.want"
 check "A: env values arrive intact (quotes, \$, backquotes, backslash)" cmp -s "$W/env.want" "$W/art-a/env.out"
@@ -262,7 +262,7 @@ if [ "$SUM0" = "$SUM1" ] && [ "$MT0" = "$MT1" ]; then r=0; else r=1; fi
 ok $r "the image file is unchanged after a build that wrote 8 MiB to the disk"
 check "A: qemu is gone after the build" gone "$(qemu_pid A)"
 check "C: qemu is gone after the build" gone "$(qemu_pid C)"
-check "C: a personal image found after the namespace lookup" hasF C.log "Image (personal) tinyssh: SHA-256 matches"
+check "C: a personal image found after the namespace lookup" hasF C.log "Image tinyssh (personal): SHA-256 matches"
 check "C: OpenSSH accepts env requests (nothing passed in the script)" sh -c "! grep -q 'refused env requests' '$W/C.log'"
 check "C: env over env requests reaches the job" hasF C.log "[a b  c]"
 check "C: secrets (--secret, *_TOKEN) never in the log" sh -c "! grep -q -e vm-secret-value-42 -e vm-token-from-manifest '$W/C.log'"

@@ -129,12 +129,12 @@ end
 local r
 d = drv("tiny", "team")
 r, err = d:resolve()
-t:ok(r and r.path == store and r.label == "team/tiny" and #r.sha256 == 64,
+t:ok(r and r.path == store and r.label == "tiny (namespace: team)" and #r.sha256 == 64,
      "registered image found in the manifest's namespace: " .. tostring(err))
 if r and r.db then r.db:close() end
 d = drv("mine", "team")
 r = d:resolve()
-t:ok(r and r.label == "(personal) mine", "then the personal images")
+t:ok(r and r.label == "mine (personal)", "then the personal images")
 if r and r.db then r.db:close() end
 d = drv("debian/stable", "team")
 r = d:resolve()

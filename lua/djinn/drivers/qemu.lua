@@ -126,66 +126,90 @@ local function same_identity(a, b)
 end
 
 -- -> { path =, label =, sha256 = (registered images), db = } | nil, cause
+-- Labels and hints name images as a manifest writes them (djinn.images):
+-- an image that is not found where the manifest says, but exists in
+-- another namespace, is listed with the keys that would find it.
 function Driver:resolve()
     local name, why = util.check_image_name(self.image)
     if name == nil then
         return nil, why
     end
+    local images = require "djinn.images"
     local looked = {}
     local ns = self.manifest and self.manifest.namespace
-    if name:match("^[%w_%-]+$") and self.registry then
-        if fs.exists(self.registry) then
-            local registry = require "djinn.registry"
-            local db, err = registry.open(self.registry)
-            if db == nil then
-                return nil, "cannot open the image registry " ..
-                    self.registry .. ": " .. tostring(err)
-            end
-            local scopes = {}
-            if ns and ns ~= "" then scopes[#scopes + 1] = ns end
-            scopes[#scopes + 1] = false
-            for _, scope in ipairs(scopes) do
-                local okr, path = pcall(db.resolve, db, scope or nil, name)
-                if okr and path then
-                    -- The store names each file by its content.
-                    local h = path:match("/(%x+)%.qcow2$")
-                    local rows = h and db:query("SELECT sha256 FROM " ..
-                        "images WHERE sha256 = ? LIMIT 1", h)
-                    local sha = rows and rows[1] and rows[1].sha256
-                    if sha == nil then
-                        db:close()
-                        return nil, "image " .. name .. ": the registry " ..
-                            "has no SHA-256 for " .. path
-                    end
-                    return { path = path, sha256 = sha, db = db,
-                             label = (scope and (scope .. "/") or
-                                      "(personal) ") .. name }
+    if ns == "" then ns = nil end
+    local db
+    if self.registry and fs.exists(self.registry) then
+        local registry = require "djinn.registry"
+        local err
+        db, err = registry.open(self.registry)
+        if db == nil then
+            return nil, "cannot open the image registry: " ..
+                util.plain_error(err)
+        end
+    elseif self.registry and name:match("^[%w_%-]+$") then
+        looked[#looked + 1] = "registry " .. self.registry ..
+            " (does not exist)"
+    end
+    if db and name:match("^[%w_%-]+$") then
+        local scopes = {}
+        if ns then scopes[#scopes + 1] = ns end
+        scopes[#scopes + 1] = false
+        for _, scope in ipairs(scopes) do
+            local okr, path = pcall(db.resolve, db, scope or nil, name)
+            if okr and path then
+                -- The store names each file by its content.
+                local h = path:match("/(%x+)%.qcow2$")
+                local rows = h and db:query("SELECT sha256 FROM " ..
+                    "images WHERE sha256 = ? LIMIT 1", h)
+                local sha = rows and rows[1] and rows[1].sha256
+                if sha == nil then
+                    db:close()
+                    return nil, "image " .. images.label(scope or nil, name) ..
+                        ": the registry has no SHA-256 for " .. path
                 end
-                looked[#looked + 1] = string.format("registry %s, %s%s",
-                    self.registry, scope and ("namespace " .. scope) or
-                    "personal images", okr and "" or
-                    (" (" .. tostring(path) .. ")"))
+                return { path = path, sha256 = sha, db = db,
+                         label = images.label(scope or nil, name) }
             end
-            db:close()
-        else
-            looked[#looked + 1] = "registry " .. self.registry ..
-                " (does not exist)"
+            looked[#looked + 1] = string.format("registry %s, %s%s",
+                self.registry, scope and ("namespace " .. scope) or
+                "personal images", okr and "" or
+                (" (" .. util.plain_error(path) .. ")"))
         end
     end
     local base = string.format("%s/qemu/%s/%s", self.cfg.disks or
                                "/var/lib/djinn/images", ARCH, name)
     local st = fs.stat(base)
     if st and st.type == "file" then
-        return { path = base, label = name }
+        if db then db:close() end
+        return { path = base, label = name .. " (base image)" }
+    end
+    -- Not found: say where images of that name are, and how a manifest
+    -- names them. A name with "/" is a base image path; its last segment
+    -- may be a registered image written as NAMESPACE/NAME.
+    local hint
+    if db then
+        local short = name:match("/([%w_%-]+)$")
+        local other = images.elsewhere(db, short or name)
+        if other and short then
+            hint = string.format("%q is read as a base image path (a " ..
+                "name with \"/\"); registered images are named with " ..
+                "the namespace: and image: keys.\n%s", name, other)
+        elseif other then
+            hint = other
+        end
+        db:close()
     end
     if st then
         return nil, string.format("couldn't find image %s: the base image " ..
-                                  "%s is not a file", name, base)
+                                  "%s is not a file%s", name, base,
+                                  hint and ("\n" .. hint) or "")
     end
     looked[#looked + 1] = "base image " .. base .. " (disks in driver.conf)"
-    return nil, string.format("couldn't find image %s\nmake sure your " ..
+    return nil, string.format("couldn't find image %s%s\nmake sure your " ..
         "image exists in the namespace the build is being run from\n" ..
-        "looked in: %s", name, table.concat(looked, "; "))
+        "looked in: %s%s", name, ns and (" in namespace " .. ns) or "",
+        table.concat(looked, "; "), hint and ("\n" .. hint) or "")
 end
 
 -- SHA-256 against the registry (cached by file identity), then the QCOW2
