@@ -1,6 +1,7 @@
 -- djinn.cli: the djinn-lua command line. main(argv) -> exit status.
 --
 --   djinn-lua run [options] [MANIFEST]       run a build (offline runner)
+--   djinn-lua check [--strict] MANIFEST...   load and validate, run nothing
 --   djinn-lua image register|ls|info|rm|check|fsck ...
 --   djinn-lua docker prune [--driver-config FILE]
 --   djinn-lua SCRIPT.lua [ARGS...]           run a user script
@@ -26,7 +27,8 @@ local M = {}
 local EXIT_TEXT = [[
 Exit status:
   0    the build passed (or passed_with_failures)
-  1    the build failed (a job failed); image: the command failed
+  1    the build failed (a job failed, no job ran, or --strict and a
+       load warning); image: the command failed
   2    usage error, invalid manifest or driver configuration, unknown
        driver or stage
   3    driver or infrastructure error (the driver could not be created)
@@ -41,6 +43,9 @@ usage: djinn-lua COMMAND [ARGS...]
 
 Commands:
   run [options] [MANIFEST]   run a Djinn build manifest (default .djinn.yml)
+  check [--strict] MANIFEST...
+                             load and validate manifests (and driver.conf)
+                             without running anything
   image SUBCOMMAND ...       manage the local QCOW2 image registry
   docker prune               remove leftover containers and volumes of the
                              docker driver (labelled djinn.managed=true)
@@ -80,7 +85,27 @@ Options (also written --option=value):
   --timeout DURATION    whole-build timeout, e.g. 90s, 30m, 1h30m
                         (default 30m; 0 = none)
   --env KEY=VALUE       add or override a build variable (repeatable)
-  --json                one JSON event per line instead of text
+  --json                one JSON event per line instead of text; a build
+                        that cannot start (invalid manifest, driver.conf
+                        or option) gives one "error" event per error and
+                        a build_end with status "invalid" and exit_code
+  --strict              a load warning (unknown key, job of an unlisted
+                        stage, job without commands, unknown driver.conf
+                        key, ...) fails the build before anything runs
+                        (exit 1)
+  --tree [DIR]          copy DIR into the build's working directory before
+                        the first job, in every driver (os: the workspace,
+                        docker: the workspace volume, qemu/ssh: root's
+                        home). Without DIR (or when the next argument is
+                        not a directory): the git checkout around the
+                        current directory. In a git checkout only what
+                        `git ls-files --cached --others --exclude-standard`
+                        lists is copied (.gitignore honoured, no .git);
+                        any other directory is copied whole. Symbolic
+                        links leaving the tree are refused; caps (exit 2
+                        over them): driver.conf `limits { max_objects
+                        100000 max_object_size 1GB max_objects_total
+                        10GB }`. Without --tree nothing is copied.
   --secret KEY=VALUE    a secret build variable (repeatable): passed to the
                         jobs like --env, and its value is printed as xxxxxx
                         everywhere (job output of every driver, driver
@@ -107,6 +132,11 @@ Options (also written --option=value):
                         (the options win)
   -h, --help            this help
 
+Load warnings (manifest and driver.conf) are printed on stderr before
+anything else and repeated in the summary. A build in which no job ran
+(every job dropped by a misspelt stage, no commands, --stage without
+jobs) fails: exit 1, "no job ran: <why>".
+
 Hostile input is refused before any driver is created (exit 2): a
 manifest over 8 MiB (checked from its size), YAML nested deeper than 64
 or expanding aliases past 100000 nodes, a qemu image name with "..", an
@@ -115,6 +145,25 @@ with characters other than letters and digits, an object source or an
 artifact destination outside its directory.
 
 ]] .. EXIT_TEXT,
+    check = [[
+usage: djinn-lua check [options] MANIFEST...
+
+Load and validate each MANIFEST as run would, and the driver
+configuration run would use, without creating a driver or running
+anything. Errors and warnings are printed on stderr (FILE:LINE:COL:
+message), then one line per manifest on stdout: "ok: ..." or
+"invalid: ...". A manifest in which no job would run (every job dropped
+or without commands) is invalid.
+
+Options:
+  --driver-config FILE  driver.conf to check (default as for run)
+  --stage NAME          check as for run --stage NAME
+  --strict              warnings are failures (exit 1)
+  -h, --help            this help
+
+Exit status: 0 every manifest is valid, 1 --strict and warnings, 2 a
+manifest or the driver configuration is invalid (or a usage error).
+]],
     image = [[
 usage: djinn-lua image SUBCOMMAND [--registry DB] [--json] ARGS...
 
@@ -171,6 +220,8 @@ Exit status: 0 success, 1 something could not be removed, 2 usage error,
 ]],
 }
 
+local NULL_SINK = { write = function() end }
+
 local function eprint(...)
     io.stderr:write(table.concat({ ... }, ""), "\n")
 end
@@ -182,8 +233,8 @@ local function usage_error(cmd, msg)
     return 2
 end
 
--- Parse options. spec[name] = "flag" | "value" | "list". Returns opts,
--- positional | nil, msg.
+-- Parse options. spec[name] = "flag" | "value" | "list" |
+-- "optional-dir" (run --tree [DIR]). Returns opts, positional | nil, msg.
 local function parse_opts(args, spec)
     local opts, pos = {}, {}
     local i = 1
@@ -213,6 +264,21 @@ local function parse_opts(args, spec)
                     return nil, "--" .. name .. " takes no value"
                 end
                 opts[name] = true
+            elseif kind == "optional-dir" then
+                -- --NAME=DIR, --NAME DIR when the next argument is a
+                -- directory (a manifest is a file), else true.
+                if val == "" then
+                    return nil, "--" .. name .. "=: expected a directory"
+                elseif val == nil then
+                    local nxt = args[i + 1]
+                    local st = nxt and nxt:sub(1, 1) ~= "-" and
+                        require("djinn.fs").stat(nxt)
+                    if st and st.type == "dir" then
+                        val = nxt
+                        i = i + 1
+                    end
+                end
+                opts[name] = val or true
             else
                 if val == nil then
                     i = i + 1
@@ -337,7 +403,8 @@ local function cmd_run(args)
         secret = "list", ["secret-file"] = "list",
         ["secret-pattern"] = "list", ["max-output"] = "value",
         ["max-artifacts"] = "value", ["max-artifact-size"] = "value",
-        ["max-artifacts-total"] = "value",
+        ["max-artifacts-total"] = "value", strict = "flag",
+        tree = "optional-dir",
     })
     if opts == nil then
         return usage_error("run", pos)
@@ -346,17 +413,25 @@ local function cmd_run(args)
         io.stdout:write(HELP.run)
         return 0
     end
+    -- With --json a refusal is also an "error" event and a build_end on
+    -- stdout (issue 11).
+    local function refuse(msg)
+        if opts.json then
+            require("djinn.log").new{ json = true, err = NULL_SINK }:invalid(
+                { "djinn-lua run: " .. msg }, nil, 2)
+        end
+        return usage_error("run", msg)
+    end
     if #pos > 1 then
-        return usage_error("run", "expected at most one MANIFEST, got " ..
-                           #pos .. " arguments")
+        return refuse("expected at most one MANIFEST, got " .. #pos ..
+                      " arguments")
     end
     local mpath = pos[1] or ".djinn.yml"
     local timeout = 30 * 60
     if opts.timeout then
         local t, err = util.parse_duration(opts.timeout)
         if t == nil or t < 0 then
-            return usage_error("run", "--timeout: " ..
-                               (err or "must not be negative"))
+            return refuse("--timeout: " .. (err or "must not be negative"))
         end
         timeout = t
     end
@@ -364,10 +439,9 @@ local function cmd_run(args)
     for _, item in ipairs(opts.env or {}) do
         local k, v = util.split_first(item, "=")
         if v == nil or k == "" then
-            return usage_error("run", string.format(
-                "--env %q: expected KEY=VALUE", item))
+            return refuse(string.format("--env %q: expected KEY=VALUE", item))
         end
-        env[#env + 1] = { key = k, value = v }
+        env[#env + 1] = item
     end
     -- Secrets: --secret KEY=VALUE and --secret-file FILE (also job env).
     local mask = require "djinn.mask"
@@ -379,18 +453,17 @@ local function cmd_run(args)
         end
         local why = mask.check(k, v)
         if why then return where .. ": " .. why end
-        secrets[#secrets + 1] = v
-        env[#env + 1] = { key = k, value = v }
+        secrets[#secrets + 1] = k .. "=" .. v
     end
     for _, item in ipairs(opts.secret or {}) do
         local k, v = util.split_first(item, "=")
         local bad = add_secret(k, v, "--secret " .. (k or "?"))
-        if bad then return usage_error("run", bad) end
+        if bad then return refuse(bad) end
     end
     for _, file in ipairs(opts["secret-file"] or {}) do
         local f, ferr = io.open(file, "rb")
         if f == nil then
-            return usage_error("run", "--secret-file: " .. ferr)
+            return refuse("--secret-file: " .. ferr)
         end
         local n = 0
         for l in f:lines() do
@@ -400,7 +473,7 @@ local function cmd_run(args)
                 local k, v = util.split_first(l, "=")
                 local bad = add_secret(k and k:match("^%s*(.-)%s*$"), v,
                                        string.format("%s:%d", file, n))
-                if bad then f:close(); return usage_error("run", bad) end
+                if bad then f:close(); return refuse(bad) end
             end
         end
         f:close()
@@ -412,101 +485,132 @@ local function cmd_run(args)
             local b, berr = 0, nil
             if opts[o] ~= "0" then b, berr = util.parse_size(opts[o]) end
             if b == nil then
-                return usage_error("run", "--" .. o .. ": " .. berr)
+                return refuse("--" .. o .. ": " .. berr)
             end
-            limits[o] = b
+            limits[(o:gsub("-", "_"))] = b
         end
     end
     if opts["max-artifacts"] then
         local c = tonumber(opts["max-artifacts"])
         if c == nil or c < 0 or c ~= math.floor(c) then
-            return usage_error("run", "--max-artifacts: expected a " ..
-                               "count >= 0 (0 = no limit), got " ..
-                               opts["max-artifacts"])
+            return refuse("--max-artifacts: expected a count >= 0 (0 = no " ..
+                          "limit), got " .. opts["max-artifacts"])
         end
-        limits["max-artifacts"] = c
+        limits.max_artifacts = math.tointeger(c)
     end
 
-    local manifest = require "djinn.manifest"
-    local m, problems = manifest.load(mpath)
-    if m == nil then
-        local pm = mask.new(secrets)
-        for _, e in ipairs(problems) do eprint(pm:mask(e)) end
-        eprint(string.format("djinn-lua: %s: invalid manifest (%d error%s)",
-                             mpath, #problems, #problems == 1 and "" or "s"))
-        return 2
-    end
-    local log = require("djinn.log").new{ json = opts.json,
-                                          secrets = secrets,
-                                          max_output = limits["max-output"] }
-
-    local cfg, cerr = load_config(opts["driver-config"],
-                                  function(w) log:warn(w) end)
-    if cfg == nil then
-        eprint(log:mask(cerr))
-        return 2
-    end
-    -- Env entries whose NAME matches a secret pattern are secrets too.
-    local configured
-    local sc = cfg.secrets
-    if type(sc) == "table" and sc.patterns ~= nil then
-        if type(sc.patterns) ~= "table" then
-            eprint("djinn-lua: driver configuration: secrets.patterns " ..
-                   "must be an array of glob strings, e.g. " ..
-                   "secrets { patterns [\"*_TOKEN\"] }")
-            return 2
+    -- Everything else is djinn.run's (one door: the library and the
+    -- command line load, check, report and run a build the same way).
+    local options = {
+        json = opts.json, strict = opts.strict, tree = opts.tree,
+        objects = opts.objects or ".", artifacts = opts.artifacts or ".",
+        stage = opts.stage, timeout = timeout, env = env,
+        secrets = secrets, secret_patterns = opts["secret-pattern"],
+        limits = limits, driver_config = opts["driver-config"],
+        registry = opts.registry, reap = true, notes = {},
+    }
+    if options.driver_config == nil then
+        local def, derr = M.default_driver_config()
+        if def == nil then
+            options.notes[1] = derr .. "; using the built-in driver defaults"
         end
-        configured = sc.patterns
+        options.default_driver_config = def
     end
-    local patterns = mask.patterns(configured, opts["secret-pattern"])
-    log:add_secrets(mask.scan_env(patterns, { m.env, env },
-                                  function(w) log:warn(w) end))
-    for _, w in ipairs(problems) do
-        log:warn(w)
+    if options.registry == nil then
+        local rerr
+        options.registry, rerr = M.default_registry()
+        options.registry_missing = rerr
     end
-    -- Limits: driver.conf `limits { max_output 16MB max_artifacts 1000
-    -- max_artifact_size 1GB max_artifacts_total 10GB }`, options win.
-    if type(cfg.limits) ~= "table" then cfg.limits = {} end
-    for o, v in pairs(limits) do
-        cfg.limits[o:gsub("-", "_")] = v
-    end
-    for k, v in pairs(cfg.limits) do
-        if math.type(v) ~= "integer" or v < 0 then
-            eprint(string.format("djinn-lua: driver configuration: " ..
-                "limits.%s must be a size (e.g. 16MB) or a count >= 0, " ..
-                "got %s", k, tostring(v)))
-            return 2
-        end
-    end
-    if cfg.limits.max_output then
-        log.max_output = cfg.limits.max_output
-    end
-
-    -- Clean up after earlier runs that were killed (djinn.state).
-    require("djinn.state").reap{ log = log }
-
-    -- The registry is needed by the qemu driver only.
-    local registry, rerr = opts.registry, nil
-    if registry == nil then
-        registry, rerr = M.default_registry()
-        if registry == nil and type(m.driver) == "table" and
-            m.driver.type == "qemu" then
-            eprint("djinn-lua: ", log:mask(rerr))
-            return 2
-        end
-    end
-
-    local pipeline = require "djinn.pipeline"
-    local result, err, code = pipeline.run(m, {
-        log = log, config = cfg, objects = opts.objects or ".",
-        artifacts = opts.artifacts or ".", stage = opts.stage,
-        timeout = timeout, env = env, registry = registry,
-    })
+    local djinn = require "djinn"
+    local result, _, code = djinn.run(mpath, options)
     if result == nil then
-        eprint("djinn-lua: ", log:mask(tostring(err)))
         return code or 2
     end
     return result.exit_code
+end
+
+---------------------------------------------------------------------------
+-- check
+---------------------------------------------------------------------------
+local function cmd_check(args)
+    local opts, pos = parse_opts(args, {
+        ["driver-config"] = "value", stage = "value", strict = "flag",
+        help = "flag",
+    })
+    if opts == nil then
+        return usage_error("check", pos)
+    end
+    if opts.help then
+        io.stdout:write(HELP.check)
+        return 0
+    end
+    if #pos == 0 then
+        return usage_error("check", "expected at least one MANIFEST")
+    end
+    local options = { driver_config = opts["driver-config"],
+                      stage = opts.stage }
+    if options.driver_config == nil then
+        local def, derr = M.default_driver_config()
+        if def == nil then
+            eprint("warning: ", derr, "; using the built-in driver defaults")
+        end
+        options.default_driver_config = def
+    end
+    local djinn = require "djinn"
+    local invalid, warned = 0, 0
+    local seen = {}
+    for _, mpath in ipairs(pos) do
+        local c = djinn.check(mpath, options)
+        for _, w in ipairs(c.warnings) do
+            -- driver.conf's warnings are said once, not per manifest.
+            if not seen[w] then
+                seen[w] = true
+                eprint("warning: ", w)
+            end
+        end
+        for _, e in ipairs(c.errors) do
+            eprint(e:match("^.-:%d+:%d+: ") and "" or "error: ", e)
+        end
+        local m = c.manifest
+        local nothing = m and #c.errors == 0 and
+            djinn.pipeline.nothing_to_run(m, { stage = opts.stage })
+        if #c.errors > 0 then
+            invalid = invalid + 1
+            print(string.format("%s: invalid (%s)", mpath,
+                c.summary or string.format("%d error%s", #c.errors,
+                                           #c.errors == 1 and "" or "s")))
+        elseif nothing then
+            invalid = invalid + 1
+            print(string.format("%s: invalid: no job would run: %s", mpath,
+                                nothing))
+        else
+            local njobs, nstages = 0, {}
+            for _, j in ipairs(m.jobs) do
+                if opts.stage == nil or j.stage == opts.stage then
+                    njobs = njobs + 1
+                    nstages[j.stage] = true
+                end
+            end
+            local ns = 0
+            for _ in pairs(nstages) do ns = ns + 1 end
+            if #c.warnings > 0 then warned = warned + 1 end
+            print(string.format("%s: ok: driver %s, %d job%s in %d " ..
+                "stage%s%s%s", mpath, m.driver.type, njobs,
+                njobs == 1 and "" or "s", ns, ns == 1 and "" or "s",
+                #m.sources > 0 and string.format(", %d source%s",
+                    #m.sources, #m.sources == 1 and "" or "s") or "",
+                #c.warnings > 0 and string.format(" (%d warning%s)",
+                    #c.warnings, #c.warnings == 1 and "" or "s") or ""))
+        end
+    end
+    if invalid > 0 then
+        return 2
+    elseif opts.strict and warned > 0 then
+        eprint(string.format("djinn-lua check: --strict: %d manifest%s " ..
+            "with warnings", warned, warned == 1 and "" or "s"))
+        return 1
+    end
+    return 0
 end
 
 ---------------------------------------------------------------------------
@@ -1202,12 +1306,14 @@ function M.main(argv)
         end
         if HELP[topic] == nil then
             return usage_error(nil, string.format("no help for %q " ..
-                "(commands: run, image, docker)", topic))
+                "(commands: run, check, image, docker)", topic))
         end
         io.stdout:write(HELP[topic])
         return 0
     elseif cmd == "run" then
         return cmd_run(rest)
+    elseif cmd == "check" then
+        return cmd_check(rest)
     elseif cmd == "image" then
         return cmd_image(rest)
     elseif cmd == "docker" then
@@ -1216,7 +1322,7 @@ function M.main(argv)
         return run_script(argv)
     end
     return usage_error(nil, string.format("unknown command %q (commands: " ..
-        "run, image, docker, help; or a SCRIPT.lua)", cmd))
+        "run, check, image, docker, help; or a SCRIPT.lua)", cmd))
 end
 
 return M

@@ -1,8 +1,8 @@
 -- djinn.config: Djinn's driver.conf block language (a lexer and a
 -- recursive-descent parser; pure Lua).
 --
---   config.parse(text [, filename [, opts]]) -> cfg | nil, err
---   config.load(path [, opts])               -> cfg | nil, err
+--   config.parse(text [, filename [, opts]]) -> cfg, warnings | nil, err
+--   config.load(path [, opts])               -> cfg, warnings | nil, err
 --   config.defaults()                        -> the built-in defaults
 --   config.driver(cfg, type)                 -> the block for one driver,
 --                                               defaults filled in
@@ -10,6 +10,11 @@
 --
 -- err is "FILE:LINE:COL: message" (several such lines joined with "\n"
 -- when the file is syntactically fine but has several type errors).
+-- warnings is a list of "FILE:LINE:COL: message" strings (possibly
+-- empty): a key no part of djinn-lua reads, in a block whose keys are
+-- known (config.keys_at), is kept but drawn a warning naming the key and
+-- the nearest known keys by edit distance (issue 11: `memroy 256` used
+-- to give the VM the default memory without a word).
 --
 -- Syntax (Djinn's lib-config):
 --   # comment to the end of the line
@@ -30,7 +35,7 @@
 -- (an unset variable gives ""). Statements may end with an optional ";".
 -- Blocks with the same name and label merge (so an include can add driver
 -- blocks); the same key twice in one block is an error. Unknown keys are
--- kept: each driver reads what it knows. Keys with a known type (the
+-- kept (each driver reads what it knows) and warned about. Keys with a known type (the
 -- table config.schema, from Djinn's config structs) are checked: writing
 -- timeout "60s" (a string, as Djinn's own shipped file does) is an error
 -- naming the key, its position and the fix (timeout 60s).
@@ -53,6 +58,90 @@ M.schema = {
         os = {},
     },
 }
+
+-- Keys read outside the driver blocks (no type checked here: the CLI
+-- checks limits and secrets with its own messages).
+M.top_keys = { driver = true, secrets = true, limits = true }
+M.section_keys = {
+    secrets = { patterns = true },
+    limits = { max_output = true, max_artifacts = true,
+               max_artifact_size = true, max_artifacts_total = true,
+               max_objects = true, max_object_size = true,
+               max_objects_total = true },
+}
+
+-- The set of keys known at a block path ({} = the top level, {"driver",
+-- "qemu"}, {"limits"}), or nil when that block's keys are not checked
+-- (a block no part of djinn-lua reads, or an unknown driver type, which
+-- is warned about at its label).
+function M.keys_at(path)
+    local n = #path
+    if n == 0 then
+        return M.top_keys
+    elseif n == 1 and path[1] == "driver" then
+        return M.schema.driver
+    elseif n == 1 then
+        return M.section_keys[path[1]]
+    elseif n == 2 and path[1] == "driver" then
+        return M.schema.driver[path[2]]
+    end
+    return nil
+end
+
+-- Optimal string alignment distance (Levenshtein plus the swap of two
+-- neighbours, so "memroy" is 1 from "memory"); case-insensitive.
+function M.distance(a, b)
+    a, b = a:lower(), b:lower()
+    local la, lb = #a, #b
+    local d = {}
+    for i = 0, la do d[i] = { [0] = i } end
+    for j = 1, lb do d[0][j] = j end
+    for i = 1, la do
+        local ca = a:byte(i)
+        for j = 1, lb do
+            local cb = b:byte(j)
+            local cost = ca == cb and 0 or 1
+            local v = math.min(d[i - 1][j] + 1, d[i][j - 1] + 1,
+                               d[i - 1][j - 1] + cost)
+            if i > 1 and j > 1 and ca == b:byte(j - 1) and
+                a:byte(i - 1) == cb then
+                v = math.min(v, d[i - 2][j - 2] + 1)
+            end
+            d[i][j] = v
+        end
+    end
+    return d[la][lb]
+end
+
+-- The known names nearest to `name` (a sorted list; empty when none is
+-- close: more than a third of the name's length, at least 2, away).
+function M.nearest(name, known)
+    local best, out = math.max(2, #name // 3), {}
+    for k in pairs(known) do
+        local dist = M.distance(name, k)
+        if dist < best then
+            best, out = dist, { k }
+        elseif dist == best then
+            out[#out + 1] = k
+        end
+    end
+    table.sort(out)
+    return out
+end
+
+-- "did you mean memory? known keys: a, b" (or only the known keys).
+local function suggest(name, known, what)
+    local all = {}
+    for k in pairs(known) do all[#all + 1] = k end
+    table.sort(all)
+    local near = M.nearest(name, known)
+    local list = #all > 0 and table.concat(all, ", ") or "none"
+    if #near > 0 then
+        return string.format("did you mean %s? known %s: %s",
+                             table.concat(near, " or "), what, list)
+    end
+    return string.format("known %s: %s", what, list)
+end
 
 function M.defaults()
     return {
@@ -292,6 +381,7 @@ function Parser:assign(out, path, keytok, value, vtype, vtok)
     if want then
         key = key:lower()
     end
+    self:check_key(keytok, path)
     local seen = self.positions[out]
     if seen[key] then
         self:fail(keytok, "%s%s is set twice (first at %s)",
@@ -318,6 +408,28 @@ function Parser:assign(out, path, keytok, value, vtype, vtok)
         end
     end
     out[key] = value
+end
+
+-- Warn about a key (or block name) the block at `path` does not know.
+-- A key may differ from the known one in case only (the schema lowers
+-- it).
+function Parser:check_key(tok, path)
+    local known = M.keys_at(path)
+    local key = tok.v
+    if known == nil or known[key] or known[key:lower()] then
+        return
+    end
+    local where = #path > 0 and table.concat(path, " ") .. ": " or ""
+    local msg
+    if #path == 1 and path[1] == "driver" then
+        msg = string.format("unknown driver %q (its block is ignored; %s)",
+                            key, suggest(key, known, "drivers"))
+    else
+        msg = string.format("%sunknown key %q (ignored; %s)", where, key,
+                            suggest(key, known, "keys"))
+    end
+    self.warnings[#self.warnings + 1] = string.format("%s:%d:%d: %s",
+        self.file, tok.line, tok.col, msg)
 end
 
 -- Parse statements into `out` until `stop` ("}" or "eof").
@@ -349,12 +461,17 @@ function Parser:block(out, path, stop)
             local p1, p2 = self:peek(), self:peek(1)
             if p1.t == "{" then
                 self:next()
+                self:check_key(tok, path)
                 local sub = self:sub_block(out, tok, tok.v, path)
                 local np = { table.unpack(path) }
                 np[#np + 1] = tok.v
                 self:block(sub, np, "}")
             elseif (p1.t == "ident" or p1.t == "string") and p2.t == "{" then
                 self:next(); self:next()
+                self:check_key(tok, path)
+                local np1 = { table.unpack(path) }
+                np1[#np1 + 1] = tok.v
+                self:check_key(p1, np1)
                 local outer = self:sub_block(out, tok, tok.v, path)
                 local sub = self:sub_block(outer, p1, p1.v, path)
                 local np = { table.unpack(path) }
@@ -410,7 +527,8 @@ function Parser:include(name, tok, out, path)
     local sub = setmetatable({
         file = full, toks = lex(text, full, self.getenv), i = 1,
         positions = self.positions, blocks = self.blocks,
-        errors = self.errors, stack = self.stack, getenv = self.getenv,
+        errors = self.errors, warnings = self.warnings,
+        stack = self.stack, getenv = self.getenv,
         schema_at = self.schema_at,
     }, Parser)
     self.stack[#self.stack + 1] = real
@@ -432,11 +550,11 @@ function M.parse(text, filename, opts)
     filename = filename or "<config>"
     opts = opts or {}
     local getenv = opts.env or os.getenv
-    local out = {}
+    local out, warnings = {}, {}
     local ok, err = pcall(function()
         local p = setmetatable({
             file = filename, toks = lex(text, filename, getenv), i = 1,
-            positions = {}, blocks = {}, errors = {},
+            positions = {}, blocks = {}, errors = {}, warnings = warnings,
             stack = { realpath(filename) }, getenv = getenv,
             schema_at = schema_at,
         }, Parser)
@@ -452,7 +570,7 @@ function M.parse(text, filename, opts)
         end
         error(err, 0)
     end
-    return out
+    return out, warnings
 end
 
 function M.load(path, opts)

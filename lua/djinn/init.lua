@@ -4,7 +4,7 @@
 --   djinn.sqlite_version     "3.x.y"
 --   djinn.manifest           djinn.manifest (parse, load, from_table)
 --   djinn.config             djinn.config (driver.conf parser)
---   djinn.pipeline, djinn.log, djinn.util
+--   djinn.pipeline, djinn.log, djinn.util, djinn.tree (lazily)
 --   djinn.registry, djinn.yaml, djinn.proc, djinn.fs, djinn.qcow2
 --                            the C modules (loaded on first use)
 --   djinn.run(manifest, options) -> result | nil, msg, exit_code
@@ -22,10 +22,33 @@
 --         globs are secrets too (added to driver.conf's secrets.patterns,
 --         default *_PASSWORD *_SECRET *_TOKEN *_KEY),
 --       json = bool, quiet = bool (no output), log = writer (djinn.log),
---       signals = bool (default true: SIGINT/SIGTERM kill the build)
+--       signals = bool (default true: SIGINT/SIGTERM kill the build),
+--       strict = bool: any load warning (manifest, driver.conf, a job
+--         without commands) fails the build before anything runs (exit
+--         code 1),
+--       tree = true | "DIR": copy DIR (true: the git checkout around the
+--         current directory) into the build's working directory before
+--         the first job (djinn.tree; .gitignore honoured in a checkout),
+--       limits = { max_output =, max_artifacts =, max_artifact_size =,
+--         max_artifacts_total =, max_objects =, max_object_size =,
+--         max_objects_total = } over driver.conf's `limits {}`,
+--       default_driver_config = path: loaded when the file exists,
+--       registry = path; registry_missing = why (a qemu build without a
+--         registry is refused with it), reap = bool (clean up after
+--         killed runs first, djinn.state), notes = { warning... }
 --     result = { status =, duration =, jobs = {...}, not_run = {...},
---                error =, exit_code = } (see djinn.pipeline)
---     Invalid manifests/options give nil, "message(s)", 2.
+--                error =, exit_code =, warnings = {...} } (see
+--                djinn.pipeline): a build that ran no job is "failed".
+--     Invalid manifests/options give nil, "message(s)", 2 (or the code
+--     of the refusal), after reporting them through the log: load
+--     warnings first, then the errors (log:invalid; JSON: "error"
+--     events and a build_end with status "invalid").
+--   djinn.check(manifest, options) -> c: load and validate without
+--     running (the CLI's run and check, and djinn.run, all go through
+--     it): c = { manifest = m | nil, config = cfg | nil, errors = {...},
+--     warnings = {...}, summary = "x.yml: invalid manifest (2 errors)" |
+--     nil }. options: driver_config, config, default_driver_config,
+--     stage, drivers, as for run.
 local M = {}
 
 M.manifest = require "djinn.manifest"
@@ -35,7 +58,8 @@ M.log = require "djinn.log"
 M.util = require "djinn.util"
 
 local lazy = { registry = "djinn.registry", yaml = "djinn.yaml",
-               proc = "djinn.proc", fs = "djinn.fs", qcow2 = "djinn.qcow2" }
+               proc = "djinn.proc", fs = "djinn.fs", qcow2 = "djinn.qcow2",
+               tree = "djinn.tree" }
 
 local versions
 local function get_versions()
@@ -92,8 +116,46 @@ local function env_option(env)
     return out
 end
 
-function M.run(manifest, options)
+local function plural(n, what)
+    return string.format("%d %s%s", n, what, n == 1 and "" or "s")
+end
+
+local function append(list, more)
+    for _, x in ipairs(more or {}) do list[#list + 1] = x end
+    return list
+end
+
+-- The driver configuration of a run or a check (see M.check).
+-- -> cfg, warnings | nil, errors (a list), source
+local function load_config(options)
+    if options.config then
+        return options.config, {}
+    end
+    local path = options.driver_config
+    if path == nil and options.default_driver_config then
+        local f = io.open(options.default_driver_config, "rb")
+        if f then
+            f:close()
+            path = options.default_driver_config
+        end
+    end
+    if path == nil then
+        return M.config.defaults(), {}
+    end
+    local cfg, res = M.config.load(path)
+    if cfg == nil then
+        local errors = {}
+        for l in (tostring(res) .. "\n"):gmatch("(.-)\n") do
+            if l ~= "" then errors[#errors + 1] = l end
+        end
+        return nil, errors, path
+    end
+    return cfg, res or {}, path
+end
+
+function M.check(manifest, options)
     options = options or {}
+    local c = { errors = {}, warnings = {} }
     local m, problems
     if type(manifest) == "string" then
         m, problems = M.manifest.load(manifest)
@@ -103,80 +165,201 @@ function M.run(manifest, options)
     else
         m, problems = M.manifest.from_table(manifest)
     end
+    local name = type(manifest) == "string" and manifest or
+        (m and m.file) or "<table>"
+    local summary = {}
     if m == nil then
-        return nil, table.concat(problems, "\n"), 2
+        append(c.errors, problems)
+        summary[#summary + 1] = string.format("%s: invalid manifest (%s)",
+            name, plural(#problems, "error"))
+    else
+        append(c.warnings, problems)
     end
+    local cfg, cres, cpath = load_config(options)
+    if cfg == nil then
+        append(c.errors, cres)
+        summary[#summary + 1] = string.format("%s: invalid driver " ..
+            "configuration (%s)", cpath, plural(#cres, "error"))
+    else
+        append(c.warnings, cres)
+    end
+    if m then
+        local perrs, pwarns = M.pipeline.check(m, {
+            stage = options.stage, drivers = options.drivers })
+        append(c.errors, perrs)
+        append(c.warnings, pwarns)
+    end
+    if #summary > 0 then
+        c.summary = table.concat(summary, "; ")
+    end
+    c.manifest, c.config = m, cfg
+    return c
+end
+
+-- driver.conf `limits {}` with options.limits over it; -> limits | nil,
+-- why.
+local function merge_limits(cfg, limits)
+    local l = {}
+    if type(cfg.limits) == "table" then
+        for k, v in pairs(cfg.limits) do l[k] = v end
+    end
+    for k, v in pairs(limits or {}) do l[k] = v end
+    for k, v in pairs(l) do
+        if math.type(v) ~= "integer" or v < 0 then
+            return nil, string.format("driver configuration: limits.%s " ..
+                "must be a size (e.g. 16MB) or a count >= 0, got %s", k,
+                tostring(v))
+        end
+    end
+    return l
+end
+
+function M.run(manifest, options)
+    options = options or {}
     local log = options.log
     if log == nil then
         log = options.quiet and M.log.null() or
             M.log.new{ json = options.json }
     end
-    local cfg = options.config
-    if cfg == nil and options.driver_config then
-        local err
-        cfg, err = M.config.load(options.driver_config)
-        if cfg == nil then
-            return nil, err, 2
+    -- Every refusal goes through the log (JSON: error events and a
+    -- build_end "invalid"), then back to the caller.
+    local function invalid(errors, summary, code)
+        if type(log.invalid) == "function" then
+            log:invalid(errors, summary, code or 2)
         end
+        local all = append({}, errors)
+        if summary then all[#all + 1] = summary end
+        return nil, table.concat(all, "\n"), code or 2
     end
     local timeout = options.timeout
     if type(timeout) == "string" then
         local err
         timeout, err = M.util.parse_duration(timeout)
         if timeout == nil then
-            return nil, "timeout: " .. err, 2
+            return invalid{ "timeout: " .. err }
         end
     end
     local env, eerr = env_option(options.env)
     if eerr then
-        return nil, eerr, 2
+        return invalid{ eerr }
     end
     local mask = require "djinn.mask"
     local secrets, serr = env_option(options.secrets)
     if serr then
-        return nil, "secrets: " .. serr, 2
+        return invalid{ "secrets: " .. serr }
     end
     local values = {}
     for _, kv in ipairs(secrets or {}) do
         if not kv.key:match("^[%a_][%w_]*$") then
-            return nil, string.format("secrets: %q is not a variable name " ..
-                                      "([A-Za-z_][A-Za-z0-9_]*)", kv.key), 2
+            return invalid{ string.format("secrets: %q is not a variable " ..
+                "name ([A-Za-z_][A-Za-z0-9_]*)", kv.key) }
         end
         local why = mask.check(kv.key, kv.value)
-        if why then return nil, "secrets: " .. why, 2 end
+        if why then return invalid{ "secrets: " .. why } end
         values[#values + 1] = kv.value
         env = env or {}
         env[#env + 1] = kv
     end
     for _, p in ipairs(options.secret_patterns or {}) do
         if type(p) ~= "string" then
-            return nil, "secret_patterns: expected glob strings", 2
+            return invalid{ "secret_patterns: expected glob strings" }
         end
-    end
-    local sc = cfg and cfg.secrets
-    local patterns = mask.patterns(type(sc) == "table" and
-        type(sc.patterns) == "table" and sc.patterns or nil,
-        options.secret_patterns)
-    for _, v in ipairs(mask.scan_env(patterns, { m.env, env or {} },
-                                     function(w) log:warn(w) end)) do
-        values[#values + 1] = v
     end
     if #values > 0 then
         if type(log.add_secrets) ~= "function" then
-            return nil, "secrets: the log writer has no add_secrets " ..
-                "(use djinn.log.new)", 2
+            return invalid{ "secrets: the log writer has no add_secrets " ..
+                "(use djinn.log.new)" }
         end
         log:add_secrets(values)
     end
-    for _, w in ipairs(problems or {}) do
+
+    local c = M.check(manifest, options)
+    local m, cfg = c.manifest, c.config
+    local scan_warnings = {}
+    -- Env values whose names match a secret pattern are masked before
+    -- anything (a warning may quote them) is printed.
+    if m and cfg then
+        local sc = cfg.secrets
+        if type(sc) == "table" and sc.patterns ~= nil and
+            type(sc.patterns) ~= "table" then
+            c.errors[#c.errors + 1] = "driver configuration: " ..
+                "secrets.patterns must be an array of glob strings, " ..
+                "e.g. secrets { patterns [\"*_TOKEN\"] }"
+        else
+            local patterns = mask.patterns(type(sc) == "table" and
+                sc.patterns or nil, options.secret_patterns)
+            local found = mask.scan_env(patterns, { m.env, env or {} },
+                function(w) scan_warnings[#scan_warnings + 1] = w end)
+            if #found > 0 and type(log.add_secrets) == "function" then
+                log:add_secrets(found)
+            end
+        end
+    end
+    -- Load warnings come before anything else (issue 11).
+    for _, w in ipairs(options.notes or {}) do
         log:warn(w)
     end
-    return M.pipeline.run(m, {
+    for _, w in ipairs(c.warnings) do
+        log:warn(w)
+    end
+    for _, w in ipairs(scan_warnings) do
+        log:warn(w)
+    end
+    if #c.errors > 0 then
+        return invalid(c.errors, c.summary)
+    end
+    if m.driver.type == "qemu" and options.registry == nil and
+        options.registry_missing then
+        return invalid{ options.registry_missing }
+    end
+    local limits, lerr = merge_limits(cfg, options.limits)
+    if limits == nil then
+        return invalid{ lerr }
+    end
+    cfg.limits = limits
+    if limits.max_output then
+        log.max_output = limits.max_output
+    end
+    if options.strict and #c.warnings > 0 then
+        local result = {
+            status = "failed", exit_code = 1, duration = 0, jobs = {},
+            not_run = {}, infra = false, warnings = c.warnings,
+            error = string.format("--strict: %s; nothing was run",
+                                  plural(#c.warnings, "warning")),
+        }
+        log:build_start{ manifest = m.file, driver = m.driver.type }
+        log:build_end(result)
+        return result
+    end
+    local tree
+    if options.tree then
+        local terr
+        tree, terr = require("djinn.tree").stage(
+            options.tree ~= true and options.tree or nil,
+            { limits = limits })
+        if tree == nil then
+            return invalid{ terr }
+        end
+    end
+    if options.reap then
+        -- Clean up after earlier runs that were killed (djinn.state).
+        require("djinn.state").reap{ log = log }
+    end
+    local res = table.pack(pcall(M.pipeline.run, m, {
         log = log, config = cfg, objects = options.objects,
         artifacts = options.artifacts, stage = options.stage,
         timeout = timeout, env = env, registry = options.registry,
         signals = options.signals, drivers = options.drivers,
-    })
+        warnings = c.warnings, tree = tree,
+    }))
+    if tree then tree:remove() end
+    if not res[1] then
+        error(res[2], 0)
+    end
+    if res[2] == nil and res[3] ~= nil then
+        return invalid({ tostring(res[3]) }, nil, res[4])
+    end
+    return table.unpack(res, 2, res.n)
 end
 
 return M

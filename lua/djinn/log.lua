@@ -19,8 +19,18 @@
 --   w:output(data)        raw bytes of the running job's output
 --   w:job_start(job)      job = { name =, stage = }
 --   w:job_end(job, r)     r = { status =, duration =, exit_code =, cause = }
---   w:build_end(r)        r = { status =, duration =, error =, not_run = {jobs} }
---   w:warn(text)          "warning: text" on err (also in JSON mode)
+--   w:build_end(r)        r = { status =, duration =, error =, not_run = {jobs},
+--                         warnings = {text...}, exit_code = }: the summary;
+--                         the build's load warnings are repeated in it
+--   w:warn(text)          "warning: text" on err (also in JSON mode, where
+--                         a "warning" event goes to out as well)
+--   w:invalid(errors, summary, code)  the build cannot start (an invalid
+--                         manifest, driver.conf or option): each error on
+--                         err (as is when it has FILE:LINE:COL, else
+--                         "error: "), then "error: summary"; in JSON mode
+--                         also an "error" event per error and a build_end
+--                         with status "invalid" on out (issue 11: --json
+--                         printed nothing on stdout for such a build)
 --   w:mask(text)          text with every secret replaced (djinn.mask)
 --   w:progress(id, text)  a status line for a long wait (see PROGRESS)
 --   w:progress_end(id)
@@ -77,7 +87,8 @@
 -- Text format: Djinn's lines unchanged, plus "==> stage/job" before each
 -- job, "--> <status> in 1.2s" after it, and a final "build <status> in
 -- 12.3s[: <error>]" with a "not run: stage/job, ..." line when jobs were
--- left unrun.
+-- left unrun, and one "warning: ..." line per load warning (the same
+-- lines were printed on err before anything else).
 --
 -- JSON format: each line is an object whose first key is "event":
 --   {"event":"build_start","driver":"os","manifest":"x.yml"}
@@ -87,7 +98,12 @@
 --   {"event":"job_end","job":"test.1","stage":"test","status":"passed",
 --        "duration":0.52,"exit_code":0}
 --   {"event":"build_end","status":"passed","duration":1.3,
---        "not_run":[...],"error":"..."}
+--        "not_run":[...],"error":"...","exit_code":0,"warnings":[...]}
+--   {"event":"warning","message":"x.yml:4:5: jobs[1]: unknown key ..."}
+--   {"event":"error","message":"x.yml:3:5: env[1]: ...","file":"x.yml",
+--        "line":3,"col":5}   (file/line/col when the message has them)
+--   {"event":"build_end","status":"invalid","exit_code":2,"error":
+--        "x.yml: invalid manifest (1 error)","not_run":[],"duration":0}
 -- Output data is valid UTF-8: a multi-byte character split between two
 -- reads is held back until its end arrives; invalid bytes become U+FFFD.
 local util = require "djinn.util"
@@ -445,10 +461,15 @@ function Writer:build_end(r)
         for _, j in ipairs(r.not_run or {}) do
             not_run[#not_run + 1] = j.name
         end
+        local warnings = util.json_array()
+        for _, w in ipairs(r.warnings or {}) do
+            warnings[#warnings + 1] = self.masker:mask(w)
+        end
         self:_event("build_end", {
             status = r.status,
             duration = math.floor((r.duration or 0) * 1000 + 0.5) / 1000,
-            error = rerr, not_run = not_run,
+            error = rerr, not_run = not_run, exit_code = r.exit_code,
+            warnings = #warnings > 0 and warnings or nil,
         })
         return
     end
@@ -466,15 +487,57 @@ function Writer:build_end(r)
         end
         self:_say("not run: " .. table.concat(names, ", ") .. "\n")
     end
+    for _, w in ipairs(r.warnings or {}) do
+        self:_say("warning: " .. self.masker:mask(w) .. "\n")
+    end
 end
 
-function Writer:warn(text)
-    self:_flush_stream()
-    local msg = "warning: " .. self.masker:mask(text) .. "\n"
+function Writer:_err(msg)
     if self.sanitize_err then msg = term.sanitize(msg, true) end
     if self.status_id then self:_clear_status() end
     self.err:write(msg)
     if self.err.flush then self.err:flush() end
+end
+
+function Writer:warn(text)
+    self:_flush_stream()
+    local masked = self.masker:mask(text)
+    self:_err("warning: " .. masked .. "\n")
+    if self.json then
+        self:_flush_pending()
+        self:_event("warning", { message = masked })
+    end
+end
+
+-- "FILE:LINE:COL: message" -> file, line, col (nil when it has none).
+local function position(text)
+    local file, line, col = text:match("^(.-):(%d+):(%d+): ")
+    if file and file ~= "" then
+        return file, tonumber(line), tonumber(col)
+    end
+end
+
+function Writer:invalid(errors, summary, code)
+    self:_flush_stream()
+    for _, e in ipairs(errors) do
+        local masked = self.masker:mask(e)
+        self:_err((position(masked) and "" or "error: ") .. masked .. "\n")
+        if self.json then
+            local file, line, col = position(masked)
+            self:_event("error", { message = masked, file = file,
+                                   line = line, col = col })
+        end
+    end
+    local msum = summary and self.masker:mask(summary)
+    if msum then
+        self:_err("error: " .. msum .. "\n")
+    end
+    if self.json then
+        self:_flush_pending()
+        self:_event("build_end", { status = "invalid", duration = 0,
+                                   error = msum, exit_code = code or 2,
+                                   not_run = util.json_array() })
+    end
 end
 
 return M

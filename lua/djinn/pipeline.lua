@@ -108,11 +108,31 @@
 --              objects = ".", artifacts = ".", stage = nil,
 --              timeout = seconds (nil or 0: none), env = { {key=,value=} }
 --              or { K = V }, registry = path, signals = true (install
---              INT/TERM handlers), drivers = { T = module } (overrides) }
+--              INT/TERM handlers), drivers = { T = module } (overrides),
+--              warnings = { text... } (load warnings, repeated in the
+--              summary), tree = { objects = {...}, line = text } (run
+--              --tree: djinn.tree.stage; placed first, see below) }
 --     result = { status =, duration =, exit_code =, error = summary or nil,
 --                infra = bool, jobs = { {name, stage, status, duration,
 --                exit_code, cause}... } (every planned job, in order),
---                not_run = { jobs still queued } }
+--                not_run = { jobs still queued }, warnings = opts.warnings }
+--   NO JOB RAN IS NOT A PASS (issue 11): a build whose plan has no
+--   manifest job with a command (every job dropped by a misspelt stage,
+--   a misspelt `commands`, a --stage without jobs) fails at once with
+--   exit 1 and "no job ran: <why>"; no driver is created.
+--   M.check(manifest, opts) -> errors, warnings: what run would refuse
+--     (an unknown --stage or driver) and what it would run to no effect
+--     (a job without commands); "FILE:LINE:COL: message" when the job has
+--     a position. M.nothing_to_run(manifest, opts) -> why | nil.
+--   THE TREE (run --tree): opts.tree.objects are objects like the
+--     manifest's ({ src =, dst =, path =, tree = true }: the top-level
+--     entries of a staged copy of the tree, dst relative = the build's
+--     working directory), placed before the manifest objects through the
+--     same driver:create(env, objects) and pipeline.place_objects. One
+--     line (opts.tree.line) replaces their "Placing object" lines. A tree
+--     object that cannot be placed, or that a driver never placed, fails
+--     the build as an infrastructure error (exit 3): jobs never run on
+--     half a tree.
 --   M.exit_code(status, infra) -> 0 passed/passed_with_failures, 1 failed,
 --     3 failed with infra, 4 timed_out, 130 killed.
 local util = require "djinn.util"
@@ -204,6 +224,52 @@ function M.plan(m, opts)
         end
     end
     return stages
+end
+
+-- Why a build of m (with opts.stage) would run no command at all, or
+-- nil. Only manifest jobs count: clone jobs alone build nothing.
+function M.nothing_to_run(m, opts)
+    opts = opts or {}
+    local planned, empty = 0, 0
+    for _, j in ipairs(m.jobs) do
+        if opts.stage == nil or j.stage == opts.stage then
+            planned = planned + 1
+            if #j.commands == 0 then empty = empty + 1 end
+        end
+    end
+    if planned > empty then
+        return nil
+    elseif opts.stage and planned == 0 then
+        return string.format("stage %s has no jobs", opts.stage)
+    elseif planned == 0 then
+        return "the manifest has no jobs in its stages" ..
+            (#m.stages == 0 and " (it lists no stages)" or
+             " (stages: " .. table.concat(m.stages, ", ") .. ")")
+    end
+    return planned == 1 and "its only job has no commands" or
+        string.format("none of its %d jobs has commands", planned)
+end
+
+function M.check(m, opts)
+    opts = opts or {}
+    local errors, warnings = {}, {}
+    local _, perr = M.plan(m, opts)
+    if perr then errors[#errors + 1] = perr end
+    local dtype = m.driver and m.driver.type
+    if dtype then
+        local _, derr = M.load_driver(dtype, opts.drivers, true)
+        if derr then errors[#errors + 1] = derr end
+    end
+    for _, j in ipairs(m.jobs) do
+        if #j.commands == 0 and (opts.stage == nil or j.stage == opts.stage)
+        then
+            warnings[#warnings + 1] = string.format("%s:%d:%d: jobs[%s]: " ..
+                "job %s in stage %s has no commands; it runs nothing",
+                m.file or "<manifest>", j.line or 0, j.col or 0,
+                tostring(j.index or "?"), j.name, j.stage)
+        end
+    end
+    return errors, warnings
 end
 
 ---------------------------------------------------------------------------
@@ -438,15 +504,25 @@ function Store:target(dst, match)
 end
 
 -- Place objects: objects[i] = { src =, dst =, path = host file | nil,
--- err = cause | nil }. put(obj) -> true | nil, cause.
+-- err = cause | nil [, tree = true, line = text] }. put(obj) -> true |
+-- nil, cause. Each object gets placed = true or failed = cause (the
+-- pipeline checks the tree's objects after create).
 function M.place_objects(objects, log, put)
     for _, obj in ipairs(objects) do
         if obj.err then
+            obj.failed = obj.err
             log:line("object error: " .. obj.err)
         else
-            log:line("Placing object " .. obj.src .. " => " .. obj.dst)
+            if obj.line then
+                log:line(obj.line)
+            elseif not obj.tree then
+                log:line("Placing object " .. obj.src .. " => " .. obj.dst)
+            end
             local ok, why = put(obj)
-            if not ok then
+            if ok then
+                obj.placed = true
+            else
+                obj.failed = tostring(why)
                 log:line("object error: " .. tostring(why))
             end
         end
@@ -548,7 +624,8 @@ local function env_list(m, extra)
     return list
 end
 
-local function load_driver(dtype, overrides)
+-- The driver module of type dtype | nil, why. find_only: do not load it.
+function M.load_driver(dtype, overrides, find_only)
     if overrides and overrides[dtype] then
         return overrides[dtype]
     end
@@ -558,8 +635,10 @@ local function load_driver(dtype, overrides)
         return nil, string.format("unknown driver: %s (no module %s in " ..
             "this installation)", dtype, name)
     end
+    if find_only then return true end
     return require(name)
 end
+local load_driver = M.load_driver
 
 local function abspath(fs, p)
     if p:sub(1, 1) == "/" then return p end
@@ -645,7 +724,23 @@ function M.run(m, opts)
                               opts.config and opts.config.limits)
     local env = env_list(m, opts.env)
     local started = proc.now()
+    result.warnings = opts.warnings
     log:build_start{ manifest = m.file, driver = dtype }
+
+    -- Nothing to run: fail before any driver is created (issue 11).
+    local nothing = M.nothing_to_run(m, opts)
+    if nothing then
+        if signals then proc.default_signals() end
+        result.not_run = jobs
+        result.status = "failed"
+        result.error = "no job ran: " .. nothing ..
+            (opts.warnings and #opts.warnings > 0 and
+             " (see the warnings)" or "")
+        result.duration = proc.now() - started
+        result.exit_code = M.exit_code("failed", false)
+        log:build_end(result)
+        return result
+    end
 
     local drv, created
     local status = "passed"
@@ -671,11 +766,24 @@ function M.run(m, opts)
     })
     if okn and d then
         drv = d
-        local okc, c, cerr = protect(drv.create, drv, env,
-                                     resolve_objects(m, objects_dir, fs))
+        local objects = resolve_objects(m, objects_dir, fs)
+        local tree = opts.tree and opts.tree.objects or {}
+        for i = #tree, 1, -1 do
+            table.insert(objects, 1, tree[i])
+        end
+        local okc, c, cerr = protect(drv.create, drv, env, objects)
         created = true
         if okc and c then
             created = "ok"
+            for _, obj in ipairs(tree) do
+                if not obj.placed then
+                    created, nerr = true, string.format("--tree: %s " ..
+                        "was not placed in the build environment: %s",
+                        obj.src, obj.failed or "the driver did not " ..
+                        "place it")
+                    break
+                end
+            end
         else
             nerr = okc and cerr or c
         end

@@ -285,9 +285,13 @@ local rr, _, _, e2, c2 = run("driver: {type: os}\nstages: [a]\n",
 t:ok(rr == nil and c2 == 2 and e2:find('unknown stage "b"'),
      "unknown stage gives exit 2")
 
--- Empty build.
+-- Empty build. Until 2026-12 (issue 11) it passed having run nothing;
+-- a build in which no job ran is failed, exit 1, and says why.
 r = run("driver: {type: os}\n")
-t:is({ r.status, #r.jobs }, { "passed", 0 }, "a build with no jobs passes")
+t:is({ r.status, #r.jobs, r.exit_code }, { "failed", 0, 1 },
+     "a build with no jobs fails (exit 1)")
+t:like(r.error or "", "^no job ran: the manifest has no jobs",
+       "a build with no jobs says why")
 
 -- Timeout: the job's process group is terminated, the build is timed_out.
 local tdir = t:tmpdir()
@@ -371,7 +375,7 @@ t:like(out, '{"event":"job_end","duration":[%d.e-]+,"exit_code":2,' ..
        '"job":"s%.2","stage":"s","status":"failed"}', "job_end event")
 t:like(lines[#lines], '^{"event":"build_end","duration":[%d.e-]+,' ..
        '"error":"job s%.2 in stage s failed %(exit status 2%)",' ..
-       '"not_run":%[%],"status":"failed"}$', "build_end event")
+       '"exit_code":1,"not_run":%[%],"status":"failed"}$', "build_end event")
 t:like(out, '{"event":"output","data":"Running with Driver os%.%.%.\\n",' ..
        '"job":null}', "runner lines are output events with job null")
 
