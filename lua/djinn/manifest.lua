@@ -354,6 +354,21 @@ function Ctx:check_paths(list, path, artifacts)
     return list
 end
 
+-- "did you mean commands? " for a misspelt key (issue 11, item 4.1):
+-- the known keys nearest by edit distance (djinn.config.nearest), or "".
+-- known: a list or a set of names.
+local function did_you_mean(k, known)
+    local ok, config = pcall(require, "djinn.config")
+    if not ok or type(k) ~= "string" then return "" end
+    local set = {}
+    for a, b in pairs(known) do
+        if type(a) == "number" then set[b] = true else set[a] = true end
+    end
+    local near = config.nearest(k, set)
+    if #near == 0 then return "" end
+    return "did you mean " .. table.concat(near, " or ") .. "? "
+end
+
 -- Djinn's namespace rule: path[@owner], 1 to 20 segments of letters and
 -- digits joined by "/", owner [A-Za-z0-9_.-]+.
 local NS_RULE = "a namespace is path[@owner]: 1 to 20 segments of " ..
@@ -425,7 +440,8 @@ local function parse_driver(ctx, node, root)
         local k, knode = kk[1], kk[2]
         if not keys[k] then
             ctx:warn(knode, "driver.%s: unknown key for driver %s " ..
-                     "(ignored; known: %s)", k, t, known_list(keys))
+                     "(ignored; %sknown: %s)", k, t, did_you_mean(k, keys),
+                     known_list(keys))
         end
     end
     local function need(key)
@@ -483,8 +499,9 @@ local function parse_job(ctx, node, i)
                 ctx:passthrough_list(v, path .. ".artifacts"),
                 path .. ".artifacts", true)
         else
-            ctx:warn(knode, "%s: unknown key %q (ignored; known keys: %s)",
-                     path, k, table.concat(job_keys, ", "))
+            ctx:warn(knode, "%s: unknown key %q (ignored; %sknown keys: %s)",
+                     path, k, did_you_mean(k, job_keys),
+                     table.concat(job_keys, ", "))
         end
     end
     if job.stage == nil then
@@ -519,8 +536,8 @@ local function validate(root, file)
         if top_set[k] then
             nodes[k] = v or knode
         else
-            ctx:warn(knode, "unknown key %q (ignored; known keys: %s)", k,
-                     table.concat(top_keys, ", "))
+            ctx:warn(knode, "unknown key %q (ignored; %sknown keys: %s)", k,
+                     did_you_mean(k, top_keys), table.concat(top_keys, ", "))
         end
     end
 

@@ -153,6 +153,27 @@ t:ok(has(w, 'm.yml:11:12: jobs[2]: stage "deploy" is not listed in ' ..
          'stages; the job is dropped (stages: build, test)'),
      "job of an unlisted stage warns")
 t:is(#w, 6, "exactly six warnings")
+
+-- A misspelt key names the nearest known keys (issue 11, item 4.1).
+do
+    local m2, w2 = manifest.parse([[
+driver: {type: os}
+stgaes: [build]
+stages: [build]
+jobs:
+  - stage: build
+    comands: [true]
+    commands: [true]
+]], "t.yml")
+    t:ok(m2 ~= nil, "misspelt keys: still only warnings")
+    t:ok(has(w2, 't.yml:6:5: jobs[1]: unknown key "comands" (ignored; did ' ..
+             'you mean commands? known keys: stage, name, commands, ' ..
+             'artifacts)'), "comands: did you mean commands?")
+    t:ok(has(w2, 't.yml:2:1: unknown key "stgaes" (ignored; did you mean ' ..
+             'stages? known keys: namespace, driver, env, objects, ' ..
+             'sources, stages, allow_failures, jobs)'),
+         "stgaes: did you mean stages?")
+end
 t:is(#m.jobs, 1, "the job of the unlisted stage is dropped")
 t:is(m.stages, { "build", "test" }, "duplicate stage keeps the first")
 

@@ -101,7 +101,6 @@ env:
 objects:
   - in.txt => data/in.txt
   - sub/tool.sh
-  - missing.txt
 stages: [build]
 jobs:
   - stage: build
@@ -172,8 +171,27 @@ jobs:
     local _, nerr = all:gsub("\n", "")
     t:is(nerr + 1, 5, "exactly five errors (ok.txt and fine/* accepted)")
 end
-t:like(out, "\nobject error: [^\n]*missing%.txt: No such file",
-       "missing object")
+-- An object that cannot be placed fails the build before any job runs,
+-- in every driver (issue 11, item 4.8).
+do
+    local rm, mout = run([[
+driver: {type: os}
+objects:
+  - in.txt
+  - missing.txt
+stages: [build]
+jobs:
+  - stage: build
+    commands: [echo job-ran]
+]], { files = { ["in.txt"] = "x\n" } })
+    t:like(mout, "\nobject error: [^\n]*missing%.txt: No such file",
+           "missing object: an object error line")
+    t:is({ rm.status, rm.exit_code }, { "failed", 3 },
+         "missing object: the build fails (driver error, exit 3)")
+    t:ok(not mout:find("job-ran", 1, true), "missing object: no job ran")
+    t:like(mout, "object error: 1 of 2 objects could not be placed " ..
+           "%(missing%.txt%)", "missing object: the summary names it")
+end
 t:like(out, "\n==> build/build%.1\n", "job header")
 t:like(out, "\n%+ echo greeting=hello world override=cli extra=x\n",
        "set -x echo")

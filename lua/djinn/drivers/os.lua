@@ -114,6 +114,17 @@ function Driver:create(env, objects)
         end
         return copy_any(obj.path, target)
     end)
+    -- An object that could not be placed fails the build, as in every
+    -- driver (issue 11, item 4.8): a job must not run without its input.
+    local failed = {}
+    for _, obj in ipairs(objects) do
+        if obj.failed then failed[#failed + 1] = obj.src end
+    end
+    if #failed > 0 then
+        return nil, string.format("object error: %d of %d objects could " ..
+            "not be placed (%s); see the object error lines above",
+            #failed, #objects, table.concat(failed, ", "))
+    end
     return true
 end
 
