@@ -529,6 +529,16 @@ function M.place_objects(objects, log, put)
     end
 end
 
+-- The verdict on a driver's objects once it has placed them (issue 11,
+-- 4.8: an object that cannot be placed fails the build in every driver):
+-- failed lists the sources not placed. -> nil | "object error: ..."
+function M.object_failure(failed, total)
+    if #failed == 0 then return nil end
+    return string.format("object error: %d of %d objects could not be " ..
+        "placed (%s); see the object error lines above", #failed, total,
+        table.concat(failed, ", "))
+end
+
 -- Collect a job's artifacts (see the interface above). Where each match
 -- goes: when the manifest wrote no DST (a.named == false: "out/*.log",
 -- or "out/*.log =>"), the match's own basename; otherwise the DST with

@@ -120,11 +120,8 @@ function Driver:create(env, objects)
     for _, obj in ipairs(objects) do
         if obj.failed then failed[#failed + 1] = obj.src end
     end
-    if #failed > 0 then
-        return nil, string.format("object error: %d of %d objects could " ..
-            "not be placed (%s); see the object error lines above",
-            #failed, #objects, table.concat(failed, ", "))
-    end
+    local why = pipeline.object_failure(failed, #objects)
+    if why then return nil, why end
     return true
 end
 
