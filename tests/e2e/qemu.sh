@@ -214,10 +214,19 @@ jobs:
       - echo "[$SPACED]"
       - echo "secret:$VM_S:$API_TOKEN"
       - ( set +x; printf 'split:%s' "${VM_S%?????????}"; sleep 1; printf '%s:end\n' "${VM_S#"${VM_S%?????????}"}" )
+      - test "$(cat top.txt)" = top && test "$(cat sub/deeper/file.txt)" = deep && test ! -e ignored.log && test ! -e .git && echo tree-ok
       - i=0; while [ ! -e /tmp/probed ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done; test -e /tmp/probed
 EOF
+# C also gets a working tree (--tree, issue 11, 4.11): a git checkout whose
+# .gitignore'd file and .git must not travel; a nested directory must.
+mkdir -p "$W/tree/sub/deeper"
+printf 'top\n' >"$W/tree/top.txt"
+printf 'deep\n' >"$W/tree/sub/deeper/file.txt"
+printf '*.log\n' >"$W/tree/.gitignore"
+printf 'ignored\n' >"$W/tree/ignored.log"
+git -C "$W/tree" init -q && git -C "$W/tree" add top.txt .gitignore
 start A run --registry "$REG" --driver-config "$W/vm.conf" --objects "$W/objects" --artifacts "$W/art-a" "$W/a.yml"
-start C run --registry "$REG" --driver-config "$W/vm.conf" --artifacts "$W/art-c" --secret VM_S=vm-secret-value-42 "$W/c.yml"
+start C run --registry "$REG" --driver-config "$W/vm.conf" --artifacts "$W/art-c" --secret VM_S=vm-secret-value-42 --tree "$W/tree" "$W/c.yml"
 lock_probe A
 lock_probe C
 finish A
@@ -264,6 +273,8 @@ check "C: qemu is gone after the build" gone "$(qemu_pid C)"
 check "C: a personal image found after the namespace lookup" hasF C.log "Image tinyssh (personal): SHA-256 matches"
 check "C: OpenSSH accepts env requests (nothing passed in the script)" sh -c "! grep -q 'refused env requests' '$W/C.log'"
 check "C: env over env requests reaches the job" hasF C.log "[a b  c]"
+check "C: --tree placed the checkout (nested, untracked included) without ignored files or .git" hasF C.log "tree-ok"
+check "C: --tree says so" hasF C.log "Placing tree"
 check "C: secrets (--secret, *_TOKEN) never in the log" sh -c "! grep -q -e vm-secret-value-42 -e vm-token-from-manifest '$W/C.log'"
 check "C: echo and set -x lines masked" sh -c "test \"\$(grep -c -F 'secret:xxxxxx:xxxxxx' '$W/C.log')\" = 2"
 check "C: a secret split across two reads is masked" hasF C.log "split:xxxxxx:end"
