@@ -147,7 +147,6 @@ SQLITE_EXTENSION_INIT3
 
 #define REG_MAX_DEPTH 20
 #define REG_MAX_NS_PATH 1024
-#define REG_MAX_OWNER 64
 #define REG_MAX_NAME 255
 #define REG_MAX_STORE 4096
 #define REG_COPY_BUF (1 << 20)
@@ -265,7 +264,7 @@ static int reg_owner_ok(const char *s, size_t n)
 }
 
 /* The current Unix user's name, or the uid as a number. */
-static void reg_current_user(char *out, size_t n)
+void reg_current_user(char *out, size_t n)
 {
     struct passwd pw, *res = NULL;
     char buf[4096];

@@ -63,4 +63,14 @@ int reg_check_registry(sqlite3 *db, char **err);
 int reg_text_arg(sqlite3_context *ctx, const char *fn, sqlite3_value *v,
                  const char *what, const char **out);
 
+/* The longest owner name; an owner buffer holds REG_MAX_OWNER + 1. */
+#define REG_MAX_OWNER 64
+
+/*
+** The owner a namespace without "@owner" (and a personal image) belongs
+** to: the effective user's name from the password database, or the uid
+** as a number when that name is not a valid owner.
+*/
+void reg_current_user(char *out, size_t n);
+
 #endif /* DJINN_REGISTRY_H */

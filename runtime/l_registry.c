@@ -18,8 +18,13 @@
 **   db:register(ns, name, path) -> id | nil, msg   image_register(?,?,?)
 **   db:resolve(ns, name)       -> path | nil [, msg]   image_path(?,?)
 **   db:remove(ns, name)        -> true | false | nil, msg  image_remove(?,?)
-**   db:list([ns])              -> rows of image_list ("path" or
-**                                 "path@owner" filters)
+**   db:list([ns])              -> rows of image_list: every image (nil),
+**                                 your personal images ("" or "-"), your
+**                                 namespace "path", or "path@owner" - the
+**                                 owner of a path without "@" is yours,
+**                                 as in every registry function
+**   registry.user()            -> the owner a namespace without "@" and a
+**                                 personal image belong to
 **   db:close()                 ; __gc / __close close.
 ** Parameters: nil, boolean (1/0), integer, float, string; other types
 ** raise (misuse), as does use after close.
@@ -366,6 +371,7 @@ static int l_registry_list(lua_State *L)
     const char *ns = luaL_optstring(L, 2, NULL);
     const char *at = ns != NULL ? strchr(ns, '@') : NULL;
     const char *sql = "SELECT * FROM image_list";
+    char me[REG_MAX_OWNER + 1];
 
     lua_settop(L, 2);
     if (at != NULL) {
@@ -373,14 +379,31 @@ static int l_registry_list(lua_State *L)
         lua_pushstring(L, at + 1);
         lua_remove(L, 2);
         sql = "SELECT * FROM image_list WHERE namespace = ? AND owner = ?";
+    } else if (ns != NULL && (ns[0] == '\0' || strcmp(ns, "-") == 0)) {
+        lua_settop(L, 1);
+        reg_current_user(me, sizeof(me));
+        lua_pushstring(L, me);
+        sql = "SELECT * FROM image_list WHERE namespace IS NULL AND "
+              "owner = ?";
     } else if (ns != NULL) {
-        sql = "SELECT * FROM image_list WHERE namespace = ?";
+        reg_current_user(me, sizeof(me));
+        lua_pushstring(L, me);
+        sql = "SELECT * FROM image_list WHERE namespace = ? AND owner = ?";
     } else {
         lua_settop(L, 1);
     }
     if (prepare(L, d, sql, 2, "list") < 0)
         return 2;
     return collect_rows(L, d, "list");
+}
+
+static int l_registry_user(lua_State *L)
+{
+    char me[REG_MAX_OWNER + 1];
+
+    reg_current_user(me, sizeof(me));
+    lua_pushstring(L, me);
+    return 1;
 }
 
 static int l_registry_close(lua_State *L)
@@ -420,6 +443,7 @@ static const luaL_Reg db_meta[] = {
 
 static const luaL_Reg registry_funcs[] = {
     {"open", l_registry_open},
+    {"user", l_registry_user},
     {NULL, NULL},
 };
 

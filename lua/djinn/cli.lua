@@ -1011,11 +1011,9 @@ local function cmd_image(args)
             return st
         end
         -- No argument: every image; "-" or "": your personal images;
-        -- path: your namespace path; path@owner: that owner's.
-        local scope = nil
-        if pos[1] ~= nil then scope = ns_arg(pos[1]) or false end
+        -- path: your namespace path; path@owner: that owner's (db:list).
         local me = images.me()
-        local rows, err = images.list(db, scope, me)
+        local rows, err = db:list(pos[1])
         -- A store this registry may not use (another registry's, or one
         -- full of images beside an empty registry: a lost registry file)
         -- is said before the list, which could otherwise look empty.
@@ -1057,7 +1055,7 @@ local function cmd_image(args)
         local path, err = db:resolve(ns, pos[2])
         local rows, other
         if path ~= nil or err == nil then
-            rows, err = images.list(db, ns or false)
+            rows, err = db:list(ns or "-")
         end
         if path == nil and err == nil then
             other = images.elsewhere(db, pos[2])

@@ -7,15 +7,13 @@
 -- reading, so what `image ls` shows can be written into a manifest as it
 -- stands (issue 11, item 4).
 --
---   images.me() -> the current user's name (the registry's default owner)
+--   images.me() -> the owner a namespace without "@owner" and a personal
+--       image belong to (djinn.registry.user(), as the registry decides)
 --   images.namespace_text(path, owner, me) -> "team/ci", or "team/ci@bob"
 --       for another owner's namespace; nil for a personal image
 --   images.label(ns, name) -> "tiny (namespace: demo)" | "tiny (personal)"
 --   images.manifest_text(row, me) -> "namespace: demo, image: tiny" |
 --       "image: tiny" (a personal image of the current user)
---   images.list(db, ns, me) -> rows of image_list | nil, err. ns nil:
---       every image; false: the current user's personal images; "p":
---       namespace p of the current user; "p@o": namespace p of owner o.
 --   images.named(db, name) -> rows of image_list with that name, in
 --       every namespace and owner | nil, err
 --   images.elsewhere(db, name, me) -> text listing where images called
@@ -23,9 +21,7 @@
 local M = {}
 
 function M.me()
-    local ok, sys = pcall(require, "djinn.sys")
-    local pw = ok and sys.passwd() or nil
-    return pw and pw.name or os.getenv("USER") or "?"
+    return require("djinn.registry").user()
 end
 
 function M.namespace_text(path, owner, me)
@@ -55,19 +51,6 @@ function M.manifest_text(row, me)
             "only by %s)", row.name, row.owner, row.owner)
     end
     return "image: " .. row.name
-end
-
-function M.list(db, ns, me)
-    me = me or M.me()
-    if ns == nil then
-        return db:query("SELECT * FROM image_list")
-    elseif ns == false then
-        return db:query("SELECT * FROM image_list WHERE namespace IS NULL " ..
-                        "AND owner = ?", me)
-    end
-    local path, owner = ns:match("^([^@]*)@(.*)$")
-    return db:query("SELECT * FROM image_list WHERE namespace = ? AND " ..
-                    "owner = ?", path or ns, owner or me)
 end
 
 function M.named(db, name)
