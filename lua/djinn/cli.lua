@@ -744,20 +744,29 @@ end
 -- by process `pid` left behind; call only once that process is gone (its
 -- fcntl lock on the copy died with it). The registry is not created when
 -- it does not exist yet. -> count removed, problems (a list of messages)
-local function remove_worker_temps(regpath, pid)
-    local fs = require "djinn.fs"
-    local problems = {}
-    if not fs.exists(regpath) then return 0, problems end
+-- The store of an existing registry (djinn_store()). -> dir | nil, why
+local function store_of(regpath)
     local db, err = require("djinn.registry").open(regpath)
     if db == nil then
-        return 0, { "cannot open the registry to clean up: " .. tostring(err) }
+        return nil, "cannot open the registry: " .. tostring(err)
     end
     local rows
     rows, err = db:query("SELECT djinn_store() AS store")
     db:close()
     local store = rows and rows[1] and rows[1].store
     if store == nil then
-        return 0, { "cannot find the store to clean up: " .. tostring(err) }
+        return nil, "cannot find the store: " .. tostring(err)
+    end
+    return store
+end
+
+local function remove_worker_temps(regpath, pid)
+    local fs = require "djinn.fs"
+    local problems = {}
+    if not fs.exists(regpath) then return 0, problems end
+    local store, err = store_of(regpath)
+    if store == nil then
+        return 0, { "cleaning up: " .. tostring(err) }
     end
     local names = fs.listdir(store) or {}
     local pat = "^%.tmp%-" .. math.tointeger(pid) .. "%-%x+$"
@@ -838,10 +847,7 @@ local function register_worker(regpath, ns, name, file, json)
         if tmp == nil and total and now - looked >= 0.5 then
             looked = now
             if store == nil and fs.exists(regpath) then
-                local db = require("djinn.registry").open(regpath)
-                local r = db and db:query("SELECT djinn_store() AS s")
-                store = r and r[1] and r[1].s
-                if db then db:close() end
+                store = store_of(regpath)
             end
             for _, f in ipairs(store and fs.listdir(store) or {}) do
                 if f:match("^%.tmp%-" .. math.tointeger(pid) .. "%-") then
