@@ -144,20 +144,24 @@ function Driver:resolve()
     local looked = {}
     local ns = self.manifest and self.manifest.namespace
     if ns == "" then ns = nil end
+    -- The registry is opened for a plain name (which it may hold), and
+    -- otherwise only for the hints of an image not found: a base image
+    -- path that exists never depends on the registry.
+    local plain = name:match("^[%w_%-]+$") ~= nil
+    local have = self.registry and fs.exists(self.registry)
     local db
-    if self.registry and fs.exists(self.registry) then
-        local registry = require "djinn.registry"
+    if plain and have then
         local err
-        db, err = registry.open(self.registry)
+        db, err = require("djinn.registry").open(self.registry)
         if db == nil then
             return nil, "cannot open the image registry: " ..
                 util.plain_error(err)
         end
-    elseif self.registry and name:match("^[%w_%-]+$") then
+    elseif plain and self.registry then
         looked[#looked + 1] = "registry " .. self.registry ..
             " (does not exist)"
     end
-    if db and name:match("^[%w_%-]+$") then
+    if db then
         local scopes = {}
         if ns then scopes[#scopes + 1] = ns end
         scopes[#scopes + 1] = false
@@ -194,6 +198,9 @@ function Driver:resolve()
     -- names them. A name with "/" is a base image path; its last segment
     -- may be a registered image written as NAMESPACE/NAME.
     local hint
+    if db == nil and have then
+        db = require("djinn.registry").open(self.registry)
+    end
     if db then
         local short = name:match("/([%w_%-]+)$")
         local other = images.elsewhere(db, short or name)
