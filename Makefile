@@ -3,6 +3,9 @@
 #
 #   make            build/djinn.so and build/djinn-lua
 #   make test       build and run every suite; last line "N passed, N failed"
+#                   (SUITE=PATTERN: only the suites whose name matches,
+#                   e.g. make test SUITE=registry)
+#   make check      the everyday subset: no VM boot, no dockerd, no root
 #   make asan       the same tests under ASan + UBSan, in build-asan/
 #   make valgrind   C and SQL tests under valgrind
 #   make fuzz       run the libFuzzer harnesses for a bounded time
@@ -46,7 +49,7 @@ RT_DEFS  = -D_DEFAULT_SOURCE -D_GNU_SOURCE -Iext -Iruntime -I$(B) \
            -DDJINN_VERSION='"$(VERSION)"'
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo 0.1)
 
-.PHONY: all test asan valgrind fuzz lint format-check clean install demo
+.PHONY: all test check asan valgrind fuzz lint format-check clean install demo
 all: $(B)/djinn.so $(if $(RT_SRCS),$(B)/djinn-lua)
 
 $(B)/schema.c: $(SCHEMA) schema/embed.sh
@@ -88,6 +91,9 @@ TEST_BINS = all $(CTESTS) $(if $(wildcard tests/sql_runner.c),$(B)/sql_runner)
 
 test: $(TEST_BINS)
 	@sh tests/run.sh $(B)
+
+check: $(TEST_BINS)
+	@QUICK=1 sh tests/run.sh $(B)
 
 SAN = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 asan:

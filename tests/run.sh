@@ -17,9 +17,21 @@
 # files can name them as 'fixtures/<name>.qcow2'. The directory is removed at
 # the end, whatever happened.
 #
+# Every suite must print exactly one TAP plan ("1..N") and N must equal the
+# points it printed: a suite that stops early (exit 0 before its plan) or
+# loses points is a failure, named in a "not ok - suite ..." line.
+#
 # VALGRIND=1 runs the C tests and the SQL driver under valgrind.
-# ONLY=PATTERN runs only the suites whose name matches the shell pattern
-# (e.g. ONLY='e2e/qemu*' or ONLY=lua); the others are not counted.
+# SUITE=PATTERN runs only the suites whose name matches the shell pattern
+# (e.g. SUITE='e2e/qemu*' or SUITE=lua); a pattern without * ? or [
+# matches anywhere in the name (SUITE=registry: every registry suite).
+# The others are not counted. ONLY=PATTERN is the same, matched whole.
+# QUICK=1 (make check) leaves out the e2e suites whose "# needs:" header
+# line names a guest (a QEMU VM boot), dockerd or root: the everyday
+# subset, without daemons, VMs or privileges.
+# FIXTURES=0 builds no fixtures (the runner's own test needs none).
+# E2E_DIR=DIR runs the e2e suites of DIR instead of tests/e2e (the
+# runner's own test, tests/e2e/runner.sh).
 set -u
 B=${1:-build}
 TOP=$(cd "$(dirname "$0")/.." && pwd)
@@ -31,6 +43,14 @@ export DJINN_TOP="$TOP" DJINN_BUILD="$B" DJINN_WORK="$WORK"
 export DJINN_FIXTURES="$WORK/fixtures"
 
 passed=0 failed=0
+FILTER=${ONLY:-}
+if [ -n "${SUITE:-}" ]; then
+	case $SUITE in
+	*[*?[]*) FILTER=$SUITE ;;
+	*) FILTER="*$SUITE*" ;;
+	esac
+fi
+E2E_DIR=${E2E_DIR:-$TOP/tests/e2e}
 SUITE_TIMEOUT=${SUITE_TIMEOUT:-1800}
 
 VG=
@@ -54,9 +74,9 @@ fi
 suite() {
 	name=$1
 	shift
-	if [ -n "${ONLY:-}" ]; then
+	if [ -n "$FILTER" ]; then
 		# shellcheck disable=SC2254
-		case $name in $ONLY) ;; *) return 0 ;; esac
+		case $name in $FILTER) ;; *) return 0 ;; esac
 	fi
 	echo "# suite: $name"
 	out=$WORK/suite.out
@@ -65,6 +85,18 @@ suite() {
 	cat "$out"
 	p=$(grep -c '^ok ' "$out")
 	f=$(grep -c '^not ok ' "$out")
+	plans=$(grep -c '^1\.\.[0-9][0-9]*' "$out")
+	planned=$(sed -n 's/^1\.\.\([0-9][0-9]*\).*/\1/p' "$out" | head -n 1)
+	if [ "$plans" -eq 0 ]; then
+		echo "not ok - suite $name printed no TAP plan (1..N): it stopped before its end"
+		f=$((f + 1))
+	elif [ "$plans" -gt 1 ]; then
+		echo "not ok - suite $name printed $plans TAP plans (expected one 1..N)"
+		f=$((f + 1))
+	elif [ "$planned" -ne $((p + f)) ]; then
+		echo "not ok - suite $name planned $planned points but printed $((p + f))"
+		f=$((f + 1))
+	fi
 	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
 		echo "not ok - suite $name exited with status $rc"
 		f=1
@@ -77,7 +109,7 @@ suite() {
 	failed=$((failed + f))
 }
 
-if [ -x "$TOP/tests/fixtures.sh" ] || [ -f "$TOP/tests/fixtures.sh" ]; then
+if [ "${FIXTURES:-1}" = 1 ] && [ -f "$TOP/tests/fixtures.sh" ]; then
 	if ! sh "$TOP/tests/fixtures.sh" "$DJINN_FIXTURES" >"$WORK/fixtures.log" 2>&1; then
 		cat "$WORK/fixtures.log"
 		echo "not ok - building test fixtures failed"
@@ -123,8 +155,12 @@ if [ -n "$VG" ] && [ -x "$B/djinn-lua" ]; then
 		fi' sh $VG "$B/djinn-lua"
 fi
 if [ -z "$VG" ]; then
-	for t in "$TOP"/tests/e2e/*.sh; do
+	for t in "$E2E_DIR"/*.sh; do
 		[ -f "$t" ] || continue
+		if [ "${QUICK:-}" = 1 ] &&
+			grep -q -E '^# needs:.*(guest|dockerd|root)' "$t"; then
+			continue
+		fi
 		suite "e2e/$(basename "$t" .sh)" sh "$t"
 	done
 fi

@@ -1,4 +1,5 @@
 #!/bin/sh
+# needs: root (mounts, unshare)
 # cli_safety.sh - the command line under hostile output, interruption,
 # missing homes and damaged registries (issue 10, 2026-12-04). TAP on
 # stdout.

@@ -1,4 +1,5 @@
 #!/bin/sh
+# needs: dockerd (starts a private dockerd and registry)
 # docker.sh - end-to-end tests of the docker driver against a REAL engine:
 # a private dockerd (data and exec roots, pid file and socket under a
 # mktemp dir; no bridge, no iptables, no forwarding) and Debian's

@@ -1,4 +1,5 @@
 #!/bin/sh
+# needs: dockerd (starts a private dockerd and registry)
 # newuser.sh - the mistakes new users make (issue 11, items 4.1, 4.2, 4.9,
 # 4.11), end to end through the real build/djinn-lua with the os driver
 # and a real docker engine (a private dockerd and docker-registry on

@@ -1,4 +1,5 @@
 #!/bin/sh
+# needs: root (mounts a full tmpfs)
 # os_faults.sh - jobs that misbehave and artifacts under attack on the os
 # driver, end to end (issue 10, defects 2, 3, 9 and 12; 2026-12-04):
 #   - defect 9: a background process (`sleep 1001 &`) no longer keeps a

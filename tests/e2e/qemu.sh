@@ -1,4 +1,5 @@
 #!/bin/sh
+# needs: guest (boots a VM under QEMU)
 # qemu.sh - end-to-end tests of the QEMU and SSH drivers: real VMs booted
 # under QEMU (TCG) from the tiny images of tests/vm/build-image.sh (built
 # once, cached in $DJINN_BUILD/vm), registered in a fresh registry, driven

@@ -1,4 +1,5 @@
 #!/bin/sh
+# needs: guest (boots a VM under QEMU)
 # qemu_fulldisk.sh - the QEMU driver with its disk overlay on a full file
 # system (issue 10, defect 4, 2026-12-04: QEMU paused the guest when the
 # disk under the overlay filled, and the build only ended at its timeout,

@@ -1,4 +1,5 @@
 #!/bin/sh
+# needs: guest (boots a VM under QEMU)
 # qemu_imagespage.sh - the QEMU and SSH drivers on an OpenSSH image
 # configured exactly as Djinn's Images page tells users to (issue 11,
 # section 3): `PubkeyAuthentication no`, `AcceptEnv *`,

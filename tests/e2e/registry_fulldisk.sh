@@ -1,4 +1,5 @@
 #!/bin/sh
+# needs: root (mounts, unshare)
 # registry_fulldisk.sh - the registry and its store on a full disk (issue
 # 10): a small tmpfs holds the registry file and the store; images are
 # registered until the disk is full, then one more. Every failure must say

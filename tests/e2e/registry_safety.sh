@@ -1,4 +1,5 @@
 #!/bin/sh
+# needs: root (runs commands as nobody with setpriv)
 # registry_safety.sh - the registry under damage (issue 10), through the
 # stock sqlite3 shell, python3 and djinn-lua: forged schema versions on a
 # file marked as ours, a crash inside image_remove (the state it leaves:
