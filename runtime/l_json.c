@@ -10,7 +10,8 @@
 **       json.null, NaN/inf ("NaN and infinity have no JSON form"), keys
 **       that are not strings or integers, nesting deeper than 256 (a
 **       cycle).
-**       Strings (and keys) that are not valid UTF-8: every byte that is
+**       Strings (and keys) that are not valid UTF-8 (ext/jsonstr.h, the
+**       rule the SQL functions' JSON follows too): every byte that is
 **       not part of a valid UTF-8 sequence (an overlong form, a surrogate,
 **       a code point above U+10FFFF, a lone or truncated byte) is replaced
 **       by U+FFFD, one per byte. This is THE rule for every JSON djinn
@@ -55,6 +56,7 @@
 #include <lua.h>
 
 #include "djinn.h"
+#include "jsonstr.h"
 #include "util.h"
 
 #define BOX_MT "djinn.json.box"
@@ -87,76 +89,6 @@ static struct box *newbox(lua_State *L)
     b->text = NULL;
     luaL_setmetatable(L, BOX_MT);
     return b;
-}
-
-/* Length of the valid UTF-8 sequence at p (n bytes left), 0 if invalid. */
-static size_t utf8_seq(const unsigned char *p, size_t n)
-{
-    unsigned char c = p[0], lo = 0x80, hi = 0xBF;
-    size_t k, len;
-
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF)
-        len = 2;
-    else if (c >= 0xE0 && c <= 0xEF)
-        len = 3;
-    else if (c >= 0xF0 && c <= 0xF4)
-        len = 4;
-    else
-        return 0;
-    if (c == 0xE0)
-        lo = 0xA0; /* overlong */
-    else if (c == 0xED)
-        hi = 0x9F; /* surrogates */
-    else if (c == 0xF0)
-        lo = 0x90; /* overlong */
-    else if (c == 0xF4)
-        hi = 0x8F; /* above U+10FFFF */
-    if (n < len || p[1] < lo || p[1] > hi)
-        return 0;
-    for (k = 2; k < len; k++)
-        if (p[k] < 0x80 || p[k] > 0xBF)
-            return 0;
-    return len;
-}
-
-/*
-** A JSON string of s: valid UTF-8 as is, else every invalid byte replaced
-** by U+FFFD (see the rule above). NULL only when out of memory. No Lua
-** call happens while the copy is allocated.
-*/
-static json_t *utf8_string(const char *s, size_t len)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0, o = 0, k;
-    unsigned char *buf;
-    json_t *v;
-
-    while (i < len && (k = utf8_seq(p + i, len - i)) != 0)
-        i += k;
-    if (i == len)
-        return json_stringn_nocheck(s, len);
-    buf = malloc(len * 3 + 1);
-    if (buf == NULL)
-        return NULL;
-    memcpy(buf, p, i);
-    o = i;
-    while (i < len) {
-        k = utf8_seq(p + i, len - i);
-        if (k == 0) {
-            memcpy(buf + o, "\xEF\xBF\xBD", 3);
-            o += 3;
-            i++;
-        } else {
-            memcpy(buf + o, p + i, k);
-            o += k;
-            i += k;
-        }
-    }
-    v = json_stringn_nocheck((const char *)buf, o);
-    free(buf);
-    return v;
 }
 
 /* The fewest digits (15..17) with which d reads back exactly. */
@@ -270,7 +202,7 @@ static json_t *scalar(lua_State *L, int idx, const char *path)
         return json_real(d);
     case LUA_TSTRING:
         s = lua_tolstring(L, idx, &len);
-        return utf8_string(s, len);
+        return dj_json_string(s, len);
     case LUA_TLIGHTUSERDATA:
         if (lua_touserdata(L, idx) == NULL)
             return json_null();
@@ -311,7 +243,7 @@ static void attach(lua_State *L, int idx, json_t *parent, const char *key,
         rc = json_array_append_new(parent, v);
     } else {
         /* the key by the same UTF-8 rule as every string */
-        json_t *k = utf8_string(key, strlen(key));
+        json_t *k = dj_json_string(key, strlen(key));
 
         if (k == NULL) {
             json_decref(v);
