@@ -22,8 +22,8 @@ B ?= build
 WARN = -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
        -Wmissing-prototypes -Wwrite-strings -Wformat=2 -Wundef
 
-EXT_PKGS = sqlite3 zlib libcrypto libzstd
-RT_PKGS  = lua5.4 yaml-0.1 libssh libcurl jansson libarchive $(EXT_PKGS)
+EXT_PKGS = sqlite3 zlib libcrypto libzstd jansson
+RT_PKGS  = lua5.4 yaml-0.1 libssh libcurl libarchive $(EXT_PKGS)
 
 EXT_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(EXT_PKGS))
 EXT_LIBS   := $(shell $(PKG_CONFIG) --libs $(EXT_PKGS))
@@ -105,10 +105,11 @@ valgrind: $(TEST_BINS)
 FUZZ_TIME ?= 60
 FUZZ_CC ?= clang
 FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 -D_POSIX_C_SOURCE=200809L -Iext
-$(B)/fuzz/qcow2_fuzz: tests/fuzz/qcow2_fuzz.c ext/qcow2.c ext/qcow2.h
+$(B)/fuzz/qcow2_fuzz: tests/fuzz/qcow2_fuzz.c ext/qcow2.c ext/qcow2.h ext/jsonstr.c ext/jsonstr.h
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(FUZZ_FLAGS) $(shell $(PKG_CONFIG) --cflags zlib libzstd) -o $@ \
-		tests/fuzz/qcow2_fuzz.c ext/qcow2.c $(shell $(PKG_CONFIG) --libs zlib libzstd)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(shell $(PKG_CONFIG) --cflags zlib libzstd jansson) -o $@ \
+		tests/fuzz/qcow2_fuzz.c ext/qcow2.c ext/jsonstr.c \
+		$(shell $(PKG_CONFIG) --libs zlib libzstd jansson)
 # The Lua parsers (manifest, driver.conf, djinn.yaml): one harness, three
 # entry points, linked with the C modules they use (not main.c).
 LUA_FUZZ_SRCS = tests/fuzz/lua_fuzz.c runtime/l_yaml.c runtime/l_fs.c runtime/util.c

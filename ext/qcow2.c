@@ -62,6 +62,8 @@
 */
 #include "qcow2.h"
 
+#include "jsonstr.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -2263,24 +2265,17 @@ static void sb_fmt(struct sbuf *b, const char *fmt, ...)
     sb_add(b, tmp, (size_t)n);
 }
 
+/* s as a JSON string, by the one rule (ext/jsonstr.h). */
 static void sb_json_str(struct sbuf *b, const char *s)
 {
-    const unsigned char *p = (const unsigned char *)s;
+    char *q = dj_json_quote(s);
 
-    sb_add(b, "\"", 1);
-    for (; *p; p++) {
-        if (*p == '"')
-            sb_add(b, "\\\"", 2);
-        else if (*p == '\\')
-            sb_add(b, "\\\\", 2);
-        else if (*p < 0x20 || *p == 0x7f)
-            sb_fmt(b, "\\u%04x", *p);
-        else if (*p >= 0x80)
-            sb_add(b, "?", 1); /* messages are ASCII; never emit bad UTF-8 */
-        else
-            sb_add(b, (const char *)p, 1);
+    if (q == NULL) {
+        b->oom = 1;
+        return;
     }
-    sb_add(b, "\"", 1);
+    sb_add(b, q, strlen(q));
+    free(q);
 }
 
 static char *sb_done(struct sbuf *b)

@@ -4,15 +4,32 @@
 ** Lua API (operational failures return nil, msg; misuse raises):
 **   json.encode(value [, opts]) -> string
 **       opts = { indent = 0..31 (0 = compact, the default),
-**                sort_keys = false }
+**                sort_keys = true: object keys in byte order, so that
+**                the same value always gives the same bytes)
 **       Raises on values JSON cannot hold: functions, userdata other than
-**       json.null, NaN/inf, strings that are not valid UTF-8, keys that
-**       are not strings or integers, nesting deeper than 256 (a cycle).
+**       json.null, NaN/inf ("NaN and infinity have no JSON form"), keys
+**       that are not strings or integers, nesting deeper than 256 (a
+**       cycle).
+**       Strings (and keys) that are not valid UTF-8 (ext/jsonstr.h, the
+**       rule the SQL functions' JSON follows too): every byte that is
+**       not part of a valid UTF-8 sequence (an overlong form, a surrogate,
+**       a code point above U+10FFFF, a lone or truncated byte) is replaced
+**       by U+FFFD, one per byte. This is THE rule for every JSON djinn
+**       writes (the --json log events of job output, which may hold any
+**       bytes, included), so the output is always valid JSON; the raw
+**       bytes are not recoverable from it. Control characters < 0x20,
+**       '"' and '\\' are escaped (\n, \t, ... or \u00XX); other valid
+**       UTF-8 passes as is.
+**       Numbers: integers as integers (64-bit, exact); a float with an
+**       integral value below 2^53 as an integer ("2", not "2.0"); other
+**       floats with the fewest digits (15, 16 or 17, the most any float
+**       of the value needs) that read back exactly.
 **   json.decode(text) -> value | nil, "json.decode: line L, column C: msg"
 **       A JSON document of any type (also a bare scalar); nesting deeper
 **       than 256 levels is refused the same way.
 **   json.null                the value of a JSON null (a light userdata);
-**                            json.decode gives it for null
+**                            json.decode gives it for null. A nil table
+**                            field is absent; use json.null for null.
 **   json.array([t])          sets the array metatable on t (or a new
 **                            table) and returns it
 **   json.object([t])         sets the object metatable on t
@@ -39,6 +56,7 @@
 #include <lua.h>
 
 #include "djinn.h"
+#include "jsonstr.h"
 #include "util.h"
 
 #define BOX_MT "djinn.json.box"
@@ -71,6 +89,46 @@ static struct box *newbox(lua_State *L)
     b->text = NULL;
     luaL_setmetatable(L, BOX_MT);
     return b;
+}
+
+/* The fewest digits (15..17) with which d reads back exactly. */
+static int real_digits(double d)
+{
+    char tmp[40];
+    int p;
+
+    for (p = 15; p < 17; p++) {
+        snprintf(tmp, sizeof(tmp), "%.*g", p, d);
+        if (strtod(tmp, NULL) == d)
+            return p;
+    }
+    return 17;
+}
+
+/* The digits the floats of the tree at v need (0 when it has none). */
+static int tree_digits(json_t *v)
+{
+    int d = 0, sub;
+    size_t i;
+    const char *key;
+    json_t *val;
+
+    if (json_is_real(v))
+        return real_digits(json_real_value(v));
+    if (json_is_array(v)) {
+        json_array_foreach(v, i, val)
+        {
+            sub = tree_digits(val);
+            d = sub > d ? sub : d;
+        }
+    } else if (json_is_object(v)) {
+        json_object_foreach(v, key, val)
+        {
+            sub = tree_digits(val);
+            d = sub > d ? sub : d;
+        }
+    }
+    return d;
 }
 
 /* --------------------------------------------------------------- encode */
@@ -139,10 +197,12 @@ static json_t *scalar(lua_State *L, int idx, const char *path)
         d = lua_tonumber(L, idx);
         if (!isfinite(d))
             enc_error(L, path, "NaN and infinity have no JSON form");
+        if (d == floor(d) && fabs(d) < 9007199254740992.0)
+            return json_integer((json_int_t)d);
         return json_real(d);
     case LUA_TSTRING:
         s = lua_tolstring(L, idx, &len);
-        return json_stringn(s, len); /* NULL when not UTF-8 */
+        return dj_json_string(s, len);
     case LUA_TLIGHTUSERDATA:
         if (lua_touserdata(L, idx) == NULL)
             return json_null();
@@ -179,10 +239,21 @@ static void attach(lua_State *L, int idx, json_t *parent, const char *key,
     }
     if (v == NULL)
         luaL_error(L, "json.encode: out of memory");
-    rc = key == NULL ? json_array_append_new(parent, v)
-                     : json_object_set_new(parent, key, v);
+    if (key == NULL) {
+        rc = json_array_append_new(parent, v);
+    } else {
+        /* the key by the same UTF-8 rule as every string */
+        json_t *k = dj_json_string(key, strlen(key));
+
+        if (k == NULL) {
+            json_decref(v);
+            luaL_error(L, "json.encode: out of memory");
+        }
+        rc = json_object_set_new_nocheck(parent, json_string_value(k), v);
+        json_decref(k);
+    }
     if (rc != 0)
-        enc_error(L, path, "key is not valid UTF-8");
+        luaL_error(L, "json.encode: out of memory");
     if (json_is_array(v) || json_is_object(v))
         encode_into(L, idx, v, depth + 1, path);
 }
@@ -235,7 +306,7 @@ static int l_encode(lua_State *L)
 {
     struct box *b;
     size_t flags = JSON_ENCODE_ANY | JSON_COMPACT;
-    int indent = 0;
+    int indent = 0, sort = 1, digits;
 
     luaL_checkany(L, 1);
     if (!lua_isnoneornil(L, 2)) {
@@ -245,19 +316,20 @@ static int l_encode(lua_State *L)
         luaL_argcheck(L, indent >= 0 && indent <= 31, 2,
                       "indent must be 0..31");
         lua_getfield(L, 2, "sort_keys");
-        if (lua_toboolean(L, -1))
-            flags |= JSON_SORT_KEYS;
+        sort = lua_isnil(L, -1) || lua_toboolean(L, -1);
         lua_pop(L, 2);
     }
+    flags |= sort ? JSON_SORT_KEYS : JSON_PRESERVE_ORDER;
     if (indent > 0)
         flags = (flags & ~(size_t)JSON_COMPACT) | JSON_INDENT(indent);
-    else
-        flags |= JSON_PRESERVE_ORDER;
     b = newbox(L); /* index 3 */
     b->root = json_array();
     if (b->root == NULL)
         return luaL_error(L, "json.encode: out of memory");
     attach(L, 1, b->root, NULL, 0, "");
+    digits = tree_digits(b->root);
+    if (digits > 0)
+        flags |= JSON_REAL_PRECISION(digits);
     b->text = json_dumps(json_array_get(b->root, 0), flags);
     if (b->text == NULL)
         return luaL_error(L, "json.encode: out of memory");

@@ -969,7 +969,7 @@ local function cmd_image(args)
         return true
     end
     local function say_json(v)
-        print(util.json(v))
+        print(require("djinn.json").encode(v))
     end
     if sub == "check" then
         if not nargs(1, 1, "FILE") then return 2 end
@@ -1013,7 +1013,7 @@ local function cmd_image(args)
         if not nargs(0, 1, "[NAMESPACE]") then return 2 end
         local db, st = open_registry(regpath, sub, explicit)
         if db == nil then
-            if st == 0 and opts.json then say_json(util.json_array()) end
+            if st == 0 and opts.json then say_json(require("djinn.json").array()) end
             return st
         end
         -- No argument: every image; "-" or "": your personal images;
@@ -1036,7 +1036,7 @@ local function cmd_image(args)
             for _, r in ipairs(rows) do
                 r.manifest = images.manifest_text(r, me)
             end
-            say_json(util.json_array(rows))
+            say_json(require("djinn.json").array(rows))
             return 0
         end
         -- NAMESPACE as a manifest's namespace: key writes it (path, or

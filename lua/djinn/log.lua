@@ -106,9 +106,24 @@
 --        "x.yml: invalid manifest (1 error)","not_run":[],"duration":0}
 -- Output data is valid UTF-8: a multi-byte character split between two
 -- reads is held back until its end arrives; invalid bytes become U+FFFD.
+--
+-- BUILD ID: log.new{ build_id = ID } (or w.build_id = ID, set later):
+-- every JSON event then carries "build": ID (after "event", with the
+-- other keys in byte order). Text output does not show it.
+--
+-- STRUCTURE: every method turns its call into an event (a table: kind +
+-- fields) and sends it down one chain:
+--   mask  (secrets replaced; job output masked as a stream)
+--   caps  (max_output per job, with its one truncation notice)
+--   sink  a text sink (Djinn's lines, colour, terminal sanitising, the
+--         progress line) or a JSON sink (one object per line, encoded by
+--         djinn.json, so with its one rule for invalid UTF-8).
+-- Event kinds: build_start, line (a message of ours), output (job bytes),
+-- job_start, job_end, build_end, warning, error, invalid_end.
 local util = require "djinn.util"
 local mask = require "djinn.mask"
 local term = require "djinn.term"
+local json = require "djinn.json"
 
 local M = {}
 
@@ -136,90 +151,12 @@ local function auto_color()
     return isatty(1)
 end
 
-function M.new(opts)
-    opts = opts or {}
-    local w = setmetatable({}, Writer)
-    w.out = opts.out or io.stdout
-    w.err = opts.err or io.stderr
-    w.json = opts.json and true or false
-    if w.json then
-        w.color = false
-    elseif opts.color == nil then
-        w.color = auto_color()
-    else
-        w.color = opts.color and os.getenv("NO_COLOR") == nil
-    end
-    if w.json then
-        w.sanitize, w.sanitize_err = false, false
-    elseif opts.sanitize ~= nil then
-        w.sanitize = opts.sanitize and true or false
-        w.sanitize_err = w.sanitize
-    else
-        w.sanitize = w.out == io.stdout and isatty(1)
-        w.sanitize_err = w.err == io.stderr and isatty(2)
-    end
-    w.term_held = ""   -- sanitize: the start of an unfinished sequence
-    w.bol = true       -- text mode: the last byte written was "\n"
-    w.job = nil        -- the running job, for JSON output events
-    w.pending = ""     -- JSON mode: held-back partial UTF-8 sequence
-    w.masker = mask.new(opts.secrets)
-    w.max_output = opts.max_output or M.DEFAULT_MAX_OUTPUT
-    w.job_bytes = 0    -- output bytes of the current job so far
-    w.truncated = false
-    if w.json then
-        w.show_progress = false
-    elseif opts.progress ~= nil then
-        w.show_progress = opts.progress and true or false
-    else
-        w.show_progress = w.err == io.stderr and isatty(2)
-    end
-    w.status_id = nil  -- the id whose status line is on the screen
-    w.status_next = 0  -- proc.now() before which redraws are dropped
-    return w
-end
-
----------------------------------------------------------------------------
--- Progress (see PROGRESS above).
----------------------------------------------------------------------------
 local function now()
     local ok, proc = pcall(require, "djinn.proc")
     if ok and type(proc) == "table" and proc.now then
         return proc.now()
     end
     return os.time()
-end
-
--- Erase the status line, if one is shown (before any other output).
-function Writer:_clear_status()
-    if self.status_id == nil then return end
-    self.status_id = nil
-    self.status_next = 0
-    self.err:write("\r\27[K")
-    if self.err.flush then self.err:flush() end
-end
-
-function Writer:progress(id, text)
-    -- Not over a line the job or a message left unfinished.
-    if not self.show_progress or not self.bol then return end
-    local t = now()
-    if self.status_id == id and t < self.status_next then return end
-    text = term.sanitize(self.masker:mask(tostring(text)):gsub("[\r\n]", " "),
-                         true)
-    if utf8.len(text) and utf8.len(text) > 79 then
-        text = text:sub(1, utf8.offset(text, 77) - 1) .. "..."
-    elseif #text > 79 then
-        text = text:sub(1, 76) .. "..."
-    end
-    self.status_id = id
-    self.status_next = t + 0.1
-    self.err:write("\r" .. text .. "\27[K")
-    if self.err.flush then self.err:flush() end
-end
-
-function Writer:progress_end(id)
-    if self.status_id ~= nil and self.status_id == id then
-        self:_clear_status()
-    end
 end
 
 local function fmt_bytes(n)
@@ -234,24 +171,302 @@ local function fmt_bytes(n)
 end
 M.fmt_bytes = fmt_bytes
 
-function Writer:meter(label, total)
-    local id = {}  -- a fresh id per transfer
-    local t0
-    return function(done, tot)
-        if done == nil then
-            self:progress_end(id)
-            return
-        end
-        if not self.show_progress then return end
-        local t = now()
-        t0 = t0 or t
-        tot = tot or total
-        if t - t0 < 0.5 then return end
-        local rate = done / math.max(t - t0, 0.001)
-        local text = label .. ": " .. fmt_bytes(done)
-        if tot then text = text .. " of " .. fmt_bytes(tot) end
-        self:progress(id, text .. ", " .. fmt_bytes(rate) .. "/s")
+local function fmt_mib(n)
+    return string.format("%.1f MiB", n / (1024 * 1024))
+end
+
+-- Seconds rounded to the millisecond (the JSON events' durations).
+local function ms(d)
+    return math.floor((d or 0) * 1000 + 0.5) / 1000
+end
+
+-- "FILE:LINE:COL: message" -> file, line, col (nil when it has none).
+local function position(text)
+    local file, line, col = text:match("^(.-):(%d+):(%d+): ")
+    if file and file ~= "" then
+        return file, tonumber(line), tonumber(col)
     end
+end
+
+local function write_flush(stream, s)
+    stream:write(s)
+    if stream.flush then stream:flush() end
+end
+
+---------------------------------------------------------------------------
+-- The text sink: Djinn's lines on out, warnings and errors on err, the
+-- progress line on err (a terminal only).
+---------------------------------------------------------------------------
+local Text = {}
+Text.__index = Text
+
+local function text_sink(opts, out, err)
+    local s = setmetatable({ out = out, err = err }, Text)
+    if opts.color == nil then
+        s.color = auto_color()
+    else
+        s.color = opts.color and os.getenv("NO_COLOR") == nil
+    end
+    if opts.sanitize ~= nil then
+        s.sanitize = opts.sanitize and true or false
+        s.sanitize_err = s.sanitize
+    else
+        s.sanitize = out == io.stdout and isatty(1)
+        s.sanitize_err = err == io.stderr and isatty(2)
+    end
+    if opts.progress ~= nil then
+        s.show_progress = opts.progress and true or false
+    else
+        s.show_progress = err == io.stderr and isatty(2)
+    end
+    s.term_held = ""   -- sanitize: the start of an unfinished sequence
+    s.bol = true       -- the last byte written was "\n"
+    s.status_id = nil  -- the id whose status line is on the screen
+    s.status_next = 0  -- proc.now() before which redraws are dropped
+    return s
+end
+
+-- Erase the status line, if one is shown (before any other output).
+function Text:clear_status()
+    if self.status_id == nil then return end
+    self.status_id = nil
+    self.status_next = 0
+    write_flush(self.err, "\r\27[K")
+end
+
+function Text:write(s)
+    if s == "" then return end
+    self:clear_status()
+    write_flush(self.out, s)
+    self.bol = s:sub(-1) == "\n"
+end
+
+-- A whole message of ours (it may quote the manifest, a guest's file
+-- names, a cause): made safe, nothing held back.
+function Text:say(s)
+    if self.sanitize then
+        self:flush_term()
+        s = term.sanitize(s, true)
+    end
+    self:write(s)
+end
+
+-- Write what the output stream held back (it ends, or a line follows).
+function Text:flush_term()
+    local held = self.term_held
+    if held ~= "" then
+        self.term_held = ""
+        self:write((term.sanitize(held, true)))
+    end
+end
+
+function Text:begin_line()
+    self:flush_term()
+    if not self.bol then self:write("\n") end
+end
+
+function Text:paint(code, s)
+    if self.color and code then
+        return "\27[" .. code .. "m" .. s .. "\27[0m"
+    end
+    return s
+end
+
+function Text:to_err(msg)
+    if self.sanitize_err then msg = term.sanitize(msg, true) end
+    self:clear_status()
+    write_flush(self.err, msg)
+end
+
+function Text:emit(ev)
+    local k = ev.kind
+    if k == "output" then
+        local data = ev.data
+        if self.sanitize then
+            if self.term_held ~= "" then data = self.term_held .. data end
+            data, self.term_held = term.sanitize(data)
+        end
+        self:write(data)
+    elseif k == "line" then
+        self:begin_line()
+        self:say(ev.text .. "\n")
+    elseif k == "job_start" then
+        self:begin_line()
+        self:say(self:paint("1;36", "==> " .. ev.stage .. "/" .. ev.job)
+                 .. "\n")
+    elseif k == "job_end" then
+        self:begin_line()
+        local msg = "--> " .. self:paint(status_color[ev.status], ev.status)
+            .. " in " .. util.fmt_duration(ev.duration or 0)
+        if ev.cause and ev.status ~= "passed" then
+            msg = msg .. ": " .. ev.cause
+        end
+        self:say(msg .. "\n")
+    elseif k == "build_end" then
+        self:begin_line()
+        local msg = "build " .. self:paint(status_color[ev.status], ev.status)
+            .. " in " .. util.fmt_duration(ev.duration or 0)
+        if ev.error then msg = msg .. ": " .. ev.error end
+        self:say("\n" .. msg .. "\n")
+        if #ev.not_run > 0 then
+            local names = {}
+            for _, j in ipairs(ev.not_run) do
+                names[#names + 1] = j.stage .. "/" .. j.name
+            end
+            self:say("not run: " .. table.concat(names, ", ") .. "\n")
+        end
+        for _, w in ipairs(ev.warnings) do
+            self:say("warning: " .. w .. "\n")
+        end
+    elseif k == "warning" then
+        self:to_err("warning: " .. ev.message .. "\n")
+    elseif k == "error" then
+        self:to_err((position(ev.message) and "" or "error: ") ..
+                    ev.message .. "\n")
+    elseif k == "invalid_end" then
+        if ev.error then self:to_err("error: " .. ev.error .. "\n") end
+    end
+    -- build_start: nothing in text
+end
+
+-- PROGRESS (text sink only).
+function Text:progress(id, text)
+    -- Not over a line the job or a message left unfinished.
+    if not self.show_progress or not self.bol then return end
+    local t = now()
+    if self.status_id == id and t < self.status_next then return end
+    text = term.sanitize(text:gsub("[\r\n]", " "), true)
+    if utf8.len(text) and utf8.len(text) > 79 then
+        text = text:sub(1, utf8.offset(text, 77) - 1) .. "..."
+    elseif #text > 79 then
+        text = text:sub(1, 76) .. "..."
+    end
+    self.status_id = id
+    self.status_next = t + 0.1
+    write_flush(self.err, "\r" .. text .. "\27[K")
+end
+
+function Text:progress_end(id)
+    if self.status_id ~= nil and self.status_id == id then
+        self:clear_status()
+    end
+end
+
+---------------------------------------------------------------------------
+-- The JSON sink: one object per line on out ({"event":KIND,...}); the
+-- warnings and errors also as text on err.
+---------------------------------------------------------------------------
+local Json = {}
+Json.__index = Json
+
+local function json_sink(out, err)
+    return setmetatable({
+        out = out, err = err,
+        show_progress = false, color = false, sanitize = false,
+        job = nil,     -- the running job, for output events
+        pending = "",  -- a held-back partial UTF-8 sequence
+    }, Json)
+end
+
+function Json:event(name, fields, build)
+    fields.build = build
+    local body = json.encode(fields)
+    if body == "{}" then
+        body = '{"event":' .. json.encode(name) .. '}'
+    else
+        body = '{"event":' .. json.encode(name) .. ',' .. body:sub(2)
+    end
+    write_flush(self.out, body .. "\n")
+end
+
+function Json:output(data, build)
+    self:event("output", { job = self.job or json.null, data = data },
+               build)
+end
+
+function Json:flush_pending(build)
+    if self.pending ~= "" then
+        local p = self.pending
+        self.pending = ""
+        self:output(p, build)
+    end
+end
+
+function Json:emit(ev)
+    local k, b = ev.kind, ev.build
+    if k == "output" then
+        local whole, rest = util.utf8_split(self.pending .. ev.data)
+        self.pending = rest
+        if whole ~= "" then self:output(whole, b) end
+        return
+    elseif k == "build_start" then
+        self:event("build_start", { manifest = ev.manifest,
+                                    driver = ev.driver }, b)
+        return
+    elseif k == "warning" then
+        write_flush(self.err, "warning: " .. ev.message .. "\n")
+    elseif k == "error" then
+        write_flush(self.err, (position(ev.message) and "" or "error: ") ..
+                    ev.message .. "\n")
+        local file, line, col = position(ev.message)
+        self:event("error", { message = ev.message, file = file,
+                              line = line, col = col }, b)
+        return
+    elseif k == "invalid_end" and ev.error then
+        write_flush(self.err, "error: " .. ev.error .. "\n")
+    end
+    self:flush_pending(b)
+    if k == "line" then
+        self:output(ev.text .. "\n", b)
+    elseif k == "job_start" then
+        self.job = ev.job
+        self:event("job_start", { job = ev.job, stage = ev.stage }, b)
+    elseif k == "job_end" then
+        self:event("job_end", {
+            job = ev.job, stage = ev.stage, status = ev.status,
+            duration = ms(ev.duration), exit_code = ev.exit_code or json.null,
+        }, b)
+        self.job = nil
+    elseif k == "build_end" then
+        local not_run = json.array()
+        for _, j in ipairs(ev.not_run) do not_run[#not_run + 1] = j.name end
+        self:event("build_end", {
+            status = ev.status, duration = ms(ev.duration),
+            error = ev.error, not_run = not_run, exit_code = ev.exit_code,
+            warnings = #ev.warnings > 0 and json.array(ev.warnings) or nil,
+        }, b)
+    elseif k == "warning" then
+        self:event("warning", { message = ev.message }, b)
+    elseif k == "invalid_end" then
+        self:event("build_end", { status = "invalid", duration = 0,
+                                  error = ev.error, exit_code = ev.code,
+                                  not_run = json.array() }, b)
+    end
+end
+
+function Json.progress() end
+function Json.progress_end() end
+
+---------------------------------------------------------------------------
+-- The writer: the public API; events go mask -> caps -> sink.
+---------------------------------------------------------------------------
+function M.new(opts)
+    opts = opts or {}
+    local w = setmetatable({}, Writer)
+    w.out = opts.out or io.stdout
+    w.err = opts.err or io.stderr
+    w.json = opts.json and true or false
+    w.sink = w.json and json_sink(w.out, w.err)
+        or text_sink(opts, w.out, w.err)
+    -- What callers may read (unchanged names).
+    w.color, w.sanitize = w.sink.color, w.sink.sanitize
+    w.show_progress = w.sink.show_progress
+    w.build_id = opts.build_id
+    w.masker = mask.new(opts.secrets)
+    w.max_output = opts.max_output or M.DEFAULT_MAX_OUTPUT
+    w.job_bytes = 0    -- caps: output bytes of the current job so far
+    w.truncated = false
+    return w
 end
 
 -- A writer that discards everything (for scripts that want no output).
@@ -260,67 +475,43 @@ function M.null()
                   err = { write = function() end } }
 end
 
-function Writer:_write(s)
-    if s == "" then return end
-    if self.status_id then self:_clear_status() end
-    self.out:write(s)
-    if self.out.flush then self.out:flush() end
-    if not self.json then
-        self.bol = s:sub(-1) == "\n"
-    end
+-- The end of the chain.
+function Writer:_sink(ev)
+    ev.build = self.build_id
+    self.sink:emit(ev)
 end
 
--- Text mode: a whole message of ours (it may quote the manifest, a
--- guest's file names, a cause): made safe, nothing held back.
-function Writer:_say(s)
-    if self.sanitize then
-        self:_flush_term()
-        s = term.sanitize(s, true)
+-- caps: the per-job output cap (output events only).
+function Writer:_cap(data)
+    if data == "" or self.truncated then return end
+    local cap = self.max_output
+    if cap and cap > 0 and self.job_bytes + #data > cap then
+        data = data:sub(1, cap - self.job_bytes)
+        self.job_bytes = cap
+        self.truncated = true
+        if data ~= "" then self:_sink{ kind = "output", data = data } end
+        self:_sink{ kind = "line", text = "[djinn: output truncated after "
+                    .. fmt_mib(cap) .. "; the job keeps running]" }
+        return
     end
-    self:_write(s)
+    self.job_bytes = self.job_bytes + #data
+    self:_sink{ kind = "output", data = data }
 end
 
--- Text mode: job output, as a stream.
-function Writer:_stream(data)
-    if self.sanitize then
-        local held = self.term_held
-        if held ~= "" then data = held .. data end
-        data, self.term_held = term.sanitize(data)
-    end
-    self:_write(data)
+function Writer:_reset_caps()
+    self.job_bytes, self.truncated = 0, false
 end
 
--- Write what _stream held back (the stream ends, or a line follows).
-function Writer:_flush_term()
-    local held = self.term_held
-    if held ~= "" then
-        self.term_held = ""
-        self:_write((term.sanitize(held, true)))
-    end
+-- mask: the output stream's held-back bytes go on before any other event.
+function Writer:_flush_stream()
+    local rest = self.masker:flush()
+    if rest ~= "" then self:_cap(rest) end
 end
 
-function Writer:_paint(code, s)
-    if self.color and code then
-        return "\27[" .. code .. "m" .. s .. "\27[0m"
-    end
-    return s
-end
-
-function Writer:_event(name, fields)
-    local body = util.json(fields or {})
-    if body == "{}" then
-        body = '{"event":' .. util.json(name) .. '}'
-    else
-        body = '{"event":' .. util.json(name) .. ',' .. body:sub(2)
-    end
-    self:_write(body .. "\n")
-end
-
-function Writer:_bol()
-    self:_flush_term()
-    if not self.bol then
-        self:_write("\n")
-    end
+-- mask: a message event (its text fields masked), then caps and sink.
+function Writer:_send(ev)
+    self:_flush_stream()
+    self:_sink(ev)
 end
 
 function Writer:mask(text)
@@ -337,206 +528,85 @@ function Writer:add_secrets(list)
     self.masker.held = held
 end
 
-local function fmt_mib(n)
-    return string.format("%.1f MiB", n / (1024 * 1024))
-end
-
--- Write masked output bytes, enforcing the per-job cap.
-function Writer:_emit(data)
-    if data == "" or self.truncated then return end
-    local cap = self.max_output
-    if cap and cap > 0 and self.job_bytes + #data > cap then
-        data = data:sub(1, cap - self.job_bytes)
-        self.job_bytes = cap
-        self.truncated = true
-        self:_emit_raw(data)
-        self:_notice("[djinn: output truncated after " .. fmt_mib(cap) ..
-                     "; the job keeps running]")
-        return
-    end
-    self.job_bytes = self.job_bytes + #data
-    self:_emit_raw(data)
-end
-
-function Writer:_emit_raw(data)
-    if data == "" then return end
-    if self.json then
-        local whole, rest = util.utf8_split(self.pending .. data)
-        self.pending = rest
-        if whole ~= "" then
-            self:_event("output", { job = self.job or util.json_null,
-                                    data = whole })
-        end
-    else
-        self:_stream(data)
-    end
-end
-
--- Flush the stream masker's held-back bytes.
-function Writer:_flush_stream()
-    local rest = self.masker:flush()
-    if rest ~= "" then self:_emit(rest) end
-end
-
-function Writer:_notice(text)
-    if self.json then
-        self:_flush_pending()
-        self:_event("output", { job = self.job or util.json_null,
-                                data = text .. "\n" })
-    else
-        self:_bol()
-        self:_say(text .. "\n")
-    end
-end
-
-function Writer:_flush_pending()
-    if self.pending ~= "" then
-        local p = self.pending
-        self.pending = ""
-        self:_event("output", { job = self.job or util.json_null,
-                                data = p })
-    end
-end
-
 function Writer:build_start(info)
     info = info or {}
-    if self.json then
-        self:_event("build_start", { manifest = info.manifest,
-                                     driver = info.driver })
-    end
+    self:_sink{ kind = "build_start", manifest = info.manifest,
+                driver = info.driver }
 end
 
 function Writer:line(text)
-    self:_flush_stream()
-    self:_notice(self.masker:mask(text))
+    self:_send{ kind = "line", text = self:mask(text) }
 end
 
 function Writer:output(data)
     if data == nil or data == "" then return end
-    self:_emit(self.masker:feed(data))
+    self:_cap(self.masker:feed(data))
 end
 
 function Writer:job_start(job)
     self:_flush_stream()
-    self:_flush_pending()
-    self.job = job.name
-    self.job_bytes, self.truncated = 0, false
-    if self.json then
-        self:_event("job_start", { job = job.name, stage = job.stage })
-    else
-        self:_bol()
-        self:_say(self:_paint("1;36", "==> " .. job.stage .. "/" ..
-                              job.name) .. "\n")
-    end
+    self:_reset_caps()
+    self:_sink{ kind = "job_start", job = job.name, stage = job.stage }
 end
 
 function Writer:job_end(job, r)
-    self:_flush_stream()
-    if self.json then
-        self:_flush_pending()
-        self:_event("job_end", {
-            job = job.name, stage = job.stage, status = r.status,
-            duration = math.floor((r.duration or 0) * 1000 + 0.5) / 1000,
-            exit_code = r.exit_code or util.json_null,
-        })
-    else
-        self:_bol()
-        local msg = "--> " .. self:_paint(status_color[r.status], r.status)
-            .. " in " .. util.fmt_duration(r.duration or 0)
-        if r.cause and r.status ~= "passed" then
-            msg = msg .. ": " .. self.masker:mask(r.cause)
-        end
-        self:_say(msg .. "\n")
-    end
-    self.job = nil
-    self.job_bytes, self.truncated = 0, false
+    self:_send{ kind = "job_end", job = job.name, stage = job.stage,
+                status = r.status, duration = r.duration,
+                exit_code = r.exit_code,
+                cause = r.cause and self:mask(r.cause) }
+    self:_reset_caps()
 end
 
 function Writer:build_end(r)
-    self:_flush_stream()
-    local rerr = r.error and self.masker:mask(r.error)
-    if self.json then
-        self:_flush_pending()
-        local not_run = util.json_array()
-        for _, j in ipairs(r.not_run or {}) do
-            not_run[#not_run + 1] = j.name
-        end
-        local warnings = util.json_array()
-        for _, w in ipairs(r.warnings or {}) do
-            warnings[#warnings + 1] = self.masker:mask(w)
-        end
-        self:_event("build_end", {
-            status = r.status,
-            duration = math.floor((r.duration or 0) * 1000 + 0.5) / 1000,
-            error = rerr, not_run = not_run, exit_code = r.exit_code,
-            warnings = #warnings > 0 and warnings or nil,
-        })
-        return
-    end
-    self:_bol()
-    local msg = "build " .. self:_paint(status_color[r.status], r.status)
-        .. " in " .. util.fmt_duration(r.duration or 0)
-    if rerr then
-        msg = msg .. ": " .. rerr
-    end
-    self:_say("\n" .. msg .. "\n")
-    if r.not_run and #r.not_run > 0 then
-        local names = {}
-        for _, j in ipairs(r.not_run) do
-            names[#names + 1] = j.stage .. "/" .. j.name
-        end
-        self:_say("not run: " .. table.concat(names, ", ") .. "\n")
-    end
+    local warnings = {}
     for _, w in ipairs(r.warnings or {}) do
-        self:_say("warning: " .. self.masker:mask(w) .. "\n")
+        warnings[#warnings + 1] = self:mask(w)
     end
-end
-
-function Writer:_err(msg)
-    if self.sanitize_err then msg = term.sanitize(msg, true) end
-    if self.status_id then self:_clear_status() end
-    self.err:write(msg)
-    if self.err.flush then self.err:flush() end
+    self:_send{ kind = "build_end", status = r.status, duration = r.duration,
+                error = r.error and self:mask(r.error),
+                not_run = r.not_run or {}, warnings = warnings,
+                exit_code = r.exit_code }
 end
 
 function Writer:warn(text)
-    self:_flush_stream()
-    local masked = self.masker:mask(text)
-    self:_err("warning: " .. masked .. "\n")
-    if self.json then
-        self:_flush_pending()
-        self:_event("warning", { message = masked })
-    end
-end
-
--- "FILE:LINE:COL: message" -> file, line, col (nil when it has none).
-local function position(text)
-    local file, line, col = text:match("^(.-):(%d+):(%d+): ")
-    if file and file ~= "" then
-        return file, tonumber(line), tonumber(col)
-    end
+    self:_send{ kind = "warning", message = self:mask(text) }
 end
 
 function Writer:invalid(errors, summary, code)
     self:_flush_stream()
     for _, e in ipairs(errors) do
-        local masked = self.masker:mask(e)
-        self:_err((position(masked) and "" or "error: ") .. masked .. "\n")
-        if self.json then
-            local file, line, col = position(masked)
-            self:_event("error", { message = masked, file = file,
-                                   line = line, col = col })
+        self:_sink{ kind = "error", message = self:mask(e) }
+    end
+    self:_sink{ kind = "invalid_end", error = summary and self:mask(summary),
+                code = code or 2 }
+end
+
+-- PROGRESS: the text sink's status line (nothing in JSON).
+function Writer:progress(id, text)
+    self.sink:progress(id, self:mask(tostring(text)))
+end
+
+function Writer:progress_end(id)
+    self.sink:progress_end(id)
+end
+
+function Writer:meter(label, total)
+    local id = {}  -- a fresh id per transfer
+    local t0
+    return function(done, tot)
+        if done == nil then
+            self:progress_end(id)
+            return
         end
-    end
-    local msum = summary and self.masker:mask(summary)
-    if msum then
-        self:_err("error: " .. msum .. "\n")
-    end
-    if self.json then
-        self:_flush_pending()
-        self:_event("build_end", { status = "invalid", duration = 0,
-                                   error = msum, exit_code = code or 2,
-                                   not_run = util.json_array() })
+        if not self.sink.show_progress then return end
+        local t = now()
+        t0 = t0 or t
+        tot = tot or total
+        if t - t0 < 0.5 then return end
+        local rate = done / math.max(t - t0, 0.001)
+        local text = label .. ": " .. fmt_bytes(done)
+        if tot then text = text .. " of " .. fmt_bytes(tot) end
+        self:progress(id, text .. ", " .. fmt_bytes(rate) .. "/s")
     end
 end
 

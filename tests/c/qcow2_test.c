@@ -1209,9 +1209,10 @@ static void test_json(void)
     j = qcow2_report_json(&r);
     is_str(j,
            "{\"valid\":false,\"errors\":[{\"code\":\"snapshot\",\"message\":"
-           "\"a\\\"b\\\\c\\u000ad\\u0001e\\u007f\"}],\"warnings\":[{\"code\":"
-           "\"leak\",\"message\":\"tab\\u0009here\"}]}",
-           "report JSON escapes quotes, backslash and control characters");
+           "\"a\\\"b\\\\c\\nd\\u0001e\x7f\"}],\"warnings\":[{\"code\":"
+           "\"leak\",\"message\":\"tab\\there\"}]}",
+           "report JSON escapes quotes, backslash and control characters "
+           "(ext/jsonstr.h: jansson's escapes)");
     free(j);
 
     for (i = 0; i < QCOW2_CODE_COUNT && distinct; i++) {

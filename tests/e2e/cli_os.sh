@@ -186,6 +186,32 @@ assert ev[-1]["not_run"] == ["test.2", "deploy.1"], ev[-1]
 ' <"$W/jsonfail.out" && [ $rc -eq 1 ]
 ok $? "--json on a failing build"
 
+# issue 12: a job printing invalid UTF-8 and control bytes still gives
+# valid JSON (djinn.json: every invalid byte -> U+FFFD), split across reads.
+cat >"$W/badutf8.yml" <<'EOF'
+driver:
+  type: os
+stages: [s]
+jobs:
+  - stage: s
+    commands:
+      - sh -c "printf 'ok \\303\\251 bad \\377\\376 \\355\\240\\200 ctl \\001\\033[2J\\177 half \\342'; sleep 0.2; printf '\\202\\254 end\\n'"
+EOF
+run badutf8 run --json "$W/badutf8.yml"
+ok $rc "--json, job printing invalid UTF-8: exits 0 (got $rc)"
+/usr/bin/python3 -c '
+import json, sys
+raw = sys.stdin.buffer.read()
+ev = [json.loads(l) for l in raw.decode("utf-8").splitlines()]
+out = "".join(e["data"] for e in ev if e["event"] == "output" and e["job"] == "s.1")
+want = "ok \u00e9 bad \ufffd\ufffd \ufffd\ufffd\ufffd ctl \x01\x1b[2J\x7f half \u20ac end\n"
+assert want in out, repr(out)
+' <"$W/badutf8.out"
+ok $? "--json, invalid UTF-8: valid JSON, invalid bytes as U+FFFD, a split character joined"
+sed -n '$p' "$W/badutf8.out" >"$W/last.json"
+/usr/bin/python3 -m json.tool "$W/last.json" >/dev/null
+ok $? "--json, invalid UTF-8: python3 -m json.tool reads the summary"
+
 # --- the example scripts ---------------------------------------------------
 run matrix "$EX/matrix.lua" "$W/mx" plain debug broken
 ok $([ $rc -eq 1 ]; echo $?) "matrix.lua exits 1 with a broken flavour (got $rc)"

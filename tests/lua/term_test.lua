@@ -192,7 +192,8 @@ w, out = writer{ json = true, sanitize = true }
 w:job_start(job)
 w:output(ESC .. "]0;t\7\n")
 w:job_end(job, { status = "passed", duration = 0 })
-t:like(out:text(), '"data":"\\u001b%]0;t\\u0007\\n"', "JSON escapes, as before")
+t:like(out:text(), '"data":"\\u001B%]0;t\\u0007\\n"',
+       "JSON escapes (djinn.json: \\u00XX, upper-case hex)")
 
 -- The output cap still counts the job's bytes, and its notice follows
 -- a flushed tail.

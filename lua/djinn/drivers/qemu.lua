@@ -460,7 +460,7 @@ end
 -- memory = (MiB), image = path, overlay = path (a qcow2 over the image),
 -- console = path (serial log), restrict = bool }.
 function M.machine_argv(m)
-    local json = util.json
+    local json = require("djinn.json").encode
     local netdev = "user,id=net0,hostfwd=tcp:127.0.0.1:0-:22"
     if m.restrict then
         netdev = netdev .. ",restrict=on"
@@ -476,7 +476,7 @@ function M.machine_argv(m)
                            filename = m.image, ["read-only"] = true },
         "-blockdev", json{ driver = "qcow2", ["node-name"] = "image",
                            file = "image-file", ["read-only"] = true,
-                           backing = util.json_null },
+                           backing = require("djinn.json").null },
         "-blockdev", json{ driver = "file", ["node-name"] = "overlay-file",
                            filename = m.overlay },
         "-blockdev", json{ driver = "qcow2", ["node-name"] = "disk0",
