@@ -21,13 +21,17 @@ printf 'echo "ok 1 - a"\nexit 0\necho "ok 2 - b"\necho "1..2"\n' >"$W/suites/sto
 printf 'echo "ok 1 - a"\necho "ok 2 - b"\necho "1..3"\n' >"$W/suites/short.sh"
 printf '#!/bin/sh\n# needs: dockerd\necho "ok 1 - d"\necho "1..1"\n' >"$W/suites/daemon.sh"
 
+# runner NAME [VAR=VALUE...]: tests/run.sh on $W/suites only, with these
+# filters and none inherited (make check runs this suite with QUICK=1).
 runner() {
-	# Only the e2e suites of $W/suites: the other kinds are filtered out.
-	FIXTURES=0 E2E_DIR=$W/suites timeout 120 sh "$TOP/tests/run.sh" "$B" >"$W/$1.out" 2>&1
+	name=$1
+	shift
+	env -u QUICK -u SUITE -u ONLY FIXTURES=0 E2E_DIR="$W/suites" "$@" \
+		timeout 120 sh "$TOP/tests/run.sh" "$B" >"$W/$name.out" 2>&1
 	rc=$?
 }
 
-ONLY='e2e/*' runner all
+runner all ONLY='e2e/*'
 [ "$rc" -ne 0 ]
 ok $? "a run with a truncated suite exits non-zero (rc $rc)"
 hasF all.out "not ok - suite e2e/stops printed no TAP plan (1..N): it stopped before its end"
@@ -39,15 +43,15 @@ ok $? "complete suites are not reported"
 [ "$(tail -n 1 "$W/all.out")" = "6 passed, 2 failed" ]
 ok $? "the last line counts the plan failures: $(tail -n 1 "$W/all.out")"
 
-ONLY=e2e/good runner good
+runner good ONLY=e2e/good
 [ "$rc" -eq 0 ] && [ "$(tail -n 1 "$W/good.out")" = "2 passed, 0 failed" ]
 ok $? "a complete suite alone passes (rc $rc, $(tail -n 1 "$W/good.out"))"
 
-SUITE=goo runner suite
+runner suite SUITE=goo
 [ "$rc" -eq 0 ] && [ "$(tail -n 1 "$W/suite.out")" = "2 passed, 0 failed" ]
 ok $? "SUITE=goo matches e2e/good anywhere in the name ($(tail -n 1 "$W/suite.out"))"
 
-QUICK=1 SUITE='e2e/[dg]*' runner quick
+runner quick QUICK=1 SUITE='e2e/[dg]*'
 [ "$rc" -eq 0 ] && ! grep -q "^# suite: e2e/daemon" "$W/quick.out" &&
 	grep -q "^# suite: e2e/good" "$W/quick.out"
 ok $? "QUICK=1 leaves out a suite whose needs line names dockerd"
