@@ -259,7 +259,8 @@ local function cited_docs()
             end
         end
     end
-    for _, d in ipairs({ "ext", "runtime", "lua", "schema", "tests" }) do
+    for _, d in ipairs({ "ext", "runtime", "lua", "schema", "tests",
+                         "examples", "bench" }) do
         walk(TOP .. "/" .. d)
     end
     files[#files + 1] = TOP .. "/Makefile"
