@@ -153,7 +153,14 @@ local function manifest_names()
     r.job = known("driver: {type: os}\nstages: [a]\njobs:\n" ..
                   "  - {stage: a, commands: [x], zzzz: 1}\n",
                   "known keys: ([%w_, ]+)")
-    for _, t in ipairs(manifest.driver_types) do
+    -- Driver types: the loader's list, and every module in lua/djinn/drivers/.
+    local types = {}
+    for _, t in ipairs(manifest.driver_types or {}) do types[t] = true end
+    for _, e in ipairs(fs.listdir(TOP .. "/lua/djinn/drivers") or {}) do
+        local t = e:match("^(%w+)%.lua$")
+        if t then types[t] = true end
+    end
+    for _, t in ipairs(sorted(types)) do
         local keys = manifest.driver_keys and manifest.driver_keys[t]
         local l = {}
         if keys then
@@ -226,7 +233,15 @@ end
 -- that table; nil otherwise.
 ---------------------------------------------------------------------------
 local function cli_names()
-    local ok, cli = pcall(require, "djinn.cli")
+    -- DOCS_CHECK_CLI=FILE: a Lua file returning a stand-in for djinn.cli
+    -- (tests/e2e/docs.sh proves with it that a missing option fails).
+    local stub = os.getenv("DOCS_CHECK_CLI")
+    local ok, cli
+    if stub then
+        ok, cli = pcall(dofile, stub)
+    else
+        ok, cli = pcall(require, "djinn.cli")
+    end
     if not ok or type(cli.COMMANDS) ~= "table" then return nil end
     local r = {}
     for cmd, spec in pairs(cli.COMMANDS) do
@@ -403,7 +418,9 @@ local function check_cli()
     local missing = {}
     if not doc then missing[1] = DOCS .. "/cli.md (no such file)" end
     for cmd, opts in pairs(doc and cmds or {}) do
-        local sec = section(doc, cmd)
+        -- The command's own section ("djinn-lua run" in a heading), else
+        -- the whole page.
+        local sec = section(doc, "djinn-lua " .. cmd) or doc
         for _, o in ipairs(opts) do
             local flag = (#o == 1 and "-" or "--") .. o
             if not has_code(sec, flag) then missing[#missing + 1] = cmd .. " " .. flag end

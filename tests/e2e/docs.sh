@@ -55,14 +55,35 @@ damaged conf driver-conf.md "limits max_output" 's/`max_output`/`XXX`/g'
 damaged sql sql.md "image_register()" 's/`image_register(/`XXX(/g'
 damaged sql sql.md "image_verified" 's/`image_verified`/`XXX`/g'
 
+# The CLI check (e), with a stand-in option table: an option the page does
+# not name fails, naming the command and the option.
+cat >"$W/cli_stub.lua" <<'STUB'
+return { COMMANDS = { run = { options = {
+	timeout = { kind = "value", arg = "DURATION", help = "x" },
+	["zzz-new"] = { kind = "flag", help = "x" } } } } }
+STUB
+mkdir -p "$W/clidocs"
+printf '# CLI\n## djinn-lua run\n`--timeout DURATION`\n' >"$W/clidocs/cli.md"
+DOCS_CHECK_CLI="$W/cli_stub.lua" timeout 60 "$D" "$CHECK" "$TOP" "$W/clidocs" \
+	"$B/djinn" cli >"$W/cli.out" 2>&1
+grep -q '^not ok ' "$W/cli.out" && hasF cli.out "# undocumented: run --zzz-new" &&
+	! hasF cli.out "# undocumented: run --timeout"
+st=$?
+[ $st -eq 0 ] || show cli.out
+ok $st "cli: an option missing from docs/cli.md fails, naming it"
+
 # The citation check: a comment naming a page that does not exist fails.
 mkdir -p "$W/tree/lua" "$W/tree/docs"
-printf -- '-- see docs/nowhere.md\n-- see docs/style.md rule 99\n' >"$W/tree/lua/x.lua"
+printf -- '-- see docs/nowhere.md\n-- see docs/style.md rule 99\n-- docs/djinn-compat.md §9.9\n' >"$W/tree/lua/x.lua"
 printf '# Style\n1. one\n' >"$W/tree/docs/style.md"
+printf '# Compat\n## 1. A\n### 1.1 B\n' >"$W/tree/docs/djinn-compat.md"
 : >"$W/tree/Makefile"
 timeout 60 "$D" "$CHECK" "$W/tree" "$TOP/docs" "$B/djinn" cites >"$W/cites.out" 2>&1
 hasF cites.out "lua/x.lua:1: cites docs/nowhere.md, not in the tree" &&
-	hasF cites.out "lua/x.lua:2: cites docs/style.md rule 99, no such rule"
-ok $? "cites: a missing page and a missing rule are named with file and line" || show cites.out
+	hasF cites.out "lua/x.lua:2: cites docs/style.md rule 99, no such rule" &&
+	hasF cites.out "lua/x.lua:3: cites docs/djinn-compat.md §9.9, no such section"
+st=$?
+[ $st -eq 0 ] || show cites.out
+ok $st "cites: a missing page, rule and section are named with file and line"
 
 tap_end
