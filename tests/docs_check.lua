@@ -153,12 +153,16 @@ local function manifest_names()
     r.job = known("driver: {type: os}\nstages: [a]\njobs:\n" ..
                   "  - {stage: a, commands: [x], zzzz: 1}\n",
                   "known keys: ([%w_, ]+)")
-    -- Driver types: the loader's list, and every module in lua/djinn/drivers/.
+    -- Driver types: the loader's list, and every driver module (one with
+    -- new()) in lua/djinn/drivers/.
     local types = {}
     for _, t in ipairs(manifest.driver_types or {}) do types[t] = true end
     for _, e in ipairs(fs.listdir(TOP .. "/lua/djinn/drivers") or {}) do
-        local t = e:match("^(%w+)%.lua$")
-        if t then types[t] = true end
+        local t = e:match("^([%w_]+)%.lua$")
+        local ok, mod = pcall(require, "djinn.drivers." .. (t or ""))
+        if t and ok and type(mod) == "table" and type(mod.new) == "function" then
+            types[t] = true
+        end
     end
     for _, t in ipairs(sorted(types)) do
         local keys = manifest.driver_keys and manifest.driver_keys[t]

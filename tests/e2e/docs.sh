@@ -9,6 +9,8 @@
 #   tree (tests/docs_check.lua does the enumerations and the checks).
 #   Then the checker is run on damaged copies of the pages, one name taken
 #   out of each, and must fail naming exactly that name.
+# Backquotes in the sed scripts below are Markdown, not shell.
+# shellcheck disable=SC2016
 set -u
 TOP=${DJINN_TOP:-$(cd "$(dirname "$0")/../.." && pwd)}
 B=${DJINN_BUILD:-$TOP/build}
