@@ -124,6 +124,45 @@ local function lua_names()
         table.sort(names)
         out[#out + 1] = { section = mod, names = names }
     end
+    -- Objects the Lua modules return: their public methods (own function
+    -- fields and those of their __index chain), as "<prefix>:<method>".
+    local function methods(o)
+        local names, seen, t = {}, {}, o
+        while type(t) == "table" do
+            for k, v in pairs(t) do
+                if type(k) == "string" and type(v) == "function" and
+                    not k:match("^_") and not seen[k] then
+                    seen[k] = true
+                    names[#names + 1] = k
+                end
+            end
+            local mt = getmetatable(t)
+            t = mt and mt.__index
+        end
+        table.sort(names)
+        return names
+    end
+    local objects = {
+        { "djinn.log", "w", function(m)
+            return m.new{ out = { write = function() end }, json = false }
+        end },
+        { "djinn.mask", "m", function(m) return m.new{ "secret-1" } end },
+        { "djinn.pipeline", "ctx", function(m)
+            return m.new_ctx(10, proc, false)
+        end },
+    }
+    for _, ob in ipairs(objects) do
+        local ok, mod = pcall(require, ob[1])
+        local ok2, o = ok, nil
+        if ok then ok2, o = pcall(ob[3], mod) end
+        local names = {}
+        if ok2 then
+            for _, k in ipairs(methods(o)) do names[#names + 1] = ob[2] .. ":" .. k end
+        else
+            names[1] = ob[1] .. " (could not make a " .. ob[2] .. ": " .. tostring(o or mod) .. ")"
+        end
+        out[#out + 1] = { section = ob[1], names = names }
+    end
     return out
 end
 
