@@ -100,7 +100,7 @@ local function measure_b()
 end
 
 -- (c) Djinn: sleep 2 s after starting qemu, then a connect attempt with a
--- 1 s timeout every 1 s until one succeeds (djinn-spec.md §3.1, §3.2).
+-- 1 s timeout every 1 s until one succeeds (docs/djinn-compat.md §3.1, §3.2).
 local function measure_c()
     local q, port, t0 = spawn_qemu()
     proc.sleep(2)

@@ -12,7 +12,7 @@
 ** compressed ones, which are decompressed with a hard output cap of one
 ** cluster.
 **
-** What is checked, cheapest first (see qcow2-safety.md B.6):
+** What is checked, cheapest first (see docs/qcow2-validation.md §2):
 **   1. the first cluster: magic, polyglot probes (ISO9660/UDF at 0x8001,
 **      GPT at 512), version, cluster_bits, header_length and padding,
 **      feature bits, compression type, crypt method, refcount order,

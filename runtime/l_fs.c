@@ -1,7 +1,7 @@
 /*
 ** l_fs.c - djinn.fs: file-system helpers for pipelines and tests.
 **
-** Lua API (see notes/lua-api.md); operational failures return nil, msg
+** Lua API (see docs/lua-api.md); operational failures return nil, msg
 ** with messages like "fs.copy: /a/b: No such file or directory", misuse
 ** (wrong argument types) raises:
 **   fs.mkdtemp([prefix = "djinn-" [, dir]]) -> path under dir, else

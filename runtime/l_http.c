@@ -48,7 +48,7 @@
 **
 ** Ownership: the curl handles, header list and buffers live in a
 ** `djinn.http.req` userdata created first; released explicitly before
-** returning, by __gc after a raise (STYLE 16/17).
+** returning, by __gc after a raise (docs/style.md rules 16, 17).
 */
 #include <ctype.h>
 #include <errno.h>

@@ -45,7 +45,7 @@
 **
 ** Ownership: the jansson tree (and the dumped string) live in a
 ** `djinn.json.box` userdata created first; its __gc releases what a raise
-** left behind (STYLE 16/17).
+** left behind (docs/style.md rules 16, 17).
 */
 #include <math.h>
 #include <stdlib.h>

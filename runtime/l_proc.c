@@ -1,7 +1,7 @@
 /*
 ** l_proc.c - djinn.proc: child processes and signals (tmux job.c style).
 **
-** Lua API (see notes/lua-api.md):
+** Lua API (see docs/lua-api.md):
 **   proc.spawn{argv = {...}, cwd =, env = {K = V} (whole environment; nil
 **     inherits), stdin = "null"|"pipe", stdout = "pipe"|"null"|"inherit",
 **     stderr = "pipe"|"stdout"|"null"|"inherit", setpgid = true,
@@ -1342,7 +1342,7 @@ static int l_proc_default_signals(lua_State *L)
 ** enough: nested paravirtual hypervisors such as kvm_pvm (Firecracker
 ** hosts) serve /dev/kvm and create VMs, but run only PVM-aware guest
 ** kernels; QEMU then starts, does not fail, and hangs in the BIOS with
-** "KVM internal error" (shared/reference/test-environment.md section 1).
+** "KVM internal error" (docs/testing.md §1).
 ** Such hosts hide vmx/svm from their guests, so the flag is the tell.
 */
 static int l_proc_kvm_usable(lua_State *L)

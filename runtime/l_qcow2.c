@@ -1,7 +1,7 @@
 /*
 ** l_qcow2.c - djinn.qcow2: the QCOW2 validator (ext/qcow2.c) from Lua.
 **
-** Lua API (see notes/lua-api.md):
+** Lua API (see docs/lua-api.md):
 **   qcow2.check(path [, {header_only = bool}]) -> report
 **   qcow2.check_string(bytes [, opts])         -> report
 **     report = { valid = bool, is_qcow2 = bool,

@@ -2,7 +2,7 @@
 ** l_registry.c - djinn.registry: the image registry from Lua, a thin
 ** adapter over the SQL functions of the statically linked extension.
 **
-** Lua API (see notes/lua-api.md):
+** Lua API (see docs/lua-api.md):
 **   registry.open(path)        -> db | nil, msg   (creates the parent
 **                                 directories 0755, the file and the schema:
 **                                 sqlite3_djinn_init on the connection;

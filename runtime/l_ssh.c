@@ -1,6 +1,6 @@
 /*
 ** l_ssh.c - djinn.ssh: SSH sessions over libssh 0.10 for the QEMU and SSH
-** drivers (see notes/lua-api.md, "djinn.ssh").
+** drivers (see docs/lua-api.md, "djinn.ssh").
 **
 **   local ssh = require "djinn.ssh"
 **   assert(ssh.wait_banner("127.0.0.1", port, 60))   -- boot wait

@@ -12,7 +12,7 @@
 **
 ** Ownership: getpwuid_r's string buffer is a userdata (grown by
 ** allocating a larger one on ERANGE), so a raise while the fields are
-** copied into the table leaks nothing (STYLE 16/17).
+** copied into the table leaks nothing (docs/style.md rules 16, 17).
 */
 #include <errno.h>
 #include <pwd.h>

@@ -39,7 +39,8 @@
 **
 ** Ownership: the libarchive handles, the current entry, the output
 ** buffer and the open file live in a `djinn.tar.box` userdata created
-** first; explicit release on return, __gc after a raise (STYLE 16/17).
+** first; explicit release on return, __gc after a raise (docs/style.md
+** rules 16, 17).
 */
 #include <errno.h>
 #include <fcntl.h>

@@ -2,7 +2,7 @@
 ** l_yaml.c - djinn.yaml: YAML 1.1 parsing over libyaml, with positions
 ** and hard limits, for manifests and driver configuration.
 **
-** Lua API (see notes/lua-api.md):
+** Lua API (see docs/lua-api.md):
 **   yaml.parse(text [, opts]) -> root node | nil, "FILE:LINE:COL: message"
 **   yaml.decode(text [, opts]) -> plain Lua value | nil, msg
 **     opts = { filename = "<string>", max_depth = 64 (nesting of

@@ -5,7 +5,8 @@
 ** abort on out-of-memory, because the host cannot report anything useful
 ** then) and the array variants check the multiplication for overflow.
 ** Use them only for memory the caller frees before any Lua call that can
-** raise (STYLE 17); anything that outlives one Lua call lives in a userdata.
+** raise (docs/style.md rule 17); anything that outlives one Lua call lives
+** in a userdata.
 */
 #ifndef DJINN_UTIL_H
 #define DJINN_UTIL_H

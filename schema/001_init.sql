@@ -4,7 +4,7 @@
 -- transaction, which then sets PRAGMA user_version = 1 and
 -- PRAGMA application_id = 0x446a6e6e ("Djnn").
 --
--- Namespaces follow Djinn (djinn-spec.md 2.2): path 'a/b/c' per owner,
+-- Namespaces follow Djinn (docs/djinn-compat.md §2.2): path 'a/b/c' per owner,
 -- level 0-based (at most 20 levels: 0..19), root_id = own id for a root,
 -- children take the visibility of their root. Unlike Djinn HEAD,
 -- (owner, path) is unique, so on-the-fly creation never duplicates an

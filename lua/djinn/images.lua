@@ -2,10 +2,10 @@
 --
 -- A manifest names a registered image with two keys, `namespace:` (a
 -- path[@owner], or none for the owner's personal images) and `image:` (a
--- name without "/"); a name with "/" is a base image path (djinn-spec.md
--- 2.3). Everything djinn-lua prints about an image uses that same
--- reading, so what `image ls` shows can be written into a manifest as it
--- stands (issue 11, item 4).
+-- name without "/"); a name with "/" is a base image path
+-- (docs/djinn-compat.md §2.3). Everything djinn-lua prints about an image
+-- uses that same reading, so what `image ls` shows can be written into a
+-- manifest as it stands (issue 11, item 4).
 --
 --   images.me() -> the owner a namespace without "@owner" and a personal
 --       image belong to (djinn.registry.user(), as the registry decides)

@@ -460,7 +460,8 @@ local function parse_driver(ctx, node, root)
             local _, why = util.check_image_name(img)
             if why then ctx:err(node, "%s", why) end
         end
-        -- Djinn forces arch = x86_64 for qemu (djinn-spec.md 1.3, 4).
+        -- Djinn forces arch = x86_64 for qemu (docs/djinn-compat.md
+        -- §1.3, §4).
         if drv.arch ~= nil and drv.arch ~= "x86_64" then
             ctx:warn(node, "driver.arch: %q is not supported; qemu runs " ..
                      "x86_64 (as Djinn, arch is forced to x86_64)", drv.arch)

@@ -1,6 +1,6 @@
 -- djinn.pipeline: the specification of a build, and its runner.
 --
--- A build (djinn-spec.md §1.5-1.9, §3.0, §4, §6.1) is:
+-- A build (docs/djinn-compat.md §1.5-§1.9, §3.0, §4, §6.1) is:
 --   1. the stage "setup" with one job "clone.<n>" (n from 1) per manifest
 --      source: `mkdir -p DIR` (when DIR is not empty), `git clone URL DIR`,
 --      then `cd DIR` and `git checkout -q REF` only when REF is set;

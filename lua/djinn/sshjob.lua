@@ -1,6 +1,7 @@
--- djinn.sshjob: what the QEMU and SSH drivers share (djinn-spec.md §3.2,
--- §1.9): connecting with retries and host-key pinning, the build
--- environment, objects over SFTP, and running one job over SSH.
+-- djinn.sshjob: what the QEMU and SSH drivers share
+-- (docs/djinn-compat.md §3.2, §1.9): connecting with retries and
+-- host-key pinning, the build environment, objects over SFTP, and running
+-- one job over SSH.
 --
 --   sshjob.connect(o) -> conn | nil, cause
 --     o = { host =, port =, user = "root", password =, identity =,

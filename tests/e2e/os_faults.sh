@@ -11,8 +11,9 @@
 #   - defect 3: the artifacts directory on a 1 MiB tmpfs: a file and a
 #     directory that do not fit are "artifact error: ...: No space left
 #     on device" naming the destination, nothing partial, empty or
-#     temporary stays, what fits is kept, the build passes (djinn-spec:
-#     an artifact that cannot be collected never fails the job). The
+#     temporary stays, what fits is kept, the build passes
+#     (docs/djinn-compat.md §1.7: an artifact that cannot be collected
+#     never fails the job). The
 #     tmpfs is always unmounted (trap), even on failure; without root or
 #     mount(8) that is one failing point (CI runs as root).
 #   - defect 2: a link `latest -> elsewhere` inside the artifacts

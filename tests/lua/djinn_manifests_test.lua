@@ -9,7 +9,7 @@
 -- Source.UnmarshalYAML, runner.Passthrough.UnmarshalYAML (SRC => DST, DST
 -- defaulting to filepath.Base(SRC)), Manifest.Validate, the server's
 -- namespace path check (build/http/form.go, namespace.ParsePath with the
--- segment rule of Path.Resolve, djinn-spec.md 2.2), and the offline
+-- segment rule of Path.Resolve, docs/djinn-compat.md §2.2), and the offline
 -- runner's plan (jobs of unlisted stages dropped, "<stage>.<n>" names).
 -- For qemu the driver gets arch = x86_64 (the server's UnmarshalText path).
 --

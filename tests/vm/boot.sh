@@ -12,7 +12,7 @@
 #       SIGTERM, then SIGKILL after 5 s; refuses a PID that is not qemu.
 #
 # Env: QEMU (qemu-system-x86_64), ACCEL (tcg: KVM does not work on every
-#      machine, see shared/reference/test-environment.md), MEM (256 MiB),
+#      machine, see docs/testing.md §1), MEM (256 MiB),
 #      SERIAL_LOG (file for the guest console; default none).
 #
 # Port choice, without a fixed port or a scan that races other builds:

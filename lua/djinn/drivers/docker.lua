@@ -1,5 +1,5 @@
 -- djinn.drivers.docker: run each job in its own container, over the Docker
--- Engine API (djinn-spec.md §3.3, with Djinn's weaknesses fixed).
+-- Engine API (docs/djinn-compat.md §3.3, with Djinn's weaknesses fixed).
 --
 -- driver.conf, block `driver docker { ... }`:
 --   host        "unix:///var/run/docker.sock" (default) | "tcp://H:P"

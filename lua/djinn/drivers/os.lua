@@ -1,4 +1,4 @@
--- djinn.drivers.os: run jobs with /bin/sh on this machine (djinn-spec.md
+-- djinn.drivers.os: run jobs with /bin/sh on this machine (docs/djinn-compat.md
 -- §3.4), for tests and trusted setups. It gives NO isolation: jobs run as
 -- the current user and can touch anything that user can.
 --

@@ -1,5 +1,5 @@
 -- djinn.drivers.ssh: run a build on an existing machine over SSH
--- (djinn-spec.md §3.2). The manifest names the machine:
+-- (docs/djinn-compat.md §3.2). The manifest names the machine:
 --
 --   driver:
 --     type: ssh
