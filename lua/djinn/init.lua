@@ -125,6 +125,47 @@ local function append(list, more)
     return list
 end
 
+-- Every default of a build, in one place (the command line passes only
+-- what its arguments say). -> a copy of options with the defaults filled
+-- in, and notes (warnings to print before anything else: a default that
+-- cannot be located).
+--   driver_config: nil = the default driver.conf (djinn.paths) when that
+--     file exists, else the built-in defaults; false = built-in defaults
+--   registry: nil = the default registry (djinn.paths); false = none
+--   timeout: nil = 30 minutes; 0 or false = none
+--   reap: nil = true
+M.DEFAULT_TIMEOUT = 30 * 60
+
+function M.defaults(options)
+    local paths = require "djinn.paths"
+    local o, notes = {}, {}
+    for k, v in pairs(options or {}) do o[k] = v end
+    for _, n in ipairs(o.notes or {}) do notes[#notes + 1] = n end
+    if o.config == nil and o.driver_config == nil and
+        o.default_driver_config == nil then
+        local def, derr = paths.default_driver_config()
+        if def == nil then
+            notes[#notes + 1] = derr .. "; using the built-in driver defaults"
+            o.default_driver_config = false
+        else
+            o.default_driver_config = def
+        end
+    end
+    if o.registry == nil then
+        o.registry, o.registry_missing = paths.default_registry()
+    elseif o.registry == false then
+        o.registry = nil
+    end
+    if o.timeout == nil then
+        o.timeout = M.DEFAULT_TIMEOUT
+    elseif o.timeout == false then
+        o.timeout = 0
+    end
+    if o.reap == nil then o.reap = true end
+    o.notes = notes
+    return o
+end
+
 -- The driver configuration of a run or a check (see M.check).
 -- -> cfg, warnings | nil, errors (a list), source
 local function load_config(options)
@@ -132,6 +173,7 @@ local function load_config(options)
         return options.config, {}
     end
     local path = options.driver_config
+    if path == false then path = nil end
     if path == nil and options.default_driver_config then
         local f = io.open(options.default_driver_config, "rb")
         if f then
@@ -154,8 +196,8 @@ local function load_config(options)
 end
 
 function M.check(manifest, options)
-    options = options or {}
-    local c = { errors = {}, warnings = {} }
+    options = M.defaults(options)
+    local c = { errors = {}, warnings = {}, notes = options.notes }
     local m, problems
     if type(manifest) == "string" then
         m, problems = M.manifest.load(manifest)
@@ -215,12 +257,18 @@ local function merge_limits(cfg, limits)
 end
 
 function M.run(manifest, options)
-    options = options or {}
+    options = M.defaults(options)
+    -- One id per build, made here: the state directory's name, the
+    -- drivers' (docker labels djinn.build=ID), every JSON event's "build"
+    -- and result.build_id.
+    local state = require "djinn.state"
+    local build_id = state.new_id()
     local log = options.log
     if log == nil then
         log = options.quiet and M.log.null() or
-            M.log.new{ json = options.json }
+            M.log.new{ json = options.json, build_id = build_id }
     end
+    log.build_id = build_id
     -- Every refusal goes through the log (JSON: error events and a
     -- build_end "invalid"), then back to the caller.
     local function invalid(errors, summary, code)
@@ -239,6 +287,12 @@ function M.run(manifest, options)
             return invalid{ "timeout: " .. err }
         end
     end
+    if type(timeout) ~= "number" or timeout < 0 then
+        return invalid{ string.format("timeout: expected seconds >= 0 or " ..
+            "a duration such as \"30m\" (0 = none), got %s",
+            tostring(options.timeout)) }
+    end
+    if timeout == 0 then timeout = nil end
     local env, eerr = env_option(options.env)
     if eerr then
         return invalid{ eerr }
@@ -343,14 +397,14 @@ function M.run(manifest, options)
     end
     if options.reap then
         -- Clean up after earlier runs that were killed (djinn.state).
-        require("djinn.state").reap{ log = log }
+        state.reap{ log = log }
     end
     local res = table.pack(pcall(M.pipeline.run, m, {
         log = log, config = cfg, objects = options.objects,
         artifacts = options.artifacts, stage = options.stage,
         timeout = timeout, env = env, registry = options.registry,
         signals = options.signals, drivers = options.drivers,
-        warnings = c.warnings, tree = tree,
+        warnings = c.warnings, tree = tree, build_id = build_id,
     }))
     if tree then tree:remove() end
     if not res[1] then

@@ -142,6 +142,7 @@ function M.new(opts)
     w.out = opts.out or io.stdout
     w.err = opts.err or io.stderr
     w.json = opts.json and true or false
+    w.build_id = opts.build_id  -- every JSON event's "build" (djinn.run)
     if w.json then
         w.color = false
     elseif opts.color == nil then
@@ -307,7 +308,9 @@ function Writer:_paint(code, s)
 end
 
 function Writer:_event(name, fields)
-    local body = util.json(fields or {})
+    fields = fields or {}
+    if self.build_id ~= nil then fields.build = self.build_id end
+    local body = util.json(fields)
     if body == "{}" then
         body = '{"event":' .. util.json(name) .. '}'
     else
