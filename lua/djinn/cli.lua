@@ -21,9 +21,12 @@
 -- and runtime/main.c turns anything else into a message and 1. Defaults:
 -- djinn.paths (also M.home, M.default_registry, M.default_driver_config
 -- here: -> path | nil, why) never fall back to "." or a relative path.
--- image register runs in
--- a worker process (register_worker); image info/ls/rm report registry
--- errors as errors, "no image" only for a real absence.
+-- Images are djinn.images' everywhere: the image commands name them with
+-- images.label / manifest_text / elsewhere, and a manifest's image is
+-- found and checked by images.resolve / images.verify (the qemu driver;
+-- scripts call the same). image register runs in a worker process
+-- (register_worker); image info/ls/rm report registry errors as errors,
+-- "no image" only for a real absence.
 local util = require "djinn.util"
 
 local M = {}
@@ -362,7 +365,9 @@ local function cmd_run(args)
     -- stdout (issue 11).
     local function refuse(msg)
         if opts.json then
-            require("djinn.log").new{ json = true, err = NULL_SINK }:invalid(
+            -- A build refused before djinn.run has an id all the same.
+            require("djinn.log").new{ json = true, err = NULL_SINK,
+                build_id = require("djinn.state").new_id() }:invalid(
                 { "djinn-lua run: " .. msg }, nil, 2)
         end
         return usage_error("run", msg)
