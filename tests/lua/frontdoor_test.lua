@@ -131,3 +131,18 @@ do
     t:like(d.labels["djinn.build"], "^%x+$", "docker without a build id " ..
            "(used directly): one of its own")
 end
+
+-- 6. The qemu driver names its machine after the build (ps shows it).
+do
+    local qemu = require "djinn.drivers.qemu"
+    local argv = qemu.machine_argv{ accel = "tcg", cpus = 1, memory = 256,
+        image = "/i.qcow2", overlay = "/o.qcow2", console = "/c.log",
+        name = "djinn-0123abcd4567ef89" }
+    t:ok(table.concat(argv, " "):find(" -name djinn-0123abcd4567ef89 ", 1,
+         true), "qemu: -name djinn-<build id>")
+    local d = assert(qemu.new{ config = { cpus = 1, memory = 256 },
+        build_id = "0123abcd4567ef89", log = {},
+        driver = { type = "qemu", image = "tiny" } })
+    t:is(d.build_id, "0123abcd4567ef89", "qemu: the driver keeps the " ..
+         "build id it was given")
+end

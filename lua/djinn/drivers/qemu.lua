@@ -99,7 +99,8 @@ function M.new(o)
     local cfg = o.config or {}
     local d = setmetatable({ log = o.log, ctx = o.ctx, cfg = cfg,
                              manifest = o.manifest, image = o.driver.image,
-                             registry = o.registry }, Driver)
+                             registry = o.registry,
+                             build_id = o.build_id }, Driver)
     local accel = cfg.accel or "auto"
     if accel ~= "auto" and accel ~= "kvm" and accel ~= "tcg" then
         return nil, string.format("driver.conf: driver qemu: accel %q is " ..
@@ -301,7 +302,8 @@ end
 -- The machine's command line (also bench/vm-bench.sh's, so that its
 -- reference boots are this very machine). m = { binary =, accel =, cpus =,
 -- memory = (MiB), image = path, overlay = path (a qcow2 over the image),
--- console = path (serial log), restrict = bool }.
+-- console = path (serial log), restrict = bool, name = "djinn-<build
+-- id>" (default "djinn") }.
 function M.machine_argv(m)
     local json = util.json
     local netdev = "user,id=net0,hostfwd=tcp:127.0.0.1:0-:22"
@@ -310,7 +312,7 @@ function M.machine_argv(m)
     end
     return {
         m.binary or "qemu-system-x86_64",
-        "-name", "djinn", "-nodefaults", "-no-user-config",
+        "-name", m.name or "djinn", "-nodefaults", "-no-user-config",
         "-display", "none", "-accel", m.accel,
         "-smp", tostring(m.cpus), "-m", tostring(m.memory),
         "-qmp", "stdio",
@@ -359,6 +361,7 @@ function Driver:start_qemu(img, info, accel)
     local argv = M.machine_argv{ binary = self.cfg.binary, accel = accel,
         cpus = self.cfg.cpus, memory = self.cfg.memory, image = img.path,
         overlay = overlay, console = dir .. "/console.log",
+        name = self.build_id and ("djinn-" .. self.build_id) or nil,
         restrict = self.cfg.restrict == true }
     self.stderr, self.qmp = "", ""
     local q
