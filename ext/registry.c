@@ -155,24 +155,6 @@
 #include <sqlite3ext.h>
 SQLITE_EXTENSION_INIT3
 
-#include <dirent.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <pwd.h>
-#include <signal.h>
-#include <stdio.h>
-#include <string.h>
-#include <sys/stat.h>
-#include <sys/types.h>
-#include <unistd.h>
-
-#include <openssl/evp.h>
-
-#include "qcow2.h"
-#include "registry.h"
-#include <sqlite3ext.h>
-SQLITE_EXTENSION_INIT3
-
 #include <errno.h>
 #include <pwd.h>
 #include <stdio.h>

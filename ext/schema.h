@@ -3,17 +3,20 @@
 ** transactions, settings, and the error and argument helpers every SQL
 ** function of the extension uses.
 **
-** Place in the one-way graph of ext/ (each file uses only those below it):
+** Place in the one-way graph of ext/: each file includes and calls only
+** files below it, never one above.
 **
-**     djinn.c        entry point: registers the SQL functions, applies the
-**       |            schema on load
-**     registry.c     namespaces, images, settings: the SQL functions
-**       |    \
-**     store.c \      the content-addressed file store (paths, temp files,
-**       |      \     streaming ingest, link/rename, removal, fsck)
-**     schema.c  sql_qcow2.c   (this file)  /  qcow2_* SQL functions
-**                 \
-**                qcow2.c      the QCOW2 validator (no SQLite)
+**     djinn.c       the entry point: registers every SQL function, applies
+**                   the schema (calls all below)
+**     registry.c    namespaces, images, settings: SQL functions and the
+**                   name rules (uses store.c, schema.c)
+**     store.c       the content-addressed file store: paths, owner marker,
+**                   temp files, streaming ingest, link/rename, removal,
+**                   fsck, image_verify (uses schema.c, qcow2.c)
+**     sql_qcow2.c   the qcow2_* SQL functions (uses schema.c, qcow2.c)
+**     schema.c      this file: migrations, transactions, settings, the
+**                   helpers of SQL functions (uses SQLite only)
+**     qcow2.c       the QCOW2 validator (no SQLite)
 **
 ** Not installed; djinn-lua and the test drivers use djinn.h and SQL.
 **

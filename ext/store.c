@@ -93,8 +93,7 @@ int store_sha_ok(const char *s, size_t n)
 ** How many references the file of content sha has; sha NULL: 1 when
 ** there is any reference at all, else 0.
 */
-int store_refs_count(sqlite3 *db, const char *sha, sqlite3_int64 *n,
-                     char **err)
+int store_refs_count(sqlite3 *db, const char *sha, sqlite3_int64 *n, char **err)
 {
     sqlite3_stmt *st = NULL;
     int rc;
@@ -102,9 +101,8 @@ int store_refs_count(sqlite3 *db, const char *sha, sqlite3_int64 *n,
     *n = 0;
     rc = sqlite3_prepare_v2(
         db,
-        sha != NULL
-            ? "SELECT count(*) FROM store_refs WHERE sha256 = ?1"
-            : "SELECT count(*) FROM (SELECT 1 FROM store_refs LIMIT 1)",
+        sha != NULL ? "SELECT count(*) FROM store_refs WHERE sha256 = ?1"
+                    : "SELECT count(*) FROM (SELECT 1 FROM store_refs LIMIT 1)",
         -1, &st, NULL);
     if (rc != SQLITE_OK)
         return reg_dberr(db, err, "store_refs");
@@ -386,8 +384,7 @@ int store_hash_fd(int fd, const char *what, char hex[65], sqlite3_int64 *size,
 }
 
 /* Open a source file for reading: regular files only, never blocks. */
-int store_open_source(const char *path, int *fd, struct stat *st,
-                           char **err)
+int store_open_source(const char *path, int *fd, struct stat *st, char **err)
 {
     int flags;
 
@@ -823,10 +820,9 @@ int store_ingest_write(struct store_ingest *ing, const void *buf, size_t n,
                        char **err)
 {
     if (ing->finished || ing->failed || ing->tfd < 0) {
-        *err = sqlite3_mprintf("%s: the ingest is %s; start a new one",
-                               ing->what,
-                               ing->failed ? "broken by an earlier error"
-                                           : "already finished");
+        *err = sqlite3_mprintf(
+            "%s: the ingest is %s; start a new one", ing->what,
+            ing->failed ? "broken by an earlier error" : "already finished");
         return SQLITE_MISUSE;
     }
     if (n == 0)
@@ -988,8 +984,7 @@ void store_ingest_abort(struct store_ingest *ing)
 /* ---------------------------------------------------------------------- */
 /* Removal                                                                 */
 
-int store_trash(sqlite3 *db, const char *sha, struct store_trash *t,
-                char **err)
+int store_trash(sqlite3 *db, const char *sha, struct store_trash *t, char **err)
 {
     char prefix[80];
     int rc;
@@ -1089,8 +1084,8 @@ static int reg_sha_cmp(const void *a, const void *b)
 }
 
 /*
-** Which contents the rows need, read with one scan of the table (not
-** through an index: a damaged index must not make a needed file look
+** Which contents the rows need, read from store_refs, which scans the
+** table (NOT INDEXED: a damaged index must not make a needed file look
 ** unneeded). A row without a valid sha256 means the registry is damaged:
 ** *bad_id gets its id, and repair must not decide anything from it.
 */
@@ -1101,8 +1096,8 @@ static int reg_fsck_load(struct reg_fsck *f, sqlite3_int64 *bad_id, char **err)
     int rc;
 
     *bad_id = 0;
-    rc = sqlite3_prepare_v2(f->db, "SELECT ref_id, sha256 FROM store_refs",
-                            -1, &st, NULL);
+    rc = sqlite3_prepare_v2(f->db, "SELECT ref_id, sha256 FROM store_refs", -1,
+                            &st, NULL);
     if (rc != SQLITE_OK)
         return reg_dberr(f->db, err, "store_refs");
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -1298,7 +1293,8 @@ static int reg_fsck_rows(struct reg_fsck *f, sqlite3_str *out,
     int rc, n = 0;
 
     *rows = 0;
-    rc = sqlite3_prepare_v2(f->db, "SELECT ref_id, sha256 FROM store_refs"
+    rc = sqlite3_prepare_v2(f->db,
+                            "SELECT ref_id, sha256 FROM store_refs"
                             " ORDER BY ref_id",
                             -1, &st, NULL);
     if (rc != SQLITE_OK)
@@ -1563,7 +1559,6 @@ static void djinn_store_func(sqlite3_context *ctx, int argc,
     sqlite3_result_text(ctx, dir, -1, sqlite3_free);
 }
 
-
 static void image_sha256_func(sqlite3_context *ctx, int argc,
                               sqlite3_value **argv)
 {
@@ -1620,10 +1615,10 @@ static void reg_ident_of(const struct stat *sb, struct reg_ident *id)
     id->dev = (sqlite3_int64)sb->st_dev;
     id->ino = (sqlite3_int64)sb->st_ino;
     id->size = (sqlite3_int64)sb->st_size;
-    id->mtime_ns = (sqlite3_int64)sb->st_mtim.tv_sec * 1000000000 +
-                   sb->st_mtim.tv_nsec;
-    id->ctime_ns = (sqlite3_int64)sb->st_ctim.tv_sec * 1000000000 +
-                   sb->st_ctim.tv_nsec;
+    id->mtime_ns =
+        (sqlite3_int64)sb->st_mtim.tv_sec * 1000000000 + sb->st_mtim.tv_nsec;
+    id->ctime_ns =
+        (sqlite3_int64)sb->st_ctim.tv_sec * 1000000000 + sb->st_ctim.tv_nsec;
 }
 
 static int reg_ident_eq(const struct reg_ident *a, const struct reg_ident *b)
@@ -1729,8 +1724,8 @@ static void image_verify_func(sqlite3_context *ctx, int argc,
         rc = SQLITE_MISUSE;
     }
     if (rc == SQLITE_OK && !store_sha_ok(sha, strlen(sha))) {
-        err = sqlite3_mprintf("sha256 '%s' is not 64 lowercase hex digits",
-                              sha);
+        err =
+            sqlite3_mprintf("sha256 '%s' is not 64 lowercase hex digits", sha);
         rc = SQLITE_MISUSE;
     }
     if (rc == SQLITE_OK && stat(path, &sb) != 0) {
@@ -1759,8 +1754,8 @@ static void image_verify_func(sqlite3_context *ctx, int argc,
             same = reg_ident_eq(&before, &after);
         }
         if (!same) {
-            err = sqlite3_mprintf("%s changed while it was being checked",
-                                  path);
+            err =
+                sqlite3_mprintf("%s changed while it was being checked", path);
             rc = SQLITE_ERROR;
         }
     }
