@@ -112,15 +112,19 @@ $(B)/fuzz/qcow2_fuzz: tests/fuzz/qcow2_fuzz.c ext/qcow2.c ext/qcow2.h ext/jsonst
 		$(shell $(PKG_CONFIG) --libs zlib libzstd jansson)
 # The Lua parsers (manifest, driver.conf, djinn.yaml): one harness, three
 # entry points, linked with the C modules they use (not main.c).
-LUA_FUZZ_SRCS = tests/fuzz/lua_fuzz.c runtime/l_yaml.c runtime/l_fs.c runtime/util.c
-LUA_FUZZ_PKGS = lua5.4 yaml-0.1
+# The manifest checks namespaces with the registry's own rule
+# (djinn.registry.check_namespace), so the extension is linked too.
+LUA_FUZZ_SRCS = tests/fuzz/lua_fuzz.c runtime/l_yaml.c runtime/l_fs.c runtime/util.c \
+	runtime/l_registry.c $(EXT_SRCS) $(B)/schema.c
+LUA_FUZZ_PKGS = lua5.4 yaml-0.1 $(EXT_PKGS)
 $(B)/fuzz/manifest_fuzz: FUZZ_TARGET = 1
 $(B)/fuzz/conf_fuzz: FUZZ_TARGET = 2
 $(B)/fuzz/yaml_fuzz: FUZZ_TARGET = 3
-$(B)/fuzz/manifest_fuzz $(B)/fuzz/conf_fuzz $(B)/fuzz/yaml_fuzz: $(LUA_FUZZ_SRCS) runtime/djinn.h runtime/util.h tests/fuzz/lua_fuzz.lua
+$(B)/fuzz/manifest_fuzz $(B)/fuzz/conf_fuzz $(B)/fuzz/yaml_fuzz: $(LUA_FUZZ_SRCS) runtime/djinn.h runtime/util.h ext/*.h tests/fuzz/lua_fuzz.lua
 	@mkdir -p $(@D)
 	$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 \
-		-D_DEFAULT_SOURCE -D_GNU_SOURCE -Iruntime -DFUZZ_TARGET=$(FUZZ_TARGET) \
+		-D_DEFAULT_SOURCE -D_GNU_SOURCE -DSQLITE_CORE -Iruntime -Iext -I$(B) \
+		-DFUZZ_TARGET=$(FUZZ_TARGET) \
 		-DFUZZ_LUADIR='"$(CURDIR)/lua"' \
 		-DFUZZ_SCRIPT='"$(CURDIR)/tests/fuzz/lua_fuzz.lua"' \
 		$(shell $(PKG_CONFIG) --cflags $(LUA_FUZZ_PKGS)) -o $@ \

@@ -1,8 +1,14 @@
 /*
-** registry.c - the image registry's SQL functions: namespaces, images, the
-** content-addressed file store and settings.
+** registry.c - the image registry's SQL functions: namespaces, images and
+** settings, over the content-addressed file store (store.c).
 **
-** All of them need the main database to be a djinn registry (see djinn.c);
+** Place in the one-way graph (see schema.h): uses store.c, schema.c and
+** qcow2.c; only djinn.c (the entry point) and djinn-lua use it. The SQL
+** functions of the store (djinn_store, djinn_store_check, djinn_fsck,
+** image_sha256, image_verify) are registered by store.c and documented here
+** with the others.
+**
+** All of them need the main database to be a djinn registry (see schema.c);
 ** elsewhere they raise "<function>: this database is not a djinn registry
 ** (application_id ...)". NULL in gives NULL out (except the namespace of the
 ** image_* functions, where NULL or '' means the current user's personal
@@ -112,11 +118,31 @@
 **       or of the bytes X (BLOB).
 **         SELECT image_sha256('disk.qcow2');
 **
-**   djinn_version() -> 'djinn 0.1.0 (schema 1)'.
+**   image_verify(path, sha256) -> 'cached' or 'hashed': is the file at the
+**       absolute path the content sha256? The check before a boot, with its
+**       cache (table image_verified, schema/002): the file's identity
+**       (device, inode, size, mtime and ctime in ns) is taken; when a row
+**       for path has that identity and sha256 the answer is 'cached'.
+**       Otherwise the file is hashed (streaming), its identity taken again
+**       (changed: raises "image_verify: PATH changed while it was being
+**       checked"), and a different hash deletes the row and raises
+**       "image_verify: the file PATH does not match the registry (SHA-256
+**       X, registered Y)"; a match is remembered (INSERT OR REPLACE; a
+**       registry the caller cannot write still verifies) and the answer
+**       is 'hashed'.
+**         SELECT image_verify(image_path('team/ci', 'debian'),
+**                             (SELECT sha256 FROM image_list WHERE ...));
+**
+**   djinn_version() -> 'djinn 0.1.0 (schema N)'.
+**
+** What references a stored file is defined once, by the view store_refs
+** (schema/004): image_remove unlinks a file when its last reference is
+** gone, djinn_fsck reports and repairs against it, image_register shares
+** content it lists.
 **
 ** Flags: image_register, image_remove, namespace_resolve, djinn_setting/2
-** write tables or files, djinn_fsck, djinn_store_check and image_sha256
-** read arbitrary files:
+** write tables or files, djinn_fsck, djinn_store_check, image_sha256 and
+** image_verify read arbitrary files (image_verify also writes its cache):
 ** SQLITE_UTF8 | SQLITE_DIRECTONLY (never from views, triggers or schema).
 ** image_path, djinn_setting/1 and djinn_store only read the registry, but
 ** their result depends on the table contents and the process's user: plain
@@ -129,115 +155,22 @@
 #include <sqlite3ext.h>
 SQLITE_EXTENSION_INIT3
 
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <pwd.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
-
-#include "qcow2.h"
 #include "registry.h"
+#include "schema.h"
+#include "store.h"
 
 #define REG_MAX_DEPTH 20
 #define REG_MAX_NS_PATH 1024
 #define REG_MAX_NAME 255
-#define REG_MAX_STORE 4096
 #define REG_COPY_BUF (1 << 20)
-
-/* ---------------------------------------------------------------------- */
-/* Results and errors                                                      */
-
-/*
-** Report an error from an internal helper: err (may be NULL when memory
-** ran out) gets the function name in front. Frees err.
-*/
-static void reg_fail(sqlite3_context *ctx, const char *fn, int rc, char *err)
-{
-    char *msg = NULL;
-
-    if (err == NULL) {
-        if (rc == SQLITE_NOMEM || rc == SQLITE_OK)
-            sqlite3_result_error_nomem(ctx);
-        else
-            sqlite3_result_error_code(ctx, rc);
-        return;
-    }
-    msg = sqlite3_mprintf("%s: %s", fn, err);
-    sqlite3_free(err);
-    if (msg == NULL) {
-        sqlite3_result_error_nomem(ctx);
-        return;
-    }
-    sqlite3_result_error(ctx, msg, -1);
-    sqlite3_free(msg);
-}
-
-static int reg_dberr(sqlite3 *db, char **err, const char *what)
-{
-    int rc = sqlite3_errcode(db);
-
-    *err = sqlite3_mprintf("%s: %s", what, sqlite3_errmsg(db));
-    return rc == SQLITE_OK ? SQLITE_ERROR : rc;
-}
-
-int reg_text_arg(sqlite3_context *ctx, const char *fn, sqlite3_value *v,
-                 const char *what, const char **out)
-{
-    const char *s;
-    size_t len;
-    int n;
-    char *msg = NULL;
-
-    *out = NULL;
-    if (sqlite3_value_type(v) == SQLITE_NULL)
-        return 0;
-    s = (const char *)sqlite3_value_text(v);
-    if (s == NULL) {
-        sqlite3_result_error_nomem(ctx);
-        return -1;
-    }
-    n = sqlite3_value_bytes(v);
-    len = strlen(s);
-    if (n < 0 || len != (size_t)n) {
-        /* A C string would silently stop at the NUL: 'a\0b' is not 'a'. */
-        msg = sqlite3_mprintf("%s: the %s has a NUL byte at offset %llu of "
-                              "its %d bytes; NUL is not allowed in a %s",
-                              fn, what, (unsigned long long)len, n, what);
-        if (msg == NULL) {
-            sqlite3_result_error_nomem(ctx);
-        } else {
-            sqlite3_result_error(ctx, msg, -1);
-            sqlite3_free(msg);
-        }
-        return -1;
-    }
-    *out = s;
-    return 0;
-}
-
-/* Append s as a JSON string. */
-static void reg_json_str(sqlite3_str *out, const char *s)
-{
-    const unsigned char *p;
-
-    sqlite3_str_appendchar(out, 1, '"');
-    for (p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            sqlite3_str_appendf(out, "\\%c", *p);
-        else if (*p < 0x20)
-            sqlite3_str_appendf(out, "\\u%04x", *p);
-        else
-            sqlite3_str_appendchar(out, 1, (char)*p);
-    }
-    sqlite3_str_appendchar(out, 1, '"');
-}
 
 /* ---------------------------------------------------------------------- */
 /* Names                                                                   */
@@ -279,7 +212,7 @@ void reg_current_user(char *out, size_t n)
     snprintf(out, n, "%lu", (unsigned long)uid);
 }
 
-static int reg_check_name(const char *name, char **err)
+int reg_check_image_name(const char *name, char **err)
 {
     size_t i, n = strlen(name);
     int good = n >= 1 && n <= REG_MAX_NAME;
@@ -394,6 +327,15 @@ static int reg_ns_parse(const char *spec, struct reg_ns *ns, char **err)
         reg_current_user(ns->owner, REG_MAX_OWNER + 1);
     ns->depth = seg;
     return SQLITE_OK;
+}
+
+int reg_check_namespace(const char *spec, char **err)
+{
+    struct reg_ns ns;
+    int rc = reg_ns_parse(spec, &ns, err);
+
+    reg_ns_free(&ns);
+    return rc;
 }
 
 /*
@@ -512,23 +454,6 @@ static char *reg_where(const struct reg_ns *ns, const char *owner)
     return sqlite3_mprintf("among the personal images of '%s'", owner);
 }
 
-/* 64 lowercase hex digits and nothing else: a SHA-256 as the store
-** writes it. Anything else read from a row is damage, never a path. */
-static int reg_hex_ok(const char *s, size_t n)
-{
-    size_t i;
-
-    for (i = 0; i < n; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-            return 0;
-    return 1;
-}
-
-static int reg_sha_ok(const char *s, size_t n)
-{
-    return s != NULL && n == 64 && reg_hex_ok(s, 64);
-}
-
 /* Find an image row: *id 0 when absent; sha (may be NULL) gets its
 ** SHA-256, which names its file <store>/<sha256>.qcow2. */
 static int reg_image_find(sqlite3 *db, const char *owner, sqlite3_int64 ns_id,
@@ -555,7 +480,7 @@ static int reg_image_find(sqlite3 *db, const char *owner, sqlite3_int64 ns_id,
     if (rc == SQLITE_ROW) {
         *id = sqlite3_column_int64(st, 0);
         h = (const char *)sqlite3_column_text(st, 1);
-        if (!reg_sha_ok(h, h ? strlen(h) : 0)) {
+        if (!store_sha_ok(h, h ? strlen(h) : 0)) {
             *err = sqlite3_mprintf(
                 "the row of image '%s' (id %lld) has no valid sha256: the "
                 "registry is damaged; nothing was changed",
@@ -575,798 +500,49 @@ static int reg_image_find(sqlite3 *db, const char *owner, sqlite3_int64 ns_id,
     return rc;
 }
 
-/* How many rows need the file of content sha (NULL: how many rows). */
-static int reg_count_refs(sqlite3 *db, const char *sha, sqlite3_int64 *n,
-                          char **err)
-{
-    sqlite3_stmt *st = NULL;
-    int rc;
-
-    *n = 0;
-    rc = sqlite3_prepare_v2(
-        db,
-        sha != NULL ? "SELECT count(*) FROM images WHERE sha256 = ?1"
-                    : "SELECT count(*) FROM (SELECT 1 FROM images LIMIT 1)",
-        -1, &st, NULL);
-    if (rc != SQLITE_OK)
-        return reg_dberr(db, err, "images");
-    if (sha != NULL)
-        sqlite3_bind_text(st, 1, sha, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        *n = sqlite3_column_int64(st, 0);
-        rc = SQLITE_OK;
-    } else {
-        rc = reg_dberr(db, err, "images");
-    }
-    sqlite3_finalize(st);
-    return rc;
-}
-
 /* ---------------------------------------------------------------------- */
-/* Settings and the store directory                                        */
-
-static const char *const reg_known_keys[] = {"store", NULL};
-
-static int reg_setting_get(sqlite3 *db, const char *key, char **value,
-                           char **err)
-{
-    sqlite3_stmt *st = NULL;
-    int rc;
-
-    *value = NULL;
-    rc = sqlite3_prepare_v2(db, "SELECT value FROM settings WHERE key = ?1", -1,
-                            &st, NULL);
-    if (rc != SQLITE_OK)
-        return reg_dberr(db, err, "settings");
-    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        *value =
-            sqlite3_mprintf("%s", (const char *)sqlite3_column_text(st, 0));
-        rc = *value ? SQLITE_OK : SQLITE_NOMEM;
-    } else if (rc == SQLITE_DONE) {
-        rc = SQLITE_OK;
-    } else {
-        rc = reg_dberr(db, err, "settings");
-    }
-    sqlite3_finalize(st);
-    return rc;
-}
-
-/* 1 if path has a '..' segment. */
-static int has_dotdot(const char *path)
-{
-    const char *p = path;
-
-    while (*p) {
-        const char *e = strchr(p, '/');
-        size_t n = e ? (size_t)(e - p) : strlen(p);
-
-        if (n == 2 && p[0] == '.' && p[1] == '.')
-            return 1;
-        if (e == NULL)
-            break;
-        p = e + 1;
-    }
-    return 0;
-}
-
-/* The store directory for the setting `value` (consumed; NULL: the
-** default), absolute, without a trailing '/'. */
-static int reg_store_resolve(sqlite3 *db, char *value, char **dir, char **err)
-{
-    const char *file;
-    const char *slash;
-    size_t n;
-
-    *dir = NULL;
-    file = sqlite3_db_filename(db, "main");
-    if (value != NULL && value[0] == '/') {
-        *dir = value;
-        value = NULL;
-    } else if (file == NULL || file[0] == '\0') {
-        if (value != NULL)
-            *err = sqlite3_mprintf(
-                "the store setting '%s' is relative, but the database is in "
-                "memory or temporary, so there is no directory to take it "
-                "against; set an absolute one with SELECT "
-                "djinn_setting('store', '/abs/dir')",
-                value);
-        else
-            *err = sqlite3_mprintf(
-                "the database is in memory or temporary, so there is no "
-                "default store beside it; set one with SELECT "
-                "djinn_setting('store', '/abs/dir')");
-        sqlite3_free(value);
-        return SQLITE_ERROR;
-    } else {
-        slash = strrchr(file, '/');
-        n = slash ? (size_t)(slash - file) : 0;
-        if (slash == NULL)
-            *dir = sqlite3_mprintf("./%s", value ? value : "images");
-        else
-            *dir = sqlite3_mprintf("%.*s/%s", (int)n, file,
-                                   value ? value : "images");
-        sqlite3_free(value);
-        if (*dir == NULL)
-            return SQLITE_NOMEM;
-    }
-    n = strlen(*dir);
-    while (n > 1 && (*dir)[n - 1] == '/')
-        (*dir)[--n] = '\0';
-    return SQLITE_OK;
-}
-
-/* The store directory in effect, absolute, without a trailing '/'. */
-static int reg_store_dir(sqlite3 *db, char **dir, char **err)
-{
-    char *value = NULL;
-    int rc;
-
-    *dir = NULL;
-    rc = reg_setting_get(db, "store", &value, err);
-    if (rc != SQLITE_OK)
-        return rc;
-    return reg_store_resolve(db, value, dir, err);
-}
+/* image_register, and the commit of any ingest                            */
 
 /*
-** Before the store setting changes: every image's file must already be in
-** the new store (files are found by content under the store in effect, so
-** a store that lacks them would make every such image vanish). An empty
-** registry may point anywhere.
+** One transaction: the store is claimed, the namespace created if need
+** be, the name checked, the file linked into the store by its hash, the row
+** inserted, COMMIT. On failure: ROLLBACK and the link undone (the caller
+** aborts the ingest, which removes its temp file).
 */
-static int reg_store_has_all(sqlite3 *db, const char *value, char **err)
+static int reg_commit_txn(sqlite3 *db, struct store_ingest *ing,
+                          struct reg_ns *ns, const char *owner,
+                          const char *author, const char *name,
+                          sqlite3_int64 *id, char **err)
 {
     sqlite3_stmt *st = NULL;
-    char *v = NULL, *dir = NULL;
-    char first[65];
-    struct stat sb;
-    sqlite3_int64 need = 0, lack = 0;
-    int rc, dfd = -1;
-
-    rc = reg_count_refs(db, NULL, &need, err);
-    if (rc != SQLITE_OK || need == 0)
-        return rc;
-    need = 0;
-    if (value != NULL) {
-        v = sqlite3_mprintf("%s", value);
-        if (v == NULL)
-            return SQLITE_NOMEM;
-    }
-    rc = reg_store_resolve(db, v, &dir, err);
-    if (rc != SQLITE_OK)
-        return rc;
-    rc = sqlite3_prepare_v2(db, "SELECT DISTINCT sha256 FROM images", -1, &st,
-                            NULL);
-    if (rc != SQLITE_OK) {
-        rc = reg_dberr(db, err, "images");
-        goto done;
-    }
-    dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    first[0] = '\0';
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *h = (const char *)sqlite3_column_text(st, 0);
-        char final[80];
-
-        need++;
-        if (!reg_sha_ok(h, h ? strlen(h) : 0))
-            continue;
-        snprintf(final, sizeof(final), "%s.qcow2", h);
-        if (dfd >= 0 && fstatat(dfd, final, &sb, 0) == 0 && S_ISREG(sb.st_mode))
-            continue;
-        if (lack++ == 0)
-            memcpy(first, h, 65);
-    }
-    if (rc != SQLITE_DONE) {
-        rc = reg_dberr(db, err, "images");
-        goto done;
-    }
-    rc = SQLITE_OK;
-    if (lack > 0) {
-        *err = sqlite3_mprintf(
-            "store '%s': %lld of the %lld image files of this registry are "
-            "not there (e.g. %s.qcow2), so those images would be lost; move "
-            "the files of the current store there first (each is named "
-            "<sha256>.qcow2, e.g. mv OLD/*.qcow2 %s/), then set it",
-            dir, lack, need, first[0] ? first : "?", dir);
-        rc = SQLITE_ERROR;
-    }
-done:
-    if (dfd >= 0)
-        close(dfd);
-    sqlite3_finalize(st);
-    sqlite3_free(dir);
-    return rc;
-}
-
-/* mkdir -p dir (mode 0755 for what it creates). */
-static int reg_mkdir_p(const char *dir, char **err)
-{
-    char *p = sqlite3_mprintf("%s", dir);
-    struct stat st;
-    size_t i;
-
-    if (p == NULL)
-        return SQLITE_NOMEM;
-    for (i = 1;; i++) {
-        char c = p[i];
-
-        if (c != '/' && c != '\0')
-            continue;
-        p[i] = '\0';
-        if (mkdir(p, 0755) != 0 && errno != EEXIST) {
-            *err = sqlite3_mprintf("store '%s': cannot create directory "
-                                   "'%s': %s",
-                                   dir, p, strerror(errno));
-            sqlite3_free(p);
-            return SQLITE_CANTOPEN;
-        }
-        p[i] = c;
-        if (c == '\0')
-            break;
-    }
-    sqlite3_free(p);
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        *err = sqlite3_mprintf("store '%s': not a directory", dir);
-        return SQLITE_CANTOPEN;
-    }
-    return SQLITE_OK;
-}
-
-/* ---------------------------------------------------------------------- */
-/* Files                                                                   */
-
-static void hex_digest(const unsigned char *md, unsigned len, char *hex)
-{
-    static const char digits[] = "0123456789abcdef";
-    unsigned i;
-
-    for (i = 0; i < len; i++) {
-        hex[2 * i] = digits[md[i] >> 4];
-        hex[2 * i + 1] = digits[md[i] & 15];
-    }
-    hex[2 * len] = '\0';
-}
-
-static int write_all(int fd, const unsigned char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-/*
-** Read fd `in` to EOF, hashing it with SHA-256 and, when out >= 0, writing
-** it to out. hex gets 64 digits + NUL. what names the source for messages.
-*/
-static int reg_hash_fd(int in, int out, const char *what, const char *dest,
-                       char hex[65], sqlite3_int64 *size, char **err)
-{
-    EVP_MD_CTX *md = NULL;
-    unsigned char *buf = NULL;
-    unsigned char digest[EVP_MAX_MD_SIZE];
-    unsigned dlen = 0;
-    int rc = SQLITE_OK;
-
-    *size = 0;
-    buf = sqlite3_malloc64(REG_COPY_BUF);
-    md = EVP_MD_CTX_new();
-    if (buf == NULL || md == NULL) {
-        rc = SQLITE_NOMEM;
-        goto done;
-    }
-    if (EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
-        *err = sqlite3_mprintf("SHA-256 is not available from libcrypto");
-        rc = SQLITE_ERROR;
-        goto done;
-    }
-    for (;;) {
-        ssize_t r = read(in, buf, REG_COPY_BUF);
-
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            *err = sqlite3_mprintf("%s: read error: %s", what, strerror(errno));
-            rc = SQLITE_IOERR;
-            goto done;
-        }
-        if (r == 0)
-            break;
-        if (EVP_DigestUpdate(md, buf, (size_t)r) != 1) {
-            *err = sqlite3_mprintf("SHA-256 update failed");
-            rc = SQLITE_ERROR;
-            goto done;
-        }
-        if (out >= 0 && write_all(out, buf, (size_t)r) != 0) {
-            *err = sqlite3_mprintf("cannot write the copy of %s in %s: %s",
-                                   what, dest, strerror(errno));
-            rc = SQLITE_IOERR;
-            goto done;
-        }
-        *size += r;
-    }
-    if (EVP_DigestFinal_ex(md, digest, &dlen) != 1 || dlen != 32) {
-        *err = sqlite3_mprintf("SHA-256 final failed");
-        rc = SQLITE_ERROR;
-        goto done;
-    }
-    hex_digest(digest, dlen, hex);
-done:
-    EVP_MD_CTX_free(md);
-    sqlite3_free(buf);
-    return rc;
-}
-
-/* Open a source file for reading: regular files only, never blocks. */
-static int reg_open_source(const char *path, int *fd, struct stat *st,
-                           char **err)
-{
-    int flags;
-
-    *fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-    if (*fd < 0) {
-        *err = sqlite3_mprintf("%s: cannot open: %s", path, strerror(errno));
-        return SQLITE_CANTOPEN;
-    }
-    if (fstat(*fd, st) != 0 || !S_ISREG(st->st_mode)) {
-        *err = sqlite3_mprintf("%s: not a regular file", path);
-        close(*fd);
-        *fd = -1;
-        return SQLITE_CANTOPEN;
-    }
-    flags = fcntl(*fd, F_GETFL);
-    if (flags >= 0)
-        (void)fcntl(*fd, F_SETFL, flags & ~O_NONBLOCK);
-    return SQLITE_OK;
-}
-
-/* A fresh name for a temp or trash file: <prefix><pid>-<16 hex>. */
-static void reg_temp_name(char *out, size_t n, const char *prefix)
-{
-    unsigned char r[8];
-    char hex[17];
-
-    sqlite3_randomness(sizeof(r), r);
-    hex_digest(r, sizeof(r), hex);
-    snprintf(out, n, "%s%ld-%s", prefix, (long)getpid(), hex);
-}
-
-/* Join the validator's error messages with "; ". */
-static char *reg_rejection(const char *path, const struct qcow2_report *r)
-{
-    sqlite3_str *s = sqlite3_str_new(NULL);
-    size_t i;
-
-    sqlite3_str_appendf(
-        s, "%s: rejected, not an acceptable QCOW2 v3 image: ", path);
-    for (i = 0; i < r->nerrors; i++)
-        sqlite3_str_appendf(s, "%s%s", i ? "; " : "", r->errors[i].message);
-    if (r->nerrors == 0)
-        sqlite3_str_appendall(s, "invalid");
-    if (r->errors_dropped)
-        sqlite3_str_appendf(s, "; and %llu more",
-                            (unsigned long long)r->errors_dropped);
-    return sqlite3_str_finish(s);
-}
-
-/* <64 lowercase hex>.qcow2: a name the store gave a file. */
-static int reg_store_name(const char *name)
-{
-    return strlen(name) == 70 && reg_sha_ok(name, 64) &&
-           strcmp(name + 64, ".qcow2") == 0;
-}
-
-/* ---------------------------------------------------------------------- */
-/* The store's owner                                                       */
-
-/*
-** A store belongs to one registry. Repair deletes the files of the store
-** that none of ITS rows needs, so a second registry sharing the store, or a
-** registry file that was lost and silently re-created empty, would delete
-** the first one's images. Each registry has a random id (table
-** registry_identity, schema/003); the store holds a marker file
-** .djinn-store, "djinn-store 1\nregistry <id>\n", naming its owner. The
-** first write of a registry to its store creates the marker (a temp file
-** linked into place: never replaced once there). Writes and repair refuse a
-** store whose marker names another registry or cannot be read. A store
-** without a marker (made before markers) is claimed by a registry that has
-** rows, or when it holds no image files; an EMPTY registry beside a store
-** full of images and without a marker is what a lost registry looks like,
-** and is refused as well.
-*/
-#define REG_MARKER ".djinn-store"
-#define REG_MARKER_HEAD "djinn-store 1\nregistry "
-
-enum reg_owner {
-    REG_OWNER_NONE,      /* there is no store directory yet */
-    REG_OWNER_OURS,      /* the marker names this registry */
-    REG_OWNER_UNCLAIMED, /* no marker, and this registry may claim it */
-    REG_OWNER_FOREIGN,   /* the marker names another registry */
-    REG_OWNER_LOST,      /* no marker, images, and an empty registry */
-    REG_OWNER_DAMAGED    /* the marker cannot be read */
-};
-
-static const char *const reg_owner_names[] = {
-    "none", "ours", "unclaimed", "foreign", "lost", "damaged",
-};
-
-/* This registry's id (32 hex digits). */
-static int reg_registry_id(sqlite3 *db, char id[33], char **err)
-{
-    sqlite3_stmt *st = NULL;
-    const char *v;
-    int rc;
-
-    id[0] = '\0';
-    rc = sqlite3_prepare_v2(
-        db, "SELECT id FROM registry_identity WHERE only = 1", -1, &st, NULL);
-    if (rc != SQLITE_OK)
-        return reg_dberr(db, err, "registry_identity");
-    rc = sqlite3_step(st);
-    v = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : NULL;
-    if (v != NULL && strlen(v) == 32 && reg_hex_ok(v, 32))
-        memcpy(id, v, 33);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-        rc = reg_dberr(db, err, "registry_identity");
-    } else if (id[0] == '\0') {
-        *err = sqlite3_mprintf("the registry has no valid identity (table "
-                               "registry_identity): the file is damaged; "
-                               "nothing was changed");
-        rc = SQLITE_CORRUPT;
-    } else {
-        rc = SQLITE_OK;
-    }
-    sqlite3_finalize(st);
-    return rc;
-}
-
-/* The marker of the store open at dfd: 1 (owner filled), 0 when there is
-** none, -1 when it is not what a marker says (not a file, other content),
-** -2 when the system would not let us read it (errno kept: EMFILE, EIO). */
-static int reg_marker_read(int dfd, char owner[33])
-{
-    char buf[128];
-    struct stat sb;
-    ssize_t n;
-    size_t head = strlen(REG_MARKER_HEAD);
-    int fd;
-
-    owner[0] = '\0';
-    fd = openat(dfd, REG_MARKER,
-                O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-    if (fd < 0)
-        return errno == ENOENT ? 0 : errno == ELOOP ? -1 : -2;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        close(fd);
-        return -1;
-    }
-    do {
-        n = read(fd, buf, sizeof(buf) - 1);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0) {
-        int e = errno;
-
-        close(fd);
-        errno = e;
-        return -2;
-    }
-    close(fd);
-    if ((size_t)n != head + 33)
-        return -1;
-    buf[n] = '\0';
-    if (memcmp(buf, REG_MARKER_HEAD, head) != 0 || buf[head + 32] != '\n' ||
-        !reg_hex_ok(buf + head, 32))
-        return -1;
-    memcpy(owner, buf + head, 32);
-    owner[32] = '\0';
-    return 1;
-}
-
-/* Does the store open at dfd hold image or trash files? 1, 0, -1. */
-static int reg_store_has_images(int dfd)
-{
-    struct dirent *e;
-    DIR *d;
-    int fd, found = 0;
-
-    fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    d = fdopendir(fd);
-    if (d == NULL) {
-        close(fd);
-        return -1;
-    }
-    while (!found && (e = readdir(d)) != NULL)
-        if (reg_store_name(e->d_name) || strncmp(e->d_name, ".trash-", 7) == 0)
-            found = 1;
-    closedir(d);
-    return found;
-}
-
-/* Write this registry's marker: SQLITE_OK, SQLITE_BUSY when a marker
-** appeared meanwhile (read it again), or an error. */
-static int reg_marker_write(int dfd, const char *dir, const char *id,
-                            char **err)
-{
-    char tmp[64], body[64];
-    int fd, n, e;
-
-    reg_temp_name(tmp, sizeof(tmp), ".tmp-");
-    fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-                0444);
-    if (fd < 0) {
-        *err = sqlite3_mprintf("store '%s': cannot create its owner marker: "
-                               "%s",
-                               dir, strerror(errno));
-        return SQLITE_CANTOPEN;
-    }
-    n = snprintf(body, sizeof(body), REG_MARKER_HEAD "%s\n", id);
-    if (write_all(fd, (const unsigned char *)body, (size_t)n) != 0 ||
-        fsync(fd) != 0) {
-        e = errno;
-        close(fd);
-        (void)unlinkat(dfd, tmp, 0);
-        *err = sqlite3_mprintf("store '%s': cannot write its owner marker: "
-                               "%s",
-                               dir, strerror(e));
-        return SQLITE_IOERR;
-    }
-    close(fd);
-    if (linkat(dfd, tmp, dfd, REG_MARKER, 0) != 0) {
-        e = errno;
-        (void)unlinkat(dfd, tmp, 0);
-        if (e == EEXIST)
-            return SQLITE_BUSY;
-        *err = sqlite3_mprintf("store '%s': cannot create its owner marker: "
-                               "%s",
-                               dir, strerror(e));
-        return SQLITE_IOERR;
-    }
-    (void)unlinkat(dfd, tmp, 0);
-    if (fsync(dfd) != 0) {
-        *err = sqlite3_mprintf("cannot fsync the store directory %s: %s", dir,
-                               strerror(errno));
-        return SQLITE_IOERR;
-    }
-    return SQLITE_OK;
-}
-
-/*
-** Who owns the store `dir`, open at dfd (-1: it does not exist). With
-** claim, an unclaimed store becomes this registry's (the marker is
-** written). For FOREIGN, LOST and DAMAGED, *why says what happened and
-** what to do (the caller frees it).
-*/
-static int reg_store_owner(sqlite3 *db, const char *dir, int dfd, int claim,
-                           enum reg_owner *owner, char **why, char **err)
-{
-    sqlite3_int64 rows = 0;
-    char id[33], mark[33];
-    int rc, m, tries;
-
-    *owner = REG_OWNER_NONE;
-    *why = NULL;
-    rc = reg_registry_id(db, id, err);
-    if (rc != SQLITE_OK || dfd < 0)
-        return rc;
-    for (tries = 0;; tries++) {
-        m = reg_marker_read(dfd, mark);
-        if (m == -2) {
-            *err = sqlite3_mprintf("store '%s': cannot read its owner marker "
-                                   "%s: %s",
-                                   dir, REG_MARKER, strerror(errno));
-            return SQLITE_IOERR;
-        }
-        if (m < 0) {
-            *owner = REG_OWNER_DAMAGED;
-            *why = sqlite3_mprintf(
-                "the owner marker of the store %s (%s/" REG_MARKER ") cannot "
-                "be read or is damaged, so it is not known which registry "
-                "the store belongs to; nothing was changed. It must read "
-                "\"djinn-store 1\\nregistry <id>\\n\" with the id of the "
-                "registry that owns the store (this registry's id is %s)",
-                dir, dir, id);
-            return SQLITE_OK;
-        }
-        if (m == 1) {
-            if (strcmp(mark, id) == 0) {
-                *owner = REG_OWNER_OURS;
-                return SQLITE_OK;
-            }
-            *owner = REG_OWNER_FOREIGN;
-            *why = sqlite3_mprintf(
-                "the store %s belongs to another registry (its marker names "
-                "registry %s; this one is %s), so nothing was changed. Two "
-                "registries must not share a store: each would delete the "
-                "other's images as orphans. Give this registry a store of "
-                "its own (SELECT djinn_setting('store', '/new/dir')). If "
-                "this registry file replaced one that was lost or "
-                "truncated, keep the files: move the store aside (mv %s "
-                "%s.recovered) and register them again from there; each is "
-                "named <sha256>.qcow2",
-                dir, mark, id, dir, dir);
-            return SQLITE_OK;
-        }
-        /* No marker. */
-        rc = reg_count_refs(db, NULL, &rows, err);
-        if (rc != SQLITE_OK)
-            return rc;
-        if (rows == 0) {
-            m = reg_store_has_images(dfd);
-            if (m < 0) {
-                *err = sqlite3_mprintf("store '%s': cannot list it: %s", dir,
-                                       strerror(errno));
-                return SQLITE_IOERR;
-            }
-            if (m > 0) {
-                *owner = REG_OWNER_LOST;
-                *why = sqlite3_mprintf(
-                    "the store %s holds image files but has no owner "
-                    "marker, and this registry has no images: the registry "
-                    "that owned the store looks lost (truncated, deleted or "
-                    "re-created empty); nothing was changed. Restore the "
-                    "registry from a backup, or move the store aside (mv %s "
-                    "%s.recovered) and register its files again from there; "
-                    "each is named <sha256>.qcow2",
-                    dir, dir, dir);
-                return SQLITE_OK;
-            }
-        }
-        *owner = REG_OWNER_UNCLAIMED;
-        if (!claim)
-            return SQLITE_OK;
-        rc = reg_marker_write(dfd, dir, id, err);
-        if (rc == SQLITE_OK) {
-            *owner = REG_OWNER_OURS;
-            return SQLITE_OK;
-        }
-        if (rc != SQLITE_BUSY || tries >= 2)
-            return rc == SQLITE_BUSY ? SQLITE_IOERR : rc;
-    }
-}
-
-/* The store's owner must be this registry (claimed if need be) before
-** anything in it is written or deleted: SQLITE_OK or an error. */
-static int reg_store_ours(sqlite3 *db, const char *dir, int dfd, int claim,
-                          char **err)
-{
-    enum reg_owner owner;
-    char *why = NULL;
-    int rc;
-
-    rc = reg_store_owner(db, dir, dfd, claim, &owner, &why, err);
-    if (rc != SQLITE_OK)
-        return rc;
-    if (why != NULL) {
-        *err = why;
-        return SQLITE_ERROR;
-    }
-    return SQLITE_OK;
-}
-
-/* ---------------------------------------------------------------------- */
-/* Transactions                                                            */
-
-/*
-** The functions that write store files commit their own transaction, so
-** they cannot run where the caller's transaction or statement would have to
-** include them.
-*/
-static int reg_need_autocommit(sqlite3 *db, char **err)
-{
-    if (sqlite3_db_readonly(db, "main") == 1) {
-        *err = sqlite3_mprintf("the registry is open read-only");
-        return SQLITE_READONLY;
-    }
-    if (!sqlite3_get_autocommit(db)) {
-        *err = sqlite3_mprintf(
-            "cannot run inside an open transaction (BEGIN ... COMMIT): it "
-            "changes files in the store, which a ROLLBACK could not undo; "
-            "COMMIT or ROLLBACK first");
-        return SQLITE_ERROR;
-    }
-    if (sqlite3_txn_state(db, "main") == SQLITE_TXN_WRITE) {
-        *err = sqlite3_mprintf(
-            "cannot run inside a statement that writes the registry (such as "
-            "INSERT ... SELECT image_register(...)): it commits its own "
-            "transaction; call it from a SELECT");
-        return SQLITE_ERROR;
-    }
-    return SQLITE_OK;
-}
-
-static void reg_rollback(sqlite3 *db)
-{
-    if (!sqlite3_get_autocommit(db))
-        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-}
-
-/* ---------------------------------------------------------------------- */
-/* image_register                                                          */
-
-struct reg_job {
-    const char *name, *src;
-    struct reg_ns ns;
-    char owner[REG_MAX_OWNER + 1];
-    char author[REG_MAX_OWNER + 1];
-    char *dir; /* store directory */
-    int dfd, sfd, tfd;
-    char tmp[64]; /* temp name in dir while tfd is open, else "" */
-    char sha[65];
-    sqlite3_int64 size;
-    sqlite3_int64 vsize;
-};
-
-/* The part inside the write transaction. */
-static int reg_register_txn(sqlite3 *db, struct reg_job *j, sqlite3_int64 *id,
-                            char **err)
-{
-    sqlite3_stmt *st = NULL;
-    sqlite3_int64 ns_id = 0, existing = 0, refs = 0;
-    char final[80];
+    sqlite3_int64 ns_id = 0, existing = 0;
     char *where = NULL;
-    struct stat sb;
-    int rc, renamed = 0;
+    int rc;
 
-    snprintf(final, sizeof(final), "%s.qcow2", j->sha);
     rc = reg_begin_immediate(db, err);
     if (rc != SQLITE_OK)
         return rc;
-    /* Claimed under the write lock: no other process of this registry
-    ** is between its own claim and COMMIT. */
-    rc = reg_store_ours(db, j->dir, j->dfd, 1, err);
+    rc = store_ingest_claim(db, ing, err);
     if (rc != SQLITE_OK)
         goto fail;
-    if (j->ns.buf != NULL) {
-        rc = reg_ns_id(db, &j->ns, 1, &ns_id, err);
+    if (ns->buf != NULL) {
+        rc = reg_ns_id(db, ns, 1, &ns_id, err);
         if (rc != SQLITE_OK)
             goto fail;
     }
-    rc = reg_image_find(db, j->owner, ns_id, j->name, &existing, NULL, err);
+    rc = reg_image_find(db, owner, ns_id, name, &existing, NULL, err);
     if (rc != SQLITE_OK)
         goto fail;
     if (existing != 0) {
-        where = reg_where(&j->ns, j->owner);
-        *err = sqlite3_mprintf("image '%s' already exists %s", j->name,
+        where = reg_where(ns, owner);
+        *err = sqlite3_mprintf("image '%s' already exists %s", name,
                                where ? where : "");
         rc = SQLITE_CONSTRAINT;
         goto fail;
     }
-    rc = reg_count_refs(db, j->sha, &refs, err);
+    rc = store_ingest_link(db, ing, err);
     if (rc != SQLITE_OK)
         goto fail;
-    if (refs > 0 && fstatat(j->dfd, final, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
-        S_ISREG(sb.st_mode) && sb.st_size == j->size) {
-        /* Identical content already stored and referenced: share it. */
-        (void)unlinkat(j->dfd, j->tmp, 0);
-    } else {
-        /* New content, or a leftover nobody references: (re)place it. */
-        if (renameat(j->dfd, j->tmp, j->dfd, final) != 0) {
-            *err = sqlite3_mprintf("cannot rename the copy to %s/%s: %s",
-                                   j->dir, final, strerror(errno));
-            rc = SQLITE_IOERR;
-            goto fail;
-        }
-        renamed = 1;
-        if (fsync(j->dfd) != 0) {
-            *err = sqlite3_mprintf("cannot fsync the store directory %s: %s",
-                                   j->dir, strerror(errno));
-            rc = SQLITE_IOERR;
-            goto fail;
-        }
-    }
-    j->tmp[0] = '\0'; /* the temp name is gone either way */
     rc = sqlite3_prepare_v2(
         db,
         "INSERT INTO images(namespace_id, owner, author, name, driver, sha256,"
@@ -1380,12 +556,12 @@ static int reg_register_txn(sqlite3 *db, struct reg_job *j, sqlite3_int64 *id,
         sqlite3_bind_int64(st, 1, ns_id);
     else
         sqlite3_bind_null(st, 1);
-    sqlite3_bind_text(st, 2, j->owner, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, j->author, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 4, j->name, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 5, j->sha, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 6, j->size);
-    sqlite3_bind_int64(st, 7, j->vsize);
+    sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, author, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, store_ingest_sha256(ing), -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 6, store_ingest_size(ing));
+    sqlite3_bind_int64(st, 7, store_ingest_vsize(ing));
     rc = sqlite3_step(st);
     if (rc != SQLITE_DONE) {
         rc = reg_dberr(db, err, "images");
@@ -1402,128 +578,121 @@ static int reg_register_txn(sqlite3 *db, struct reg_job *j, sqlite3_int64 *id,
 
 fail:
     reg_rollback(db);
-    /* A file this call put in place is referenced by no row, unless it
-    ** replaced a damaged copy that rows share (same name, same SHA-256). */
-    if (renamed && refs == 0)
-        (void)unlinkat(j->dfd, final, 0);
+    store_ingest_unlink(ing);
 done:
     sqlite3_finalize(st);
     sqlite3_free(where);
     return rc;
 }
 
-static int reg_register(sqlite3 *db, struct reg_job *j, sqlite3_int64 *id,
-                        char **err)
+int reg_ingest_commit(sqlite3 *db, struct store_ingest *ing, const char *spec,
+                      const char *name, sqlite3_int64 *id, char **err)
 {
-    struct qcow2_report rep;
-    struct stat sb;
-    sqlite3_int64 ns_id = 0, existing = 0;
-    char *where = NULL;
+    struct reg_ns ns;
+    char owner[REG_MAX_OWNER + 1], author[REG_MAX_OWNER + 1];
     int rc;
 
-    memset(&rep, 0, sizeof(rep));
-    rc = reg_store_dir(db, &j->dir, err);
+    *id = 0;
+    memset(&ns, 0, sizeof(ns));
+    rc = reg_check_registry(db, err);
+    if (rc == SQLITE_OK)
+        rc = reg_need_autocommit(db, err);
+    if (rc == SQLITE_OK)
+        rc = reg_check_image_name(name, err);
+    if (rc == SQLITE_OK)
+        rc = reg_image_ns(spec, &ns, owner, sizeof(owner), err);
+    /* Validated before the write lock is taken: the validator reads the
+    ** whole file. */
+    if (rc == SQLITE_OK)
+        rc = store_ingest_finish(ing, err);
+    if (rc == SQLITE_OK) {
+        reg_current_user(author, sizeof(author));
+        rc = reg_commit_txn(db, ing, &ns, owner, author, name, id, err);
+    }
+    reg_ns_free(&ns);
+    return rc;
+}
+
+/* Copy the source file through an ingest, then commit it. */
+static int reg_register(sqlite3 *db, struct reg_ns *ns, const char *owner,
+                        const char *name, const char *src, sqlite3_int64 *id,
+                        char **err)
+{
+    struct store_ingest *ing = NULL;
+    struct stat sb;
+    sqlite3_int64 ns_id = 0, existing = 0;
+    char *where = NULL, *dir = NULL;
+    unsigned char *buf = NULL;
+    int rc, sfd = -1;
+
+    /* The store must be known (an in-memory registry has none) ... */
+    rc = store_dir(db, &dir, err);
+    sqlite3_free(dir);
     if (rc != SQLITE_OK)
         return rc;
-    /* Early duplicate check, so a big file is not copied for nothing. */
-    if (j->ns.buf != NULL)
-        rc = reg_ns_id(db, &j->ns, 0, &ns_id, err);
-    if (rc == SQLITE_OK && (j->ns.buf == NULL || ns_id != 0))
-        rc = reg_image_find(db, j->owner, ns_id, j->name, &existing, NULL, err);
+    /* ... and the name free, so a big file is not copied for nothing. */
+    if (ns->buf != NULL)
+        rc = reg_ns_id(db, ns, 0, &ns_id, err);
+    if (rc == SQLITE_OK && (ns->buf == NULL || ns_id != 0))
+        rc = reg_image_find(db, owner, ns_id, name, &existing, NULL, err);
     if (rc != SQLITE_OK)
         return rc;
     if (existing != 0) {
-        where = reg_where(&j->ns, j->owner);
-        *err = sqlite3_mprintf("image '%s' already exists %s", j->name,
+        where = reg_where(ns, owner);
+        *err = sqlite3_mprintf("image '%s' already exists %s", name,
                                where ? where : "");
         sqlite3_free(where);
         return SQLITE_CONSTRAINT;
     }
-    rc = reg_open_source(j->src, &j->sfd, &sb, err);
+    rc = store_open_source(src, &sfd, &sb, err);
     if (rc != SQLITE_OK)
         return rc;
-    rc = reg_mkdir_p(j->dir, err);
-    if (rc != SQLITE_OK)
-        return rc;
-    j->dfd = open(j->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (j->dfd < 0) {
-        *err = sqlite3_mprintf("store '%s': cannot open: %s", j->dir,
-                               strerror(errno));
-        return SQLITE_CANTOPEN;
+    rc = store_ingest_begin(db, src, &ing, err);
+    if (rc == SQLITE_OK) {
+        buf = sqlite3_malloc64(REG_COPY_BUF);
+        if (buf == NULL)
+            rc = SQLITE_NOMEM;
     }
-    /* Before copying: is the store this registry's? (Checked again, and
-    ** claimed, under the write lock.) */
-    rc = reg_store_ours(db, j->dir, j->dfd, 0, err);
-    if (rc != SQLITE_OK)
-        return rc;
-    for (int tries = 0; j->tfd < 0; tries++) {
-        reg_temp_name(j->tmp, sizeof(j->tmp), ".tmp-");
-        j->tfd =
-            openat(j->dfd, j->tmp,
-                   O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-        if (j->tfd < 0 && (errno != EEXIST || tries >= 10)) {
-            *err = sqlite3_mprintf("store '%s': cannot create a temp file: "
-                                   "%s",
-                                   j->dir, strerror(errno));
-            j->tmp[0] = '\0';
-            return SQLITE_CANTOPEN;
+    while (rc == SQLITE_OK) {
+        ssize_t r = read(sfd, buf, REG_COPY_BUF);
+
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            *err = sqlite3_mprintf("%s: read error: %s", src, strerror(errno));
+            rc = SQLITE_IOERR;
+            break;
         }
+        if (r == 0)
+            break;
+        rc = store_ingest_write(ing, buf, (size_t)r, err);
     }
-    /* A lock on the copy says "in use" to djinn_fsck('repair') (besides
-    ** the pid in its name), also from another host over NFS. */
-    {
-        struct flock lk;
-        memset(&lk, 0, sizeof(lk));
-        lk.l_type = F_WRLCK;
-        lk.l_whence = SEEK_SET;
-        (void)fcntl(j->tfd, F_SETLK, &lk);
-    }
-    rc = reg_hash_fd(j->sfd, j->tfd, j->src, j->dir, j->sha, &j->size, err);
-    if (rc != SQLITE_OK)
-        return rc;
-    if (fsync(j->tfd) != 0) {
-        *err = sqlite3_mprintf("cannot fsync the copy in %s: %s", j->dir,
-                               strerror(errno));
-        return SQLITE_IOERR;
-    }
-    /* Validate the copy: what is checked is what gets stored. */
-    if (qcow2_check_fd(j->tfd, 0, &rep) != 0) {
-        qcow2_report_free(&rep);
-        return SQLITE_NOMEM;
-    }
-    if (!rep.valid) {
-        *err = reg_rejection(j->src, &rep);
-        qcow2_report_free(&rep);
-        return SQLITE_CONSTRAINT;
-    }
-    j->vsize = (sqlite3_int64)rep.info.virtual_size;
-    qcow2_report_free(&rep);
-    if (fchmod(j->tfd, 0444) != 0) {
-        *err = sqlite3_mprintf("cannot chmod the copy in %s: %s", j->dir,
-                               strerror(errno));
-        return SQLITE_IOERR;
-    }
-    return reg_register_txn(db, j, id, err);
+    sqlite3_free(buf);
+    close(sfd);
+    if (rc == SQLITE_OK)
+        rc = reg_ingest_commit(db, ing, ns->spec, name, id, err);
+    store_ingest_abort(ing);
+    return rc;
 }
 
 static void image_register_func(sqlite3_context *ctx, int argc,
                                 sqlite3_value **argv)
 {
     sqlite3 *db = sqlite3_context_db_handle(ctx);
-    struct reg_job j;
+    struct reg_ns ns;
+    char owner[REG_MAX_OWNER + 1];
     sqlite3_int64 id = 0;
-    const char *spec = NULL;
+    const char *spec = NULL, *name = NULL, *src = NULL;
     char *err = NULL;
     int rc;
 
     (void)argc;
-    memset(&j, 0, sizeof(j));
-    j.dfd = j.sfd = j.tfd = -1;
+    memset(&ns, 0, sizeof(ns));
     if (reg_text_arg(ctx, "image_register", argv[0], "namespace", &spec) ||
-        reg_text_arg(ctx, "image_register", argv[1], "image name", &j.name) ||
-        reg_text_arg(ctx, "image_register", argv[2], "path", &j.src))
+        reg_text_arg(ctx, "image_register", argv[1], "image name", &name) ||
+        reg_text_arg(ctx, "image_register", argv[2], "path", &src))
         return;
-    if (j.name == NULL || j.src == NULL) {
+    if (name == NULL || src == NULL) {
         sqlite3_result_null(ctx);
         return;
     }
@@ -1531,23 +700,12 @@ static void image_register_func(sqlite3_context *ctx, int argc,
     if (rc == SQLITE_OK)
         rc = reg_need_autocommit(db, &err);
     if (rc == SQLITE_OK)
-        rc = reg_check_name(j.name, &err);
+        rc = reg_check_image_name(name, &err);
     if (rc == SQLITE_OK)
-        rc = reg_image_ns(spec, &j.ns, j.owner, sizeof(j.owner), &err);
-    if (rc == SQLITE_OK) {
-        reg_current_user(j.author, sizeof(j.author));
-        rc = reg_register(db, &j, &id, &err);
-    }
-    if (j.tfd >= 0)
-        close(j.tfd);
-    if (j.tmp[0] != '\0')
-        (void)unlinkat(j.dfd, j.tmp, 0);
-    if (j.sfd >= 0)
-        close(j.sfd);
-    if (j.dfd >= 0)
-        close(j.dfd);
-    sqlite3_free(j.dir);
-    reg_ns_free(&j.ns);
+        rc = reg_image_ns(spec, &ns, owner, sizeof(owner), &err);
+    if (rc == SQLITE_OK)
+        rc = reg_register(db, &ns, owner, name, src, &id, &err);
+    reg_ns_free(&ns);
     if (rc != SQLITE_OK) {
         reg_fail(ctx, "image_register", rc, err);
         return;
@@ -1581,7 +739,7 @@ static void image_path_func(sqlite3_context *ctx, int argc,
     }
     rc = reg_check_registry(db, &err);
     if (rc == SQLITE_OK)
-        rc = reg_check_name(name, &err);
+        rc = reg_check_image_name(name, &err);
     if (rc == SQLITE_OK)
         rc = reg_image_ns(spec, &ns, owner, sizeof(owner), &err);
     if (rc == SQLITE_OK && ns.buf != NULL)
@@ -1589,7 +747,7 @@ static void image_path_func(sqlite3_context *ctx, int argc,
     if (rc == SQLITE_OK && (ns.buf == NULL || ns_id != 0))
         rc = reg_image_find(db, owner, ns_id, name, &id, sha, &err);
     if (rc == SQLITE_OK && id != 0)
-        rc = reg_store_dir(db, &dir, &err);
+        rc = store_dir(db, &dir, &err);
     if (rc == SQLITE_OK && id != 0) {
         path = sqlite3_mprintf("%s/%s.qcow2", dir, sha);
         if (path == NULL)
@@ -1617,13 +775,15 @@ static void image_path_func(sqlite3_context *ctx, int argc,
 static int reg_remove(sqlite3 *db, const struct reg_ns *ns, const char *owner,
                       const char *name, int *removed, char **err)
 {
+    struct store_trash t;
     sqlite3_stmt *st = NULL;
     sqlite3_int64 ns_id = 0, id = 0, refs = 0;
-    char sha[65], final[80], prefix[80], trash[128];
-    char *dir = NULL;
-    int rc, dfd = -1, trashed = 0;
+    char sha[65];
+    int rc;
 
     *removed = 0;
+    memset(&t, 0, sizeof(t));
+    t.dfd = -1;
     rc = reg_begin_immediate(db, err);
     if (rc != SQLITE_OK)
         return rc;
@@ -1641,25 +801,6 @@ static int reg_remove(sqlite3 *db, const struct reg_ns *ns, const char *owner,
         }
         goto done;
     }
-    rc = reg_count_refs(db, sha, &refs, err);
-    if (rc != SQLITE_OK)
-        goto fail;
-    if (refs <= 1) {
-        /* The file goes: the store must be this registry's. */
-        rc = reg_store_dir(db, &dir, err);
-        if (rc != SQLITE_OK)
-            goto fail;
-        dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd < 0 && errno != ENOENT) {
-            *err = sqlite3_mprintf("store '%s': cannot open: %s", dir,
-                                   strerror(errno));
-            rc = SQLITE_CANTOPEN;
-            goto fail;
-        }
-        rc = reg_store_ours(db, dir, dfd, 1, err);
-        if (rc != SQLITE_OK)
-            goto fail;
-    }
     rc = sqlite3_prepare_v2(db, "DELETE FROM images WHERE id = ?1", -1, &st,
                             NULL);
     if (rc == SQLITE_OK) {
@@ -1670,38 +811,26 @@ static int reg_remove(sqlite3 *db, const struct reg_ns *ns, const char *owner,
         rc = reg_dberr(db, err, "images");
         goto fail;
     }
-    if (refs <= 1 && dfd >= 0) {
-        snprintf(final, sizeof(final), "%s.qcow2", sha);
-        snprintf(prefix, sizeof(prefix), ".trash-%s-", sha);
-        reg_temp_name(trash, sizeof(trash), prefix);
-        if (renameat(dfd, final, dfd, trash) == 0) {
-            trashed = 1;
-        } else if (errno != ENOENT) {
-            *err = sqlite3_mprintf("cannot remove %s/%s: %s", dir, final,
-                                   strerror(errno));
-            rc = SQLITE_IOERR;
-            goto fail;
-        } /* else already gone: not an error (Djinn does the same) */
-    }
+    /* The file goes when nothing references it any more (store_refs). */
+    rc = store_refs_count(db, sha, &refs, err);
+    if (rc == SQLITE_OK && refs == 0)
+        rc = store_trash(db, sha, &t, err);
+    if (rc != SQLITE_OK)
+        goto fail;
     rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
         rc = reg_dberr(db, err, "commit");
-        if (trashed)
-            (void)renameat(dfd, trash, dfd, final);
         goto fail;
     }
-    if (trashed)
-        (void)unlinkat(dfd, trash, 0);
+    store_trash_end(&t, 1);
     *removed = 1;
     goto done;
 
 fail:
     reg_rollback(db);
+    store_trash_end(&t, 0);
 done:
     sqlite3_finalize(st);
-    if (dfd >= 0)
-        close(dfd);
-    sqlite3_free(dir);
     return rc;
 }
 
@@ -1728,7 +857,7 @@ static void image_remove_func(sqlite3_context *ctx, int argc,
     if (rc == SQLITE_OK)
         rc = reg_need_autocommit(db, &err);
     if (rc == SQLITE_OK)
-        rc = reg_check_name(name, &err);
+        rc = reg_check_image_name(name, &err);
     if (rc == SQLITE_OK)
         rc = reg_image_ns(spec, &ns, owner, sizeof(owner), &err);
     if (rc == SQLITE_OK)
@@ -1805,7 +934,27 @@ static void namespace_resolve_func(sqlite3_context *ctx, int argc,
 }
 
 /* ---------------------------------------------------------------------- */
-/* Settings, store, fsck, sha256, version                                  */
+/* Settings, version                                                       */
+
+static const char *const reg_known_keys[] = {"store", NULL};
+
+/* 1 if path has a '..' segment. */
+static int has_dotdot(const char *path)
+{
+    const char *p = path;
+
+    while (*p) {
+        const char *e = strchr(p, '/');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+
+        if (n == 2 && p[0] == '.' && p[1] == '.')
+            return 1;
+        if (e == NULL)
+            break;
+        p = e + 1;
+    }
+    return 0;
+}
 
 static int reg_check_key(const char *key, char **err)
 {
@@ -1862,7 +1011,7 @@ static void djinn_setting_func(sqlite3_context *ctx, int argc,
         }
     }
     if (rc == SQLITE_OK)
-        rc = reg_store_has_all(db, value, &err);
+        rc = store_has_all(db, value, &err);
     if (rc == SQLITE_OK) {
         rc = sqlite3_prepare_v2(
             db,
@@ -1888,571 +1037,6 @@ static void djinn_setting_func(sqlite3_context *ctx, int argc,
         sqlite3_result_null(ctx);
     else
         sqlite3_result_text(ctx, value, -1, SQLITE_TRANSIENT);
-}
-
-static void djinn_store_func(sqlite3_context *ctx, int argc,
-                             sqlite3_value **argv)
-{
-    sqlite3 *db = sqlite3_context_db_handle(ctx);
-    char *err = NULL, *dir = NULL;
-    int rc;
-
-    (void)argc;
-    (void)argv;
-    rc = reg_check_registry(db, &err);
-    if (rc == SQLITE_OK)
-        rc = reg_store_dir(db, &dir, &err);
-    if (rc != SQLITE_OK) {
-        reg_fail(ctx, "djinn_store", rc, err);
-        return;
-    }
-    sqlite3_result_text(ctx, dir, -1, sqlite3_free);
-}
-
-/* Is the .tmp-<pid>-<hex> file `name` in `dir` still some registration's?
-** Yes when its pid is alive (or the name has no pid) or its lock is held. */
-static int reg_temp_busy(int dfd, const char *name)
-{
-    const char *p = name + 5; /* after ".tmp-" */
-    char *end = NULL;
-    long pid;
-    int fd, busy = 1;
-    struct flock lk;
-
-    errno = 0;
-    pid = strtol(p, &end, 10);
-    if (errno != 0 || end == p || *end != '-' || pid <= 0)
-        return 1;
-    if (kill((pid_t)pid, 0) == 0 || errno == EPERM)
-        return 1;
-    fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0)
-        return errno == ENOENT ? 0 : 1;
-    memset(&lk, 0, sizeof(lk));
-    lk.l_type = F_WRLCK;
-    lk.l_whence = SEEK_SET;
-    if (fcntl(fd, F_GETLK, &lk) == 0 && lk.l_type == F_UNLCK)
-        busy = 0;
-    close(fd);
-    return busy;
-}
-
-/* One djinn_fsck run: the store open at dfd (-1: no store directory). */
-struct reg_fsck {
-    sqlite3 *db;
-    const char *dir;
-    int dfd;
-    int repair;
-    int bad;
-    sqlite3_int64 files;
-    char (*need)[65]; /* the rows' SHA-256s, sorted */
-    size_t nneed;
-    sqlite3_str *orphans, *temps, *removed, *restored;
-    int no, nt, nr, nrs;
-};
-
-static int reg_sha_cmp(const void *a, const void *b)
-{
-    return memcmp(a, b, 64);
-}
-
-/*
-** Which contents the rows need, read with one scan of the table (not
-** through an index: a damaged index must not make a needed file look
-** unneeded). A row without a valid sha256 means the registry is damaged:
-** *bad_id gets its id, and repair must not decide anything from it.
-*/
-static int reg_fsck_load(struct reg_fsck *f, sqlite3_int64 *bad_id, char **err)
-{
-    sqlite3_stmt *st = NULL;
-    size_t cap = 0;
-    int rc;
-
-    *bad_id = 0;
-    rc = sqlite3_prepare_v2(f->db, "SELECT id, sha256 FROM images NOT INDEXED",
-                            -1, &st, NULL);
-    if (rc != SQLITE_OK)
-        return reg_dberr(f->db, err, "images");
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *h = (const char *)sqlite3_column_text(st, 1);
-
-        if (!reg_sha_ok(h, h ? strlen(h) : 0)) {
-            if (*bad_id == 0)
-                *bad_id = sqlite3_column_int64(st, 0);
-            continue;
-        }
-        if (f->nneed == cap) {
-            char(*grown)[65] = NULL;
-
-            cap = cap ? 2 * cap : 64;
-            grown = sqlite3_realloc64(f->need, cap * sizeof(*f->need));
-            if (grown == NULL) {
-                sqlite3_finalize(st);
-                return SQLITE_NOMEM;
-            }
-            f->need = grown;
-        }
-        memcpy(f->need[f->nneed++], h, 65);
-    }
-    if (rc != SQLITE_DONE)
-        rc = reg_dberr(f->db, err, "images");
-    else
-        rc = SQLITE_OK;
-    sqlite3_finalize(st);
-    if (f->nneed > 1)
-        qsort(f->need, f->nneed, sizeof(*f->need), reg_sha_cmp);
-    return rc;
-}
-
-/* The first problem PRAGMA integrity_check finds (caller frees), or NULL
-** when the file is sound; *rc an error when the check itself failed. */
-static char *reg_integrity(sqlite3 *db, int *rc, char **err)
-{
-    sqlite3_stmt *st = NULL;
-    const char *v;
-    char *problem = NULL;
-
-    *rc =
-        sqlite3_prepare_v2(db, "PRAGMA main.integrity_check(1)", -1, &st, NULL);
-    if (*rc != SQLITE_OK) {
-        *rc = reg_dberr(db, err, "integrity_check");
-        return NULL;
-    }
-    *rc = sqlite3_step(st);
-    if (*rc == SQLITE_ROW) {
-        v = (const char *)sqlite3_column_text(st, 0);
-        if (v == NULL || strcmp(v, "ok") != 0)
-            problem = sqlite3_mprintf("%s", v ? v : "(no answer)");
-        *rc = SQLITE_OK;
-    } else {
-        *rc = reg_dberr(db, err, "integrity_check");
-    }
-    sqlite3_finalize(st);
-    return problem;
-}
-
-static void reg_list_add(sqlite3_str *s, int *n, const char *item)
-{
-    sqlite3_str_appendall(s, (*n)++ ? "," : "");
-    reg_json_str(s, item);
-}
-
-/* 1 when a row has content sha, else 0. */
-static int reg_fsck_needed(const struct reg_fsck *f, const char *sha)
-{
-    return f->nneed > 0 && bsearch(sha, f->need, f->nneed, sizeof(*f->need),
-                                   reg_sha_cmp) != NULL;
-}
-
-/* The content of a trash file: .trash-<sha256>-<pid>-<hex> says it; older
-** names (.trash-<pid>-<hex>) are hashed. sha "" when it is not a file. */
-static int reg_trash_sha(struct reg_fsck *f, const char *name, char sha[65],
-                         char **err)
-{
-    sqlite3_int64 size = 0;
-    struct stat sb;
-    int fd, rc;
-
-    sha[0] = '\0';
-    if (strlen(name) > 72 && reg_sha_ok(name + 7, 64) && name[71] == '-') {
-        memcpy(sha, name + 7, 64);
-        sha[64] = '\0';
-        return SQLITE_OK;
-    }
-    fd = openat(f->dfd, name,
-                O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-    if (fd < 0)
-        return SQLITE_OK;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        close(fd);
-        return SQLITE_OK;
-    }
-    rc = reg_hash_fd(fd, -1, name, NULL, sha, &size, err);
-    close(fd);
-    return rc;
-}
-
-static int reg_fsck_unlink(struct reg_fsck *f, const char *name, char **err)
-{
-    if (unlinkat(f->dfd, name, 0) != 0 && errno != ENOENT) {
-        *err = sqlite3_mprintf("store '%s': cannot remove %s: %s", f->dir, name,
-                               strerror(errno));
-        return SQLITE_IOERR;
-    }
-    reg_list_add(f->removed, &f->nr, name);
-    return SQLITE_OK;
-}
-
-/* A .trash-* file: put back when a row needs its content and the store
-** lacks it; otherwise garbage (repair) or reported. */
-static int reg_fsck_trash(struct reg_fsck *f, const char *name, char **err)
-{
-    char sha[65], final[80];
-    struct stat sb;
-    int rc, need = 0, have;
-
-    rc = reg_trash_sha(f, name, sha, err);
-    if (rc != SQLITE_OK)
-        return rc;
-    if (sha[0] != '\0')
-        need = reg_fsck_needed(f, sha);
-    snprintf(final, sizeof(final), "%s.qcow2", sha);
-    have = sha[0] != '\0' &&
-           fstatat(f->dfd, final, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
-           S_ISREG(sb.st_mode);
-    if (!f->repair) {
-        f->files++;
-        f->bad = 1;
-        reg_list_add(f->temps, &f->nt, name);
-        return SQLITE_OK;
-    }
-    if (need && !have) {
-        if (renameat(f->dfd, name, f->dfd, final) != 0 || fsync(f->dfd) != 0) {
-            *err = sqlite3_mprintf("store '%s': cannot restore %s as %s: %s",
-                                   f->dir, name, final, strerror(errno));
-            return SQLITE_IOERR;
-        }
-        f->files++;
-        reg_list_add(f->restored, &f->nrs, final);
-        return SQLITE_OK;
-    }
-    return reg_fsck_unlink(f, name, err);
-}
-
-/* One directory entry of the store. */
-static int reg_fsck_entry(struct reg_fsck *f, const char *name, char **err)
-{
-    char sha[65];
-
-    if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0 ||
-        strcmp(name, REG_MARKER) == 0)
-        return SQLITE_OK;
-    if (strncmp(name, ".tmp-", 5) == 0) {
-        if (f->repair && !reg_temp_busy(f->dfd, name))
-            return reg_fsck_unlink(f, name, err);
-        f->files++;
-        f->bad = 1;
-        reg_list_add(f->temps, &f->nt, name);
-        return SQLITE_OK;
-    }
-    if (strncmp(name, ".trash-", 7) == 0)
-        return reg_fsck_trash(f, name, err);
-    if (reg_store_name(name)) {
-        memcpy(sha, name, 64);
-        sha[64] = '\0';
-        if (reg_fsck_needed(f, sha)) {
-            f->files++;
-            return SQLITE_OK;
-        }
-        if (f->repair)
-            return reg_fsck_unlink(f, name, err);
-    }
-    /* An orphan <sha256>.qcow2, or a name the store never gives: only
-    ** ever reported. */
-    f->files++;
-    f->bad = 1;
-    reg_list_add(f->orphans, &f->no, name);
-    return SQLITE_OK;
-}
-
-/* The rows: count them, list those whose file is missing. */
-static int reg_fsck_rows(struct reg_fsck *f, sqlite3_str *out,
-                         sqlite3_int64 *rows, char **err)
-{
-    sqlite3_stmt *st = NULL;
-    struct stat sb;
-    char final[80];
-    char *shown = NULL;
-    int rc, n = 0;
-
-    *rows = 0;
-    rc = sqlite3_prepare_v2(f->db, "SELECT id, sha256 FROM images ORDER BY id",
-                            -1, &st, NULL);
-    if (rc != SQLITE_OK)
-        return reg_dberr(f->db, err, "images");
-    sqlite3_str_appendall(out, ",\"missing\":[");
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *h = (const char *)sqlite3_column_text(st, 1);
-
-        (*rows)++;
-        if (reg_sha_ok(h, h ? strlen(h) : 0)) {
-            snprintf(final, sizeof(final), "%s.qcow2", h);
-            if (f->dfd >= 0 &&
-                fstatat(f->dfd, final, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
-                S_ISREG(sb.st_mode))
-                continue;
-            shown = sqlite3_mprintf("%s/%s", f->dir, final);
-        } else {
-            shown = sqlite3_mprintf("(image id %lld: no valid sha256)",
-                                    sqlite3_column_int64(st, 0));
-        }
-        if (shown == NULL) {
-            rc = SQLITE_NOMEM;
-            break;
-        }
-        sqlite3_str_appendall(out, n++ ? "," : "");
-        reg_json_str(out, shown);
-        sqlite3_free(shown);
-        f->bad = 1;
-    }
-    sqlite3_str_appendall(out, "]");
-    if (rc == SQLITE_DONE)
-        rc = SQLITE_OK;
-    else if (rc != SQLITE_NOMEM)
-        rc = reg_dberr(f->db, err, "images");
-    sqlite3_finalize(st);
-    return rc;
-}
-
-static const char *reg_str(sqlite3_str *s)
-{
-    const char *v = sqlite3_str_value(s);
-
-    return v != NULL ? v : "";
-}
-
-static void djinn_fsck_func(sqlite3_context *ctx, int argc,
-                            sqlite3_value **argv)
-{
-    sqlite3 *db = sqlite3_context_db_handle(ctx);
-    struct reg_fsck f;
-    sqlite3_str *out = NULL;
-    enum reg_owner owner = REG_OWNER_NONE;
-    const char *mode = NULL;
-    char *err = NULL, *dir = NULL, *why = NULL, *damage = NULL;
-    char id[33];
-    DIR *d = NULL;
-    struct dirent *e;
-    sqlite3_int64 rows = 0, bad_id = 0;
-    int rc, txn = 0, fd;
-
-    memset(&f, 0, sizeof(f));
-    f.dfd = -1;
-    if (argc == 1) {
-        if (reg_text_arg(ctx, "djinn_fsck", argv[0], "mode", &mode))
-            return;
-        if (mode == NULL || strcmp(mode, "repair") != 0) {
-            err = sqlite3_mprintf("unknown mode '%s'; allowed: 'repair' "
-                                  "(or no argument: report only)",
-                                  mode ? mode : "NULL");
-            reg_fail(ctx, "djinn_fsck", SQLITE_MISUSE, err);
-            return;
-        }
-        f.repair = 1;
-    }
-    f.db = db;
-    rc = reg_check_registry(db, &err);
-    if (rc == SQLITE_OK && f.repair) {
-        rc = reg_need_autocommit(db, &err);
-        if (rc == SQLITE_OK)
-            rc = reg_begin_immediate(db, &err);
-        if (rc == SQLITE_OK)
-            txn = 1;
-    }
-    if (rc == SQLITE_OK)
-        rc = reg_registry_id(db, id, &err);
-    if (rc == SQLITE_OK)
-        rc = reg_store_dir(db, &dir, &err);
-    if (rc != SQLITE_OK)
-        goto done;
-    f.dir = dir;
-    f.dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (f.dfd < 0 && errno != ENOENT) {
-        err = sqlite3_mprintf("store '%s': cannot open: %s", dir,
-                              strerror(errno));
-        rc = SQLITE_IOERR;
-        goto done;
-    }
-    rc = reg_store_owner(db, dir, f.dfd, f.repair, &owner, &why, &err);
-    if (rc != SQLITE_OK)
-        goto done;
-    if (why != NULL && f.repair) {
-        err = sqlite3_mprintf("refusing to repair: %s", why);
-        rc = SQLITE_ERROR;
-        goto done;
-    }
-    /* A damaged registry cannot say which files are needed: report it,
-    ** and never repair (delete) from it. */
-    damage = reg_integrity(db, &rc, &err);
-    if (rc == SQLITE_OK)
-        rc = reg_fsck_load(&f, &bad_id, &err);
-    if (rc != SQLITE_OK)
-        goto done;
-    if (damage == NULL && bad_id != 0)
-        damage = sqlite3_mprintf("image id %lld has no valid sha256",
-                                 (long long)bad_id);
-    if (damage != NULL) {
-        sqlite3_free(why);
-        why = sqlite3_mprintf(
-            "the registry file is damaged (%s), so it cannot tell which "
-            "files of the store its images need; nothing was changed. "
-            "Restore it from a backup, or move it aside and register the "
-            "images again from the store (each file is named "
-            "<sha256>.qcow2)",
-            damage);
-        if (why == NULL) {
-            rc = SQLITE_NOMEM;
-            goto done;
-        }
-        if (f.repair) {
-            err = sqlite3_mprintf("refusing to repair: %s", why);
-            rc = SQLITE_CORRUPT;
-            goto done;
-        }
-    }
-    out = sqlite3_str_new(db);
-    f.orphans = sqlite3_str_new(db);
-    f.temps = sqlite3_str_new(db);
-    f.removed = sqlite3_str_new(db);
-    f.restored = sqlite3_str_new(db);
-    sqlite3_str_appendall(out, "{\"store\":");
-    reg_json_str(out, dir);
-    sqlite3_str_appendf(out, ",\"registry\":\"%s\",\"owner\":\"%s\"", id,
-                        reg_owner_names[owner]);
-    if (why != NULL) {
-        sqlite3_str_appendall(out, ",\"error\":");
-        reg_json_str(out, why);
-        f.bad = 1;
-    }
-    /* The directory first (repair may put files back), then the rows. */
-    if (f.dfd >= 0) {
-        fd = openat(f.dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        d = fd >= 0 ? fdopendir(fd) : NULL;
-        if (d == NULL) {
-            if (fd >= 0)
-                close(fd);
-            err = sqlite3_mprintf("store '%s': cannot list: %s", dir,
-                                  strerror(errno));
-            rc = SQLITE_IOERR;
-            goto done;
-        }
-        while ((e = readdir(d)) != NULL) {
-            rc = reg_fsck_entry(&f, e->d_name, &err);
-            if (rc != SQLITE_OK)
-                goto done;
-        }
-    }
-    rc = reg_fsck_rows(&f, out, &rows, &err);
-    if (rc != SQLITE_OK)
-        goto done;
-    sqlite3_str_appendf(out, ",\"orphans\":[%s],\"temp\":[%s],",
-                        reg_str(f.orphans), reg_str(f.temps));
-    if (f.repair)
-        sqlite3_str_appendf(out, "\"removed\":[%s],\"restored\":[%s],",
-                            reg_str(f.removed), reg_str(f.restored));
-    sqlite3_str_appendf(out, "\"images\":%lld,\"files\":%lld,\"ok\":%s}", rows,
-                        f.files, f.bad ? "false" : "true");
-    if (sqlite3_str_errcode(out) != SQLITE_OK ||
-        sqlite3_str_errcode(f.orphans) != SQLITE_OK ||
-        sqlite3_str_errcode(f.temps) != SQLITE_OK ||
-        sqlite3_str_errcode(f.removed) != SQLITE_OK ||
-        sqlite3_str_errcode(f.restored) != SQLITE_OK)
-        rc = SQLITE_NOMEM;
-done:
-    if (d != NULL)
-        closedir(d);
-    sqlite3_free(f.need);
-    sqlite3_free(damage);
-    /* Nothing was written to the database: end the lock either way. */
-    if (txn)
-        reg_rollback(db);
-    if (f.dfd >= 0)
-        close(f.dfd);
-    sqlite3_free(sqlite3_str_finish(f.orphans));
-    sqlite3_free(sqlite3_str_finish(f.temps));
-    sqlite3_free(sqlite3_str_finish(f.removed));
-    sqlite3_free(sqlite3_str_finish(f.restored));
-    if (rc == SQLITE_OK) {
-        sqlite3_result_text(ctx, sqlite3_str_finish(out), -1, sqlite3_free);
-        out = NULL;
-    }
-    sqlite3_free(sqlite3_str_finish(out));
-    sqlite3_free(why);
-    sqlite3_free(dir);
-    if (rc != SQLITE_OK)
-        reg_fail(ctx, "djinn_fsck", rc, err);
-}
-
-/* djinn_store_check(): NULL, or why the store cannot be used (cheap:
-** the marker, and a listing only when there is no marker). */
-static void djinn_store_check_func(sqlite3_context *ctx, int argc,
-                                   sqlite3_value **argv)
-{
-    sqlite3 *db = sqlite3_context_db_handle(ctx);
-    enum reg_owner owner;
-    char *err = NULL, *dir = NULL, *why = NULL;
-    int rc, dfd = -1;
-
-    (void)argc;
-    (void)argv;
-    rc = reg_check_registry(db, &err);
-    if (rc == SQLITE_OK)
-        rc = reg_store_dir(db, &dir, &err);
-    if (rc == SQLITE_OK) {
-        dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd < 0 && errno != ENOENT) {
-            err = sqlite3_mprintf("store '%s': cannot open: %s", dir,
-                                  strerror(errno));
-            rc = SQLITE_IOERR;
-        }
-    }
-    if (rc == SQLITE_OK)
-        rc = reg_store_owner(db, dir, dfd, 0, &owner, &why, &err);
-    if (dfd >= 0)
-        close(dfd);
-    sqlite3_free(dir);
-    if (rc != SQLITE_OK) {
-        reg_fail(ctx, "djinn_store_check", rc, err);
-        return;
-    }
-    if (why == NULL)
-        sqlite3_result_null(ctx);
-    else
-        sqlite3_result_text(ctx, why, -1, sqlite3_free);
-}
-
-static void image_sha256_func(sqlite3_context *ctx, int argc,
-                              sqlite3_value **argv)
-{
-    unsigned char digest[EVP_MAX_MD_SIZE];
-    unsigned dlen = 0;
-    char hex[65];
-    char *err = NULL;
-    const char *path;
-    sqlite3_int64 size = 0;
-    struct stat sb;
-    int rc, fd = -1;
-
-    (void)argc;
-    if (sqlite3_value_type(argv[0]) == SQLITE_NULL) {
-        sqlite3_result_null(ctx);
-        return;
-    }
-    if (sqlite3_value_type(argv[0]) == SQLITE_BLOB) {
-        const void *p = sqlite3_value_blob(argv[0]);
-        int n = sqlite3_value_bytes(argv[0]);
-
-        if (EVP_Digest(p ? p : "", (size_t)n, digest, &dlen, EVP_sha256(),
-                       NULL) != 1) {
-            sqlite3_result_error(ctx, "image_sha256: SHA-256 failed", -1);
-            return;
-        }
-        hex_digest(digest, dlen, hex);
-        sqlite3_result_text(ctx, hex, -1, SQLITE_TRANSIENT);
-        return;
-    }
-    if (reg_text_arg(ctx, "image_sha256", argv[0], "path", &path))
-        return;
-    rc = reg_open_source(path, &fd, &sb, &err);
-    if (rc == SQLITE_OK)
-        rc = reg_hash_fd(fd, -1, path, NULL, hex, &size, &err);
-    if (fd >= 0)
-        close(fd);
-    if (rc != SQLITE_OK) {
-        reg_fail(ctx, "image_sha256", rc, err);
-        return;
-    }
-    sqlite3_result_text(ctx, hex, -1, SQLITE_TRANSIENT);
 }
 
 static void djinn_version_func(sqlite3_context *ctx, int argc,
@@ -2481,11 +1065,6 @@ int reg_registry_functions(sqlite3 *db, int drop)
         {"namespace_resolve", 1, SQLITE_DIRECTONLY, namespace_resolve_func},
         {"djinn_setting", 1, 0, djinn_setting_func},
         {"djinn_setting", 2, SQLITE_DIRECTONLY, djinn_setting_func},
-        {"djinn_store", 0, 0, djinn_store_func},
-        {"djinn_fsck", 0, SQLITE_DIRECTONLY, djinn_fsck_func},
-        {"djinn_fsck", 1, SQLITE_DIRECTONLY, djinn_fsck_func},
-        {"djinn_store_check", 0, SQLITE_DIRECTONLY, djinn_store_check_func},
-        {"image_sha256", 1, SQLITE_DIRECTONLY, image_sha256_func},
         {"djinn_version", 0, SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS,
          djinn_version_func},
     };

@@ -48,7 +48,8 @@ SQLITE_EXTENSION_INIT3
 #include <string.h>
 
 #include "qcow2.h"
-#include "registry.h"
+#include "schema.h"
+#include "sql_qcow2.h"
 
 static const char *type_name(int t)
 {

@@ -16,7 +16,23 @@
 **   db:query(sql, ...)         -> {{col = value, ...}, ...} | nil, msg
 **                                 (one statement; NULL columns are absent)
 **   db:register(ns, name, path) -> id | nil, msg   image_register(?,?,?)
-**   db:resolve(ns, name)       -> path | nil [, msg]   image_path(?,?)
+**   db:resolve(ns, name)       -> path, sha256 | nil [, msg]
+**                                 image_path(?,?); sha256 is the image's
+**                                 content (its file is <store>/<sha256>.qcow2)
+**   db:ingest([what])          -> ing | nil, msg: a streaming ingest into
+**                                 the store (ext/store.h); what names the
+**                                 source in messages (e.g. a URL)
+**     ing:write(chunk)         -> true | nil, msg   (written to a temp file
+**                                 in the store while hashed with SHA-256)
+**     ing:commit(ns, name)     -> id, sha256 | nil, msg   validated with the
+**                                 QCOW2 validator, linked into the store by
+**                                 its hash and registered in ONE
+**                                 transaction; on failure nothing is left
+**                                 (no row, no file). Finishes the ingest.
+**     ing:abort()              ; the temp file goes (also __gc, __close)
+**   registry.check_namespace(s), registry.check_image_name(s)
+**                              -> true | nil, msg: the name rules and
+**                                 messages of the registry's SQL functions
 **   db:remove(ns, name)        -> true | false | nil, msg  image_remove(?,?)
 **   db:list([ns])              -> rows of image_list: every image (nil),
 **                                 your personal images ("" or "-"), your
@@ -347,6 +363,22 @@ static int l_registry_resolve(lua_State *L)
     push_column(L, d->stmt, 0);
     sqlite3_finalize(d->stmt);
     d->stmt = NULL;
+    if (lua_type(L, -1) == LUA_TSTRING) {
+        /* The store names each file by its content: <store>/<sha256>.qcow2
+        ** (image_path builds it from the row's sha256). */
+        size_t n;
+        const char *p = lua_tolstring(L, -1, &n);
+
+        if (n > 71 && p[n - 71] == '/' && store_sha_ok(p + n - 70, 64) &&
+            strcmp(p + n - 6, ".qcow2") == 0) {
+            lua_pushlstring(L, p + n - 70, 64);
+            return 2;
+        }
+        return dj_pushfail(L,
+                           "registry.resolve: the stored path %s does not "
+                           "end in <sha256>.qcow2",
+                           p);
+    }
     return 1;
 }
 
@@ -397,6 +429,160 @@ static int l_registry_list(lua_State *L)
     return collect_rows(L, d, "list");
 }
 
+/* ---------------------------------------------------------------------- */
+/* db:ingest(): the store's streaming ingest (ext/store.h)                 */
+
+#define ING_MT "djinn.registry.ingest"
+
+struct ling {
+    struct store_ingest *ing;
+};
+
+static struct ling *checking(lua_State *L)
+{
+    struct ling *g = (struct ling *)luaL_checkudata(L, 1, ING_MT);
+
+    if (g->ing == NULL)
+        luaL_error(L, "attempt to use a finished ingest (committed or "
+                      "aborted)");
+    return g;
+}
+
+/* The db userdata the ingest was begun on (its user value). */
+static struct regdb *ingest_db(lua_State *L)
+{
+    struct regdb *d;
+
+    lua_getiuservalue(L, 1, 1);
+    d = (struct regdb *)luaL_checkudata(L, -1, DB_MT);
+    lua_pop(L, 1);
+    return d;
+}
+
+static int ingest_fail(lua_State *L, const char *what, int rc, char *err)
+{
+    lua_pushnil(L);
+    lua_pushfstring(L, "registry.ingest: %s%s%s", what, what[0] ? ": " : "",
+                    err != NULL ? err : sqlite3_errstr(rc));
+    sqlite3_free(err);
+    return 2;
+}
+
+/* db:ingest([what]) -> ingest | nil, msg. what names the source in
+** messages (a URL); default "the ingested data". */
+static int l_registry_ingest(lua_State *L)
+{
+    struct regdb *d = checkdb(L);
+    const char *what = luaL_optstring(L, 2, "the ingested data");
+    struct ling *g;
+    char *err = NULL;
+    int rc;
+
+    g = lua_newuserdatauv(L, sizeof(*g), 1);
+    g->ing = NULL;
+    luaL_setmetatable(L, ING_MT);
+    lua_pushvalue(L, 1);
+    lua_setiuservalue(L, -2, 1);
+    rc = reg_check_registry(d->db, &err);
+    if (rc == SQLITE_OK)
+        rc = store_ingest_begin(d->db, what, &g->ing, &err);
+    if (rc != SQLITE_OK)
+        return ingest_fail(L, "", rc, err);
+    return 1;
+}
+
+/* ing:write(chunk) -> true | nil, msg (the ingest is then broken:
+** abort it). */
+static int l_ingest_write(lua_State *L)
+{
+    struct ling *g = checking(L);
+    size_t n;
+    const char *p = luaL_checklstring(L, 2, &n);
+    char *err = NULL;
+    int rc = store_ingest_write(g->ing, p, n, &err);
+
+    if (rc != SQLITE_OK)
+        return ingest_fail(L, "write", rc, err);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* ing:commit(ns, name) -> id, sha256 | nil, msg. Validated, linked into
+** the store and registered in one transaction; either way the ingest is
+** finished (its temp file gone). */
+static int l_ingest_commit(lua_State *L)
+{
+    struct ling *g = checking(L);
+    const char *ns = luaL_optstring(L, 2, NULL);
+    const char *name = luaL_checkstring(L, 3);
+    struct regdb *d = ingest_db(L);
+    sqlite3_int64 id = 0;
+    char sha[65];
+    char *err = NULL;
+    int rc;
+
+    if (d->db == NULL)
+        return luaL_error(L, "attempt to commit an ingest on a closed "
+                             "registry database");
+    sqlite3_finalize(d->stmt);
+    d->stmt = NULL;
+    rc = reg_ingest_commit(d->db, g->ing, ns, name, &id, &err);
+    sha[0] = '\0';
+    if (rc == SQLITE_OK)
+        memcpy(sha, store_ingest_sha256(g->ing), 65);
+    store_ingest_abort(g->ing);
+    g->ing = NULL;
+    if (rc != SQLITE_OK)
+        return ingest_fail(L, "commit", rc, err);
+    lua_pushinteger(L, (lua_Integer)id);
+    lua_pushstring(L, sha);
+    return 2;
+}
+
+/* ing:abort(): the temp file goes, nothing is registered. Again: no-op. */
+static int l_ingest_abort(lua_State *L)
+{
+    struct ling *g = (struct ling *)luaL_checkudata(L, 1, ING_MT);
+
+    store_ingest_abort(g->ing);
+    g->ing = NULL;
+    return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* The name rules                                                          */
+
+/* registry.check_namespace(s) / check_image_name(s) -> true | nil, msg:
+** the rule and message every registry SQL function applies. */
+static int check_with(lua_State *L, int (*fn)(const char *, char **))
+{
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    char *err = NULL;
+
+    if (strlen(s) != n)
+        return dj_pushfail(L, "'%s...' has a NUL byte at offset %d", s,
+                           (int)strlen(s));
+    if (fn(s, &err) != SQLITE_OK) {
+        lua_pushnil(L);
+        lua_pushstring(L, err != NULL ? err : "out of memory");
+        sqlite3_free(err);
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_registry_check_namespace(lua_State *L)
+{
+    return check_with(L, reg_check_namespace);
+}
+
+static int l_registry_check_image_name(lua_State *L)
+{
+    return check_with(L, reg_check_image_name);
+}
+
 static int l_registry_user(lua_State *L)
 {
     char me[REG_MAX_OWNER + 1];
@@ -427,10 +613,29 @@ static int l_registry_tostring(lua_State *L)
 }
 
 static const luaL_Reg db_methods[] = {
-    {"exec", l_registry_exec},         {"query", l_registry_query},
-    {"register", l_registry_register}, {"resolve", l_registry_resolve},
-    {"remove", l_registry_remove},     {"list", l_registry_list},
-    {"close", l_registry_close},       {NULL, NULL},
+    {"exec", l_registry_exec},
+    {"query", l_registry_query},
+    {"register", l_registry_register},
+    {"resolve", l_registry_resolve},
+    {"remove", l_registry_remove},
+    {"list", l_registry_list},
+    {"ingest", l_registry_ingest},
+    {"close", l_registry_close},
+    {NULL, NULL},
+};
+
+static const luaL_Reg ingest_methods[] = {
+    {"write", l_ingest_write},
+    {"commit", l_ingest_commit},
+    {"abort", l_ingest_abort},
+    {NULL, NULL},
+};
+
+static const luaL_Reg ingest_meta[] = {
+    {"__gc", l_ingest_abort},
+    {"__close", l_ingest_abort},
+    {"__index", NULL},
+    {NULL, NULL},
 };
 
 static const luaL_Reg db_meta[] = {
@@ -444,6 +649,8 @@ static const luaL_Reg db_meta[] = {
 static const luaL_Reg registry_funcs[] = {
     {"open", l_registry_open},
     {"user", l_registry_user},
+    {"check_namespace", l_registry_check_namespace},
+    {"check_image_name", l_registry_check_image_name},
     {NULL, NULL},
 };
 
@@ -453,6 +660,12 @@ int luaopen_djinn_registry(lua_State *L)
     luaL_setfuncs(L, db_meta, 0);
     luaL_newlibtable(L, db_methods);
     luaL_setfuncs(L, db_methods, 0);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+    luaL_newmetatable(L, ING_MT);
+    luaL_setfuncs(L, ingest_meta, 0);
+    luaL_newlibtable(L, ingest_methods);
+    luaL_setfuncs(L, ingest_methods, 0);
     lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
     luaL_newlib(L, registry_funcs);

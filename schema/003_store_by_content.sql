@@ -15,7 +15,7 @@
 -- that a second registry pointed at the same store, or a registry file that
 -- was lost and silently re-created empty, refuses to write to the store or
 -- repair it (it would otherwise delete the first registry's images as
--- orphans). See ext/registry.c, "The store's owner".
+-- orphans). See ext/store.c, "The store's owner".
 DROP VIEW image_list;
 DROP INDEX images_store_path;
 ALTER TABLE images DROP COLUMN store_path;

@@ -369,31 +369,12 @@ local function did_you_mean(k, known)
     return "did you mean " .. table.concat(near, " or ") .. "? "
 end
 
--- Djinn's namespace rule: path[@owner], 1 to 20 segments of letters and
--- digits joined by "/", owner [A-Za-z0-9_.-]+.
-local NS_RULE = "a namespace is path[@owner]: 1 to 20 segments of " ..
-    "letters and digits joined by '/', e.g. team/ci"
+-- Djinn's namespace rule, path[@owner], is the registry's: one rule and
+-- one message, from the extension (ext/registry.c reg_check_namespace via
+-- djinn.registry.check_namespace), never a looser copy here.
 function M.check_namespace(ns)
-    local path, owner = ns:match("^([^@]*)@(.*)$")
-    path = path or ns
-    if owner and not owner:match("^[%w_%.%-]+$") then
-        return nil, string.format("namespace %q: owner %q may contain " ..
-            "only letters, digits, '_', '.' and '-' (%s)", ns, owner,
-            NS_RULE)
-    end
-    local n = 0
-    for seg in (path .. "/"):gmatch("([^/]*)/") do
-        n = n + 1
-        if not seg:match("^%w+$") then
-            return nil, string.format("namespace %q: segment %d %q may " ..
-                "contain only the letters A-Z, a-z and the digits 0-9 (%s)",
-                ns, n, seg, NS_RULE)
-        end
-    end
-    if n > 20 then
-        return nil, string.format("namespace %q: cannot exceed depth of " ..
-                                  "20 (it has %d segments)", ns, n)
-    end
+    local ok, why = require("djinn.registry").check_namespace(ns)
+    if not ok then return nil, why end
     return ns
 end
 

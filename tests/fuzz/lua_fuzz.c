@@ -16,7 +16,7 @@
 **
 ** The checks are Lua, in tests/fuzz/lua_fuzz.lua (FUZZ_SCRIPT).
 ** The Lua state is created once: the standard libraries, the C modules the
-** parsers use (djinn.yaml, djinn.fs) in package.preload, and package.path
+** parsers use (djinn.yaml, djinn.fs, djinn.registry) in package.preload, and package.path
 ** set to the source tree's lua/ directory (FUZZ_LUADIR). The driver.conf
 ** parser's `include` reads files through io.open; the harness replaces
 ** io.open with a two-file virtual directory (inc.conf, loop.conf) so the
@@ -128,6 +128,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     lua_setfield(L, -2, "djinn.yaml");
     lua_pushcfunction(L, luaopen_djinn_fs);
     lua_setfield(L, -2, "djinn.fs");
+    lua_pushcfunction(L, luaopen_djinn_registry);
+    lua_setfield(L, -2, "djinn.registry");
     lua_pop(L, 2);
     if (luaL_loadfile(L, FUZZ_SCRIPT) != LUA_OK) {
         fprintf(stderr, "lua_fuzz: %s\n", lua_tostring(L, -1));

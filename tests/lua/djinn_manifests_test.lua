@@ -443,7 +443,7 @@ local expected = {
               artifacts = { { "/etc/os-release", "os-release" } } },
         },
     },
-    ["flow-namespace-black-mesa.yml"] = { refused = "namespace: name can only contain letters and numbers", ours = "namespace \"black%-mesa\": segment 1 \"black%-mesa\" may contain only" },
+    ["flow-namespace-black-mesa.yml"] = { refused = "namespace: name can only contain letters and numbers", ours = "namespace: segment 1 'black%-mesa' of 'black%-mesa': a segment may contain only" },
     ["flow-namespace-blackmesa.yml"] = {
         namespace = "blackmesa",
         driver = { arch = "x86_64", image = "centos/7", type = "qemu" },

@@ -333,7 +333,8 @@ t:is(m and m.namespace, nil, 'namespace: "" is no namespace')
 t:is(w, {}, "... without a warning")
 t:ok(parse("namespace: ~\ndriver: {type: os}\n") ~= nil, "null namespace")
 t:like(first_err('namespace: "a-b"\ndriver: {type: os}\n') or "",
-       '^m%.yml:1:12: namespace "a%-b": segment 1', "a bad one still refused")
+       "^m%.yml:1:12: namespace: segment 1 'a%-b' of 'a%-b'",
+       "a bad one still refused (the registry's message)")
 
 -- An object whose source is "." loads (a warning); its placement fails at
 -- run time, as in Djinn.
