@@ -12,11 +12,13 @@
 **                   name rules (uses store.c, schema.c)
 **     store.c       the content-addressed file store: paths, owner marker,
 **                   temp files, streaming ingest, link/rename, removal,
-**                   fsck, image_verify (uses schema.c, qcow2.c)
+**                   fsck, image_verify (uses schema.c, qcow2.c,
+**                   jsonstr.c)
 **     sql_qcow2.c   the qcow2_* SQL functions (uses schema.c, qcow2.c)
 **     schema.c      this file: migrations, transactions, settings, the
 **                   helpers of SQL functions (uses SQLite only)
-**     qcow2.c       the QCOW2 validator (no SQLite)
+**     qcow2.c       the QCOW2 validator (no SQLite; uses jsonstr.c)
+**     jsonstr.c     the one rule for JSON strings, over jansson (no SQLite)
 **
 ** Not installed; djinn-lua and the test drivers use djinn.h and SQL.
 **

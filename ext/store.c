@@ -38,27 +38,21 @@ SQLITE_EXTENSION_INIT3
 
 #include <openssl/evp.h>
 
+#include "jsonstr.h"
 #include "qcow2.h"
 #include "schema.h"
 #include "store.h"
 
 #define REG_COPY_BUF (1 << 20)
 
-/* Append s as a JSON string. */
+/* Append s as a JSON string, by the one rule of jsonstr.h (invalid UTF-8
+** becomes U+FFFD); null when memory runs out. */
 static void reg_json_str(sqlite3_str *out, const char *s)
 {
-    const unsigned char *p;
+    char *q = dj_json_quote(s);
 
-    sqlite3_str_appendchar(out, 1, '"');
-    for (p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            sqlite3_str_appendf(out, "\\%c", *p);
-        else if (*p < 0x20)
-            sqlite3_str_appendf(out, "\\u%04x", *p);
-        else
-            sqlite3_str_appendchar(out, 1, (char)*p);
-    }
-    sqlite3_str_appendchar(out, 1, '"');
+    sqlite3_str_appendall(out, q ? q : "null");
+    free(q);
 }
 
 /* 64 lowercase hex digits and nothing else: a SHA-256 as the store

@@ -19,7 +19,7 @@ D=true
 # header. qcow2 is the bottom, djinn the top.
 rank() {
 	case $1 in
-	qcow2) echo 0 ;;
+	qcow2 | jsonstr) echo 0 ;;
 	schema) echo 1 ;;
 	sql_qcow2) echo 2 ;;
 	store) echo 2 ;;
