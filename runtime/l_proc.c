@@ -28,6 +28,9 @@
 **                                           | nil, "timeout"
 **   child:kill([sig = "TERM"])             -> true | nil, msg
 **   child:terminate([grace_s = 5])         -> like wait (always reaps)
+**   proc.kill(pid [, sig = "TERM"])        -> true | nil, msg
+**     (addition for the crash reaper: a process this runner did not
+**     spawn, by pid; pid must be > 0, so no process group is signalled)
 **   proc.now() proc.sleep(s) proc.getpid() proc.isatty(fd) proc.environ()
 **   proc.on_signals{"INT", ...} proc.pending_signal() proc.default_signals()
 **
@@ -1189,6 +1192,22 @@ static int l_proc_kill(lua_State *L)
     return 1;
 }
 
+/* proc.kill(pid [, sig]): kill(2) one process by pid (not a child of ours:
+ * children use child:kill, which knows about keepers and groups). */
+static int l_proc_kill_pid(lua_State *L)
+{
+    lua_Integer pid = luaL_checkinteger(L, 1);
+    int sig = checksignal(L, 2, "TERM");
+
+    luaL_argcheck(L, pid > 0 && pid <= INT_MAX, 1,
+                  "pid must be a positive process id");
+    if (kill((pid_t)pid, sig) < 0)
+        return dj_pushfail(L, "proc.kill: pid %d: %s", (int)pid,
+                           strerror(errno));
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 static int l_proc_terminate(lua_State *L)
 {
     struct child *c = checkchild(L);
@@ -1348,6 +1367,7 @@ static const luaL_Reg child_meta[] = {
 
 static const luaL_Reg proc_funcs[] = {
     {"spawn", l_proc_spawn},
+    {"kill", l_proc_kill_pid},
     {"now", l_proc_now},
     {"sleep", l_proc_sleep},
     {"getpid", l_proc_getpid},

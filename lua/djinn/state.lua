@@ -259,13 +259,7 @@ local function runner_alive(r)
 end
 
 local function kill9(pid)
-    -- No interpolation: the pid is the argument $1 of a fixed script.
-    local c = proc.spawn{ argv = { "sh", "-c", 'kill -KILL "$1"', "sh",
-                                   tostring(pid) },
-                          stdout = "null", stderr = "null" }
-    if c == nil then return false end
-    local how, code = c:wait(10)
-    return how == "exit" and code == 0
+    return proc.kill(math.tointeger(pid), "KILL") == true
 end
 
 local function reap_docker(data, report, opts)
