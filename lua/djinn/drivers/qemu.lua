@@ -88,6 +88,10 @@ local state = require "djinn.state"
 local trace = require "djinn.trace"
 
 local M = {}
+
+-- What this driver declares (manifest keys, driver.conf keys and
+-- defaults, what the reaper cleans): lua/djinn/drivers/qemu_describe.lua.
+M.describe = require "djinn.drivers.qemu_describe"
 local Driver = {}
 Driver.__index = Driver
 
