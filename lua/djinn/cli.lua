@@ -14,12 +14,19 @@
 -- --max-artifact-size, --max-artifacts-total, driver.conf `limits {}`)
 -- go to the log writer and to the pipeline as cfg.limits.
 --
+-- run and check only turn arguments into djinn.run / djinn.check options:
+-- every default (timeout, driver.conf, registry, reaper) is djinn.run's
+-- (djinn.defaults), so a script gets the same build as the command line.
 -- Exit statuses survive every path (issue 10): main returns an integer,
 -- and runtime/main.c turns anything else into a message and 1. Defaults:
--- M.home, M.default_registry and M.default_driver_config (-> path | nil,
--- why) never fall back to "." or a relative path. image register runs in
--- a worker process (register_worker); image info/ls/rm report registry
--- errors as errors, "no image" only for a real absence.
+-- djinn.paths (also M.home, M.default_registry, M.default_driver_config
+-- here: -> path | nil, why) never fall back to "." or a relative path.
+-- Images are djinn.images' everywhere: the image commands name them with
+-- images.label / manifest_text / elsewhere, and a manifest's image is
+-- found and checked by images.resolve / images.verify (the qemu driver;
+-- scripts call the same). image register runs in a worker process
+-- (register_worker); image info/ls/rm report registry errors as errors,
+-- "no image" only for a real absence.
 local util = require "djinn.util"
 
 local M = {}
@@ -304,72 +311,13 @@ local function parse_opts(args, spec)
     return opts, pos
 end
 
--- The user's home directory: $HOME when it is an absolute path, else the
--- home of the password database's entry for the effective uid
--- (getpwuid_r, so NSS answers: djinn.sys), when that is absolute.
--- -> path | nil, why. getenv and passwd default to os.getenv and
--- djinn.sys.passwd (tests pass their own). Never "." or a relative path:
--- with HOME unset the registry used to become ./djinn/registry.db in
--- whatever directory the command ran from (issue 10, defect 6).
-function M.home(getenv, passwd)
-    getenv = getenv or os.getenv
-    local home = getenv("HOME")
-    if home and home:sub(1, 1) == "/" then return home end
-    local pw, perr
-    if passwd then
-        pw, perr = passwd()
-    else
-        pw, perr = require("djinn.sys").passwd()
-    end
-    if pw and type(pw.home) == "string" and pw.home:sub(1, 1) == "/" then
-        return pw.home
-    end
-    local why = home == nil and "HOME is not set" or home == "" and
-        "HOME is empty" or ("HOME is not an absolute path (" .. home .. ")")
-    if pw then
-        why = string.format("%s and the password database gives %s no " ..
-            "absolute home directory (%q)", why, tostring(pw.name),
-            tostring(pw.home))
-    else
-        why = why .. " and " .. tostring(perr)
-    end
-    return nil, "no home directory: " .. why
-end
-
--- $VAR when it is an absolute path (relative values are invalid and
--- ignored, as the XDG Base Directory specification says), else
--- <home>/<fallback>. -> path | nil, why
-local function xdg_dir(var, fallback, getenv, passwd)
-    getenv = getenv or os.getenv
-    local v = getenv(var)
-    if v and v:sub(1, 1) == "/" then return v end
-    local home, err = M.home(getenv, passwd)
-    if home == nil then
-        return nil, err .. (v and v ~= "" and
-            string.format(" (%s=%s is ignored: not absolute)", var, v) or "")
-    end
-    return home:gsub("/+$", "") .. "/" .. fallback
-end
-
--- -> path | nil, why (for both: set HOME or the XDG variable, or pass the
--- option).
-function M.default_driver_config(getenv, passwd)
-    local dir, err = xdg_dir("XDG_CONFIG_HOME", ".config", getenv, passwd)
-    if dir == nil then
-        return nil, "cannot locate the default driver.conf: " .. err ..
-            "; set HOME or XDG_CONFIG_HOME, or pass --driver-config FILE"
-    end
-    return dir .. "/djinn/driver.conf"
-end
-
-function M.default_registry(getenv, passwd)
-    local dir, err = xdg_dir("XDG_DATA_HOME", ".local/share", getenv, passwd)
-    if dir == nil then
-        return nil, "cannot locate the default registry: " .. err ..
-            "; set HOME or XDG_DATA_HOME, or pass --registry DB"
-    end
-    return dir .. "/djinn/registry.db"
-end
+-- The defaults (the home directory, the default registry and
+-- driver.conf) are djinn.paths', shared with djinn.run; kept here under
+-- their old names for scripts (examples/registry-report.lua).
+local paths = require "djinn.paths"
+M.home = paths.home
+M.default_driver_config = paths.default_driver_config
+M.default_registry = paths.default_registry
 
 -- The driver configuration: FILE (--driver-config), else the default
 -- file when it exists, else the built-in defaults (with a warning when
@@ -417,7 +365,9 @@ local function cmd_run(args)
     -- stdout (issue 11).
     local function refuse(msg)
         if opts.json then
-            require("djinn.log").new{ json = true, err = NULL_SINK }:invalid(
+            -- A build refused before djinn.run has an id all the same.
+            require("djinn.log").new{ json = true, err = NULL_SINK,
+                build_id = require("djinn.state").new_id() }:invalid(
                 { "djinn-lua run: " .. msg }, nil, 2)
         end
         return usage_error("run", msg)
@@ -427,7 +377,7 @@ local function cmd_run(args)
                       " arguments")
     end
     local mpath = pos[1] or ".djinn.yml"
-    local timeout = 30 * 60
+    local timeout -- nil: djinn.run's default (30 minutes)
     if opts.timeout then
         local t, err = util.parse_duration(opts.timeout)
         if t == nil or t < 0 then
@@ -500,27 +450,16 @@ local function cmd_run(args)
     end
 
     -- Everything else is djinn.run's (one door: the library and the
-    -- command line load, check, report and run a build the same way).
+    -- command line load, check, report and run a build the same way,
+    -- with the same defaults: timeout, driver.conf, registry, reaper).
     local options = {
         json = opts.json, strict = opts.strict, tree = opts.tree,
-        objects = opts.objects or ".", artifacts = opts.artifacts or ".",
+        objects = opts.objects, artifacts = opts.artifacts,
         stage = opts.stage, timeout = timeout, env = env,
         secrets = secrets, secret_patterns = opts["secret-pattern"],
         limits = limits, driver_config = opts["driver-config"],
-        registry = opts.registry, reap = true, notes = {},
+        registry = opts.registry,
     }
-    if options.driver_config == nil then
-        local def, derr = M.default_driver_config()
-        if def == nil then
-            options.notes[1] = derr .. "; using the built-in driver defaults"
-        end
-        options.default_driver_config = def
-    end
-    if options.registry == nil then
-        local rerr
-        options.registry, rerr = M.default_registry()
-        options.registry_missing = rerr
-    end
     local djinn = require "djinn"
     local result, _, code = djinn.run(mpath, options)
     if result == nil then
@@ -547,16 +486,14 @@ local function cmd_check(args)
     if #pos == 0 then
         return usage_error("check", "expected at least one MANIFEST")
     end
-    local options = { driver_config = opts["driver-config"],
-                      stage = opts.stage }
-    if options.driver_config == nil then
-        local def, derr = M.default_driver_config()
-        if def == nil then
-            eprint("warning: ", derr, "; using the built-in driver defaults")
-        end
-        options.default_driver_config = def
-    end
     local djinn = require "djinn"
+    -- The defaults (driver.conf) are djinn.check's, as for run.
+    local options = djinn.defaults{ driver_config = opts["driver-config"],
+                                    stage = opts.stage }
+    for _, n in ipairs(options.notes) do
+        eprint("warning: ", n)
+    end
+    options.notes = nil
     local invalid, warned = 0, 0
     local seen = {}
     for _, mpath in ipairs(pos) do

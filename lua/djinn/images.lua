@@ -1,4 +1,9 @@
--- djinn.images: how people and manifests name registered images.
+-- djinn.images: registered and base images, for every consumer (the QEMU
+-- driver, the command line, scripts; later the URL cache and queue
+-- workers): how people and manifests name them, how a manifest's image is
+-- found, and how it is checked before a boot. No consumer reads the
+-- registry's tables: resolution is djinn.registry's db:resolve (the SQL
+-- function image_path), verification the SQL function image_verify.
 --
 -- A manifest names a registered image with two keys, `namespace:` (a
 -- path[@owner], or none for the owner's personal images) and `image:` (a
@@ -7,6 +12,7 @@
 -- uses that same reading, so what `image ls` shows can be written into a
 -- manifest as it stands (issue 11, item 4).
 --
+-- Naming:
 --   images.me() -> the owner a namespace without "@owner" and a personal
 --       image belong to (djinn.registry.user(), as the registry decides)
 --   images.namespace_text(path, owner, me) -> "team/ci", or "team/ci@bob"
@@ -18,6 +24,35 @@
 --       every namespace and owner | nil, err
 --   images.elsewhere(db, name, me) -> text listing where images called
 --       name are and how a manifest writes each | nil
+--
+-- Finding and checking (the QEMU driver's image, before every boot):
+--   images.resolve{ image = NAME, namespace = NS, registry = PATH,
+--                   disks = DIR, arch = "x86_64" }
+--       -> img | nil, cause
+--       NAME is checked first (util.check_image_name: segments of
+--       letters, digits, ".", "_", "-" joined by "/"; no "..", no leading
+--       "/"), before any file is touched. A plain NAME (no "/" or ".") is
+--       looked up in the registry PATH (when it exists; it is never
+--       created): the namespace NS, then the personal images. Otherwise,
+--       or when not registered, it is the base image file
+--       <DISKS>/qemu/<ARCH>/<NAME> (DISKS default /var/lib/djinn/images).
+--       img = { path =, label = "tiny (namespace: demo)" | "debian/stable
+--       (base image)", name =, sha256 = (registered images), registry =
+--       PATH (registered images) }. Not found: Djinn's message ("couldn't
+--       find image NAME"), every place looked in, and the images of that
+--       name registered elsewhere with the keys that find them.
+--   images.verify(img [, log]) -> info, identity | nil, cause
+--       A registered image's file must still have the SHA-256 recorded
+--       at registration: SELECT image_verify(path, sha256), which answers
+--       from its cache when the file's identity (device, inode, size,
+--       mtime, ctime) is unchanged since the last check ('cached') and
+--       hashes it otherwise ('hashed'). Then every image is re-validated
+--       with the QCOW2 validator, and its identity must not have changed
+--       meanwhile. log:line gets one "Image ...: SHA-256 matches" line.
+--       info = djinn.qcow2's header info; identity = { dev, ino, size,
+--       mtime_ns, ctime_ns } of the file that was checked.
+--   images.unchanged(path, identity) -> bool: path is still that file
+--       (QEMU opens it after the check).
 local M = {}
 
 function M.me()
@@ -68,6 +103,194 @@ function M.elsewhere(db, name, me)
     return string.format("the registry has %d image%s called %s; a " ..
         "manifest names %s as:\n%s", #rows, #rows == 1 and "" or "s", name,
         #rows == 1 and "it" or "them", table.concat(lines, "\n"))
+end
+
+---------------------------------------------------------------------------
+-- Finding an image.
+---------------------------------------------------------------------------
+local function open_registry(path)
+    local db, err = require("djinn.registry").open(path)
+    if db == nil then
+        return nil, "cannot open the image registry: " ..
+            require("djinn.util").plain_error(err)
+    end
+    return db
+end
+
+function M.resolve(o)
+    local fs = require "djinn.fs"
+    local util = require "djinn.util"
+    local name, why = util.check_image_name(o.image)
+    if name == nil then
+        return nil, why
+    end
+    local looked = {}
+    local ns = o.namespace
+    if ns == "" then ns = nil end
+    -- The registry is opened for a plain name (which it may hold), and
+    -- otherwise only for the hints of an image not found: a base image
+    -- path that exists never depends on the registry.
+    local plain = name:match("^[%w_%-]+$") ~= nil
+    local have = o.registry and fs.exists(o.registry)
+    local db
+    if plain and have then
+        local err
+        db, err = open_registry(o.registry)
+        if db == nil then return nil, err end
+    elseif plain and o.registry then
+        looked[#looked + 1] = "registry " .. o.registry ..
+            " (does not exist)"
+    end
+    if db then
+        local scopes = {}
+        if ns then scopes[#scopes + 1] = ns end
+        scopes[#scopes + 1] = false
+        for _, scope in ipairs(scopes) do
+            local okr, path, sha = pcall(db.resolve, db, scope or nil, name)
+            if okr and path then
+                db:close()
+                local label = M.label(scope or nil, name)
+                if sha == nil then
+                    return nil, "image " .. label .. ": the registry has " ..
+                        "no SHA-256 for " .. path
+                end
+                return { path = path, sha256 = sha, registry = o.registry,
+                         label = label, name = name }
+            end
+            looked[#looked + 1] = string.format("registry %s, %s%s",
+                o.registry, scope and ("namespace " .. scope) or
+                "personal images", okr and "" or
+                (" (" .. util.plain_error(path) .. ")"))
+        end
+    end
+    local base = string.format("%s/qemu/%s/%s", o.disks or
+                               "/var/lib/djinn/images", o.arch or "x86_64",
+                               name)
+    local st = fs.stat(base)
+    if st and st.type == "file" then
+        if db then db:close() end
+        return { path = base, label = name .. " (base image)", name = name }
+    end
+    -- Not found: say where images of that name are, and how a manifest
+    -- names them. A name with "/" is a base image path; its last segment
+    -- may be a registered image written as NAMESPACE/NAME.
+    local hint
+    if db == nil and have then
+        db = require("djinn.registry").open(o.registry)
+    end
+    if db then
+        local short = name:match("/([%w_%-]+)$")
+        local other = M.elsewhere(db, short or name)
+        if other and short then
+            hint = string.format("%q is read as a base image path (a " ..
+                "name with \"/\"); registered images are named with " ..
+                "the namespace: and image: keys.\n%s", name, other)
+        elseif other then
+            hint = other
+        end
+        db:close()
+    end
+    if st then
+        return nil, string.format("couldn't find image %s: the base image " ..
+                                  "%s is not a file%s", name, base,
+                                  hint and ("\n" .. hint) or "")
+    end
+    looked[#looked + 1] = "base image " .. base .. " (disks in driver.conf)"
+    return nil, string.format("couldn't find image %s%s\nmake sure your " ..
+        "image exists in the namespace the build is being run from\n" ..
+        "looked in: %s%s", name, ns and (" in namespace " .. ns) or "",
+        table.concat(looked, "; "), hint and ("\n" .. hint) or "")
+end
+
+---------------------------------------------------------------------------
+-- Checking an image before a boot.
+---------------------------------------------------------------------------
+local function identity(st)
+    return { dev = st.dev, ino = st.ino, size = st.size,
+             mtime_ns = st.mtime_ns, ctime_ns = st.ctime_ns }
+end
+
+local function same_identity(a, b)
+    return a.dev == b.dev and a.ino == b.ino and a.size == b.size and
+        a.mtime_ns == b.mtime_ns and a.ctime_ns == b.ctime_ns
+end
+
+function M.unchanged(path, id)
+    local st = require("djinn.fs").stat(path)
+    return st ~= nil and same_identity(id, identity(st))
+end
+
+-- The registry's check of img's SHA-256 (image_verify). -> true | nil,
+-- cause
+local function check_sha256(img, log)
+    local proc = require "djinn.proc"
+    local util = require "djinn.util"
+    local db, err = open_registry(img.registry)
+    if db == nil then
+        return nil, "image " .. img.label .. ": " .. err
+    end
+    local t0 = proc.now()
+    local rows
+    rows, err = db:query("SELECT image_verify(?, ?) AS v", img.path,
+                         img.sha256)
+    db:close()
+    local how = rows and rows[1] and rows[1].v
+    if how == "cached" then
+        if log then
+            log:line("Image " .. img.label .. ": SHA-256 matches the " ..
+                     "registry (unchanged since the last check)")
+        end
+        return true
+    elseif how == "hashed" then
+        if log then
+            log:line(string.format("Image %s: SHA-256 matches the " ..
+                "registry (checked in %s)", img.label,
+                util.fmt_duration(proc.now() - t0)))
+        end
+        return true
+    end
+    local msg = util.plain_error(err or ("image_verify answered " ..
+                                         tostring(how)))
+    if msg:find("does not match the registry", 1, true) then
+        return nil, string.format("image %s: %s: it was modified or " ..
+            "replaced after registration; refusing to boot it (remove " ..
+            "and register the image again)", img.label, msg)
+    elseif msg:find("changed while it was being checked", 1, true) then
+        return nil, "image " .. img.label .. ": " .. msg ..
+            "; refusing to boot it"
+    end
+    return nil, "image " .. img.label .. ": cannot hash " .. img.path ..
+        ": " .. msg
+end
+
+function M.verify(img, log)
+    local fs = require "djinn.fs"
+    local st, err = fs.stat(img.path)
+    if st == nil then
+        return nil, "image " .. img.label .. ": " .. tostring(err)
+    end
+    local id = identity(st)
+    if img.sha256 then
+        local ok, cause = check_sha256(img, log)
+        if not ok then return nil, cause end
+    end
+    local rep = require("djinn.qcow2").check(img.path)
+    if not rep.valid then
+        local msgs = {}
+        for _, e in ipairs(rep.errors or {}) do
+            msgs[#msgs + 1] = (e.code and (e.code .. ": ") or "") ..
+                tostring(e.message)
+        end
+        return nil, string.format("image %s: %s is not a valid QCOW2 " ..
+            "image; refusing to boot it:\n  %s", img.label, img.path,
+            table.concat(msgs, "\n  "))
+    end
+    -- The hash and the validation were of this very file.
+    if not M.unchanged(img.path, id) then
+        return nil, "image " .. img.label .. ": " .. img.path ..
+            " changed while it was being checked; refusing to boot it"
+    end
+    return rep.info or {}, id
 end
 
 return M

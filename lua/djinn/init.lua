@@ -1,4 +1,7 @@
--- djinn: the library user scripts get with `require "djinn"`.
+-- djinn: the library user scripts get with `require "djinn"`, and the
+-- one front door of a build: `djinn-lua run` only turns its arguments
+-- into djinn.run's options, so a script and the command line get the
+-- same build, with the same defaults (issue 12).
 --
 --   djinn.version            "0.1.0" (from the linked extension)
 --   djinn.sqlite_version     "3.x.y"
@@ -7,14 +10,32 @@
 --   djinn.pipeline, djinn.log, djinn.util, djinn.tree (lazily)
 --   djinn.registry, djinn.yaml, djinn.proc, djinn.fs, djinn.qcow2
 --                            the C modules (loaded on first use)
+--   djinn.images             registered and base images: names,
+--                            resolve, verify (lazily)
+--   djinn.paths              the default registry and driver.conf (XDG;
+--                            the home from HOME or NSS) (lazily)
+--   djinn.state              build state directories, new_id, reap
+--                            (lazily)
 --   djinn.run(manifest, options) -> result | nil, msg, exit_code
 --     manifest: a path, a parsed manifest (from djinn.manifest.load/parse)
 --       or a plain table shaped like the YAML (validated the same way).
---     options (all optional):
---       driver_config = path of driver.conf, or config = parsed table
+--     options (all optional; the defaults are djinn.defaults'):
+--       driver_config = path of driver.conf, or config = parsed table;
+--         default: the default driver.conf (djinn.paths:
+--         $XDG_CONFIG_HOME/djinn/driver.conf or ~/.config/djinn/
+--         driver.conf) when that file exists, else the built-in
+--         defaults (with a warning when there is no home to look in);
+--         false = the built-in defaults
+--       registry = path of the image registry; default the default
+--         registry (djinn.paths: $XDG_DATA_HOME/djinn/registry.db or
+--         ~/.local/share/djinn/registry.db; with no home, a qemu build
+--         is refused saying what to set); false = none
+--       timeout = seconds or a duration string ("30m"); default 30
+--         minutes (djinn.DEFAULT_TIMEOUT); 0 or false = none
+--       reap = bool (default true): first clean up after earlier builds
+--         whose runner was killed (djinn.state.reap)
 --       objects = dir (default "."), artifacts = dir (default "."),
---       stage = name, timeout = seconds or a duration string ("30m";
---       default none), env = { K = V } or { "K=V", ... },
+--       stage = name, env = { K = V } or { "K=V", ... },
 --       secrets = { K = V } or { "K=V", ... }: secret build variables,
 --         passed to the jobs as env and replaced by "xxxxxx" in every
 --         output (names are variable names, values >= 6 characters),
@@ -31,24 +52,36 @@
 --         the first job (djinn.tree; .gitignore honoured in a checkout),
 --       limits = { max_output =, max_artifacts =, max_artifact_size =,
 --         max_artifacts_total =, max_objects =, max_object_size =,
---         max_objects_total = } over driver.conf's `limits {}`,
---       default_driver_config = path: loaded when the file exists,
---       registry = path; registry_missing = why (a qemu build without a
---         registry is refused with it), reap = bool (clean up after
---         killed runs first, djinn.state), notes = { warning... }
+--         max_objects_total = } over driver.conf's `limits {}` (each a
+--         count or size >= 0, else the build is refused); max_output
+--         goes to the log writer, the rest to the pipeline,
+--       notes = { warning... } printed before anything else,
+--       default_driver_config = path | false: the file tried when
+--         driver_config is not given (normally djinn.paths')
+--     THE BUILD ID: djinn.run makes one id per build (djinn.state.new_id,
+--     16 hex digits) before anything is printed. It names the build's
+--     state directory (djinn.state), is given to the driver (o.build_id:
+--     docker labels djinn.build=ID), is set on the log writer
+--     (log.build_id: every JSON event carries "build": ID, refusals too)
+--     and is result.build_id.
 --     result = { status =, duration =, jobs = {...}, not_run = {...},
---                error =, exit_code =, warnings = {...} } (see
---                djinn.pipeline): a build that ran no job is "failed".
+--                error =, exit_code =, warnings = {...}, build_id =,
+--                timeout = (seconds, nil = none) } (see djinn.pipeline):
+--                a build that ran no job is "failed".
 --     Invalid manifests/options give nil, "message(s)", 2 (or the code
 --     of the refusal), after reporting them through the log: load
 --     warnings first, then the errors (log:invalid; JSON: "error"
 --     events and a build_end with status "invalid").
+--   djinn.defaults(options) -> a copy of options with every default
+--     filled in (driver.conf, registry and registry_missing, timeout,
+--     reap) and .notes (warnings about a default that cannot be located)
 --   djinn.check(manifest, options) -> c: load and validate without
 --     running (the CLI's run and check, and djinn.run, all go through
 --     it): c = { manifest = m | nil, config = cfg | nil, errors = {...},
---     warnings = {...}, summary = "x.yml: invalid manifest (2 errors)" |
---     nil }. options: driver_config, config, default_driver_config,
---     stage, drivers, as for run.
+--     warnings = {...}, notes = {...}, summary = "x.yml: invalid
+--     manifest (2 errors)" | nil }. options: driver_config, config,
+--     default_driver_config, stage, drivers, as for run (the same
+--     default driver.conf).
 local M = {}
 
 M.manifest = require "djinn.manifest"
@@ -59,7 +92,8 @@ M.util = require "djinn.util"
 
 local lazy = { registry = "djinn.registry", yaml = "djinn.yaml",
                proc = "djinn.proc", fs = "djinn.fs", qcow2 = "djinn.qcow2",
-               tree = "djinn.tree" }
+               tree = "djinn.tree", images = "djinn.images",
+               paths = "djinn.paths", state = "djinn.state" }
 
 local versions
 local function get_versions()
@@ -125,6 +159,48 @@ local function append(list, more)
     return list
 end
 
+-- Every default of a build, in one place (the command line passes only
+-- what its arguments say). -> a copy of options with the defaults filled
+-- in, and notes (warnings to print before anything else: a default that
+-- cannot be located).
+--   driver_config: nil = the default driver.conf (djinn.paths) when that
+--     file exists, else the built-in defaults; false = built-in defaults
+--   registry: nil = the default registry (djinn.paths); false = none
+--   timeout: nil = 30 minutes; 0 or false = none
+--   reap: nil = true
+M.DEFAULT_TIMEOUT = 30 * 60
+
+function M.defaults(options)
+    if options and options.defaulted then return options end
+    local paths = require "djinn.paths"
+    local o, notes = { defaulted = true }, {}
+    for k, v in pairs(options or {}) do o[k] = v end
+    for _, n in ipairs(o.notes or {}) do notes[#notes + 1] = n end
+    if o.config == nil and o.driver_config == nil and
+        o.default_driver_config == nil then
+        local def, derr = paths.default_driver_config()
+        if def == nil then
+            notes[#notes + 1] = derr .. "; using the built-in driver defaults"
+            o.default_driver_config = false
+        else
+            o.default_driver_config = def
+        end
+    end
+    if o.registry == nil then
+        o.registry, o.registry_missing = paths.default_registry()
+    elseif o.registry == false then
+        o.registry = nil
+    end
+    if o.timeout == nil then
+        o.timeout = M.DEFAULT_TIMEOUT
+    elseif o.timeout == false then
+        o.timeout = 0
+    end
+    if o.reap == nil then o.reap = true end
+    o.notes = notes
+    return o
+end
+
 -- The driver configuration of a run or a check (see M.check).
 -- -> cfg, warnings | nil, errors (a list), source
 local function load_config(options)
@@ -132,6 +208,7 @@ local function load_config(options)
         return options.config, {}
     end
     local path = options.driver_config
+    if path == false then path = nil end
     if path == nil and options.default_driver_config then
         local f = io.open(options.default_driver_config, "rb")
         if f then
@@ -154,8 +231,8 @@ local function load_config(options)
 end
 
 function M.check(manifest, options)
-    options = options or {}
-    local c = { errors = {}, warnings = {} }
+    options = M.defaults(options)
+    local c = { errors = {}, warnings = {}, notes = options.notes }
     local m, problems
     if type(manifest) == "string" then
         m, problems = M.manifest.load(manifest)
@@ -215,12 +292,18 @@ local function merge_limits(cfg, limits)
 end
 
 function M.run(manifest, options)
-    options = options or {}
+    options = M.defaults(options)
+    -- One id per build, made here: the state directory's name, the
+    -- drivers' (docker labels djinn.build=ID), every JSON event's "build"
+    -- and result.build_id.
+    local state = require "djinn.state"
+    local build_id = state.new_id()
     local log = options.log
     if log == nil then
         log = options.quiet and M.log.null() or
-            M.log.new{ json = options.json }
+            M.log.new{ json = options.json, build_id = build_id }
     end
+    log.build_id = build_id
     -- Every refusal goes through the log (JSON: error events and a
     -- build_end "invalid"), then back to the caller.
     local function invalid(errors, summary, code)
@@ -239,6 +322,12 @@ function M.run(manifest, options)
             return invalid{ "timeout: " .. err }
         end
     end
+    if type(timeout) ~= "number" or timeout < 0 then
+        return invalid{ string.format("timeout: expected seconds >= 0 or " ..
+            "a duration such as \"30m\" (0 = none), got %s",
+            tostring(options.timeout)) }
+    end
+    if timeout == 0 then timeout = nil end
     local env, eerr = env_option(options.env)
     if eerr then
         return invalid{ eerr }
@@ -343,14 +432,14 @@ function M.run(manifest, options)
     end
     if options.reap then
         -- Clean up after earlier runs that were killed (djinn.state).
-        require("djinn.state").reap{ log = log }
+        state.reap{ log = log }
     end
     local res = table.pack(pcall(M.pipeline.run, m, {
         log = log, config = cfg, objects = options.objects,
         artifacts = options.artifacts, stage = options.stage,
         timeout = timeout, env = env, registry = options.registry,
         signals = options.signals, drivers = options.drivers,
-        warnings = c.warnings, tree = tree,
+        warnings = c.warnings, tree = tree, build_id = build_id,
     }))
     if tree then tree:remove() end
     if not res[1] then

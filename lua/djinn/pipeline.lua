@@ -33,6 +33,8 @@
 --                 AS IT ARRIVES (live), log:warn(text) for stderr warnings
 --     o.ctx       the cancellation context, see below
 --     o.registry  path of the image registry database (--registry)
+--     o.build_id  the build's id (djinn.state.new_id()): name what the
+--                 driver creates after it (docker: djinn.build=ID)
 --     o.objects_dir, o.artifacts_dir  absolute host directories
 --   driver:create(env, objects) -> true | nil, cause
 --     Boot/connect, remember env ({ {key=, value=}, ... }, in order; the
@@ -111,11 +113,13 @@
 --              INT/TERM handlers), drivers = { T = module } (overrides),
 --              warnings = { text... } (load warnings, repeated in the
 --              summary), tree = { objects = {...}, line = text } (run
---              --tree: djinn.tree.stage; placed first, see below) }
+--              --tree: djinn.tree.stage; placed first, see below),
+--              build_id = ID (djinn.state.new_id(); default a new one) }
 --     result = { status =, duration =, exit_code =, error = summary or nil,
 --                infra = bool, jobs = { {name, stage, status, duration,
 --                exit_code, cause}... } (every planned job, in order),
---                not_run = { jobs still queued }, warnings = opts.warnings }
+--                not_run = { jobs still queued }, warnings = opts.warnings,
+--                build_id = ID, timeout = opts.timeout (seconds) }
 --   NO JOB RAN IS NOT A PASS (issue 11): a build whose plan has no
 --   manifest job with a command (every job dropped by a misspelt stage,
 --   a misspelt `commands`, a --stage without jobs) fails at once with
@@ -723,8 +727,13 @@ function M.run(m, opts)
             jobs[#jobs + 1] = j
         end
     end
+    -- One id per build (djinn.run makes it, and gives it to the log
+    -- too; a direct call gets one here): the state directory and the
+    -- driver (o.build_id).
+    local build_id = opts.build_id or require("djinn.state").new_id()
     local result = { status = "running", jobs = jobs, not_run = {},
-                     infra = false }
+                     infra = false, build_id = build_id,
+                     timeout = opts.timeout }
     local signals = opts.signals ~= false
     if signals then
         proc.on_signals{ "INT", "TERM" }
@@ -762,7 +771,7 @@ function M.run(m, opts)
     local rec
     if opts.state ~= false then
         local serr
-        rec, serr = require("djinn.state").begin(dtype)
+        rec, serr = require("djinn.state").begin(dtype, { id = build_id })
         if rec == nil and log.warn then
             log:warn(tostring(serr) .. " (nothing can be cleaned up if " ..
                      "this run is killed)")
@@ -772,7 +781,7 @@ function M.run(m, opts)
     local okn, d, nerr = protect(mod.new, {
         config = config.driver(opts.config, dtype), manifest = m,
         driver = m.driver, log = log, ctx = ctx, registry = opts.registry,
-        objects_dir = objects_dir, artifacts_dir = artifacts_dir,
+        build_id = build_id, objects_dir = objects_dir, artifacts_dir = artifacts_dir,
     })
     if okn and d then
         drv = d

@@ -9,9 +9,15 @@
 --       ${TMPDIR:-/tmp}/djinn-<uid>. Created mode 0700; refused unless it
 --       is a real directory (not a symlink) owned by us with no group or
 --       other permission bits.
+--   state.new_id() -> a fresh build id: 16 lowercase hex digits (8 bytes
+--       of /dev/urandom). djinn.run makes one per build; it names the
+--       state directory, labels the driver's resources (docker
+--       djinn.build=ID), and is every JSON event's "build".
 --   state.begin(driver_type [, opts]) -> rec | nil, err
 --       creates <base>/<build id>/ (0700) and its "state" file; becomes
---       state.current(). opts.base overrides the base directory.
+--       state.current(). opts.base overrides the base directory; opts.id
+--       is the build's id (state.new_id(); default a new one). An id
+--       whose directory exists already is refused.
 --   state.current() -> the record of the running build, or a null record
 --       (every method a no-op; dir nil) when none.
 --   rec.id, rec.dir
@@ -48,7 +54,7 @@
 --   { "version": 1, "build": ID, "driver": TYPE,
 --     "runner": { "pid": N, "start": "TICKS" },
 --     "qemu": { "pid": N, "start": "TICKS" },
---     "docker": { "host": H, "version": V, "build": DOCKER_BUILD_ID },
+--     "docker": { "host": H, "version": V, "build": ID },
 --     "containers": { ID: true }, "volumes": { NAME: true } }
 local fs = require "djinn.fs"
 local json = require "djinn.json"
@@ -140,7 +146,7 @@ function M.current()
     return current or null
 end
 
-local function random_id()
+function M.new_id()
     local f = io.open("/dev/urandom", "rb")
     local raw = f and f:read(8)
     if f then f:close() end
@@ -209,15 +215,28 @@ function M.begin(dtype, opts)
     end
     local pid = proc.getpid()
     local start = M.proc_start(pid)
-    local id, dir
-    for _ = 1, 8 do
-        id = random_id()
+    local id, dir = opts.id, nil
+    if id ~= nil then
+        if type(id) ~= "string" or not id:match("^%x+$") then
+            return nil, string.format("state: build id %q: expected hex " ..
+                "digits (state.new_id())", tostring(id))
+        end
         dir = base .. "/" .. id
-        if not fs.exists(dir) then break end
-        dir = nil
-    end
-    if dir == nil then
-        return nil, "state: cannot find a free build directory in " .. base
+        if fs.exists(dir) then
+            return nil, "state: the build directory " .. dir ..
+                " exists already (a build id is used once)"
+        end
+    else
+        for _ = 1, 8 do
+            id = M.new_id()
+            dir = base .. "/" .. id
+            if not fs.exists(dir) then break end
+            dir = nil
+        end
+        if dir == nil then
+            return nil, "state: cannot find a free build directory in " ..
+                base
+        end
     end
     local ok
     ok, err = fs.mkdir_p(dir, tonumber("700", 8))

@@ -212,6 +212,11 @@ dk_api GET "/containers/$k9c/json" 2>/dev/null | jq -e '.Config.Labels["djinn.ma
 ok $? "kill -9: the job's container ($(echo "$k9c" | cut -c1-12)) is recorded and still exists"
 dk_api GET "/volumes/$k9v" 2>/dev/null | jq -e '.Labels["djinn.managed"] == "true"' >/dev/null
 ok $? "kill -9: the workspace volume ($k9v) is recorded and still exists"
+# One build id (issue 12): the state directory's name is the labels' id.
+k9id=$(basename "$sd")
+dk_api GET "/containers/$k9c/json" 2>/dev/null | jq -e --arg b "$k9id" '.Config.Labels["djinn.build"] == $b' >/dev/null
+ok $? "kill -9: the container's djinn.build label is the build id, the state directory's name ($k9id)"
+ok $([ "$k9v" = "djinn-$k9id" ] && jq -e --arg b "$k9id" '.build == $b and .docker.build == $b' "${sd}state" >/dev/null; echo $?) "kill -9: the volume is djinn-<build id> ($k9v), the state file's build and docker.build are the id"
 # Labelled like ours but not recorded by the dead build: must survive.
 foreign=$(dk_api POST /containers/create -H 'Content-Type: application/json' \
 	-d "$(jq -cn --arg i "$IMG:latest" '{Image: $i, Cmd: ["true"], Labels: {"djinn.managed": "true", "djinn.build": "another-runner"}}')" | jq -r .Id)

@@ -132,11 +132,9 @@ d = drv("tiny", "team")
 r, err = d:resolve()
 t:ok(r and r.path == store and r.label == "tiny (namespace: team)" and #r.sha256 == 64,
      "registered image found in the manifest's namespace: " .. tostring(err))
-if r and r.db then r.db:close() end
 d = drv("mine", "team")
 r = d:resolve()
 t:ok(r and r.label == "mine (personal)", "then the personal images")
-if r and r.db then r.db:close() end
 d = drv("debian/stable", "team")
 r = d:resolve()
 t:ok(r and r.path == disks .. "/qemu/x86_64/debian/stable" and
@@ -169,7 +167,6 @@ t:like(l.lines[#l.lines], "SHA%-256 matches the registry %(checked in",
 info = d:verify(r)
 t:like(l.lines[#l.lines], "unchanged since the last check",
        "the second check is answered by the cache")
-r.db:close()
 local rows = assert(registry.open(regpath)):query(
     "SELECT count(*) AS n FROM image_verified")
 t:is(rows[1].n, 1, "one cache row (image_verified)")
@@ -187,7 +184,6 @@ d, l = drv("tiny", "team")
 r = assert(d:resolve())
 local bad
 info, bad = d:verify(r)
-r.db:close()
 t:ok(info == nil, "a tampered file fails verification (same size, same " ..
      "mtime seconds)")
 t:like(tostring(bad), "does not match the registry %(SHA%-256 %x+, " ..

@@ -37,7 +37,8 @@
 -- TAR_OVERHEAD bytes; the extraction refuses entries over max (or adding
 -- up to more). Nothing partial is left.
 --
--- Every container and volume is labelled djinn.build=<id> and
+-- Every container and volume is labelled djinn.build=<id> (the build's
+-- id, o.build_id: the same as its state directory and JSON events) and
 -- djinn.managed=true; destroy() force-removes them on every path. On
 -- timeout or SIGINT the running container is stopped (stop with the
 -- grace period, then kill) before execute returns. The engine, the build
@@ -60,15 +61,6 @@ local M = {}
 M.describe = require "djinn.drivers.docker_describe"
 local Driver = {}
 Driver.__index = Driver
-
-local function build_id()
-    local f = io.open("/dev/urandom", "rb")
-    local raw = f and f:read(6) or tostring(os.time())
-    if f then f:close() end
-    return (raw:gsub(".", function(c)
-        return string.format("%02x", c:byte())
-    end))
-end
 
 local function short(id)
     return (tostring(id):gsub("^sha256:", "")):sub(1, 12)
@@ -102,7 +94,9 @@ function M.new(o)
                 type(cfg[k]), tostring(cfg[k]))
         end
     end
-    local id = build_id()
+    -- The build's id (djinn.run makes it: the state directory's name and
+    -- every JSON event's "build"); a driver made without one gets its own.
+    local id = o.build_id or state.new_id()
     return setmetatable({
         log = o.log, ctx = o.ctx, cfg = cfg, image = image, ws = ws,
         id = id, labels = { ["djinn.build"] = id,

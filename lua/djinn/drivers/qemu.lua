@@ -17,16 +17,18 @@
 --                                  password login (see below)
 --   binary "qemu-system-x86_64"
 --
--- Image resolution (driver.image): a name of letters, digits, ".", "_" and
--- "-" segments joined by "/" (no "..", no leading "/"), checked before any
--- file is touched. A name without "/" or "." is first looked up in the
--- registry (--registry): the manifest's namespace, then the personal
--- images. Otherwise it is the base image <disks>/qemu/x86_64/<name>.
--- A registered image's file must still have the SHA-256 recorded at
--- registration (a check cached in the registry's image_verified table by
--- device, inode, size, mtime and ctime, so an unchanged file is not hashed
--- again), and every image is re-validated with the QCOW2 validator before
--- each boot: a swapped or tampered file never boots.
+-- Image resolution (driver.image) and verification are djinn.images'
+-- (images.resolve, images.verify), shared with every other consumer: a
+-- name of letters, digits, ".", "_" and "-" segments joined by "/" (no
+-- "..", no leading "/"), checked before any file is touched. A name
+-- without "/" or "." is first looked up in the registry (--registry):
+-- the manifest's namespace, then the personal images. Otherwise it is the
+-- base image <disks>/qemu/x86_64/<name>. A registered image's file must
+-- still have the SHA-256 recorded at registration (the SQL function
+-- image_verify, cached by device, inode, size, mtime and ctime, so an
+-- unchanged file is not hashed again), and every image is re-validated
+-- with the QCOW2 validator before each boot: a swapped or tampered file
+-- never boots.
 --
 -- The machine: qemu-system-x86_64 is a DIRECT child (no -daemonize) in its
 -- own process group, killed by the kernel if djinn-lua dies (PDEATHSIG).
@@ -80,6 +82,7 @@
 -- the process group; the temporary directory (overlay, console log) is
 -- removed.
 local fs = require "djinn.fs"
+local images = require "djinn.images"
 local kvm = require "djinn.kvm"
 local proc = require "djinn.proc"
 local util = require "djinn.util"
@@ -101,7 +104,8 @@ function M.new(o)
     local cfg = o.config or {}
     local d = setmetatable({ log = o.log, ctx = o.ctx, cfg = cfg,
                              manifest = o.manifest, image = o.driver.image,
-                             registry = o.registry }, Driver)
+                             registry = o.registry,
+                             build_id = o.build_id }, Driver)
     local accel = cfg.accel or "auto"
     if accel ~= "auto" and accel ~= "kvm" and accel ~= "tcg" then
         return nil, string.format("driver.conf: driver qemu: accel %q is " ..
@@ -124,178 +128,18 @@ function M.new(o)
 end
 
 ---------------------------------------------------------------------------
--- Image resolution and verification.
+-- Image resolution and verification: djinn.images, for every consumer.
 ---------------------------------------------------------------------------
-local function identity(st)
-    return { dev = st.dev, ino = st.ino, size = st.size,
-             mtime_ns = st.mtime_ns, ctime_ns = st.ctime_ns }
-end
-
-local function same_identity(a, b)
-    return a.dev == b.dev and a.ino == b.ino and a.size == b.size and
-        a.mtime_ns == b.mtime_ns and a.ctime_ns == b.ctime_ns
-end
-
--- -> { path =, label =, sha256 = (registered images), db = } | nil, cause
--- Labels and hints name images as a manifest writes them (djinn.images):
--- an image that is not found where the manifest says, but exists in
--- another namespace, is listed with the keys that would find it.
+-- -> img (djinn.images.resolve) | nil, cause
 function Driver:resolve()
-    local name, why = util.check_image_name(self.image)
-    if name == nil then
-        return nil, why
-    end
-    local images = require "djinn.images"
-    local looked = {}
-    local ns = self.manifest and self.manifest.namespace
-    if ns == "" then ns = nil end
-    -- The registry is opened for a plain name (which it may hold), and
-    -- otherwise only for the hints of an image not found: a base image
-    -- path that exists never depends on the registry.
-    local plain = name:match("^[%w_%-]+$") ~= nil
-    local have = self.registry and fs.exists(self.registry)
-    local db
-    if plain and have then
-        local err
-        db, err = require("djinn.registry").open(self.registry)
-        if db == nil then
-            return nil, "cannot open the image registry: " ..
-                util.plain_error(err)
-        end
-    elseif plain and self.registry then
-        looked[#looked + 1] = "registry " .. self.registry ..
-            " (does not exist)"
-    end
-    if db then
-        local scopes = {}
-        if ns then scopes[#scopes + 1] = ns end
-        scopes[#scopes + 1] = false
-        for _, scope in ipairs(scopes) do
-            local okr, path = pcall(db.resolve, db, scope or nil, name)
-            if okr and path then
-                -- The store names each file by its content.
-                local h = path:match("/(%x+)%.qcow2$")
-                local rows = h and db:query("SELECT sha256 FROM " ..
-                    "images WHERE sha256 = ? LIMIT 1", h)
-                local sha = rows and rows[1] and rows[1].sha256
-                if sha == nil then
-                    db:close()
-                    return nil, "image " .. images.label(scope or nil, name) ..
-                        ": the registry has no SHA-256 for " .. path
-                end
-                return { path = path, sha256 = sha, db = db,
-                         label = images.label(scope or nil, name) }
-            end
-            looked[#looked + 1] = string.format("registry %s, %s%s",
-                self.registry, scope and ("namespace " .. scope) or
-                "personal images", okr and "" or
-                (" (" .. util.plain_error(path) .. ")"))
-        end
-    end
-    local base = string.format("%s/qemu/%s/%s", self.cfg.disks or
-                               "/var/lib/djinn/images", ARCH, name)
-    local st = fs.stat(base)
-    if st and st.type == "file" then
-        if db then db:close() end
-        return { path = base, label = name .. " (base image)" }
-    end
-    -- Not found: say where images of that name are, and how a manifest
-    -- names them. A name with "/" is a base image path; its last segment
-    -- may be a registered image written as NAMESPACE/NAME.
-    local hint
-    if db == nil and have then
-        db = require("djinn.registry").open(self.registry)
-    end
-    if db then
-        local short = name:match("/([%w_%-]+)$")
-        local other = images.elsewhere(db, short or name)
-        if other and short then
-            hint = string.format("%q is read as a base image path (a " ..
-                "name with \"/\"); registered images are named with " ..
-                "the namespace: and image: keys.\n%s", name, other)
-        elseif other then
-            hint = other
-        end
-        db:close()
-    end
-    if st then
-        return nil, string.format("couldn't find image %s: the base image " ..
-                                  "%s is not a file%s", name, base,
-                                  hint and ("\n" .. hint) or "")
-    end
-    looked[#looked + 1] = "base image " .. base .. " (disks in driver.conf)"
-    return nil, string.format("couldn't find image %s%s\nmake sure your " ..
-        "image exists in the namespace the build is being run from\n" ..
-        "looked in: %s%s", name, ns and (" in namespace " .. ns) or "",
-        table.concat(looked, "; "), hint and ("\n" .. hint) or "")
+    return images.resolve{ image = self.image, registry = self.registry,
+        namespace = self.manifest and self.manifest.namespace,
+        disks = self.cfg.disks, arch = ARCH }
 end
 
--- SHA-256 against the registry (cached by file identity), then the QCOW2
--- validator. -> info (qcow2 info table), identity | nil, cause
+-- -> info (qcow2 info table), identity | nil, cause
 function Driver:verify(img)
-    local st, err = fs.stat(img.path)
-    if st == nil then
-        return nil, "image " .. img.label .. ": " .. tostring(err)
-    end
-    local id = identity(st)
-    if img.sha256 then
-        local db = img.db
-        local rows = db:query("SELECT sha256 FROM image_verified WHERE " ..
-            "path = ? AND dev = ? AND ino = ? AND size = ? AND " ..
-            "mtime_ns = ? AND ctime_ns = ?", img.path, id.dev, id.ino,
-            id.size, id.mtime_ns, id.ctime_ns)
-        if rows and rows[1] and rows[1].sha256 == img.sha256 then
-            self.log:line("Image " .. img.label .. ": SHA-256 matches the " ..
-                          "registry (unchanged since the last check)")
-        else
-            local t0 = proc.now()
-            local h
-            rows, err = db:query("SELECT image_sha256(?) AS h", img.path)
-            h = rows and rows[1] and rows[1].h
-            if h == nil then
-                return nil, "image " .. img.label .. ": cannot hash " ..
-                    img.path .. ": " .. tostring(err)
-            end
-            local st2 = fs.stat(img.path)
-            if st2 == nil or not same_identity(id, identity(st2)) then
-                return nil, "image " .. img.label .. ": " .. img.path ..
-                    " changed while it was being checked; refusing to boot it"
-            end
-            if h ~= img.sha256 then
-                db:exec("DELETE FROM image_verified WHERE path = ?", img.path)
-                return nil, string.format("image %s: the file %s does not " ..
-                    "match the registry (SHA-256 %s, registered %s): it " ..
-                    "was modified or replaced after registration; refusing " ..
-                    "to boot it (remove and register the image again)",
-                    img.label, img.path, h, img.sha256)
-            end
-            db:exec("INSERT OR REPLACE INTO image_verified(path, dev, ino, " ..
-                "size, mtime_ns, ctime_ns, sha256) VALUES (?,?,?,?,?,?,?)",
-                img.path, id.dev, id.ino, id.size, id.mtime_ns, id.ctime_ns,
-                h)
-            self.log:line(string.format("Image %s: SHA-256 matches the " ..
-                "registry (checked in %s)", img.label,
-                util.fmt_duration(proc.now() - t0)))
-        end
-    end
-    local qcow2 = require "djinn.qcow2"
-    local rep = qcow2.check(img.path)
-    if not rep.valid then
-        local msgs = {}
-        for _, e in ipairs(rep.errors or {}) do
-            msgs[#msgs + 1] = (e.code and (e.code .. ": ") or "") ..
-                tostring(e.message)
-        end
-        return nil, string.format("image %s: %s is not a valid QCOW2 " ..
-            "image; refusing to boot it:\n  %s", img.label, img.path,
-            table.concat(msgs, "\n  "))
-    end
-    local st3 = fs.stat(img.path)
-    if st3 == nil or not same_identity(id, identity(st3)) then
-        return nil, "image " .. img.label .. ": " .. img.path ..
-            " changed while it was being checked; refusing to boot it"
-    end
-    return rep.info or {}, id
+    return images.verify(img, self.log)
 end
 
 ---------------------------------------------------------------------------
@@ -463,7 +307,8 @@ end
 -- The machine's command line (also bench/vm-bench.sh's, so that its
 -- reference boots are this very machine). m = { binary =, accel =, cpus =,
 -- memory = (MiB), image = path, overlay = path (a qcow2 over the image),
--- console = path (serial log), restrict = bool }.
+-- console = path (serial log), restrict = bool, name = "djinn-<build
+-- id>" (default "djinn") }.
 function M.machine_argv(m)
     local json = require("djinn.json").encode
     local netdev = "user,id=net0,hostfwd=tcp:127.0.0.1:0-:22"
@@ -472,7 +317,7 @@ function M.machine_argv(m)
     end
     return {
         m.binary or "qemu-system-x86_64",
-        "-name", "djinn", "-nodefaults", "-no-user-config",
+        "-name", m.name or "djinn", "-nodefaults", "-no-user-config",
         "-display", "none", "-accel", m.accel,
         "-smp", tostring(m.cpus), "-m", tostring(m.memory),
         "-qmp", "stdio",
@@ -521,6 +366,7 @@ function Driver:start_qemu(img, info, accel)
     local argv = M.machine_argv{ binary = self.cfg.binary, accel = accel,
         cpus = self.cfg.cpus, memory = self.cfg.memory, image = img.path,
         overlay = overlay, console = dir .. "/console.log",
+        name = self.build_id and ("djinn-" .. self.build_id) or nil,
         restrict = self.cfg.restrict == true }
     self.stderr, self.qmp = "", ""
     local q
@@ -583,7 +429,6 @@ function Driver:create(env, objects)
     end
     self.label = img.label
     local info, id = self:verify(img)
-    if img.db then img.db:close() end
     trace.mark("qemu: image verified")
     if info == nil then
         return nil, "failed to boot machine\n" .. id
@@ -598,8 +443,7 @@ function Driver:create(env, objects)
         return nil, err
     end
     -- qemu holds the image open now; it must still be the file we checked.
-    local st = fs.stat(img.path)
-    if st == nil or not same_identity(id, identity(st)) then
+    if not images.unchanged(img.path, id) then
         return nil, "failed to boot machine\nimage " .. img.label .. ": " ..
             img.path .. " changed while the machine was starting"
     end
