@@ -19,5 +19,6 @@ int luaopen_djinn_ssh(lua_State *L);
 int luaopen_djinn_http(lua_State *L);
 int luaopen_djinn_json(lua_State *L);
 int luaopen_djinn_tar(lua_State *L);
+int luaopen_djinn_kvm(lua_State *L);
 
 #endif /* DJINN_RUNTIME_H */

@@ -28,10 +28,11 @@
 **                                           | nil, "timeout"
 **   child:kill([sig = "TERM"])             -> true | nil, msg
 **   child:terminate([grace_s = 5])         -> like wait (always reaps)
+**   proc.kill(pid [, sig = "TERM"])        -> true | nil, msg
+**     (addition for the crash reaper: a process this runner did not
+**     spawn, by pid; pid must be > 0, so no process group is signalled)
 **   proc.now() proc.sleep(s) proc.getpid() proc.isatty(fd) proc.environ()
 **   proc.on_signals{"INT", ...} proc.pending_signal() proc.default_signals()
-**   proc.kvm_usable()                      -> true | false, why
-**     (addition for the QEMU driver's accel "auto"; see l_proc_kvm_usable)
 **
 ** A signal recorded by the on_signals handler (installed without
 ** SA_RESTART) makes a blocking read or wait return early with nil,
@@ -66,7 +67,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -74,8 +74,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-#include <linux/kvm.h>
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -1194,6 +1192,22 @@ static int l_proc_kill(lua_State *L)
     return 1;
 }
 
+/* proc.kill(pid [, sig]): kill(2) one process by pid (not a child of ours:
+ * children use child:kill, which knows about keepers and groups). */
+static int l_proc_kill_pid(lua_State *L)
+{
+    lua_Integer pid = luaL_checkinteger(L, 1);
+    int sig = checksignal(L, 2, "TERM");
+
+    luaL_argcheck(L, pid > 0 && pid <= INT_MAX, 1,
+                  "pid must be a positive process id");
+    if (kill((pid_t)pid, sig) < 0)
+        return dj_pushfail(L, "proc.kill: pid %d: %s", (int)pid,
+                           strerror(errno));
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 static int l_proc_terminate(lua_State *L)
 {
     struct child *c = checkchild(L);
@@ -1332,92 +1346,6 @@ static int l_proc_default_signals(lua_State *L)
     return 1;
 }
 
-/*
-** proc.kvm_usable() -> true | false, why
-**
-** Whether QEMU can really run a guest with -accel kvm here. All four must
-** hold: /proc/cpuinfo lists the vmx (Intel VT-x) or svm (AMD-V) flag,
-** /dev/kvm opens read-write, KVM_GET_API_VERSION is 12 and KVM_CREATE_VM
-** succeeds. The CPU flag check is needed because a working /dev/kvm is not
-** enough: nested paravirtual hypervisors such as kvm_pvm (Firecracker
-** hosts) serve /dev/kvm and create VMs, but run only PVM-aware guest
-** kernels; QEMU then starts, does not fail, and hangs in the BIOS with
-** "KVM internal error" (docs/testing.md §1).
-** Such hosts hide vmx/svm from their guests, so the flag is the tell.
-*/
-static int l_proc_kvm_usable(lua_State *L)
-{
-    FILE *f = NULL;
-    char line[4096];
-    int flags = 0;
-    int has_virt = 0;
-    int fd = -1;
-    int vm = -1;
-    int api = 0;
-    char why[256];
-
-    why[0] = '\0';
-    f = fopen("/proc/cpuinfo", "re");
-    if (f == NULL) {
-        snprintf(why, sizeof(why), "/proc/cpuinfo: %s", strerror(errno));
-        goto done;
-    }
-    while (!has_virt && fgets(line, sizeof(line), f) != NULL) {
-        char *tok = NULL;
-        char *save = NULL;
-        if (strncmp(line, "flags", 5) != 0)
-            continue;
-        flags = 1;
-        for (tok = strtok_r(line, " \t\n", &save); tok != NULL;
-             tok = strtok_r(NULL, " \t\n", &save)) {
-            if (strcmp(tok, "vmx") == 0 || strcmp(tok, "svm") == 0) {
-                has_virt = 1;
-                break;
-            }
-        }
-    }
-    fclose(f);
-    if (!has_virt) {
-        snprintf(why, sizeof(why), "%s",
-                 flags ? "the CPU has no vmx or svm flag in /proc/cpuinfo "
-                         "(no hardware virtualisation, or a nested "
-                         "hypervisor such as kvm_pvm that cannot run "
-                         "normal guests)"
-                       : "/proc/cpuinfo has no flags line");
-        goto done;
-    }
-    fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-    if (fd < 0) {
-        snprintf(why, sizeof(why), "/dev/kvm: %s", strerror(errno));
-        goto done;
-    }
-    api = ioctl(fd, KVM_GET_API_VERSION, 0);
-    if (api != KVM_API_VERSION) {
-        snprintf(why, sizeof(why),
-                 "/dev/kvm: KVM_GET_API_VERSION is %d, expected %d", api,
-                 KVM_API_VERSION);
-        goto done;
-    }
-    vm = ioctl(fd, KVM_CREATE_VM, 0);
-    if (vm < 0) {
-        snprintf(why, sizeof(why), "/dev/kvm: KVM_CREATE_VM failed: %s",
-                 strerror(errno));
-        goto done;
-    }
-done:
-    if (vm >= 0)
-        close(vm);
-    if (fd >= 0)
-        close(fd);
-    if (why[0] != '\0') {
-        lua_pushboolean(L, 0);
-        lua_pushstring(L, why);
-        return 2;
-    }
-    lua_pushboolean(L, 1);
-    return 1;
-}
-
 static const luaL_Reg child_methods[] = {
     {"pid", l_proc_pid},
     {"read", l_proc_read},
@@ -1439,6 +1367,7 @@ static const luaL_Reg child_meta[] = {
 
 static const luaL_Reg proc_funcs[] = {
     {"spawn", l_proc_spawn},
+    {"kill", l_proc_kill_pid},
     {"now", l_proc_now},
     {"sleep", l_proc_sleep},
     {"getpid", l_proc_getpid},
@@ -1447,7 +1376,6 @@ static const luaL_Reg proc_funcs[] = {
     {"on_signals", l_proc_on_signals},
     {"pending_signal", l_proc_pending_signal},
     {"default_signals", l_proc_default_signals},
-    {"kvm_usable", l_proc_kvm_usable},
     {NULL, NULL},
 };
 

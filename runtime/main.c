@@ -10,7 +10,7 @@
 ** pmain():
 **   - opens the standard libraries and registers the C modules
 **     (djinn.yaml, djinn.proc, djinn.fs, djinn.registry, djinn.qcow2,
-**     djinn.ssh, djinn.http, djinn.json, djinn.tar, djinn.sys,
+**     djinn.ssh, djinn.http, djinn.json, djinn.tar, djinn.kvm, djinn.sys,
 **     djinn.term) in package.preload; package.cpath is emptied (no
 **     foreign C modules);
 **   - sets package.path: "<exe dir>/../lua/?.lua;<exe dir>/../lua/?/init.lua"
@@ -64,6 +64,7 @@ static const luaL_Reg preloads[] = {
     {"djinn.http", luaopen_djinn_http},
     {"djinn.json", luaopen_djinn_json},
     {"djinn.tar", luaopen_djinn_tar},
+    {"djinn.kvm", luaopen_djinn_kvm},
     {"djinn.sys", luaopen_djinn_sys},
     {"djinn.term", luaopen_djinn_term},
     {NULL, NULL},

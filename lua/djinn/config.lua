@@ -35,28 +35,22 @@
 -- (an unset variable gives ""). Statements may end with an optional ";".
 -- Blocks with the same name and label merge (so an include can add driver
 -- blocks); the same key twice in one block is an error. Unknown keys are
--- kept (each driver reads what it knows) and warned about. Keys with a known type (the
--- table config.schema, from Djinn's config structs) are checked: writing
+-- kept (each driver reads what it knows) and warned about. Keys with a
+-- known type (the table config.schema, from the drivers' declarations:
+-- conf_keys in lua/djinn/drivers/<type>_describe.lua, after Djinn's
+-- config structs) are checked: writing
 -- timeout "60s" (a string, as Djinn's own shipped file does) is an error
 -- naming the key, its position and the fix (timeout 60s).
 local util = require "djinn.util"
+local describe = require "djinn.drivers.describe"
 
 local M = {}
 
+-- Key types of the driver blocks, from each driver's declaration
+-- (conf_keys in lua/djinn/drivers/<type>_describe.lua, which also holds
+-- the defaults and a line of documentation per key).
 M.schema = {
-    driver = {
-        ssh = { timeout = "duration", user = "string", password = "string",
-                addr = "string", identity = "string",
-                fingerprint = "string" },
-        docker = { host = "string", version = "string", image = "string",
-                   workspace = "string", network = "string", init = "bool",
-                   stop_timeout = "duration", pull_timeout = "duration" },
-        qemu = { disks = "string", cpus = "int", memory = "int",
-                 arch = "string", image = "string", accel = "string",
-                 boot_timeout = "duration", restrict = "bool",
-                 lock_root = "bool", binary = "string" },
-        os = {},
-    },
+    driver = describe.conf_schema(),
 }
 
 -- Keys read outside the driver blocks (no type checked here: the CLI
@@ -144,16 +138,8 @@ local function suggest(name, known, what)
 end
 
 function M.defaults()
-    return {
-        driver = {
-            ssh = { timeout = 60, user = "root" },
-            -- No API version: it is negotiated from the engine's /version.
-            docker = { host = "unix:///var/run/docker.sock" },
-            qemu = { disks = "/var/lib/djinn/images", cpus = 1,
-                     memory = 2048 },
-            os = {},
-        },
-    }
+    -- Each driver's declared defaults (fresh tables on every call).
+    return { driver = describe.defaults() }
 end
 
 ---------------------------------------------------------------------------

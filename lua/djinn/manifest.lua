@@ -61,17 +61,20 @@
 -- tests/manifests/djinn/, collected from Djinn's own repositories).
 -- Lists are reported with 1-based indices: jobs[2] is the second job.
 local util = require "djinn.util"
+local driver_decl = require "djinn.drivers.describe"
 
 local M = {}
 
-M.driver_types = { "docker", "qemu", "ssh", "os" }
--- Manifest driver keys each type reads (others draw a warning).
-M.driver_keys = {
-    docker = { type = true, image = true, workspace = true },
-    qemu = { type = true, image = true, arch = true },
-    ssh = { type = true, address = true },
-    os = { type = true },
-}
+-- The driver types and the manifest driver keys each type reads (others
+-- draw a warning), from each driver's declaration
+-- (lua/djinn/drivers/<type>_describe.lua: manifest_keys).
+M.driver_types = {}
+M.driver_keys = {}
+for i, dt in ipairs(driver_decl.types) do
+    M.driver_types[i] = dt
+    M.driver_keys[dt] = driver_decl.manifest_keys(dt)
+end
+local allowed_types = table.concat(M.driver_types, ", ")
 local top_keys = { "namespace", "driver", "env", "objects", "sources",
                    "stages", "allow_failures", "jobs" }
 local job_keys = { "stage", "name", "commands", "artifacts" }
@@ -392,7 +395,7 @@ local function parse_driver(ctx, node, root)
     local drv = {}
     if node == nil then
         ctx:err(root, "invalid driver specified (the manifest has no " ..
-                "driver; allowed types: docker, qemu, ssh, os)")
+                "driver; allowed types: %s)", allowed_types)
         return drv
     end
     if node.kind ~= "map" then
@@ -414,7 +417,7 @@ local function parse_driver(ctx, node, root)
     local keys = t and M.driver_keys[t]
     if keys == nil then
         ctx:err(tnode or node, "invalid driver specified %s (allowed: " ..
-                "docker, qemu, ssh, os)", t or "(driver.type is missing)")
+                "%s)", t or "(driver.type is missing)", allowed_types)
         return drv
     end
     for _, kk in ipairs(knodes) do
@@ -430,10 +433,10 @@ local function parse_driver(ctx, node, root)
             ctx:err(node, "driver %s requires %s", t, key)
         end
     end
-    if t == "docker" then
-        need("image"); need("workspace")
-    elseif t == "qemu" then
-        need("image")
+    for _, k in ipairs(driver_decl.of(t).manifest_keys) do
+        if k.required then need(k.name) end
+    end
+    if t == "qemu" then
         -- The driver's image name rule, checked here too so that a
         -- hostile name is a manifest error (exit 2).
         local img = drv.image
@@ -448,8 +451,6 @@ local function parse_driver(ctx, node, root)
                      "x86_64 (as Djinn, arch is forced to x86_64)", drv.arch)
         end
         drv.arch = "x86_64"
-    elseif t == "ssh" then
-        need("address")
     end
     return drv
 end

@@ -40,6 +40,9 @@
 --         djinn.build=<the recorded build id>);
 --       - then removes the directory. A directory whose engine cannot be
 --         reached is kept for the next run (and reported).
+--       What to kill and remove is what the drivers declare (reap in
+--       lua/djinn/drivers/<type>_describe.lua: process records, Docker
+--       object sets), over every driver type.
 --       A directory without a state file is removed once it is older than
 --       a minute (a runner killed between mkdir and the first write).
 --       opts = { base =, log = (with :warn / :line) , docker = module }
@@ -278,19 +281,40 @@ local function runner_alive(r)
 end
 
 local function kill9(pid)
-    -- No interpolation: the pid is the argument $1 of a fixed script.
-    local c = proc.spawn{ argv = { "sh", "-c", 'kill -KILL "$1"', "sh",
-                                   tostring(pid) },
-                          stdout = "null", stderr = "null" }
-    if c == nil then return false end
-    local how, code = c:wait(10)
-    return how == "exit" and code == 0
+    return proc.kill(math.tointeger(pid), "KILL") == true
 end
+
+-- What the drivers declare for the reaper (reap in
+-- lua/djinn/drivers/<type>_describe.lua), over every driver type: a state
+-- file is cleaned by what it holds, whatever its driver.
+local function reap_decl(field)
+    local describe = require "djinn.drivers.describe"
+    local out, seen = {}, {}
+    for _, dt in ipairs(describe.types) do
+        for _, v in ipairs(describe.of(dt).reap[field]) do
+            if not seen[v] then
+                seen[v] = true
+                out[#out + 1] = v
+            end
+        end
+    end
+    return out
+end
+
+-- How to list and remove each kind of Docker object a driver may declare.
+local docker_kinds = {
+    containers = { key = "Id", list = "containers",
+                   remove = "container_remove" },
+    volumes = { key = "Name", list = "volumes", remove = "volume_remove" },
+}
 
 local function reap_docker(data, report, opts)
     local dk = data.docker
-    local cs, vs = data.containers or {}, data.volumes or {}
-    if next(cs) == nil and next(vs) == nil then return true end
+    local kinds, any = reap_decl("docker"), false
+    for _, kind in ipairs(kinds) do
+        if next(data[kind] or {}) ~= nil then any = true end
+    end
+    if not any then return true end
     if type(dk) ~= "table" or type(dk.build) ~= "string" then
         return true -- nothing we could prove is ours
     end
@@ -317,14 +341,17 @@ local function reap_docker(data, report, opts)
         end
         return true
     end
-    local ok, rerr = remove("containers", "Id", c.containers,
-                            c.container_remove, cs)
-    if not ok then return nil, rerr end
-    return remove("volumes", "Name", c.volumes, c.volume_remove, vs)
+    for _, kind in ipairs(kinds) do
+        local k = docker_kinds[kind]
+        local ok, rerr = remove(kind, k.key, c[k.list], c[k.remove],
+                                data[kind] or {})
+        if not ok then return nil, rerr end
+    end
+    return true
 end
 
 local function reap_processes(dir, data, report)
-    for _, key in ipairs({ "qemu" }) do
+    for _, key in ipairs(reap_decl("processes")) do
         local r = data[key]
         if same_process(r) then
             local cl = cmdline(r.pid)

@@ -316,3 +316,27 @@ for _, p in ipairs(marked()) do
   local k = proc.spawn { argv = { "kill", "-9", tostring(p) } }
   if k then k:wait(5) end
 end
+
+-- proc.kill(pid, sig): one process by pid (the crash reaper's kill of a
+-- recorded QEMU, which is not a child of the runner that reaps it).
+do
+  local c = assert(proc.spawn { argv = { "sleep", "30" } })
+  local pid = c:pid()
+  t:is(proc.kill(pid, "KILL"), true, "proc.kill(pid, 'KILL') -> true")
+  t:is({ c:wait(5) }, { "signal", 9 }, "proc.kill: the process died of SIGKILL")
+  local ok, err = proc.kill(pid, "TERM")
+  t:is(ok, nil, "proc.kill of a reaped pid fails")
+  t:like(tostring(err), "^proc%.kill: pid " .. pid .. ": No such process",
+         "proc.kill says which pid and why")
+  c = assert(proc.spawn { argv = { "sleep", "30" } })
+  t:is(proc.kill(c:pid()), true, "proc.kill defaults to TERM")
+  t:is({ c:wait(5) }, { "signal", 15 }, "proc.kill: the process died of SIGTERM")
+  local raised, msg = pcall(proc.kill, 0, "KILL")
+  t:ok(not raised and tostring(msg):find("pid must be a positive process id"),
+       "proc.kill(0) raises: no process group is signalled")
+  raised, msg = pcall(proc.kill, -1, "KILL")
+  t:ok(not raised and tostring(msg):find("pid must be a positive process id"),
+       "proc.kill(-1) raises")
+  raised, msg = pcall(proc.kill, 1, "NOPE")
+  t:ok(not raised, "proc.kill with an unknown signal name raises: " .. tostring(msg))
+end

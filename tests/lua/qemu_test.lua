@@ -83,9 +83,10 @@ t:is(d.accel, "auto", "accel defaults to auto")
 t:is(d.boot_timeout, 300, "boot_timeout defaults to 5m")
 
 -- 3. KVM probe: a boolean and, when false, the reason.
-local kvm, why = proc.kvm_usable()
+local kvm, why = require("djinn.kvm").usable()
 t:ok(kvm == true or (kvm == false and type(why) == "string" and #why > 0),
-     "proc.kvm_usable() -> " .. tostring(kvm) .. " " .. tostring(why))
+     "kvm.usable() -> " .. tostring(kvm) .. " " .. tostring(why))
+t:is(proc.kvm_usable, nil, "the probe lives in djinn.kvm only, not in djinn.proc")
 local f = io.open("/proc/cpuinfo")
 local flags = f:read("a"):match("\nflags%s*:([^\n]*)") or ""
 f:close()

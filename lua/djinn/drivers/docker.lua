@@ -55,6 +55,10 @@ local proc = require "djinn.proc"
 local state = require "djinn.state"
 
 local M = {}
+
+-- What this driver declares (manifest keys, driver.conf keys and
+-- defaults, what the reaper cleans): lua/djinn/drivers/docker_describe.lua.
+M.describe = require "djinn.drivers.docker_describe"
 local Driver = {}
 Driver.__index = Driver
 

@@ -46,6 +46,10 @@ local util = require "djinn.util"
 local pipeline = require "djinn.pipeline"
 
 local M = {}
+
+-- What this driver declares (manifest keys, driver.conf keys and
+-- defaults, what the reaper cleans): lua/djinn/drivers/os_describe.lua.
+M.describe = require "djinn.drivers.os_describe"
 local Driver = {}
 Driver.__index = Driver
 

@@ -8,7 +8,7 @@
 --   memory 2048                    -m, in MiB (Djinn's docs say bytes; its
 --                                  code, and this driver, use MiB)
 --   accel "auto"                   kvm | tcg | auto: KVM only when it really
---                                  works (proc.kvm_usable), else TCG
+--                                  works (djinn.kvm: kvm.usable), else TCG
 --   boot_timeout 5m                how long to wait for the guest's SSH
 --   restrict false                 true: slirp restrict=on (the guest
 --                                  reaches nothing but its SSH forward)
@@ -83,6 +83,7 @@
 -- removed.
 local fs = require "djinn.fs"
 local images = require "djinn.images"
+local kvm = require "djinn.kvm"
 local proc = require "djinn.proc"
 local util = require "djinn.util"
 local sshjob = require "djinn.sshjob"
@@ -90,6 +91,10 @@ local state = require "djinn.state"
 local trace = require "djinn.trace"
 
 local M = {}
+
+-- What this driver declares (manifest keys, driver.conf keys and
+-- defaults, what the reaper cleans): lua/djinn/drivers/qemu_describe.lua.
+M.describe = require "djinn.drivers.qemu_describe"
 local Driver = {}
 Driver.__index = Driver
 
@@ -144,7 +149,7 @@ function Driver:choose_accel()
     if self.accel == "tcg" then
         return "tcg", "accel tcg in driver.conf"
     end
-    local ok, why = proc.kvm_usable()
+    local ok, why = kvm.usable()
     if self.accel == "kvm" then
         if not ok then
             self.log:warn("accel kvm: KVM does not look usable here (" ..

@@ -23,6 +23,10 @@ local proc = require "djinn.proc"
 local sshjob = require "djinn.sshjob"
 
 local M = {}
+
+-- What this driver declares (manifest keys, driver.conf keys and
+-- defaults, what the reaper cleans): lua/djinn/drivers/ssh_describe.lua.
+M.describe = require "djinn.drivers.ssh_describe"
 local Driver = {}
 Driver.__index = Driver
 

@@ -1,0 +1,41 @@
+-- The qemu driver's declaration (shape: lua/djinn/drivers/describe.lua).
+return {
+    type = "qemu",
+    doc = "run a build in a QEMU virtual machine booted from a QCOW2 " ..
+          "image, over SSH",
+    manifest_keys = {
+        { name = "type", doc = "qemu" },
+        { name = "image", required = true,
+          doc = "a registered image name or a base image under disks" },
+        { name = "arch",
+          doc = "only x86_64 (as Djinn, arch is forced to x86_64; any " ..
+                "other value draws a warning)" },
+    },
+    conf_keys = {
+        disks = { type = "string", default = "/var/lib/djinn/images",
+                  doc = "base images: <disks>/qemu/x86_64/<name>" },
+        cpus = { type = "int", default = 1, doc = "-smp" },
+        memory = { type = "int", default = 2048, doc = "-m, in MiB" },
+        accel = { type = "string", default = "auto",
+                  doc = "kvm | tcg | auto: KVM only when it really works " ..
+                        "(djinn.kvm: kvm.usable), else TCG" },
+        boot_timeout = { type = "duration", default = 300,
+                         doc = "how long to wait for the guest's SSH" },
+        restrict = { type = "bool", default = false,
+                     doc = "true: slirp restrict=on (the guest reaches " ..
+                           "nothing but its SSH forward)" },
+        lock_root = { type = "bool", default = true,
+                      doc = "after the first login, give root a per-build " ..
+                            "key and end the empty-password login" },
+        binary = { type = "string", default = "qemu-system-x86_64",
+                   doc = "the QEMU program" },
+        arch = { type = "string",
+                 doc = "in Djinn's config struct; not read (qemu runs " ..
+                       "x86_64)" },
+        image = { type = "string",
+                  doc = "in Djinn's config struct; not read (the " ..
+                        "manifest's driver.image names the image)" },
+    },
+    defaults = { disks = "/var/lib/djinn/images", cpus = 1, memory = 2048 },
+    reap = { processes = { "qemu" }, docker = {} },
+}
