@@ -16,15 +16,16 @@ D=true
 . "$TOP/tests/e2e_lib.sh"
 
 # layer N: the files of the layer; a file may use layers < N and its own
-# header. qcow2 is the bottom, djinn the top.
+# header. jsonstr is the bottom, djinn the top.
 rank() {
 	case $1 in
-	qcow2 | jsonstr) echo 0 ;;
-	schema) echo 1 ;;
-	sql_qcow2) echo 2 ;;
-	store) echo 2 ;;
-	registry) echo 3 ;;
-	djinn) echo 4 ;;
+	jsonstr) echo 0 ;;
+	qcow2) echo 1 ;;
+	schema) echo 2 ;;
+	sql_qcow2) echo 3 ;;
+	store) echo 3 ;;
+	registry) echo 4 ;;
+	djinn) echo 5 ;;
 	*) echo 99 ;;
 	esac
 }
