@@ -300,7 +300,7 @@ columns as a manifest writes them. --json prints JSON instead of text.
 --registry DB as for run (default $XDG_DATA_HOME/djinn/registry.db or
 ~/.local/share/djinn/registry.db; see djinn-lua help run for ~ and
 XDG_*). Only register creates a registry: the other commands say when
-it does not exist.
+it does not exist. -h, --help: this help.
 
 register copies FILE into the store in a worker process (a spinner
 with bytes copied and rate shows on a terminal). Interrupted (Ctrl-C,
@@ -326,6 +326,7 @@ build runs.
 
 Options:
   --driver-config FILE  driver.conf (default as for run)
+  -h, --help            this help
 
 Exit status: 0 success, 1 something could not be removed, 2 usage error,
 3 the engine cannot be reached.
