@@ -2,7 +2,9 @@
 # completion.sh - the bash completion generated from djinn.cli's option
 # tables (`djinn-lua completion bash`, installed by make install): source
 # it in a real bash, set COMP_WORDS/COMP_CWORD as readline would, call the
-# function and check COMPREPLY. TAP.
+# function and check COMPREPLY. TAP. tests/run.sh starts suites with sh:
+# run again under bash.
+[ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 set -u
 TOP=${DJINN_TOP:?} B=${DJINN_BUILD:?}
 D=$B/djinn-lua
