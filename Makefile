@@ -10,7 +10,10 @@
 #   make valgrind   C and SQL tests under valgrind
 #   make fuzz       run the libFuzzer harnesses for a bounded time
 #   make lint       cppcheck;  make format-check  clang-format --dry-run
-#   make install    PREFIX=/usr/local
+#   make install    PREFIX=/usr/local (DESTDIR= too): the binary, the
+#                   extension, the Lua modules, the man page, the bash
+#                   completion, the examples and the image builder
+#   make uninstall  the same PREFIX/DESTDIR: removes exactly those files
 
 PKG_CONFIG ?= pkg-config
 CC ?= cc
@@ -49,8 +52,13 @@ RT_DEFS  = -D_DEFAULT_SOURCE -D_GNU_SOURCE -Iext -Iruntime -I$(B) \
            -DDJINN_VERSION='"$(VERSION)"'
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo 0.1)
 
-.PHONY: all test check asan valgrind fuzz lint format-check clean install demo
-all: $(B)/djinn.so $(if $(RT_SRCS),$(B)/djinn-lua)
+.PHONY: all test check asan valgrind fuzz lint format-check clean install \
+	uninstall demo
+all: $(B)/djinn.so $(if $(RT_SRCS),$(B)/djinn-lua $(B)/djinn-lua.bash)
+
+# The bash completion, generated from the option tables of djinn.cli.
+$(B)/djinn-lua.bash: $(B)/djinn-lua lua/djinn/cli.lua lua/djinn/completion.lua
+	$(B)/djinn-lua completion bash > $@.tmp && mv $@.tmp $@
 
 $(B)/schema.c: $(SCHEMA) schema/embed.sh
 	@mkdir -p $(@D)
@@ -156,13 +164,40 @@ lint:
 format-check:
 	clang-format --dry-run -Werror ext/*.c ext/*.h $(wildcard runtime/*.c runtime/*.h)
 
+# What install copies, as paths relative to the source tree: every Lua
+# module (in its folder), the examples, and the image builder
+# (tests/vm/build-image.sh, as share/djinn/vm/build-image.sh).
+LUA_FILES  = $(shell find lua -name '*.lua' | sort)
+EX_FILES   = $(shell find examples -type f | sort)
+VM_FILES   = tests/vm/build-image.sh
+SHARE      = $(DESTDIR)$(PREFIX)/share
+MAN1       = $(SHARE)/man/man1
+BASHCOMP   = $(SHARE)/bash-completion/completions
+INST_FILES = $(DESTDIR)$(PREFIX)/bin/djinn-lua \
+	$(DESTDIR)$(PREFIX)/lib/djinn/djinn.so \
+	$(LUA_FILES:lua/%=$(SHARE)/djinn/lua/%) \
+	$(EX_FILES:%=$(SHARE)/djinn/%) \
+	$(VM_FILES:tests/vm/%=$(SHARE)/djinn/vm/%) \
+	$(MAN1)/djinn-lua.1 $(BASHCOMP)/djinn-lua
+
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/djinn \
-		$(DESTDIR)$(PREFIX)/share/djinn/lua/djinn/drivers
-	install -m 755 $(B)/djinn.so $(DESTDIR)$(PREFIX)/lib/djinn/djinn.so
-	$(if $(RT_SRCS),install -m 755 $(B)/djinn-lua $(DESTDIR)$(PREFIX)/bin/djinn-lua)
-	$(if $(wildcard lua/djinn/*.lua),install -m 644 lua/djinn/*.lua $(DESTDIR)$(PREFIX)/share/djinn/lua/djinn/)
-	$(if $(wildcard lua/djinn/drivers/*.lua),install -m 644 lua/djinn/drivers/*.lua $(DESTDIR)$(PREFIX)/share/djinn/lua/djinn/drivers/)
+	install -D -m 755 $(B)/djinn.so $(DESTDIR)$(PREFIX)/lib/djinn/djinn.so
+	install -D -m 755 $(B)/djinn-lua $(DESTDIR)$(PREFIX)/bin/djinn-lua
+	for f in $(LUA_FILES:lua/%=%); do \
+		install -D -m 644 lua/$$f $(SHARE)/djinn/lua/$$f || exit 1; done
+	for f in $(EX_FILES); do \
+		install -D -m 644 $$f $(SHARE)/djinn/$$f || exit 1; done
+	for f in $(VM_FILES:tests/vm/%=%); do \
+		install -D -m 755 tests/vm/$$f $(SHARE)/djinn/vm/$$f || exit 1; done
+	install -D -m 644 docs/djinn-lua.1 $(MAN1)/djinn-lua.1
+	install -D -m 644 $(B)/djinn-lua.bash $(BASHCOMP)/djinn-lua
+
+# Removes the files install copied, then the directories of ours that are
+# left empty (share/djinn, lib/djinn); nothing else.
+uninstall:
+	rm -f $(INST_FILES)
+	-[ ! -d $(SHARE)/djinn ] || find $(SHARE)/djinn -depth -type d -empty -delete
+	-rmdir $(DESTDIR)$(PREFIX)/lib/djinn 2>/dev/null
 
 clean:
 	rm -rf build build-asan

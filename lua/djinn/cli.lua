@@ -31,6 +31,117 @@ local util = require "djinn.util"
 
 local M = {}
 
+-- The commands and their options: the one table that parse_opts reads,
+-- and that the bash completion (djinn.completion, `djinn-lua completion
+-- bash`), the man page test and the docs test are checked against.
+-- options[name].kind: "flag" (no value), "value" (--name V or --name=V,
+-- last wins), "list" (repeatable, collected in order), "optional-dir"
+-- (--name, --name=DIR, or --name DIR when DIR is a directory). arg names
+-- the value (FILE, DIR and DB complete as paths). The HELP texts below
+-- are written by hand; tests/lua/cli_docs_test.lua checks that each lists
+-- every option of its command.
+local HELP_OPT = { kind = "flag", help = "show the help of the command" }
+M.COMMANDS = {
+    run = {
+        summary = "run a Djinn build manifest (default .djinn.yml)",
+        usage = "djinn-lua run [options] [MANIFEST]",
+        args = { "MANIFEST" },
+        options = {
+            ["driver-config"] = { kind = "value", arg = "FILE",
+                help = "driver.conf (default $XDG_CONFIG_HOME/djinn/" ..
+                    "driver.conf)" },
+            objects = { kind = "value", arg = "DIR",
+                help = "where object sources are read from (default .)" },
+            artifacts = { kind = "value", arg = "DIR",
+                help = "where artifacts are written (default .)" },
+            stage = { kind = "value", arg = "NAME",
+                help = "run the setup stage and this stage only" },
+            registry = { kind = "value", arg = "DB",
+                help = "image registry (default $XDG_DATA_HOME/djinn/" ..
+                    "registry.db)" },
+            timeout = { kind = "value", arg = "DURATION",
+                help = "whole-build timeout (default 30m; 0 = none)" },
+            env = { kind = "list", arg = "KEY=VALUE",
+                help = "add or override a build variable (repeatable)" },
+            json = { kind = "flag", help = "one JSON event per line" },
+            strict = { kind = "flag",
+                help = "a load warning fails the build (exit 1)" },
+            tree = { kind = "optional-dir", arg = "DIR",
+                help = "copy DIR (default: the git checkout) into the build" },
+            secret = { kind = "list", arg = "KEY=VALUE",
+                help = "a secret build variable, masked in all output" },
+            ["secret-file"] = { kind = "list", arg = "FILE",
+                help = "KEY=VALUE lines read as --secret" },
+            ["secret-pattern"] = { kind = "list", arg = "GLOB",
+                help = "env names matching GLOB are secrets too" },
+            ["max-output"] = { kind = "value", arg = "SIZE",
+                help = "per-job output cap (default 16MB; 0 = none)" },
+            ["max-artifacts"] = { kind = "value", arg = "N",
+                help = "artifact files per build (default 1000)" },
+            ["max-artifact-size"] = { kind = "value", arg = "SIZE",
+                help = "bytes per artifact file (default 1GB)" },
+            ["max-artifacts-total"] = { kind = "value", arg = "SIZE",
+                help = "bytes of artifacts per build (default 10GB)" },
+            help = HELP_OPT,
+        },
+    },
+    check = {
+        summary = "load and validate manifests without running anything",
+        usage = "djinn-lua check [options] MANIFEST...",
+        args = { "MANIFEST..." },
+        options = {
+            ["driver-config"] = { kind = "value", arg = "FILE",
+                help = "driver.conf to check (default as for run)" },
+            stage = { kind = "value", arg = "NAME",
+                help = "check as for run --stage NAME" },
+            strict = { kind = "flag",
+                help = "warnings are failures (exit 1)" },
+            help = HELP_OPT,
+        },
+    },
+    image = {
+        summary = "manage the local QCOW2 image registry",
+        usage = "djinn-lua image SUBCOMMAND [--registry DB] [--json] ARGS...",
+        options = {
+            registry = { kind = "value", arg = "DB",
+                help = "image registry (default as for run)" },
+            json = { kind = "flag", help = "print JSON instead of text" },
+            repair = { kind = "flag",
+                help = "image fsck: repair what is provably safe to" },
+            help = HELP_OPT,
+        },
+        subcommands = {
+            register = { args = { "NAMESPACE", "NAME", "FILE" },
+                summary = "validate FILE and store it as NAME" },
+            ls = { args = { "[NAMESPACE]" }, summary = "list images" },
+            info = { args = { "NAMESPACE", "NAME" },
+                summary = "show an image and its QCOW2 header" },
+            rm = { args = { "NAMESPACE", "NAME" },
+                summary = "remove an image" },
+            check = { args = { "FILE" }, summary = "validate a QCOW2 file" },
+            fsck = { args = {}, options = { "repair" },
+                summary = "check the registry against its store" },
+        },
+    },
+    docker = {
+        summary = "remove leftover containers and volumes of the " ..
+            "docker driver",
+        usage = "djinn-lua docker prune [--driver-config FILE]",
+        options = {
+            ["driver-config"] = { kind = "value", arg = "FILE",
+                help = "driver.conf (default as for run)" },
+            help = HELP_OPT,
+        },
+        subcommands = {
+            prune = { args = {},
+                summary = "remove every container and volume labelled " ..
+                    "djinn.managed=true" },
+        },
+    },
+}
+-- The order commands are listed in (help, man page, completion).
+M.COMMAND_ORDER = { "run", "check", "image", "docker" }
+
 local EXIT_TEXT = [[
 Exit status:
   0    the build passed (or passed_with_failures)
@@ -57,6 +168,7 @@ Commands:
   docker prune               remove leftover containers and volumes of the
                              docker driver (labelled djinn.managed=true)
   help [COMMAND]             show help for a command
+  completion bash            print the bash completion script
   --version                  print the version
 
 A file ending in .lua runs as a script with `require "djinn"` available
@@ -195,7 +307,7 @@ columns as a manifest writes them. --json prints JSON instead of text.
 --registry DB as for run (default $XDG_DATA_HOME/djinn/registry.db or
 ~/.local/share/djinn/registry.db; see djinn-lua help run for ~ and
 XDG_*). Only register creates a registry: the other commands say when
-it does not exist.
+it does not exist. -h, --help: this help.
 
 register copies FILE into the store in a worker process (a spinner
 with bytes copied and rate shows on a terminal). Interrupted (Ctrl-C,
@@ -221,11 +333,14 @@ build runs.
 
 Options:
   --driver-config FILE  driver.conf (default as for run)
+  -h, --help            this help
 
 Exit status: 0 success, 1 something could not be removed, 2 usage error,
 3 the engine cannot be reached.
 ]],
 }
+
+M.HELP = HELP
 
 local NULL_SINK = { write = function() end }
 
@@ -240,8 +355,9 @@ local function usage_error(cmd, msg)
     return 2
 end
 
--- Parse options. spec[name] = "flag" | "value" | "list" |
--- "optional-dir" (run --tree [DIR]). Returns opts, positional | nil, msg.
+-- Parse options. spec = M.COMMANDS[cmd].options: spec[name].kind is
+-- "flag" | "value" | "list" | "optional-dir" (run --tree [DIR]).
+-- Returns opts, positional | nil, msg.
 local function parse_opts(args, spec)
     local opts, pos = {}, {}
     local i = 1
@@ -258,7 +374,7 @@ local function parse_opts(args, spec)
             if eq then
                 name, val = name:sub(1, eq - 1), name:sub(eq + 1)
             end
-            local kind = spec[name]
+            local kind = spec[name] and spec[name].kind
             if kind == nil then
                 local known = {}
                 for k in pairs(spec) do known[#known + 1] = "--" .. k end
@@ -344,16 +460,7 @@ end
 -- run
 ---------------------------------------------------------------------------
 local function cmd_run(args)
-    local opts, pos = parse_opts(args, {
-        ["driver-config"] = "value", objects = "value", artifacts = "value",
-        stage = "value", registry = "value", timeout = "value",
-        json = "flag", env = "list", help = "flag",
-        secret = "list", ["secret-file"] = "list",
-        ["secret-pattern"] = "list", ["max-output"] = "value",
-        ["max-artifacts"] = "value", ["max-artifact-size"] = "value",
-        ["max-artifacts-total"] = "value", strict = "flag",
-        tree = "optional-dir",
-    })
+    local opts, pos = parse_opts(args, M.COMMANDS.run.options)
     if opts == nil then
         return usage_error("run", pos)
     end
@@ -472,10 +579,7 @@ end
 -- check
 ---------------------------------------------------------------------------
 local function cmd_check(args)
-    local opts, pos = parse_opts(args, {
-        ["driver-config"] = "value", stage = "value", strict = "flag",
-        help = "flag",
-    })
+    local opts, pos = parse_opts(args, M.COMMANDS.check.options)
     if opts == nil then
         return usage_error("check", pos)
     end
@@ -866,8 +970,7 @@ local function register_worker(regpath, ns, name, file, json)
 end
 
 local function cmd_image(args)
-    local opts, pos = parse_opts(args, { registry = "value", help = "flag",
-                                         json = "flag", repair = "flag" })
+    local opts, pos = parse_opts(args, M.COMMANDS.image.options)
     if opts == nil then
         return usage_error("image", pos)
     end
@@ -1106,8 +1209,7 @@ end
 -- docker prune
 ---------------------------------------------------------------------------
 local function cmd_docker(args)
-    local opts, pos = parse_opts(args, { ["driver-config"] = "value",
-                                         help = "flag" })
+    local opts, pos = parse_opts(args, M.COMMANDS.docker.options)
     if opts == nil then
         return usage_error("docker", pos)
     end
@@ -1259,6 +1361,8 @@ function M.main(argv)
         return cmd_image(rest)
     elseif cmd == "docker" then
         return cmd_docker(rest)
+    elseif cmd == "completion" then
+        return require("djinn.completion").main(rest)
     elseif cmd:match("%.lua$") then
         return run_script(argv)
     end

@@ -2,7 +2,9 @@
 # install.sh - `make install` into a private DESTDIR, then use the installed
 # djinn-lua (Lua modules found under <prefix>/share/djinn/lua, even though
 # the tree was moved by DESTDIR) and the installed djinn.so from the stock
-# sqlite3 shell, from an unrelated working directory. TAP.
+# sqlite3 shell, from an unrelated working directory. Then the man page,
+# the bash completion, the examples and the image builder of
+# `make install PREFIX=...`, and `make uninstall` leaving no file. TAP.
 set -u
 TOP=${DJINN_TOP:?} B=${DJINN_BUILD:?}
 T=$(mktemp -d "${TMPDIR:-/tmp}/djinn-install.XXXXXX")
@@ -44,4 +46,34 @@ out=$(env LD_PRELOAD="${DJINN_SHELL_PRELOAD:-}" sqlite3 "$T/reg.db" \
 [ "$out" = "1
 1" ]
 ok $? "installed djinn.so loads in the stock sqlite3 shell: $(echo $out)"
+# make install PREFIX=... (no DESTDIR): man page, completion, examples,
+# image builder; then make uninstall removes every file it installed.
+P=$T/prefix
+make -s -C "$TOP" B="$B" PREFIX="$P" install >"$T/make2.log" 2>&1
+ok $? "make install PREFIX=$P"
+[ -f "$P/share/man/man1/djinn-lua.1" ] &&
+	[ -f "$P/share/bash-completion/completions/djinn-lua" ] &&
+	[ -f "$P/share/djinn/examples/hello.yml" ] &&
+	[ -f "$P/share/djinn/examples/files/greeting.txt" ] &&
+	[ -x "$P/share/djinn/vm/build-image.sh" ]
+ok $? "man page, bash completion, examples and image builder are installed"
+out=$(MANPATH="$P/share/man" MANWIDTH=80 timeout 60 man -P cat djinn-lua 2>&1)
+r=$?
+echo "$out" | grep -q '^NAME' && echo "$out" | grep -q 'EXIT STATUS' &&
+	echo "$out" | grep -q -- '--max-artifacts-total' && [ $r -eq 0 ]
+ok $? "MANPATH=\$P/share/man man djinn-lua shows the page (exit $r)"
+bash -c '. "$1" && complete -p djinn-lua' sh \
+	"$P/share/bash-completion/completions/djinn-lua" 2>&1 |
+	grep -q -- '-F _djinn_lua djinn-lua'
+ok $? "the installed completion registers itself in bash"
+cmp -s "$P/share/djinn/lua/djinn/cli.lua" "$TOP/lua/djinn/cli.lua"
+ok $? "the Lua modules are installed as they are in the tree"
+
+make -s -C "$TOP" B="$B" PREFIX="$P" uninstall >"$T/make3.log" 2>&1
+ok $? "make uninstall PREFIX=$P"
+left=$(find "$P" ! -type d | sed "s|^$P/||")
+[ -z "$left" ] && [ ! -e "$P/share/djinn" ] && [ ! -e "$P/lib/djinn" ]
+ok $? "make uninstall leaves no file (left: $(echo $left))"
+make -s -C "$TOP" B="$B" PREFIX="$P" uninstall >"$T/make4.log" 2>&1
+ok $? "make uninstall again (nothing installed) succeeds"
 echo "1..$n"
