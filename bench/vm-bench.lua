@@ -167,7 +167,7 @@ local function measure_jobs()
     local t0 = proc.now()
     for _ = 1, N do assert(s:exec("true") == 0) end
     local per_exec = (proc.now() - t0) / N
-    -- What the driver does per job besides the script (djinn.sshjob):
+    -- What the driver does per job besides the script (djinn.transport.sshjob):
     -- one exec that writes ./j.sh from stdin and runs it, then rm.
     t0 = proc.now()
     for _ = 1, 20 do

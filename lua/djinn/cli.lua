@@ -1232,7 +1232,7 @@ local function cmd_docker(args)
         return 2
     end
     local dcfg = config.driver(cfg, "docker")
-    local docker = require "djinn.docker"
+    local docker = require "djinn.transport.docker"
     local c, err = docker.connect{ host = dcfg.host, version = dcfg.version }
     if c == nil then
         eprint("djinn-lua: docker prune: ", err)

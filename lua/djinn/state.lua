@@ -318,7 +318,7 @@ local function reap_docker(data, report, opts)
     if type(dk) ~= "table" or type(dk.build) ~= "string" then
         return true -- nothing we could prove is ours
     end
-    local docker = opts.docker or require "djinn.docker"
+    local docker = opts.docker or require "djinn.transport.docker"
     local c, err = docker.connect{ host = dk.host, version = dk.version,
                                    timeout = 30 }
     if c == nil then

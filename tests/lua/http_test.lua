@@ -249,8 +249,8 @@ t:is(http.escape('{"label":["x=y"]}'),
      "%7B%22label%22%3A%5B%22x%3Dy%22%5D%7D", "escape JSON filters")
 
 
--- djinn.docker's pure helpers (the engine parts run in tests/e2e/docker.sh)
-local docker = require "djinn.docker"
+-- djinn.transport.docker's pure helpers (the engine parts run in tests/e2e/docker.sh)
+local docker = require "djinn.transport.docker"
 t:is({ docker.parse_image("busybox") }, { "busybox", "latest" }, "parse_image: default tag")
 t:is({ docker.parse_image("127.0.0.1:5000/a/b") }, { "127.0.0.1:5000/a/b", "latest" },
      "parse_image: registry port is not a tag")

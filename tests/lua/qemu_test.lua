@@ -9,7 +9,7 @@ local proc = require "djinn.proc"
 local qemu = require "djinn.drivers.qemu"
 local util = require "djinn.util"
 local sshdrv = require "djinn.drivers.ssh"
-local sshjob = require "djinn.sshjob"
+local sshjob = require "djinn.transport.sshjob"
 local config = require "djinn.config"
 local registry = require "djinn.registry"
 

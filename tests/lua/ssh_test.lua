@@ -425,13 +425,13 @@ do
   t:is(s:exec("true"), 0, "the session is usable after a producer raised")
 end
 
--- 6c. djinn.sshxfer (issue 11, section 3, 4.8): objects (files and
+-- 6c. djinn.transport.sshxfer (issue 11, section 3, 4.8): objects (files and
 -- directories), globs and artifacts over SFTP and, where the SFTP
 -- subsystem does not work (no_sftp here; a missing sftp-server in
 -- tests/e2e/qemu_imagespage.sh), over exec channels. The same checks run
 -- on dropbear without SFTP, on OpenSSH without SFTP and on dropbear with
 -- SFTP.
-local sshxfer = require "djinn.sshxfer"
+local sshxfer = require "djinn.transport.sshxfer"
 local src = tmp .. "/xsrc"
 assert(fs.mkdir_p(src .. "/sub/deep"))
 assert(fs.mkdir_p(src .. "/empty"))

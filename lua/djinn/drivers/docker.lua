@@ -45,7 +45,7 @@
 -- id, every container id and the volume name are recorded in the build's
 -- state directory (djinn.state) while they exist, so that the next run
 -- removes them if this runner is killed (kill -9) before destroy().
-local docker = require "djinn.docker"
+local docker = require "djinn.transport.docker"
 local fs = require "djinn.fs"
 local json = require "djinn.json"
 local tar = require "djinn.tar"

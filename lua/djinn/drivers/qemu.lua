@@ -1,6 +1,6 @@
 -- djinn.drivers.qemu: run a build in a QEMU virtual machine booted from a
 -- QCOW2 image, over SSH (docs/djinn-compat.md §2.3, §3.1; the job
--- execution is djinn.sshjob's, shared with the SSH driver).
+-- execution is djinn.transport.sshjob's, shared with the SSH driver).
 --
 -- driver.conf, `driver qemu { ... }`:
 --   disks "/var/lib/djinn/images"  base images: <disks>/qemu/x86_64/<name>
@@ -86,7 +86,7 @@ local images = require "djinn.images"
 local kvm = require "djinn.kvm"
 local proc = require "djinn.proc"
 local util = require "djinn.util"
-local sshjob = require "djinn.sshjob"
+local sshjob = require "djinn.transport.sshjob"
 local state = require "djinn.state"
 local trace = require "djinn.trace"
 

@@ -14,13 +14,13 @@
 --
 -- Djinn's HEAD reads the manifest key `addr` while validating `address`
 -- (a bug): this driver reads `address`, the documented key. Jobs run as in
--- the QEMU driver (djinn.sshjob): the script is uploaded to the login
+-- the QEMU driver (djinn.transport.sshjob): the script is uploaded to the login
 -- directory as <job>.sh, mode 0755, and run as ./<job>.sh. The host key
 -- seen at the first connection is pinned for every later connection of the
 -- build. Without `fingerprint` the first key is trusted (Djinn accepts any
 -- key); set it for machines you do not control.
 local proc = require "djinn.proc"
-local sshjob = require "djinn.sshjob"
+local sshjob = require "djinn.transport.sshjob"
 
 local M = {}
 

@@ -1,5 +1,5 @@
--- djinn.sshxfer: moving files to and from a machine over SSH, for
--- djinn.sshjob (the QEMU and SSH drivers). Issue 11, section 3 and 4.8.
+-- djinn.transport.sshxfer: moving files to and from a machine over SSH, for
+-- djinn.transport.sshjob (the QEMU and SSH drivers). Issue 11, section 3 and 4.8.
 --
 --   local x = sshxfer.new(session, o)
 --     o = { log = writer (progress meters), ctx = pipeline context

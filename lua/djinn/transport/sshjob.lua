@@ -1,4 +1,4 @@
--- djinn.sshjob: what the QEMU and SSH drivers share
+-- djinn.transport.sshjob: what the QEMU and SSH drivers share
 -- (docs/djinn-compat.md §3.2, §1.9): connecting with retries and
 -- host-key pinning, the build environment, objects over SFTP, and running
 -- one job over SSH.
@@ -34,14 +34,14 @@
 --     ([A-Za-z_][A-Za-z0-9_]*); another name is an error naming it.
 --   conn:place_objects(objects, log) -> true | nil, cause
 --     Files and directories (recursively), mode 0700 as Djinn, through
---     djinn.sshxfer: over SFTP, or over exec channels when the server's
+--     djinn.transport.sshxfer: over SFTP, or over exec channels when the server's
 --     SFTP subsystem does not work (one line says which, once per build).
 --     Any object error (a missing source, a failed transfer) makes it
 --     return nil, cause after every object was tried: the build fails
 --     (issue 11, 4.8: it used to carry on without the object).
 --   conn:prepare(env, objects, log) -> true | nil, cause
 --     setup_env, then place_objects: what a driver does after login
---   conn:transfers(log) -> the connection's djinn.sshxfer object
+--   conn:transfers(log) -> the connection's djinn.transport.sshxfer object
 --   conn:execute(job, store, ctx, log [, poll]) -> status, cause, code
 --     Writes the script to <login dir>/<job>.sh (spaces and characters
 --     outside [A-Za-z0-9._-] become "-"), mode 0755, and runs `./<job>.sh`
@@ -52,7 +52,7 @@
 --     log:output(), polls ctx (and poll(), which may return a cause to
 --     stop the job, e.g. the VM died) every 100 ms; cancellation closes
 --     the channel. A non-zero exit fails the job. Then the artifacts are
---     collected (glob + get through djinn.sshxfer, SFTP or exec
+--     collected (glob + get through djinn.transport.sshxfer, SFTP or exec
 --     channels; "*" in DST = basename of the match; files and
 --     directories; get is bounded by the artifact size and count limits:
 --     an oversized file is refused from its size, a growing one stopped at
@@ -60,7 +60,7 @@
 --   conn:close()
 local ssh = require "djinn.ssh"
 local proc = require "djinn.proc"
-local sshxfer = require "djinn.sshxfer"
+local sshxfer = require "djinn.transport.sshxfer"
 local pipeline = require "djinn.pipeline"
 local trace = require "djinn.trace"
 
@@ -163,7 +163,7 @@ function Conn:try_login(o)
     return try_connect(t, self.fingerprint)
 end
 
--- The transfer object (djinn.sshxfer), made on first use; its method is
+-- The transfer object (djinn.transport.sshxfer), made on first use; its method is
 -- said once per build (when the first object or artifact moves).
 function Conn:transfers(log)
     if self.xfer == nil then

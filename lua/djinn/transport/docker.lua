@@ -1,4 +1,4 @@
--- djinn.docker: a small Docker Engine API client (djinn.http for HTTP over
+-- djinn.transport.docker: a small Docker Engine API client (djinn.http for HTTP over
 -- a Unix socket or TCP, djinn.json for the bodies, djinn.tar for the
 -- archive API). Every call returns nil, msg[, code] on failure; msg carries
 -- the engine's own message ("docker: manifest for ... not found: manifest
