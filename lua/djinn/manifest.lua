@@ -78,6 +78,9 @@ local allowed_types = table.concat(M.driver_types, ", ")
 local top_keys = { "namespace", "driver", "env", "objects", "sources",
                    "stages", "allow_failures", "jobs" }
 local job_keys = { "stage", "name", "commands", "artifacts" }
+-- The loader's key lists, read also by djinn.manifest_schema (the JSON
+-- Schema for editors is generated from these same tables).
+M.top_keys, M.job_keys = top_keys, job_keys
 
 local function set_of(list)
     local s = {}
