@@ -1034,9 +1034,8 @@ local function cmd_image(args)
             db:close()
             return image_fail("register", err)
         end
-        local path = db:resolve(ns, pos[2])
+        local path, sha = db:resolve(ns, pos[2])
         db:close()
-        local sha = path and path:match("(%x+)%.qcow2$")
         if opts.json then
             say_json{ id = id, namespace = ns, name = pos[2], path = path,
                       sha256 = sha }
@@ -1098,9 +1097,12 @@ local function cmd_image(args)
         -- An error (an unreadable or damaged registry, a bad namespace)
         -- is reported as such, never as "no image" (issue 10, defect 13).
         local ns = ns_arg(pos[1])
-        local path, err = db:resolve(ns, pos[2])
+        -- resolve -> path, sha256 | nil (absent) | nil, err
+        local path, sha_or_err = db:resolve(ns, pos[2])
+        local sha = path and sha_or_err
+        local err = (path == nil) and sha_or_err or nil
         local rows, other
-        if path ~= nil or err == nil then
+        if err == nil then
             rows, err = db:list(ns or "-")
         end
         if path == nil and err == nil then
@@ -1114,8 +1116,7 @@ local function cmd_image(args)
             return image_fail("info", string.format("no image %s%s",
                 images.label(ns, pos[2]), other and ("\n" .. other) or ""))
         end
-        -- The row of that file (named by its content) in that namespace.
-        local sha = path:match("(%x+)%.qcow2$")
+        -- The row of that content in that namespace.
         local row
         for _, r in ipairs(rows) do
             if r.name == pos[2] and (sha == nil or r.sha256 == sha) then
