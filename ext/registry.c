@@ -1053,12 +1053,7 @@ static void djinn_version_func(sqlite3_context *ctx, int argc,
 
 int reg_registry_functions(sqlite3 *db, int drop)
 {
-    static const struct {
-        const char *name;
-        int nargs;
-        int flags;
-        void (*fn)(sqlite3_context *, int, sqlite3_value **);
-    } funcs[] = {
+    static const struct reg_sql_func funcs[] = {
         {"image_register", 3, SQLITE_DIRECTONLY, image_register_func},
         {"image_path", 2, 0, image_path_func},
         {"image_remove", 2, SQLITE_DIRECTONLY, image_remove_func},
@@ -1068,18 +1063,6 @@ int reg_registry_functions(sqlite3 *db, int drop)
         {"djinn_version", 0, SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS,
          djinn_version_func},
     };
-    size_t i;
-    int rc = SQLITE_OK;
-
-    for (i = 0; i < sizeof(funcs) / sizeof(funcs[0]); i++) {
-        if (drop)
-            (void)sqlite3_create_function(db, funcs[i].name, funcs[i].nargs,
-                                          SQLITE_UTF8 | funcs[i].flags, NULL,
-                                          NULL, NULL, NULL);
-        else if (rc == SQLITE_OK)
-            rc = sqlite3_create_function(db, funcs[i].name, funcs[i].nargs,
-                                         SQLITE_UTF8 | funcs[i].flags, NULL,
-                                         funcs[i].fn, NULL, NULL);
-    }
-    return rc;
+    return reg_create_functions(db, funcs, sizeof(funcs) / sizeof(funcs[0]),
+                                drop);
 }

@@ -437,12 +437,7 @@ int reg_text_arg(sqlite3_context *ctx, const char *fn, sqlite3_value *v,
         msg = sqlite3_mprintf("%s: the %s has a NUL byte at offset %llu of "
                               "its %d bytes; NUL is not allowed in a %s",
                               fn, what, (unsigned long long)len, n, what);
-        if (msg == NULL) {
-            sqlite3_result_error_nomem(ctx);
-        } else {
-            sqlite3_result_error(ctx, msg, -1);
-            sqlite3_free(msg);
-        }
+        reg_result_msg(ctx, msg);
         return -1;
     }
     *out = s;
@@ -511,5 +506,34 @@ int reg_setting_get(sqlite3 *db, const char *key, char **value, char **err)
         rc = reg_dberr(db, err, "settings");
     }
     sqlite3_finalize(st);
+    return rc;
+}
+
+void reg_result_msg(sqlite3_context *ctx, char *msg)
+{
+    if (msg == NULL) {
+        sqlite3_result_error_nomem(ctx);
+    } else {
+        sqlite3_result_error(ctx, msg, -1);
+        sqlite3_free(msg);
+    }
+}
+
+int reg_create_functions(sqlite3 *db, const struct reg_sql_func *funcs,
+                         size_t n, int drop)
+{
+    size_t i;
+    int rc = SQLITE_OK;
+
+    for (i = 0; i < n; i++) {
+        if (drop)
+            (void)sqlite3_create_function(db, funcs[i].name, funcs[i].nargs,
+                                          SQLITE_UTF8 | funcs[i].flags, NULL,
+                                          NULL, NULL, NULL);
+        else if (rc == SQLITE_OK)
+            rc = sqlite3_create_function(db, funcs[i].name, funcs[i].nargs,
+                                         SQLITE_UTF8 | funcs[i].flags, NULL,
+                                         funcs[i].fn, NULL, NULL);
+    }
     return rc;
 }

@@ -29,6 +29,8 @@
 #ifndef DJINN_SCHEMA_H
 #define DJINN_SCHEMA_H
 
+#include <stddef.h>
+
 #include <sqlite3.h>
 
 /* PRAGMA application_id of a djinn registry: "Djnn". */
@@ -94,6 +96,25 @@ void reg_fail(sqlite3_context *ctx, const char *fn, int rc, char *err);
 ** or a NUL byte inside the value, which a C string would silently cut
 ** ("<fn>: the <what> has a NUL byte at offset N ...").
 */
+/* One SQL function of a table that reg_create_functions registers. */
+struct reg_sql_func {
+    const char *name;
+    int nargs;
+    int flags; /* SQLITE_DIRECTONLY, SQLITE_DETERMINISTIC, ... (UTF8 added) */
+    void (*fn)(sqlite3_context *, int, sqlite3_value **);
+};
+
+/*
+** Register the n functions of funcs on db (stopping at the first error,
+** returned), or with drop, remove them all (what a failed load undoes).
+*/
+int reg_create_functions(sqlite3 *db, const struct reg_sql_func *funcs,
+                         size_t n, int drop);
+
+/* Raise msg (sqlite3_mprintf'd, may be NULL: out of memory) as ctx's error,
+** and free it. */
+void reg_result_msg(sqlite3_context *ctx, char *msg);
+
 int reg_text_arg(sqlite3_context *ctx, const char *fn, sqlite3_value *v,
                  const char *what, const char **out);
 

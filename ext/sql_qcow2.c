@@ -103,12 +103,7 @@ static int check_arg(sqlite3_context *ctx, const char *fn, sqlite3_value *v,
         msg = sqlite3_mprintf("%s: expected a BLOB (image bytes) or TEXT "
                               "(file path), got %s",
                               fn, type_name(t));
-        if (msg == NULL) {
-            sqlite3_result_error_nomem(ctx);
-        } else {
-            sqlite3_result_error(ctx, msg, -1);
-            sqlite3_free(msg);
-        }
+        reg_result_msg(ctx, msg);
         return -1;
     }
     if (rc != 0) {
@@ -189,25 +184,12 @@ static void qcow2_info_func(sqlite3_context *ctx, int argc,
 
 int reg_qcow2_functions(sqlite3 *db, int drop)
 {
-    static const struct {
-        const char *name;
-        void (*fn)(sqlite3_context *, int, sqlite3_value **);
-    } funcs[] = {
-        {"qcow2_validate", qcow2_validate_func},
-        {"qcow2_check", qcow2_check_func},
-        {"qcow2_info", qcow2_info_func},
+    static const struct reg_sql_func funcs[] = {
+        {"qcow2_validate", 1, SQLITE_DIRECTONLY, qcow2_validate_func},
+        {"qcow2_check", 1, SQLITE_DIRECTONLY, qcow2_check_func},
+        {"qcow2_info", 1, SQLITE_DIRECTONLY, qcow2_info_func},
     };
-    const int flags = SQLITE_UTF8 | SQLITE_DIRECTONLY;
-    size_t i;
-    int rc = SQLITE_OK;
 
-    for (i = 0; i < sizeof(funcs) / sizeof(funcs[0]); i++) {
-        if (drop)
-            (void)sqlite3_create_function(db, funcs[i].name, 1, flags, NULL,
-                                          NULL, NULL, NULL);
-        else if (rc == SQLITE_OK)
-            rc = sqlite3_create_function(db, funcs[i].name, 1, flags, NULL,
-                                         funcs[i].fn, NULL, NULL);
-    }
-    return rc;
+    return reg_create_functions(db, funcs, sizeof(funcs) / sizeof(funcs[0]),
+                                drop);
 }

@@ -1770,12 +1770,7 @@ static void image_verify_func(sqlite3_context *ctx, int argc,
 
 int reg_store_functions(sqlite3 *db, int drop)
 {
-    static const struct {
-        const char *name;
-        int nargs;
-        int flags;
-        void (*fn)(sqlite3_context *, int, sqlite3_value **);
-    } funcs[] = {
+    static const struct reg_sql_func funcs[] = {
         {"djinn_store", 0, 0, djinn_store_func},
         {"djinn_fsck", 0, SQLITE_DIRECTONLY, djinn_fsck_func},
         {"djinn_fsck", 1, SQLITE_DIRECTONLY, djinn_fsck_func},
@@ -1783,18 +1778,6 @@ int reg_store_functions(sqlite3 *db, int drop)
         {"image_sha256", 1, SQLITE_DIRECTONLY, image_sha256_func},
         {"image_verify", 2, SQLITE_DIRECTONLY, image_verify_func},
     };
-    size_t i;
-    int rc = SQLITE_OK;
-
-    for (i = 0; i < sizeof(funcs) / sizeof(funcs[0]); i++) {
-        if (drop)
-            (void)sqlite3_create_function(db, funcs[i].name, funcs[i].nargs,
-                                          SQLITE_UTF8 | funcs[i].flags, NULL,
-                                          NULL, NULL, NULL);
-        else if (rc == SQLITE_OK)
-            rc = sqlite3_create_function(db, funcs[i].name, funcs[i].nargs,
-                                         SQLITE_UTF8 | funcs[i].flags, NULL,
-                                         funcs[i].fn, NULL, NULL);
-    }
-    return rc;
+    return reg_create_functions(db, funcs, sizeof(funcs) / sizeof(funcs[0]),
+                                drop);
 }
