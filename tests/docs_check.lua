@@ -241,6 +241,13 @@ end
 -- the tables and views of a fresh registry.
 ---------------------------------------------------------------------------
 local function shell(args)
+    -- Under an ASan build the stock shell needs the sanitizer runtimes
+    -- preloaded to load the extension (tests/run.sh sets this).
+    local pre = os.getenv("DJINN_SHELL_PRELOAD")
+    if pre and pre ~= "" then
+        table.insert(args, 1, "LD_PRELOAD=" .. pre)
+        table.insert(args, 1, "env")
+    end
     local p = assert(proc.spawn({ argv = args, stdout = "pipe", stderr = "pipe" }))
     local out = {}
     while true do
