@@ -1621,6 +1621,20 @@ static int reg_ident_eq(const struct reg_ident *a, const struct reg_ident *b)
            a->mtime_ns == b->mtime_ns && a->ctime_ns == b->ctime_ns;
 }
 
+/* Bind ?1 path, ?2..?6 the identity and ?7 sha: the columns of an
+** image_verified row, in the order both statements below name them. */
+static void reg_verified_bind(sqlite3_stmt *st, const char *path,
+                              const char *sha, const struct reg_ident *id)
+{
+    sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, id->dev);
+    sqlite3_bind_int64(st, 3, id->ino);
+    sqlite3_bind_int64(st, 4, id->size);
+    sqlite3_bind_int64(st, 5, id->mtime_ns);
+    sqlite3_bind_int64(st, 6, id->ctime_ns);
+    sqlite3_bind_text(st, 7, sha, -1, SQLITE_STATIC);
+}
+
 /* 1 when image_verified has a row for path with this identity and sha. */
 static int reg_verified(sqlite3 *db, const char *path, const char *sha,
                         const struct reg_ident *id, int *hit, char **err)
@@ -1637,13 +1651,7 @@ static int reg_verified(sqlite3 *db, const char *path, const char *sha,
         -1, &st, NULL);
     if (rc != SQLITE_OK)
         return reg_dberr(db, err, "image_verified");
-    sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, id->dev);
-    sqlite3_bind_int64(st, 3, id->ino);
-    sqlite3_bind_int64(st, 4, id->size);
-    sqlite3_bind_int64(st, 5, id->mtime_ns);
-    sqlite3_bind_int64(st, 6, id->ctime_ns);
-    sqlite3_bind_text(st, 7, sha, -1, SQLITE_STATIC);
+    reg_verified_bind(st, path, sha, id);
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
         *hit = 1;
@@ -1658,7 +1666,8 @@ static int reg_verified(sqlite3 *db, const char *path, const char *sha,
 }
 
 /*
-** Remember (sha non-NULL) or forget a check. The cache only saves work: a
+** Remember (id and sha non-NULL) or forget (both NULL) a check. The cache only
+*saves work: a
 ** registry the caller may read but not write (another user's) still
 ** verifies, so a failed write is not an error.
 */
@@ -1669,7 +1678,7 @@ static void reg_verified_set(sqlite3 *db, const char *path, const char *sha,
 
     if (sqlite3_prepare_v2(
             db,
-            sha != NULL
+            id != NULL
                 ? "INSERT OR REPLACE INTO image_verified(path, dev, ino, size,"
                   " mtime_ns, ctime_ns, sha256) VALUES (?1,?2,?3,?4,?5,?6,?7)"
                 : "DELETE FROM image_verified WHERE path = ?1",
@@ -1677,15 +1686,10 @@ static void reg_verified_set(sqlite3 *db, const char *path, const char *sha,
         sqlite3_finalize(st);
         return;
     }
-    sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
-    if (sha != NULL) {
-        sqlite3_bind_int64(st, 2, id->dev);
-        sqlite3_bind_int64(st, 3, id->ino);
-        sqlite3_bind_int64(st, 4, id->size);
-        sqlite3_bind_int64(st, 5, id->mtime_ns);
-        sqlite3_bind_int64(st, 6, id->ctime_ns);
-        sqlite3_bind_text(st, 7, sha, -1, SQLITE_STATIC);
-    }
+    if (id != NULL)
+        reg_verified_bind(st, path, sha, id);
+    else
+        sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
     (void)sqlite3_step(st);
     sqlite3_finalize(st);
 }
