@@ -202,16 +202,19 @@ uninstall:
 clean:
 	rm -rf build build-asan
 
-# qcow2 validator benchmark (not part of `make test`): build/qcow2_bench,
-# driven by bench/qcow2-bench.sh.
+# Benchmarks (not part of `make test`, which has no timing assertions):
+# bench/run.sh runs every side-by-side bench under bench/ and prints one
+# summary table (BENCH=NAME for one, RUNS=N runs of each side).
+# build/qcow2_bench is the validator's, driven by bench/qcow2-bench.sh.
 .PHONY: bench
-bench: $(B)/qcow2_bench
-$(B)/qcow2_bench: bench/qcow2_bench.c ext/qcow2.c ext/qcow2.h
+bench: all $(B)/qcow2_bench
+	bash bench/run.sh $(B)
+$(B)/qcow2_bench: bench/qcow2_bench.c ext/qcow2.c ext/qcow2.h ext/jsonstr.c ext/jsonstr.h
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(WARN) -D_POSIX_C_SOURCE=200809L -Iext \
-		$(shell $(PKG_CONFIG) --cflags zlib libzstd) -o $@ \
-		bench/qcow2_bench.c ext/qcow2.c \
-		$(LDFLAGS) $(shell $(PKG_CONFIG) --libs zlib libzstd)
+		$(shell $(PKG_CONFIG) --cflags zlib libzstd jansson) -o $@ \
+		bench/qcow2_bench.c ext/qcow2.c ext/jsonstr.c \
+		$(LDFLAGS) $(shell $(PKG_CONFIG) --libs zlib libzstd jansson)
 
 # The VM demo: build everything, build the tiny image once (cached in
 # $(B)/vm), register it as demo/tiny in the default registry (skipped when

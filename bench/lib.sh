@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # bench/lib.sh - side-by-side timing for the benches under bench/ (sourced
 # by bash scripts; not part of `make test`, which has no timing assertions).
 #

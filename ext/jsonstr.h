@@ -16,6 +16,21 @@
 
 #include <jansson.h>
 
+/*
+** The JSON text of s (len bytes) by the rule, quoted, written without a
+** jansson tree: the same bytes json_dumps(dj_json_string(s, len)) gives
+** (tests/c/jsonstr_test.c compares the two on every 1- and 2-byte string
+** and on random ones), in one pass per function at memory speed. This is
+** the path of job output in `run --json` (issue 13: jansson's encoder ran
+** at ~110 MB/s there; this runs at over 1 GB/s).
+**   dj_json_escaped_len(s, len)     bytes the text needs, quotes included;
+**                                   0 when that does not fit in a size_t
+**   dj_json_escape_into(out, s, len) writes exactly that many bytes to out
+**                                   and returns the count
+*/
+size_t dj_json_escaped_len(const char *s, size_t len);
+size_t dj_json_escape_into(char *out, const char *s, size_t len);
+
 /* A new JSON string of s (len bytes) by the rule; NULL when out of memory. */
 json_t *dj_json_string(const char *s, size_t len);
 

@@ -19,6 +19,8 @@
 -- secret) - 1 bytes: the shortest tail of the input that is still the
 -- beginning of some secret. Secrets shorter than M.MIN_LEN are refused
 -- by M.check (Djinn's rule), duplicates are ignored.
+local core = require "djinn.mask.core"
+
 local M = {}
 
 M.MIN_LEN = 6
@@ -51,51 +53,20 @@ function M.new(secrets)
         return a < b
     end)
     return setmetatable({ secrets = list, maxlen = list[1] and #list[1]
-                          or 0, held = "" }, Mask)
+                          or 0, held = "", matcher = core.compile(list) },
+                        Mask)
 end
 
 function Mask:empty()
     return #self.secrets == 0
 end
 
--- Smallest position q >= i such that buf:sub(q) is a proper prefix of a
--- secret; #buf + 1 when there is none.
-function Mask:_tail(buf, i)
-    local n = #buf
-    local from = n - self.maxlen + 2
-    if from < i then from = i end
-    for q = from, n do
-        local rest = buf:sub(q)
-        for _, s in ipairs(self.secrets) do
-            if #s > #rest and s:sub(1, #rest) == rest then
-                return q
-            end
-        end
-    end
-    return n + 1
-end
-
 -- Mask buf; when final is false, return also the tail to hold back.
+-- The scan itself is djinn.mask.core (runtime/l_mask.c: all secrets in
+-- one pass, Wu-Manber; issue 13), by the rules above, compiled once in
+-- mask.new.
 function Mask:_scan(buf, final)
-    local out, i, n = {}, 1, #buf
-    while true do
-        local best, blen = nil, 0
-        for _, s in ipairs(self.secrets) do -- longest first
-            local p = buf:find(s, i, true)
-            if p and (best == nil or p < best) then
-                best, blen = p, #s
-            end
-        end
-        local q = final and n + 1 or self:_tail(buf, i)
-        if best and best < q then
-            out[#out + 1] = buf:sub(i, best - 1)
-            out[#out + 1] = M.REPLACEMENT
-            i = best + blen
-        else
-            out[#out + 1] = buf:sub(i, q - 1)
-            return table.concat(out), buf:sub(q)
-        end
-    end
+    return self.matcher:scan(buf, final, M.REPLACEMENT)
 end
 
 function Mask:feed(chunk)

@@ -85,6 +85,49 @@ for i, s in ipairs(samples) do
          "qemu -blockdev = json.encode (sample " .. i .. ")")
 end
 
+-- Output events are written by json.quote (issue 13's fast path): the
+-- same bytes as json.encode of the whole event, for random bytes, a build
+-- id, and a job name that itself needs escaping; the job and build change
+-- between events (the cached head and tail follow them).
+do
+    local out = sink()
+    local w = log.new{ out = out, err = sink(), json = true, build_id = "b\"1" }
+    local seed, want = 7, {}
+    local function rnd(n)
+        seed = (seed * 1103515245 + 12345) % 2147483648
+        return seed % n
+    end
+    for round = 1, 40 do
+        if round == 11 then w.build_id = "b-2" end
+        local job = round % 3 == 0 and "j\t\"" .. round or "job" .. round % 2
+        w:job_start{ name = job, stage = "s" }
+        local bytes = {}
+        for k = 1, 1 + rnd(3000) do
+            -- ASCII (mostly) and every other byte, so multi-byte
+            -- characters, invalid bytes and controls all occur
+            bytes[k] = rnd(4) == 0 and rnd(256) or 32 + rnd(95)
+        end
+        -- whole UTF-8 characters only, so each write is one event
+        local data = util.utf8_split(string.char(table.unpack(bytes)))
+        w:output(data)
+        w:job_end({ name = job, stage = "s" },
+                  { status = "passed", duration = 0, exit_code = 0 })
+        want[#want + 1] = { build = w.build_id, job = job, data = data }
+    end
+    local n, bad = 0, 0
+    for l in out:text():gmatch("[^\n]+") do
+        if l:find('^{"event":"output"') then
+            n = n + 1
+            local e = want[n]
+            local enc = json.encode{ build = e.build, data = e.data, job = e.job }
+            if l ~= '{"event":"output",' .. enc:sub(2) then bad = bad + 1 end
+        end
+    end
+    t:is(n, 40, "40 output events written")
+    t:is(bad, 0, "each output event = json.encode of the event (random bytes, " ..
+         "changing build and job)")
+end
+
 -- The build id: every JSON event carries it; text output does not.
 local out = sink()
 local w = log.new{ out = out, err = sink(), json = true, build_id = "b-1" }

@@ -172,3 +172,77 @@ do
     t:is(nn, 1, "one notice")
     t:like(o, "%-%-> passed", "status unaffected")
 end
+
+-- The scan in C (djinn.mask.core, issue 13) against the rules written as
+-- plain Lua (the implementation it replaced, kept here as the model):
+-- random texts over a small alphabet, so secrets overlap, share
+-- prefixes, repeat and straddle the chunk cuts; the same output and the
+-- same held-back tail for every call.
+do
+    local core = require "djinn.mask.core"
+    local function model_tail(secrets, maxlen, buf, i)
+        local n = #buf
+        local from = math.max(n - maxlen + 2, i)
+        for q = from, n do
+            local rest = buf:sub(q)
+            for _, s in ipairs(secrets) do
+                if #s > #rest and s:sub(1, #rest) == rest then return q end
+            end
+        end
+        return n + 1
+    end
+    local function model_scan(secrets, buf, final)
+        local maxlen = secrets[1] and #secrets[1] or 0
+        local out, i, n = {}, 1, #buf
+        while true do
+            local best, blen = nil, 0
+            for _, s in ipairs(secrets) do
+                local p = buf:find(s, i, true)
+                if p and (best == nil or p < best) then best, blen = p, #s end
+            end
+            local q = final and n + 1 or model_tail(secrets, maxlen, buf, i)
+            if best and best < q then
+                out[#out + 1] = buf:sub(i, best - 1) .. X
+                i = best + blen
+            else
+                out[#out + 1] = buf:sub(i, q - 1)
+                return table.concat(out), buf:sub(q)
+            end
+        end
+    end
+    local seed = 99
+    local function rnd(n)
+        seed = (seed * 1103515245 + 12345) % 2147483648
+        return seed % n
+    end
+    local function word(len)
+        local c = {}
+        for k = 1, len do c[k] = string.char(97 + rnd(3)) end
+        return table.concat(c)
+    end
+    local bad, calls = 0, 0
+    for _ = 1, 2000 do
+        local list = {}
+        for k = 1, 1 + rnd(5) do list[k] = word(1 + rnd(k == 1 and 7 or 12)) end
+        local m = mask.new(list) -- dedups and sorts longest first
+        local buf = word(rnd(80))
+        for _, final in ipairs{ false, true } do
+            local a1, a2 = core.compile(m.secrets):scan(buf, final, X)
+            local b1, b2 = model_scan(m.secrets, buf, final)
+            calls = calls + 1
+            if a1 ~= b1 or a2 ~= b2 then
+                bad = bad + 1
+                if bad == 1 then
+                    t:diag(string.format("buf %q secrets %s final %s: got " ..
+                        "%q %q want %q %q", buf, table.concat(m.secrets, ","),
+                        tostring(final), a1, a2, b1, b2))
+                end
+            end
+        end
+    end
+    t:is(bad, 0, "mask.core.scan = the Lua model on " .. calls ..
+         " random scans (overlapping, repeated, prefix-sharing secrets)")
+    t:checkerr("a secret is empty", core.compile, { "" })
+    t:is(select(1, core.compile{ "abcdef" }:scan("", false, X)), "",
+         "an empty buffer gives nothing")
+end
