@@ -128,6 +128,24 @@ do
          "changing build and job)")
 end
 
+-- A guard that is not a timing (issue 13): output events do not go
+-- through json.encode (a jansson tree per event, ~110 MB/s) but through
+-- json.quote, the head and tail made once per job.
+do
+    local out = sink()
+    local w = log.new{ out = out, err = sink(), json = true, build_id = "b" }
+    w:job_start{ name = "j", stage = "s" }
+    local real, calls = json.encode, 0
+    json.encode = function(...) calls = calls + 1; return real(...) end
+    local ok, err = pcall(function()
+        for _ = 1, 100 do w:output(string.rep("line\n", 100)) end
+    end)
+    json.encode = real
+    t:ok(ok, "100 output events written" .. (err and (": " .. err) or ""))
+    t:ok(calls <= 2, "100 output events of one job call json.encode at most " ..
+         "twice (the head and tail), not once each: " .. calls .. " calls")
+end
+
 -- The build id: every JSON event carries it; text output does not.
 local out = sink()
 local w = log.new{ out = out, err = sink(), json = true, build_id = "b-1" }
