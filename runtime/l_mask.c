@@ -126,29 +126,75 @@ static int l_compile(lua_State *L)
     return 1;
 }
 
+/* The first secret (the longest) that starts at pos, or -1. */
+static int match_at(const struct matcher *mt, const unsigned char *t, size_t n,
+                    size_t pos)
+{
+    int k;
+
+    for (k = 0; k < mt->nsec; k++)
+        if (mt->len[k] <= n - pos && memcmp(t + pos, mt->s[k], mt->len[k]) == 0)
+            return k;
+    return -1;
+}
+
+/*
+** One step of the window at *pos (which must satisfy *pos + m <= n):
+** moves it on and returns -1, or returns the secret that starts there.
+*/
+static inline int step(const struct matcher *mt, const unsigned char *t,
+                       size_t n, size_t *pos)
+{
+    size_t sh = mt->m >= 2 ? mt->shift[pair_at(t + *pos + mt->m - 2)] : 0;
+    int k;
+
+    if (sh > 0) {
+        *pos += sh;
+        return -1;
+    }
+    k = match_at(mt, t, n, *pos);
+    if (k < 0)
+        ++*pos;
+    return k;
+}
+
 /*
 ** The leftmost start >= i of any secret, the longest one there: its
-** index in *which; n when there is none.
+** index in *which; n when there is none. A long stretch is searched as two
+** halves in step (two independent chains of loads, so the CPU overlaps
+** them; a stretch with no secret is the common case): a hit in the first
+** half is the answer, else the second half's first.
 */
 static size_t find_next(const struct matcher *mt, const unsigned char *t,
                         size_t n, size_t i, int *which)
 {
-    size_t pos = i, m = mt->m, sh;
-    int k;
+    size_t a = i, b, mid, m = mt->m;
+    int k, kb = -1;
 
-    while (mt->nsec > 0 && pos + m <= n) {
-        sh = m >= 2 ? mt->shift[pair_at(t + pos + m - 2)] : 0;
-        if (sh > 0) {
-            pos += sh;
-            continue;
-        }
-        for (k = 0; k < mt->nsec; k++)
-            if (mt->len[k] <= n - pos &&
-                memcmp(t + pos, mt->s[k], mt->len[k]) == 0) {
+    if (mt->nsec == 0)
+        return n;
+    if (n - i >= 512) {
+        mid = i + (n - i) / 2;
+        b = mid;
+        while (a < mid && a + m <= n) {
+            if ((k = step(mt, t, n, &a)) >= 0) {
                 *which = k;
-                return pos;
+                return a;
             }
-        pos++;
+            if (kb < 0 && b + m <= n && (kb = step(mt, t, n, &b)) >= 0)
+                continue; /* b holds the second half's first hit */
+        }
+        if (kb >= 0) {
+            *which = kb;
+            return b;
+        }
+        a = b; /* the first half has none: go on with the second */
+    }
+    while (a + m <= n) {
+        if ((k = step(mt, t, n, &a)) >= 0) {
+            *which = k;
+            return a;
+        }
     }
     return n;
 }

@@ -242,6 +242,30 @@ do
     end
     t:is(bad, 0, "mask.core.scan = the Lua model on " .. calls ..
          " random scans (overlapping, repeated, prefix-sharing secrets)")
+    -- Long buffers (512 bytes and more are searched as two halves at
+    -- once): secrets rare (long ones over a wider alphabet) and frequent.
+    local function word4(len, letters)
+        local c = {}
+        for k = 1, len do c[k] = string.char(97 + rnd(letters)) end
+        return table.concat(c)
+    end
+    bad, calls = 0, 0
+    for round = 1, 300 do
+        local list = {}
+        for k = 1, 1 + rnd(4) do
+            list[k] = word4(round % 2 == 0 and 2 + rnd(4) or 5 + rnd(8), 3)
+        end
+        local m = mask.new(list)
+        local buf = word4(500 + rnd(2500), round % 3 == 0 and 3 or 6)
+        for _, final in ipairs{ false, true } do
+            local a1, a2 = m.matcher:scan(buf, final, X)
+            local b1, b2 = model_scan(m.secrets, buf, final)
+            calls = calls + 1
+            if a1 ~= b1 or a2 ~= b2 then bad = bad + 1 end
+        end
+    end
+    t:is(bad, 0, "mask.core.scan = the Lua model on " .. calls ..
+         " long random scans (two halves searched at once)")
     t:checkerr("a secret is empty", core.compile, { "" })
     t:is(select(1, core.compile{ "abcdef" }:scan("", false, X)), "",
          "an empty buffer gives nothing")
