@@ -118,6 +118,11 @@ $(B)/fuzz/qcow2_fuzz: tests/fuzz/qcow2_fuzz.c ext/qcow2.c ext/qcow2.h ext/jsonst
 	$(FUZZ_CC) $(FUZZ_FLAGS) $(shell $(PKG_CONFIG) --cflags zlib libzstd jansson) -o $@ \
 		tests/fuzz/qcow2_fuzz.c ext/qcow2.c ext/jsonstr.c \
 		$(shell $(PKG_CONFIG) --libs zlib libzstd jansson)
+# The JSON string escaper against jansson (differential: a difference aborts).
+$(B)/fuzz/jsonstr_fuzz: tests/fuzz/jsonstr_fuzz.c ext/jsonstr.c ext/jsonstr.h
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(shell $(PKG_CONFIG) --cflags jansson) -o $@ \
+		tests/fuzz/jsonstr_fuzz.c ext/jsonstr.c $(shell $(PKG_CONFIG) --libs jansson)
 # The Lua parsers (manifest, driver.conf, djinn.yaml): one harness, three
 # entry points, linked with the C modules they use (not main.c).
 # The manifest checks namespaces with the registry's own rule
@@ -153,7 +158,7 @@ $(B)/fuzz/registry_fuzz: $(REG_FUZZ_SRCS) ext/*.h
 $(B)/fuzz/corpus-registry/.stamp: tests/fuzz/mkcorpus-registry.sh $(B)/djinn.so
 	sh tests/fuzz/mkcorpus-registry.sh $(@D) $(B)/djinn
 	@touch $@
-FUZZERS = qcow2_fuzz manifest_fuzz conf_fuzz yaml_fuzz registry_fuzz
+FUZZERS = qcow2_fuzz manifest_fuzz conf_fuzz yaml_fuzz registry_fuzz jsonstr_fuzz
 fuzz: $(FUZZERS:%=$(B)/fuzz/%) $(B)/fuzz/corpus-registry/.stamp
 	sh tests/fuzz/run.sh $(B) $(FUZZ_TIME) $(FUZZERS)
 
