@@ -5,10 +5,12 @@
 ** Lua API (see docs/lua-api.md):
 **   yaml.parse(text [, opts]) -> root node | nil, "FILE:LINE:COL: message"
 **   yaml.decode(text [, opts]) -> plain Lua value | nil, msg
+**   yaml.parse_packed(text [, opts]) -> value, meta, shared | nil, msg
 **     opts = { filename = "<string>", max_depth = 64 (nesting of
 **              sequences/mappings), max_size = 8 MiB (bytes of input),
 **              max_nodes = 100000 (nodes, counting every alias as the
-**              whole subtree it stands for) }
+**              whole subtree it stands for), max_alias_nodes =
+**              max_nodes (the nodes that aliases stand for, in all) }
 **   Nodes (lines and columns 1-based; libyaml's marks are 0-based):
 **     { kind = "scalar", value =, style = "plain"|"single"|"double"|
 **       "literal"|"folded", tag = "!!str"|nil, line =, col = }
@@ -17,12 +19,32 @@
 **       values = {node...} }           (order kept, duplicates kept)
 **   An alias is the same table as its anchored node. An empty stream is
 **   a plain scalar "" at 1:1. A second document is an error.
+**   parse_packed (for djinn.manifest: no table per scalar, which is most
+**   of the cost of a large document) gives each scalar as its string
+**   value plus a "meta" integer beside it, and collections as tables:
+**     { kind = "seq", line, col, tag, items = {value...},
+**       meta = {meta...}, odd = N }
+**     { kind = "map", line, col, tag, keys = {value...},
+**       kmeta = {meta...}, values = {value...}, vmeta = {meta...},
+**       odd = N, merge = true }
+**   odd counts the items that are not non-null scalars (of a map: the
+**   keys that are not scalars; absent = 0); merge is set when a key is
+**   a merge key (a plain untagged "<<", or one tagged !!merge). shared
+**   is the number of aliases of collections (0: no table is reachable
+**   twice). meta = line << 36 | col << 7 | flags, flags = style
+**   (bits 0-2: 0 plain, 1 single, 2 double, 3 literal, 4 folded) |
+**   tag << 3 (0 none, 1 !!null, 2 !!merge, 3 another) | 32 when the
+**   scalar is null (tagged !!null, or plain and untagged "", "~",
+**   "null", "Null", "NULL") | 64 for a merge key.
+**   A collection's meta is its position with flags 0. Input is at
+**   most PACKED_MAX_SIZE bytes (so lines and columns fit).
 **   decode() turns nodes into strings/arrays/tables (scalars stay
 **   strings); it rejects non-scalar and duplicate mapping keys.
 **   Errors (all nil, msg; only wrong argument types raise):
 **     FILE:L:C: <libyaml problem> (<context> at L:C)
 **     FILE:L:C: nesting deeper than N levels (max_depth)
 **     FILE:L:C: alias expansion exceeds N nodes (max_nodes)
+**     FILE:L:C: alias expansion exceeds N nodes (max_alias_nodes)
 **     FILE:L:C: document has more than N nodes (max_nodes)
 **     FILE:L:C: unknown alias *name / recursive alias *name
 **     FILE:L:C: more than one YAML document
@@ -33,8 +55,8 @@
 ** each event is deleted as soon as it is handled, and the parser is
 ** deleted before returning; __gc covers a raise in between (out of
 ** memory). The tree is built without C recursion: open collections sit
-** on the Lua stack (4 slots each), with the depth checked before each
-** push, and their bookkeeping in a Lua-owned array.
+** on the Lua stack (FRAME_SLOTS slots each), with the depth checked
+** before each push, and their bookkeeping in a Lua-owned array.
 */
 #include <limits.h>
 #include <stdio.h>
@@ -53,6 +75,21 @@
 #define DEF_MAX_NODES 100000
 #define HARD_MAX_DEPTH 10000
 #define TAG_PREFIX "tag:yaml.org,2002:"
+/* parse_packed: lines and columns must fit their bits of meta. */
+#define PACKED_MAX_SIZE ((lua_Integer)1 << 27)
+#define META_NULL 32
+#define META_MERGE 64
+
+/* Stack slots of an open collection, from its base. */
+enum {
+    F_NODE = 0, /* the collection's table */
+    F_A,        /* keys (map) or items (seq) */
+    F_B,        /* full: values; packed: kmeta (map) or meta (seq) */
+    F_C,        /* packed map: values */
+    F_D,        /* packed map: vmeta */
+    F_ANCHOR,   /* the anchor's name, or nil */
+    FRAME_SLOTS
+};
 
 struct yparser {
     yaml_parser_t parser;
@@ -64,15 +101,18 @@ struct yparser {
 /* One open sequence or mapping. */
 struct yframe {
     int is_map;
-    int base;         /* stack index: node, keys, values, anchor */
+    int base;         /* stack index of F_NODE */
     lua_Integer n;    /* items (seq) or keys (map) so far */
     int expect_value; /* map: the next node is a value */
+    lua_Integer odd;  /* packed: items/keys not non-null scalars */
+    int merge;        /* packed map: a merge key was seen */
     long long start_count;
 };
 
 struct ylimits {
     const char *filename;
-    lua_Integer max_depth, max_size, max_nodes;
+    lua_Integer max_depth, max_size, max_nodes, max_alias_nodes;
+    int packed;
 };
 
 static void yp_release(struct yparser *p)
@@ -214,8 +254,66 @@ enum {
     S_ANCH,
     S_ASIZE,
     S_OPEN,
+    S_AMETA,
     S_FIRSTFRAME
 };
+
+static int style_code(yaml_scalar_style_t s)
+{
+    switch (s) {
+    case YAML_SINGLE_QUOTED_SCALAR_STYLE:
+        return 1;
+    case YAML_DOUBLE_QUOTED_SCALAR_STYLE:
+        return 2;
+    case YAML_LITERAL_SCALAR_STYLE:
+        return 3;
+    case YAML_FOLDED_SCALAR_STYLE:
+        return 4;
+    default:
+        return 0;
+    }
+}
+
+static int tag_code(const yaml_char_t *tag)
+{
+    if (tag == NULL)
+        return 0;
+    if (strcmp((const char *)tag, TAG_PREFIX "null") == 0)
+        return 1;
+    if (strcmp((const char *)tag, TAG_PREFIX "merge") == 0)
+        return 2;
+    return 3;
+}
+
+static lua_Integer pack_meta(const yaml_mark_t *m, int flags)
+{
+    return ((lua_Integer)(m->line + 1) << 36) |
+           ((lua_Integer)(m->column + 1) << 7) | flags;
+}
+
+/* The meta of a scalar event: position, style, tag, null, merge. */
+static lua_Integer scalar_meta(const yaml_event_t *ev)
+{
+    const char *v = (const char *)ev->data.scalar.value;
+    size_t len = ev->data.scalar.length;
+    int style = style_code(ev->data.scalar.style);
+    int tag = tag_code(ev->data.scalar.tag);
+    int flags = style | (tag << 3);
+
+    if (tag == 1) {
+        flags |= META_NULL;
+    } else if (style == 0 && tag == 0) {
+        if (len == 0 || (len == 1 && v[0] == '~') ||
+            (len == 4 &&
+             (memcmp(v, "null", 4) == 0 || memcmp(v, "Null", 4) == 0 ||
+              memcmp(v, "NULL", 4) == 0)))
+            flags |= META_NULL;
+    }
+    if (len == 2 && v[0] == '<' && v[1] == '<' &&
+        ((style == 0 && tag == 0) || tag == 2))
+        flags |= META_MERGE;
+    return pack_meta(&ev->start_mark, flags);
+}
 
 /* Attach the node on top of the stack to the innermost frame or root. */
 static void attach(lua_State *L, struct yframe *frames, int depth)
@@ -228,27 +326,152 @@ static void attach(lua_State *L, struct yframe *frames, int depth)
     }
     f = &frames[depth - 1];
     if (!f->is_map) {
-        lua_rawseti(L, f->base, ++f->n);
+        lua_rawseti(L, f->base + F_NODE, ++f->n); /* node[i] */
     } else if (!f->expect_value) {
-        lua_rawseti(L, f->base + 1, ++f->n);
+        lua_rawseti(L, f->base + F_A, ++f->n);
         f->expect_value = 1;
     } else {
-        lua_rawseti(L, f->base + 2, f->n);
+        lua_rawseti(L, f->base + F_B, f->n);
         f->expect_value = 0;
     }
 }
 
 /*
-** The event loop. Returns 0 with the root in S_ROOT, or -1 with the
-** message in buf. Raises only on out-of-memory (the userdata cleans up).
+** Packed: attach the value on top of the stack, with its meta, to the
+** innermost frame (or the root, its meta in *root_meta). odd: the value
+** is not a non-null scalar.
+*/
+static void attach_packed(lua_State *L, struct yframe *frames, int depth,
+                          lua_Integer meta, int odd, lua_Integer *root_meta)
+{
+    struct yframe *f = NULL;
+    int vslot, mslot;
+
+    if (depth == 0) {
+        lua_replace(L, S_ROOT);
+        *root_meta = meta;
+        return;
+    }
+    f = &frames[depth - 1];
+    if (!f->is_map) {
+        vslot = F_A;
+        mslot = F_B;
+        f->n++;
+        f->odd += odd;
+    } else if (!f->expect_value) {
+        vslot = F_A;
+        mslot = F_B;
+        f->n++;
+        f->expect_value = 1;
+        /* keys: only a non-scalar is odd (a null key is the string) */
+        if (lua_type(L, -1) != LUA_TSTRING)
+            f->odd++;
+        if (meta & META_MERGE)
+            f->merge = 1;
+    } else {
+        vslot = F_C;
+        mslot = F_D;
+        f->expect_value = 0;
+    }
+    lua_rawseti(L, f->base + vslot, f->n);
+    lua_pushinteger(L, meta);
+    lua_rawseti(L, f->base + mslot, f->n);
+}
+
+/* Open a collection: its frame's FRAME_SLOTS stack slots. */
+static void open_collection(lua_State *L, const struct ylimits *lim,
+                            struct yframe *f, const yaml_event_t *ev)
+{
+    int is_map = ev->type == YAML_MAPPING_START_EVENT;
+    const yaml_char_t *anchor =
+        is_map ? ev->data.mapping_start.anchor : ev->data.sequence_start.anchor;
+    int i;
+
+    lua_createtable(L, 0, lim->packed ? 8 : 6);
+    lua_pushstring(L, is_map ? "map" : "seq");
+    lua_setfield(L, -2, "kind");
+    set_pos(L, &ev->start_mark);
+    set_tag(L,
+            is_map ? ev->data.mapping_start.tag : ev->data.sequence_start.tag);
+    if (lim->packed) {
+        static const char *const seq_names[] = {"items", "meta"};
+        static const char *const map_names[] = {"keys", "kmeta", "values",
+                                                "vmeta"};
+        int n = is_map ? 4 : 2;
+
+        for (i = 0; i < 4; i++) {
+            if (i < n) {
+                lua_newtable(L);
+                lua_pushvalue(L, -1);
+                lua_setfield(L, f->base + F_NODE,
+                             is_map ? map_names[i] : seq_names[i]);
+            } else {
+                lua_pushnil(L);
+            }
+        }
+    } else if (is_map) {
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, -3, "keys");
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, -4, "values");
+        lua_pushnil(L);
+        lua_pushnil(L);
+    } else {
+        for (i = 0; i < 4; i++)
+            lua_pushnil(L);
+    }
+    if (anchor != NULL) {
+        lua_pushstring(L, (const char *)anchor);
+        lua_pushboolean(L, 1);
+        lua_setfield(L, S_OPEN, (const char *)anchor);
+    } else {
+        lua_pushnil(L);
+    }
+}
+
+/* Close the innermost collection: record its anchor, leave it on top. */
+static void close_collection(lua_State *L, const struct ylimits *lim,
+                             const struct yframe *f, long long count)
+{
+    if (lim->packed) {
+        if (f->odd > 0) {
+            lua_pushinteger(L, f->odd);
+            lua_setfield(L, f->base + F_NODE, "odd");
+        }
+        if (f->merge) {
+            lua_pushboolean(L, 1);
+            lua_setfield(L, f->base + F_NODE, "merge");
+        }
+    }
+    if (lua_type(L, f->base + F_ANCHOR) == LUA_TSTRING) {
+        const char *a = lua_tostring(L, f->base + F_ANCHOR);
+
+        lua_pushvalue(L, f->base + F_NODE);
+        lua_setfield(L, S_ANCH, a);
+        lua_pushinteger(L, (lua_Integer)(count - f->start_count + 1));
+        lua_setfield(L, S_ASIZE, a);
+        lua_pushnil(L);
+        lua_setfield(L, S_OPEN, a);
+    }
+    lua_settop(L, f->base + F_NODE);
+}
+
+/*
+** The event loop. Returns 0 with the root in S_ROOT (packed: its meta in
+** *root_meta, and in *shared the number of aliases of collections), or -1 with
+*the message in buf. Raises only on
+** out-of-memory (the userdata cleans up).
 */
 static int parse_tree(lua_State *L, struct yparser *yp,
                       const struct ylimits *lim, const char *text, size_t len,
-                      char *buf, size_t bufsz)
+                      char *buf, size_t bufsz, lua_Integer *root_meta,
+                      lua_Integer *shared)
 {
     struct yframe *frames = lua_touserdata(L, S_FRAMES);
     int depth = 0, ndocs = 0, done = 0;
-    long long count = 0;
+    long long count = 0, expanded = 0;
     yaml_event_t *ev = &yp->event;
     const char *fname = lim->filename;
 
@@ -275,6 +498,25 @@ static int parse_tree(lua_State *L, struct yparser *yp,
         case YAML_SCALAR_EVENT:
             if (++count > lim->max_nodes)
                 goto too_many;
+            if (lim->packed) {
+                lua_Integer meta = scalar_meta(ev);
+
+                lua_pushlstring(L, (const char *)ev->data.scalar.value,
+                                ev->data.scalar.length);
+                if (ev->data.scalar.anchor != NULL) {
+                    const char *a = (const char *)ev->data.scalar.anchor;
+
+                    lua_pushvalue(L, -1);
+                    lua_setfield(L, S_ANCH, a);
+                    lua_pushinteger(L, meta);
+                    lua_setfield(L, S_AMETA, a);
+                    lua_pushinteger(L, 1);
+                    lua_setfield(L, S_ASIZE, a);
+                }
+                attach_packed(L, frames, depth, meta, (meta & META_NULL) != 0,
+                              root_meta);
+                break;
+            }
             lua_createtable(L, 0, 6);
             lua_pushliteral(L, "scalar");
             lua_setfield(L, -2, "kind");
@@ -295,9 +537,6 @@ static int parse_tree(lua_State *L, struct yparser *yp,
             break;
         case YAML_SEQUENCE_START_EVENT:
         case YAML_MAPPING_START_EVENT: {
-            int is_map = ev->type == YAML_MAPPING_START_EVENT;
-            const yaml_char_t *anchor = is_map ? ev->data.mapping_start.anchor
-                                               : ev->data.sequence_start.anchor;
             struct yframe *f = NULL;
 
             if (depth >= lim->max_depth) {
@@ -310,55 +549,28 @@ static int parse_tree(lua_State *L, struct yparser *yp,
             }
             if (++count > lim->max_nodes)
                 goto too_many;
-            luaL_checkstack(L, 8, "yaml: nesting too deep");
+            luaL_checkstack(L, FRAME_SLOTS + 4, "yaml: nesting too deep");
             f = &frames[depth++];
-            f->is_map = is_map;
+            f->is_map = ev->type == YAML_MAPPING_START_EVENT;
             f->base = lua_gettop(L) + 1;
             f->n = 0;
             f->expect_value = 0;
+            f->odd = 0;
+            f->merge = 0;
             f->start_count = count;
-            lua_createtable(L, 0, 6);
-            lua_pushstring(L, is_map ? "map" : "seq");
-            lua_setfield(L, -2, "kind");
-            set_pos(L, m);
-            set_tag(L, is_map ? ev->data.mapping_start.tag
-                              : ev->data.sequence_start.tag);
-            if (is_map) {
-                lua_newtable(L);
-                lua_pushvalue(L, -1);
-                lua_setfield(L, -3, "keys");
-                lua_newtable(L);
-                lua_pushvalue(L, -1);
-                lua_setfield(L, -4, "values");
-            } else {
-                lua_pushnil(L);
-                lua_pushnil(L);
-            }
-            if (anchor != NULL) {
-                lua_pushstring(L, (const char *)anchor);
-                lua_pushboolean(L, 1);
-                lua_setfield(L, S_OPEN, (const char *)anchor);
-            } else {
-                lua_pushnil(L);
-            }
+            open_collection(L, lim, f, ev);
             break;
         }
         case YAML_SEQUENCE_END_EVENT:
         case YAML_MAPPING_END_EVENT: {
             struct yframe *f = &frames[--depth];
 
-            if (lua_type(L, f->base + 3) == LUA_TSTRING) {
-                const char *a = lua_tostring(L, f->base + 3);
-
-                lua_pushvalue(L, f->base);
-                lua_setfield(L, S_ANCH, a);
-                lua_pushinteger(L, (lua_Integer)(count - f->start_count + 1));
-                lua_setfield(L, S_ASIZE, a);
-                lua_pushnil(L);
-                lua_setfield(L, S_OPEN, a);
-            }
-            lua_settop(L, f->base);
-            attach(L, frames, depth);
+            close_collection(L, lim, f, count);
+            if (lim->packed)
+                attach_packed(L, frames, depth, pack_meta(&ev->start_mark, 0),
+                              1, root_meta);
+            else
+                attach(L, frames, depth);
             break;
         }
         case YAML_ALIAS_EVENT: {
@@ -383,16 +595,46 @@ static int parse_tree(lua_State *L, struct yparser *yp,
                 return -1;
             }
             count += size;
-            if (count > lim->max_nodes) {
-                snprintf(buf, bufsz,
-                         "%s:%zu:%zu: alias expansion exceeds %lld nodes "
-                         "(max_nodes)",
-                         fname, m->line + 1, m->column + 1,
-                         (long long)lim->max_nodes);
+            expanded += size;
+            if (count > lim->max_nodes || expanded > lim->max_alias_nodes) {
+                int total = count > lim->max_nodes;
+
+                snprintf(
+                    buf, bufsz,
+                    "%s:%zu:%zu: alias expansion exceeds %lld nodes "
+                    "(%s)",
+                    fname, m->line + 1, m->column + 1,
+                    (long long)(total ? lim->max_nodes : lim->max_alias_nodes),
+                    total ? "max_nodes" : "max_alias_nodes");
                 return -1;
             }
             lua_getfield(L, S_ANCH, a);
-            attach(L, frames, depth);
+            if (!lim->packed) {
+                attach(L, frames, depth);
+            } else if (lua_type(L, -1) == LUA_TTABLE) {
+                /* the collection is now reachable twice */
+                (*shared)++;
+                lua_getfield(L, -1, "line");
+                lua_getfield(L, -2, "col");
+                {
+                    yaml_mark_t cm;
+
+                    memset(&cm, 0, sizeof(cm));
+                    cm.line = (size_t)lua_tointeger(L, -2) - 1;
+                    cm.column = (size_t)lua_tointeger(L, -1) - 1;
+                    lua_pop(L, 2);
+                    attach_packed(L, frames, depth, pack_meta(&cm, 0), 1,
+                                  root_meta);
+                }
+            } else {
+                lua_Integer meta;
+
+                lua_getfield(L, S_AMETA, a);
+                meta = lua_tointeger(L, -1);
+                lua_pop(L, 1);
+                attach_packed(L, frames, depth, meta, (meta & META_NULL) != 0,
+                              root_meta);
+            }
             break;
         }
         default:
@@ -412,8 +654,8 @@ too_many:
     return -1;
 }
 
-/* yaml.parse(text [, opts]): see the file header. */
-static int l_yaml_parse(lua_State *L)
+/* yaml.parse and yaml.parse_packed: see the file header. */
+static int parse_common(lua_State *L, int packed)
 {
     size_t len;
     const char *text = luaL_checklstring(L, 1, &len);
@@ -421,6 +663,7 @@ static int l_yaml_parse(lua_State *L)
     struct yparser *yp = NULL;
     char buf[1024];
     int opts = 0, rc;
+    lua_Integer root_meta = 0, shared = 0;
 
     if (!lua_isnoneornil(L, 2)) {
         luaL_checktype(L, 2, LUA_TTABLE);
@@ -428,6 +671,7 @@ static int l_yaml_parse(lua_State *L)
     }
     lua_settop(L, 2);
     lim.filename = "<string>";
+    lim.packed = packed;
     if (opts != 0) {
         lua_getfield(L, opts, "filename");
         if (lua_type(L, -1) == LUA_TSTRING)
@@ -438,9 +682,12 @@ static int l_yaml_parse(lua_State *L)
     }
     lim.max_depth =
         optlimit(L, opts, "max_depth", DEF_MAX_DEPTH, HARD_MAX_DEPTH);
-    lim.max_size = optlimit(L, opts, "max_size", DEF_MAX_SIZE, LUA_MAXINTEGER);
+    lim.max_size = optlimit(L, opts, "max_size", DEF_MAX_SIZE,
+                            packed ? PACKED_MAX_SIZE : LUA_MAXINTEGER);
     lim.max_nodes =
         optlimit(L, opts, "max_nodes", DEF_MAX_NODES, LUA_MAXINTEGER);
+    lim.max_alias_nodes =
+        optlimit(L, opts, "max_alias_nodes", lim.max_nodes, LUA_MAXINTEGER);
     if ((lua_Integer)len > lim.max_size || len > (size_t)LUA_MAXINTEGER)
         return dj_pushfail(L,
                            "%s:1:1: input is %I bytes, larger than "
@@ -451,9 +698,10 @@ static int l_yaml_parse(lua_State *L)
     yp = lua_newuserdatauv(L, sizeof(*yp), 0);
     memset(yp, 0, sizeof(*yp));
     luaL_setmetatable(L, PARSER_MT);
-    /* S_FRAMES, S_ROOT, S_ANCH, S_ASIZE, S_OPEN */
+    /* S_FRAMES, S_ROOT, S_ANCH, S_ASIZE, S_OPEN, S_AMETA */
     lua_newuserdatauv(L, (size_t)lim.max_depth * sizeof(struct yframe), 0);
     lua_pushnil(L);
+    lua_newtable(L);
     lua_newtable(L);
     lua_newtable(L);
     lua_newtable(L);
@@ -462,10 +710,20 @@ static int l_yaml_parse(lua_State *L)
                            lim.filename);
     yp->parser_live = 1;
     yaml_parser_set_input_string(&yp->parser, (const unsigned char *)text, len);
-    rc = parse_tree(L, yp, &lim, text, len, buf, sizeof(buf));
+    rc = parse_tree(L, yp, &lim, text, len, buf, sizeof(buf), &root_meta,
+                    &shared);
     yp_release(yp);
     if (rc < 0)
         return dj_pushfail(L, "%s", buf);
+    if (lua_isnil(L, S_ROOT) && packed) {
+        yaml_mark_t start;
+
+        memset(&start, 0, sizeof(start));
+        lua_pushliteral(L, "");
+        lua_pushinteger(L, pack_meta(&start, META_NULL));
+        lua_pushinteger(L, 0);
+        return 3;
+    }
     if (lua_isnil(L, S_ROOT)) {
         lua_createtable(L, 0, 5);
         lua_pushliteral(L, "scalar");
@@ -481,7 +739,22 @@ static int l_yaml_parse(lua_State *L)
         return 1;
     }
     lua_pushvalue(L, S_ROOT);
+    if (packed) {
+        lua_pushinteger(L, root_meta);
+        lua_pushinteger(L, shared);
+        return 3;
+    }
     return 1;
+}
+
+static int l_yaml_parse(lua_State *L)
+{
+    return parse_common(L, 0);
+}
+
+static int l_yaml_parse_packed(lua_State *L)
+{
+    return parse_common(L, 1);
 }
 
 /* yaml.decode, in Lua over parse (its recursion is bounded by max_depth
@@ -527,6 +800,7 @@ static const char decode_src[] =
 
 static const luaL_Reg yaml_funcs[] = {
     {"parse", l_yaml_parse},
+    {"parse_packed", l_yaml_parse_packed},
     {"decode", NULL},
     {NULL, NULL},
 };
