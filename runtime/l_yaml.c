@@ -60,6 +60,7 @@
 */
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <lauxlib.h>
@@ -79,6 +80,19 @@
 #define PACKED_MAX_SIZE ((lua_Integer)1 << 27)
 #define META_NULL 32
 #define META_MERGE 64
+/* packed: values wait on the stack, at most this many per collection,
+ * so that small collections get tables of their exact size (and
+ * HARD_MAX_DEPTH * (PACK_CHUNK + 2) stays under Lua's stack limit) */
+#define PACK_CHUNK 64
+
+/* Stack slots of an open collection when packed, from its base. */
+enum {
+    P_TAG = 0, /* the tag ("!!str" form), or nil */
+    P_ANCHOR,  /* the anchor's name, or nil */
+    P_ITEMS,   /* nil until the first flush: items (seq) or keys (map) */
+    P_VALUES,  /* map: nil until the first flush: values */
+    P_FIRST    /* then its pending values (map: key, value, ...) */
+};
 
 /* Stack slots of an open collection, from its base. */
 enum {
@@ -96,17 +110,25 @@ struct yparser {
     yaml_event_t event;
     int parser_live;
     int event_live;
+    /* packed: the metas of the open collections' items, innermost last */
+    lua_Integer *metas;
+    size_t nmeta, capmeta;
 };
 
 /* One open sequence or mapping. */
 struct yframe {
     int is_map;
-    int base;         /* stack index of F_NODE */
+    int base;         /* stack index of F_NODE (packed: P_NODE) */
     lua_Integer n;    /* items (seq) or keys (map) so far */
     int expect_value; /* map: the next node is a value */
-    lua_Integer odd;  /* packed: items/keys not non-null scalars */
-    int merge;        /* packed map: a merge key was seen */
     long long start_count;
+    /* packed only */
+    lua_Integer odd;     /* items/keys not non-null scalars */
+    int merge;           /* map: a merge key was seen */
+    int pending;         /* values on the stack above P_FIRST */
+    lua_Integer flushed; /* values already moved into the tables */
+    size_t meta_start;   /* its items' metas: yparser.metas[meta_start..] */
+    lua_Integer meta;    /* its own position */
 };
 
 struct ylimits {
@@ -123,6 +145,9 @@ static void yp_release(struct yparser *p)
     if (p->parser_live)
         yaml_parser_delete(&p->parser);
     p->parser_live = 0;
+    free(p->metas);
+    p->metas = NULL;
+    p->nmeta = p->capmeta = 0;
 }
 
 static int yp_gc(lua_State *L)
@@ -214,17 +239,25 @@ static void set_pos(lua_State *L, const yaml_mark_t *m)
     lua_setfield(L, -2, "col");
 }
 
-static void set_tag(lua_State *L, const yaml_char_t *tag)
+/* Push a tag in its "!!str" form, or nil. */
+static void push_tag(lua_State *L, const yaml_char_t *tag)
 {
     const char *t = (const char *)tag;
     size_t plen = sizeof(TAG_PREFIX) - 1;
 
     if (t == NULL)
-        return;
-    if (strncmp(t, TAG_PREFIX, plen) == 0)
+        lua_pushnil(L);
+    else if (strncmp(t, TAG_PREFIX, plen) == 0)
         lua_pushfstring(L, "!!%s", t + plen);
     else
         lua_pushstring(L, t);
+}
+
+static void set_tag(lua_State *L, const yaml_char_t *tag)
+{
+    if (tag == NULL)
+        return;
+    push_tag(L, tag);
     lua_setfield(L, -2, "tag");
 }
 
@@ -336,16 +369,58 @@ static void attach(lua_State *L, struct yframe *frames, int depth)
     }
 }
 
+/* Packed: remember an item's meta (the yparser's buffer). */
+static void push_meta(struct yparser *yp, lua_Integer meta)
+{
+    if (yp->nmeta == yp->capmeta) {
+        size_t cap = yp->capmeta ? yp->capmeta * 2 : 256;
+
+        yp->metas = dj_xreallocarray(yp->metas, cap, sizeof(*yp->metas));
+        yp->capmeta = cap;
+    }
+    yp->metas[yp->nmeta++] = meta;
+}
+
+/*
+** Packed: move the frame's pending values (on top of the stack) into its
+** tables (seq: items; map: keys and values, alternating), creating them
+** on the first flush with room for what is pending.
+*/
+static void flush_pending(lua_State *L, struct yframe *f)
+{
+    int np = f->pending, i, k;
+    int first = lua_gettop(L) - np + 1;
+
+    if (np == 0 && f->flushed > 0)
+        return;
+    for (k = 0; k < (f->is_map ? 2 : 1); k++) {
+        int slot = f->base + P_ITEMS + k, step = f->is_map ? 2 : 1;
+        lua_Integer at = f->flushed / step;
+
+        if (f->flushed == 0) {
+            lua_createtable(L, (np + step - 1 - k) / step, 0);
+            lua_replace(L, slot);
+        }
+        for (i = k; i < np; i += step) {
+            lua_pushvalue(L, first + i);
+            lua_rawseti(L, slot, ++at);
+        }
+    }
+    f->flushed += np;
+    f->pending = 0;
+    lua_settop(L, first - 1);
+}
+
 /*
 ** Packed: attach the value on top of the stack, with its meta, to the
 ** innermost frame (or the root, its meta in *root_meta). odd: the value
 ** is not a non-null scalar.
 */
-static void attach_packed(lua_State *L, struct yframe *frames, int depth,
-                          lua_Integer meta, int odd, lua_Integer *root_meta)
+static void attach_packed(lua_State *L, struct yparser *yp,
+                          struct yframe *frames, int depth, lua_Integer meta,
+                          int odd, lua_Integer *root_meta)
 {
     struct yframe *f = NULL;
-    int vslot, mslot;
 
     if (depth == 0) {
         lua_replace(L, S_ROOT);
@@ -354,62 +429,125 @@ static void attach_packed(lua_State *L, struct yframe *frames, int depth,
     }
     f = &frames[depth - 1];
     if (!f->is_map) {
-        vslot = F_A;
-        mslot = F_B;
         f->n++;
         f->odd += odd;
     } else if (!f->expect_value) {
-        vslot = F_A;
-        mslot = F_B;
         f->n++;
         f->expect_value = 1;
-        /* keys: only a non-scalar is odd (a null key is the string) */
+        /* keys: only a non-scalar is odd (a null key is its string) */
         if (lua_type(L, -1) != LUA_TSTRING)
             f->odd++;
         if (meta & META_MERGE)
             f->merge = 1;
     } else {
-        vslot = F_C;
-        mslot = F_D;
         f->expect_value = 0;
     }
-    lua_rawseti(L, f->base + vslot, f->n);
-    lua_pushinteger(L, meta);
-    lua_rawseti(L, f->base + mslot, f->n);
+    push_meta(yp, meta);
+    f->pending++;
+    /* (a map flushes after a value, keeping keys and values paired) */
+    if (f->pending >= PACK_CHUNK && !f->expect_value)
+        flush_pending(L, f);
 }
 
-/* Open a collection: its frame's FRAME_SLOTS stack slots. */
-static void open_collection(lua_State *L, const struct ylimits *lim,
-                            struct yframe *f, const yaml_event_t *ev)
+/* Packed: open a collection (its stack slots; the table comes at the
+ * end, when its sizes are known). */
+static void open_packed(lua_State *L, struct yparser *yp, struct yframe *f,
+                        const yaml_event_t *ev)
+{
+    int is_map = ev->type == YAML_MAPPING_START_EVENT;
+    const yaml_char_t *anchor =
+        is_map ? ev->data.mapping_start.anchor : ev->data.sequence_start.anchor;
+
+    luaL_checkstack(L, PACK_CHUNK + 8, "yaml: nesting too deep");
+    f->pending = 0;
+    f->flushed = 0;
+    f->meta_start = yp->nmeta;
+    f->meta = pack_meta(&ev->start_mark, 0);
+    push_tag(L,
+             is_map ? ev->data.mapping_start.tag : ev->data.sequence_start.tag);
+    if (anchor != NULL) {
+        lua_pushstring(L, (const char *)anchor);
+        lua_pushboolean(L, 1);
+        lua_setfield(L, S_OPEN, (const char *)anchor);
+    } else {
+        lua_pushnil(L);
+    }
+    lua_pushnil(L);
+    lua_pushnil(L);
+}
+
+/* Packed: close the innermost collection, leaving its table on top. */
+static void close_packed(lua_State *L, struct yparser *yp,
+                         const struct yframe *cf, long long count)
+{
+    struct yframe fr = *cf;
+    struct yframe *f = &fr;
+    lua_Integer i, total;
+    int node;
+
+    flush_pending(L, f);
+    total = f->flushed;
+    lua_createtable(L, (int)total, 4);
+    node = lua_gettop(L);
+    for (i = 0; i < total; i++) {
+        lua_pushinteger(L, yp->metas[f->meta_start + (size_t)i]);
+        lua_rawseti(L, node, i + 1);
+    }
+    yp->nmeta = f->meta_start;
+    lua_pushstring(L, f->is_map ? "map" : "seq");
+    lua_setfield(L, node, "kind");
+    lua_pushvalue(L, f->base + P_ITEMS);
+    lua_setfield(L, node, f->is_map ? "keys" : "items");
+    if (f->is_map) {
+        lua_pushvalue(L, f->base + P_VALUES);
+        lua_setfield(L, node, "values");
+    }
+    if (f->merge) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, node, "merge");
+    }
+    if (f->odd > 0) {
+        lua_pushinteger(L, f->odd);
+        lua_setfield(L, node, "odd");
+    }
+    if (!lua_isnil(L, f->base + P_TAG)) {
+        lua_pushvalue(L, f->base + P_TAG);
+        lua_setfield(L, node, "tag");
+    }
+    if (lua_type(L, f->base + P_ANCHOR) == LUA_TSTRING) {
+        const char *a = lua_tostring(L, f->base + P_ANCHOR);
+
+        lua_pushvalue(L, node);
+        lua_setfield(L, S_ANCH, a);
+        lua_pushinteger(L, (lua_Integer)(count - f->start_count + 1));
+        lua_setfield(L, S_ASIZE, a);
+        lua_pushinteger(L, f->meta);
+        lua_setfield(L, S_AMETA, a);
+        lua_pushnil(L);
+        lua_setfield(L, S_OPEN, a);
+    }
+    lua_replace(L, f->base);
+    lua_settop(L, f->base);
+}
+
+/* Full nodes: open a collection (FRAME_SLOTS stack slots). */
+static void open_collection(lua_State *L, struct yframe *f,
+                            const yaml_event_t *ev)
 {
     int is_map = ev->type == YAML_MAPPING_START_EVENT;
     const yaml_char_t *anchor =
         is_map ? ev->data.mapping_start.anchor : ev->data.sequence_start.anchor;
     int i;
 
-    lua_createtable(L, 0, lim->packed ? 8 : 6);
+    (void)f;
+    luaL_checkstack(L, FRAME_SLOTS + 4, "yaml: nesting too deep");
+    lua_createtable(L, 0, 6);
     lua_pushstring(L, is_map ? "map" : "seq");
     lua_setfield(L, -2, "kind");
     set_pos(L, &ev->start_mark);
     set_tag(L,
             is_map ? ev->data.mapping_start.tag : ev->data.sequence_start.tag);
-    if (lim->packed) {
-        static const char *const seq_names[] = {"items", "meta"};
-        static const char *const map_names[] = {"keys", "kmeta", "values",
-                                                "vmeta"};
-        int n = is_map ? 4 : 2;
-
-        for (i = 0; i < 4; i++) {
-            if (i < n) {
-                lua_newtable(L);
-                lua_pushvalue(L, -1);
-                lua_setfield(L, f->base + F_NODE,
-                             is_map ? map_names[i] : seq_names[i]);
-            } else {
-                lua_pushnil(L);
-            }
-        }
-    } else if (is_map) {
+    if (is_map) {
         lua_newtable(L);
         lua_pushvalue(L, -1);
         lua_setfield(L, -3, "keys");
@@ -431,20 +569,10 @@ static void open_collection(lua_State *L, const struct ylimits *lim,
     }
 }
 
-/* Close the innermost collection: record its anchor, leave it on top. */
-static void close_collection(lua_State *L, const struct ylimits *lim,
-                             const struct yframe *f, long long count)
+/* Full nodes: close the innermost collection, leaving it on top. */
+static void close_collection(lua_State *L, const struct yframe *f,
+                             long long count)
 {
-    if (lim->packed) {
-        if (f->odd > 0) {
-            lua_pushinteger(L, f->odd);
-            lua_setfield(L, f->base + F_NODE, "odd");
-        }
-        if (f->merge) {
-            lua_pushboolean(L, 1);
-            lua_setfield(L, f->base + F_NODE, "merge");
-        }
-    }
     if (lua_type(L, f->base + F_ANCHOR) == LUA_TSTRING) {
         const char *a = lua_tostring(L, f->base + F_ANCHOR);
 
@@ -513,8 +641,8 @@ static int parse_tree(lua_State *L, struct yparser *yp,
                     lua_pushinteger(L, 1);
                     lua_setfield(L, S_ASIZE, a);
                 }
-                attach_packed(L, frames, depth, meta, (meta & META_NULL) != 0,
-                              root_meta);
+                attach_packed(L, yp, frames, depth, meta,
+                              (meta & META_NULL) != 0, root_meta);
                 break;
             }
             lua_createtable(L, 0, 6);
@@ -549,7 +677,6 @@ static int parse_tree(lua_State *L, struct yparser *yp,
             }
             if (++count > lim->max_nodes)
                 goto too_many;
-            luaL_checkstack(L, FRAME_SLOTS + 4, "yaml: nesting too deep");
             f = &frames[depth++];
             f->is_map = ev->type == YAML_MAPPING_START_EVENT;
             f->base = lua_gettop(L) + 1;
@@ -558,19 +685,25 @@ static int parse_tree(lua_State *L, struct yparser *yp,
             f->odd = 0;
             f->merge = 0;
             f->start_count = count;
-            open_collection(L, lim, f, ev);
+            if (lim->packed)
+                open_packed(L, yp, f, ev);
+            else
+                open_collection(L, f, ev);
             break;
         }
         case YAML_SEQUENCE_END_EVENT:
         case YAML_MAPPING_END_EVENT: {
             struct yframe *f = &frames[--depth];
 
-            close_collection(L, lim, f, count);
-            if (lim->packed)
-                attach_packed(L, frames, depth, pack_meta(&ev->start_mark, 0),
-                              1, root_meta);
-            else
+            if (lim->packed) {
+                lua_Integer meta = f->meta;
+
+                close_packed(L, yp, f, count);
+                attach_packed(L, yp, frames, depth, meta, 1, root_meta);
+            } else {
+                close_collection(L, f, count);
                 attach(L, frames, depth);
+            }
             break;
         }
         case YAML_ALIAS_EVENT: {
@@ -613,27 +746,21 @@ static int parse_tree(lua_State *L, struct yparser *yp,
                 attach(L, frames, depth);
             } else if (lua_type(L, -1) == LUA_TTABLE) {
                 /* the collection is now reachable twice */
-                (*shared)++;
-                lua_getfield(L, -1, "line");
-                lua_getfield(L, -2, "col");
-                {
-                    yaml_mark_t cm;
+                lua_Integer meta;
 
-                    memset(&cm, 0, sizeof(cm));
-                    cm.line = (size_t)lua_tointeger(L, -2) - 1;
-                    cm.column = (size_t)lua_tointeger(L, -1) - 1;
-                    lua_pop(L, 2);
-                    attach_packed(L, frames, depth, pack_meta(&cm, 0), 1,
-                                  root_meta);
-                }
+                (*shared)++;
+                lua_getfield(L, S_AMETA, a);
+                meta = lua_tointeger(L, -1);
+                lua_pop(L, 1);
+                attach_packed(L, yp, frames, depth, meta, 1, root_meta);
             } else {
                 lua_Integer meta;
 
                 lua_getfield(L, S_AMETA, a);
                 meta = lua_tointeger(L, -1);
                 lua_pop(L, 1);
-                attach_packed(L, frames, depth, meta, (meta & META_NULL) != 0,
-                              root_meta);
+                attach_packed(L, yp, frames, depth, meta,
+                              (meta & META_NULL) != 0, root_meta);
             }
             break;
         }
