@@ -483,8 +483,10 @@ for i = 1, 10 do
 end
 bomb[#bomb + 1] = "jobs:\n  - <<: *a10"
 t:like(all_errs(table.concat(bomb, "\n") .. "\n"),
-       "m%.yml:%d+:%d+: alias expansion exceeds 100000 nodes",
-       "a merge bomb is refused, quickly")
+       "m%.yml:%d+:%d+: alias expansion exceeds 1000000 nodes " ..
+       "%(limits%.max_manifest_aliases; raise it in driver%.conf: " ..
+       "limits { max_manifest_aliases 10000000 }%)",
+       "a merge bomb is refused, quickly, naming the limit and its key")
 
 -- 2026-12-04: Djinn reads the first YAML document of a manifest and
 -- ignores the rest; we refused the file.
