@@ -4,8 +4,11 @@
 ** (libyaml's own event loop, the floor under any YAML loader that is
 ** built on it).
 **
-**   yaml_events FILE   -> exit 0 and "N events" on stdout, or exit 1 and
-**                         the libyaml problem on stderr
+**   yaml_events FILE [REPEAT] -> exit 0 and "N events" on stdout, or
+**       exit 1 and the libyaml problem on stderr. REPEAT (default 1)
+**       parses the file that many times in the one process (the file is
+**       read once), as bench/manifest-load.lua loads it that many times:
+**       process start-up then weighs little on either side.
 **
 ** Built by bench/manifest-load.sh:
 **   cc -O2 -o BUILD/yaml_events bench/yaml_events.c \
@@ -52,44 +55,65 @@ fail:
     return -1;
 }
 
-int main(int argc, char **argv)
+/* One pass of libyaml's events over text: 0 and *events, or -1. */
+static int pull_events(const char *name, const unsigned char *text, size_t len,
+                       long long *events)
 {
     yaml_parser_t parser;
     yaml_event_t event;
+    int done = 0;
+
+    *events = 0;
+    if (!yaml_parser_initialize(&parser)) {
+        fprintf(stderr, "yaml_events: cannot initialize the parser\n");
+        return -1;
+    }
+    yaml_parser_set_input_string(&parser, text, len);
+    while (!done) {
+        if (!yaml_parser_parse(&parser, &event)) {
+            fprintf(stderr, "%s:%zu:%zu: %s\n", name,
+                    parser.problem_mark.line + 1,
+                    parser.problem_mark.column + 1,
+                    parser.problem != NULL ? parser.problem : "error");
+            yaml_parser_delete(&parser);
+            return -1;
+        }
+        done = event.type == YAML_STREAM_END_EVENT;
+        (*events)++;
+        yaml_event_delete(&event);
+    }
+    yaml_parser_delete(&parser);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
     unsigned char *text = NULL;
     size_t len = 0;
     long long events = 0;
-    int done = 0;
+    long repeat = 1, i;
 
-    if (argc != 2) {
-        fprintf(stderr, "usage: yaml_events FILE\n");
+    if (argc != 2 && argc != 3) {
+        fprintf(stderr, "usage: yaml_events FILE [REPEAT]\n");
         return 2;
+    }
+    if (argc == 3) {
+        repeat = strtol(argv[2], NULL, 10);
+        if (repeat < 1) {
+            fprintf(stderr, "yaml_events: REPEAT must be >= 1\n");
+            return 2;
+        }
     }
     if (read_file(argv[1], &text, &len) < 0) {
         perror(argv[1]);
         return 1;
     }
-    if (!yaml_parser_initialize(&parser)) {
-        fprintf(stderr, "yaml_events: cannot initialize the parser\n");
-        free(text);
-        return 1;
-    }
-    yaml_parser_set_input_string(&parser, text, len);
-    while (!done) {
-        if (!yaml_parser_parse(&parser, &event)) {
-            fprintf(stderr, "%s:%zu:%zu: %s\n", argv[1],
-                    parser.problem_mark.line + 1,
-                    parser.problem_mark.column + 1,
-                    parser.problem != NULL ? parser.problem : "error");
-            yaml_parser_delete(&parser);
+    for (i = 0; i < repeat; i++) {
+        if (pull_events(argv[1], text, len, &events) < 0) {
             free(text);
             return 1;
         }
-        done = event.type == YAML_STREAM_END_EVENT;
-        events++;
-        yaml_event_delete(&event);
     }
-    yaml_parser_delete(&parser);
     free(text);
     printf("%lld events\n", events);
     return 0;

@@ -97,15 +97,23 @@ local top_set, job_set = set_of(top_keys), set_of(job_keys)
 -- empty SRC loads (and fails when placed or collected), and an empty DST
 -- after "=>" is a DST not written (named = false, dst = basename(SRC)).
 function M.parse_passthrough(s)
+    -- The usual "SRC => DST" (no spaces in either, one "=>"): one match.
+    -- (line and col: room for the manifest's positions, set after)
+    local fsrc, fdst = s:match("^(%S+) => (%S+)$")
+    if fsrc and not fsrc:find("=>", 1, true) then
+        return { src = fsrc, dst = fdst, named = true, line = nil,
+                 col = nil }
+    end
     local src, dst = util.split_first(s, "=>")
     src = util.trim(src)
     if dst ~= nil then
         dst = util.trim(dst)
     end
     if dst == nil or dst == "" then
-        return { src = src, dst = util.basename(src), named = false }
+        return { src = src, dst = util.basename(src), named = false,
+                 line = nil, col = nil }
     end
-    return { src = src, dst = dst, named = true }
+    return { src = src, dst = dst, named = true, line = nil, col = nil }
 end
 
 -- URL [REF] [=> DIR] (Djinn's Source.UnmarshalYAML).
@@ -164,6 +172,13 @@ end
 local Ctx = {}
 Ctx.__index = Ctx
 
+-- A message's path: path, or the format path with the index idx
+-- ("jobs[%d].commands", 3): formatted only when a message needs it.
+local function P(path, idx)
+    if idx then return string.format(path, idx) end
+    return path
+end
+
 -- at: a meta integer or a { line =, col = } table.
 function Ctx:msg(at, fmt, ...)
     local line, col = 0, 0
@@ -206,7 +221,7 @@ end
 -- order, a merged key replacing what came before it and replaced by what
 -- comes after; in a list the earlier mappings win. A key written twice
 -- in the mapping itself is still an error (yaml.v2 keeps the last).
-function Ctx:entries(node, path)
+function Ctx:entries(node, path, index)
     local keys, values = node.keys, node.values
     local n = #keys
     if not node.merge and not node.odd then
@@ -233,6 +248,7 @@ function Ctx:entries(node, path)
             return n, keys, values, node
         end
     end
+    if index then path = string.format(path, index) end
     local prefix = path == "" and "" or path .. ": "
     local slot, ks, vs, ms, written, wmeta = {}, {}, {}, {}, {}, {}
     local function set(k, km, v, vm)
@@ -299,10 +315,11 @@ function Ctx:entries(node, path)
 end
 
 -- A string value; nil (no error) for null.
-function Ctx:string(v, vm, path)
+function Ctx:string(v, vm, path, idx)
     if is_null(v, vm) then return nil end
     if type(v) ~= "string" then
-        self:err(vm, "%s: expected a string, got %s", path, describe(v, vm))
+        self:err(vm, "%s: expected a string, got %s", P(path, idx),
+                 describe(v, vm))
         return nil
     end
     return v
@@ -311,10 +328,10 @@ end
 -- A list of strings; {} for null. Returns the strings and their metas
 -- (metas[i] for out[i]). shared: the document has aliases of
 -- collections, so the items table may be reached twice: copy it.
-function Ctx:string_list(v, vm, path)
+function Ctx:string_list(v, vm, path, idx)
     if is_null(v, vm) then return {}, {} end
     if type(v) ~= "table" or v.kind ~= "seq" then
-        self:err(vm, "%s: expected a list of strings, got %s", path,
+        self:err(vm, "%s: expected a list of strings, got %s", P(path, idx),
                  describe(v, vm))
         return {}, {}
     end
@@ -333,8 +350,8 @@ function Ctx:string_list(v, vm, path)
             out[#out + 1] = ""
             metas[#metas + 1] = im
         elseif type(item) ~= "string" then
-            self:err(im, "%s[%d]: expected a string, got %s", path, i,
-                     describe(item, im))
+            self:err(im, "%s[%d]: expected a string, got %s", P(path, idx),
+                     i, describe(item, im))
         else
             out[#out + 1] = item
             metas[#metas + 1] = im
@@ -343,18 +360,19 @@ function Ctx:string_list(v, vm, path)
     return out, metas
 end
 
-function Ctx:passthrough_list(v, vm, path)
+function Ctx:passthrough_list(v, vm, path, idx)
     local list = {}
-    local items, metas = self:string_list(v, vm, path)
+    local items, metas = self:string_list(v, vm, path, idx)
+    local parse = M.parse_passthrough
     for i, s in ipairs(items) do
-        local pt = M.parse_passthrough(s)
+        local pt = parse(s)
         local meta = metas[i]
         pt.line, pt.col = meta >> 36, (meta >> 7) & POS_MASK
-        list[#list + 1] = pt
+        list[i] = pt
         if pt.src == "" then
             self:warn(meta, "%s[%d]: %q has an empty source; nothing " ..
-                      "will be %s (expected SRC or SRC => DST)", path, i, s,
-                      path == "objects" and "placed" or "collected")
+                      "will be %s (expected SRC or SRC => DST)", P(path, idx),
+                      i, s, path == "objects" and "placed" or "collected")
         end
     end
     return list
@@ -365,30 +383,38 @@ end
 -- sources, and the artifact destinations the manifest wrote. Other paths
 -- that name no file ("", ".") load, as in Djinn, and fail at run time
 -- with an "object error:" or "artifact error:" line.
-function Ctx:check_paths(list, path, artifacts)
+function Ctx:check_paths(list, path, artifacts, idx)
+    local safe_relpath = util.safe_relpath
     for i, pt in ipairs(list) do
-        local p = artifacts and pt.dst:gsub("%*", "x") or pt.src
-        local _, why = util.safe_relpath(p)
-        if artifacts and not pt.named then
-            why = nil  -- each match's own name, checked by store:target
-        elseif why == "the path names the directory itself" then
-            if not artifacts then
+        local why
+        if not artifacts then
+            _, why = safe_relpath(pt.src)
+            if why == "the path names the directory itself" then
                 self:warn(pt, "%s[%d]: source %q names the objects " ..
                           "directory itself; it will not be placed " ..
-                          "(objects are files inside it)", path, i, pt.src)
+                          "(objects are files inside it)", P(path, idx), i,
+                          pt.src)
+                why = nil
             end
-            why = nil
+        elseif pt.named then
+            -- (not named: each match's own name, checked by store:target)
+            local p = pt.dst
+            if p:find("*", 1, true) then p = p:gsub("%*", "x") end
+            _, why = safe_relpath(p)
+            if why == "the path names the directory itself" then
+                why = nil
+            end
         end
         if why and why ~= "empty path" then
             if artifacts then
                 self:err(pt, "%s[%d]: destination %q: %s (artifact " ..
                          "destinations are relative to the artifacts " ..
-                         "directory and stay inside it)", path, i, pt.dst,
-                         why)
+                         "directory and stay inside it)", P(path, idx), i,
+                         pt.dst, why)
             else
                 self:err(pt, "%s[%d]: source %q: %s (objects are read " ..
                          "from the objects directory, relative paths " ..
-                         "inside it)", path, i, pt.src, why)
+                         "inside it)", P(path, idx), i, pt.src, why)
             end
         end
     end
@@ -507,57 +533,56 @@ local function parse_job(ctx, node, nm, i)
                 "commands, artifacts; got %s", i, describe(node, nm))
         return nil
     end
-    local job = { commands = {}, artifacts = {}, line = nm >> 36,
-                  col = (nm >> 7) & POS_MASK }
-    local path = nil
-    local n, keys, values, metas = ctx:entries(node, "jobs[" .. i .. "]")
+    -- (every field named: the table is made with room for them all)
+    local job = { stage = nil, name = nil, commands = nil, artifacts = nil,
+                  line = nm >> 36, col = (nm >> 7) & POS_MASK, index = nil }
+    local stage_v, stage_m, name_m
+    local n, keys, values, metas = ctx:entries(node, "jobs[%d]", i)
     for j = 1, n do
         local k, v, vm = keys[j], values[j], metas[2 * j]
         if k == "stage" then
             if type(v) == "string" and vm & META_NULL == 0 then
                 job.stage = v
             else
-                path = path or string.format("jobs[%d]", i)
-                job.stage = ctx:string(v, vm, path .. ".stage")
+                job.stage = ctx:string(v, vm, "jobs[%d].stage", i)
             end
-            job.stage_v, job.stage_m = v, vm
+            stage_v, stage_m = v, vm
         elseif k == "name" then
             if type(v) == "string" and vm & META_NULL == 0 then
                 job.name = v
             else
-                path = path or string.format("jobs[%d]", i)
-                job.name = ctx:string(v, vm, path .. ".name")
+                job.name = ctx:string(v, vm, "jobs[%d].name", i)
             end
-            job.name_m = vm
+            name_m = vm
         elseif k == "commands" then
             if type(v) == "table" and not v.odd and v.kind == "seq" and
                 not ctx.shared then
                 job.commands = v.items
             else
-                path = path or string.format("jobs[%d]", i)
-                job.commands = ctx:string_list(v, vm, path .. ".commands")
+                job.commands = ctx:string_list(v, vm, "jobs[%d].commands",
+                                               i)
             end
         elseif k == "artifacts" then
-            path = path or string.format("jobs[%d]", i)
             job.artifacts = ctx:check_paths(
-                ctx:passthrough_list(v, vm, path .. ".artifacts"),
-                path .. ".artifacts", true)
+                ctx:passthrough_list(v, vm, "jobs[%d].artifacts", i),
+                "jobs[%d].artifacts", true, i)
         else
-            path = path or string.format("jobs[%d]", i)
-            ctx:warn(metas[2 * j - 1], "%s: unknown key %q (ignored; " ..
-                     "%sknown keys: %s)", path, k, did_you_mean(k, job_keys),
+            ctx:warn(metas[2 * j - 1], "jobs[%d]: unknown key %q (ignored; " ..
+                     "%sknown keys: %s)", i, k, did_you_mean(k, job_keys),
                      table.concat(job_keys, ", "))
         end
     end
+    if job.commands == nil then job.commands = {} end
+    if job.artifacts == nil then job.artifacts = {} end
     if job.stage == nil then
         -- (a stage of the wrong type was already reported as an error)
-        if job.stage_m == nil or is_null(job.stage_v, job.stage_m) then
+        if stage_m == nil or is_null(stage_v, stage_m) then
             ctx:warn(nm, "jobs[%d]: the job has no stage; it is dropped " ..
                      "(add stage: NAME, one of the names under stages)", i)
         end
         return nil
     end
-    return job
+    return job, stage_m, name_m
 end
 
 local function validate(root, rm, file, shared)
@@ -676,9 +701,9 @@ local function validate(root, rm, file, shared)
         local mjobs = m.jobs
         for i, jnode in ipairs(jobs.items) do
             local jmeta = jobs[i]
-            local job = parse_job(ctx, jnode, jmeta, i)
+            local job, stage_m, name_m = parse_job(ctx, jnode, jmeta, i)
             if job and not stage_at[job.stage] then
-                ctx:warn(job.stage_m or jmeta, "jobs[%d]: stage %q is " ..
+                ctx:warn(stage_m or jmeta, "jobs[%d]: stage %q is " ..
                          "not listed in stages; the job is dropped " ..
                          "(stages: %s)", i, job.stage,
                          #m.stages > 0 and table.concat(m.stages, ", ")
@@ -697,15 +722,14 @@ local function validate(root, rm, file, shared)
                 end
                 local first = seen[job.name]
                 if first then
-                    ctx:err(job.name_m or jmeta, "jobs[%d]: duplicate " ..
+                    ctx:err(name_m or jmeta, "jobs[%d]: duplicate " ..
                             "job name %q in stage %s (first at line %d:%d)",
                             i, job.name, st, first >> 36,
                             (first >> 7) & POS_MASK)
                 else
-                    seen[job.name] = job.name_m or jmeta
+                    seen[job.name] = name_m or jmeta
                 end
                 job.index = i
-                job.stage_v, job.stage_m, job.name_m = nil, nil, nil
                 mjobs[#mjobs + 1] = job
             end
         end
