@@ -799,27 +799,49 @@ local function manifest_limits(limits)
     return size, aliases
 end
 
+-- How to raise a limit (the words of djinn.tree's caps).
+local function raise_hint(key, value)
+    return string.format("raise it with `limits { %s %s }` in " ..
+                         "driver.conf", key, value)
+end
+
+-- "NMB", at least `bytes` (driver.conf sizes are powers of 1024), or nil
+-- past the most the YAML layer takes.
+local function size_to_raise(bytes)
+    if bytes > HARD_MAX_SIZE then return nil end
+    local mb = (bytes + 1024 * 1024 - 1) // (1024 * 1024)
+    return string.format("%dMB", mb)
+end
+
 -- The YAML layer's limit messages, with the driver.conf key that raises
 -- each.
 local function explain_limit(err, size, aliases)
     local rest = err:match("^(.*) %(max_alias_nodes%)$")
     if rest then
-        return rest .. " (limits.max_manifest_aliases; raise it in " ..
-            "driver.conf: limits { max_manifest_aliases " ..
-            string.format("%d", aliases * 10) .. " })"
+        return string.format("%s (the limit is max_manifest_aliases: %s, " ..
+            "0 = no limit)",
+            rest, raise_hint("max_manifest_aliases",
+                             string.format("%d", aliases * 10)))
     end
     rest = err:match("^(.*) %(max_nodes%)$")
     if rest then
-        return rest .. " (at most twice limits.max_manifest_size, " ..
-            human_size(size) .. ", plus the aliases; raise it in " ..
-            "driver.conf: limits { max_manifest_size ... })"
+        local hint = size_to_raise(size * 2)
+        return string.format("%s (the limit is 2 per byte of " ..
+            "max_manifest_size, %s, plus the aliases%s)", rest,
+            human_size(size), hint and ": " ..
+            raise_hint("max_manifest_size", hint) or "")
     end
-    rest = err:match("^(.*), larger than max_size %d+$")
-    if rest then
-        return string.format("%s, larger than limits.max_manifest_size " ..
-            "(%s; raise it in driver.conf: limits { max_manifest_size " ..
-            "%dMB })", rest, human_size(size),
-            (size * 2 + 1024 * 1024 - 1) // (1024 * 1024))
+    local got = err:match("^.*: input is (%d+) bytes, larger than " ..
+                          "max_size %d+$")
+    if got then
+        local hint = size_to_raise(tonumber(got))
+        return string.format("%s: the manifest is larger than %s (%s " ..
+            "bytes; the limit is max_manifest_size%s)",
+            err:match("^(.-):1:1: ") or "", human_size(size), got,
+            hint and ": " ..
+            raise_hint("max_manifest_size", hint) or
+            ", and past the most a manifest may be, " ..
+            human_size(HARD_MAX_SIZE))
     end
     return err
 end
@@ -866,12 +888,13 @@ function M.load(path, limits)
     end
     local max_size, max_alias = manifest_limits(limits)
     local function too_big(size)
+        local hint = size_to_raise(size or max_size + 1)
         return string.format("%s: the manifest is larger than %s (%s" ..
-            "the limit is limits.max_manifest_size, %d bytes; raise it " ..
-            "in driver.conf: limits { max_manifest_size %dMB })", path,
-            human_size(max_size),
+            "the limit is max_manifest_size%s)", path, human_size(max_size),
             size and string.format("%d bytes; ", size) or "",
-            max_size, math.max(size or 0, max_size * 2) // (1024 * 1024) + 1)
+            hint and ": " .. raise_hint("max_manifest_size", hint) or
+            ", and past the most a manifest may be, " ..
+            human_size(HARD_MAX_SIZE))
     end
     -- Check the size first (a regular file): nothing of a huge file is
     -- read. For pipes, read at most the limit + 1 byte.

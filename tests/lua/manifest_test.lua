@@ -484,8 +484,8 @@ end
 bomb[#bomb + 1] = "jobs:\n  - <<: *a10"
 t:like(all_errs(table.concat(bomb, "\n") .. "\n"),
        "m%.yml:%d+:%d+: alias expansion exceeds 1000000 nodes " ..
-       "%(limits%.max_manifest_aliases; raise it in driver%.conf: " ..
-       "limits { max_manifest_aliases 10000000 }%)",
+       "%(the limit is max_manifest_aliases: raise it with `limits { " ..
+       "max_manifest_aliases 10000000 }` in driver%.conf, 0 = no limit%)",
        "a merge bomb is refused, quickly, naming the limit and its key")
 
 -- 2026-12-04: Djinn reads the first YAML document of a manifest and
