@@ -855,7 +855,14 @@ function M.parse(text, filename, limits)
                    max_alias_nodes = max_alias,
                    max_nodes = math.min(math.maxinteger // 2,
                                         2 * max_size + max_alias + 64) }
-    local root, rm, shared = yaml.parse_packed(text, opts)
+    -- The collector is held while the tree is built: all of it is live
+    -- until validation (tracing it while it grows, many times over, cost
+    -- a third of a large load), and the YAML layer makes no garbage.
+    local running = collectgarbage("isrunning")
+    collectgarbage("stop")
+    local ok, root, rm, shared = pcall(yaml.parse_packed, text, opts)
+    if running then collectgarbage("restart") end
+    if not ok then error(root, 0) end
     local second
     if root == nil then
         local err = rm
@@ -904,7 +911,9 @@ function M.load(path, limits)
         return nil, { too_big(size) }
     end
     if size then f:seek("set", 0) end
-    local text = f:read(max_size + 1)
+    -- (a regular file: read exactly its size, one buffer of that size; a
+    -- pipe: up to the limit + 1 byte)
+    local text = f:read(size and size + 1 or max_size + 1)
     f:close()
     text = text or ""
     if #text > max_size then
