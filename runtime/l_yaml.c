@@ -26,10 +26,12 @@
 **       meta = {meta...}, odd = N }
 **     { kind = "map", line, col, tag, keys = {value...},
 **       kmeta = {meta...}, values = {value...}, vmeta = {meta...},
-**       odd = N, merge = true }
+**       odd = N, merge = true, dup = true }
 **   odd counts the items that are not non-null scalars (of a map: the
 **   keys that are not scalars; absent = 0); merge is set when a key is
-**   a merge key (a plain untagged "<<", or one tagged !!merge). shared
+**   a merge key (a plain untagged "<<", or one tagged !!merge); dup
+**   when two keys may be equal (checked up to 16 keys, larger mappings
+**   always have it). shared
 **   is the number of aliases of collections (0: no table is reachable
 **   twice). meta = line << 36 | col << 7 | flags, flags = style
 **   (bits 0-2: 0 plain, 1 single, 2 double, 3 literal, 4 folded) |
@@ -476,6 +478,35 @@ static void open_packed(lua_State *L, struct yparser *yp, struct yframe *f,
     lua_pushnil(L);
 }
 
+/*
+** Packed: whether the n keys in the table at index keys are distinct
+** (compared as Lua values, so equal strings match). Checked pairwise up
+** to DUP_CHECK_MAX keys; a larger mapping is reported as not known to be
+** distinct, and djinn.manifest looks for itself.
+*/
+#define DUP_CHECK_MAX 16
+static int map_keys_distinct(lua_State *L, int keys, lua_Integer n)
+{
+    lua_Integer i, j;
+    int distinct = 1;
+
+    if (n <= 1)
+        return 1;
+    if (n > DUP_CHECK_MAX)
+        return 0;
+    for (i = 2; i <= n && distinct; i++) {
+        lua_rawgeti(L, keys, i);
+        for (j = 1; j < i && distinct; j++) {
+            lua_rawgeti(L, keys, j);
+            if (lua_rawequal(L, -1, -2))
+                distinct = 0;
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
+    return distinct;
+}
+
 /* Packed: close the innermost collection, leaving its table on top. */
 static void close_packed(lua_State *L, struct yparser *yp,
                          const struct yframe *cf, long long count)
@@ -505,6 +536,10 @@ static void close_packed(lua_State *L, struct yparser *yp,
     if (f->merge) {
         lua_pushboolean(L, 1);
         lua_setfield(L, node, "merge");
+    }
+    if (f->is_map && !map_keys_distinct(L, f->base + P_ITEMS, total / 2)) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, node, "dup");
     }
     if (f->odd > 0) {
         lua_pushinteger(L, f->odd);

@@ -96,13 +96,22 @@ local top_set, job_set = set_of(top_keys), set_of(job_keys)
 -- SRC [=> DST], split on the first "=>". Never fails: as in Djinn, an
 -- empty SRC loads (and fails when placed or collected), and an empty DST
 -- after "=>" is a DST not written (named = false, dst = basename(SRC)).
+local space_byte = { [32] = true, [9] = true, [10] = true, [11] = true,
+                     [12] = true, [13] = true } -- (Lua's %s)
+
 function M.parse_passthrough(s)
-    -- The usual "SRC => DST" (no spaces in either, one "=>"): one match.
-    -- (line and col: room for the manifest's positions, set after)
-    local fsrc, fdst = s:match("^(%S+) => (%S+)$")
-    if fsrc and not fsrc:find("=>", 1, true) then
-        return { src = fsrc, dst = fdst, named = true, line = nil,
-                 col = nil }
+    -- The usual "SRC => DST": one space each side of the first "=>", no
+    -- space at either end (what the trims below would give, without
+    -- them). (line and col: room for the manifest's positions.)
+    local a = s:find("=>", 1, true)
+    if a and a > 2 and s:byte(a - 1) == 32 and s:byte(a + 2) == 32 then
+        local b1, b2, e1, e2 = s:byte(1), s:byte(a - 2), s:byte(a + 3),
+                               s:byte(-1)
+        if e1 and not space_byte[b1] and not space_byte[b2] and
+            not space_byte[e1] and not space_byte[e2] then
+            return { src = s:sub(1, a - 2), dst = s:sub(a + 3),
+                     named = true, line = nil, col = nil }
+        end
     end
     local src, dst = util.split_first(s, "=>")
     src = util.trim(src)
@@ -226,17 +235,10 @@ function Ctx:entries(node, path, index)
     local n = #keys
     if not node.merge and not node.odd then
         -- The common case: string keys, no merges; only duplicates to
-        -- look for (a nested loop for small mappings).
+        -- look for (djinn.yaml compared the keys of small mappings: no
+        -- dup flag, none).
         local dup = false
-        if n <= 8 then
-            for i = 2, n do
-                local k = keys[i]
-                for j = 1, i - 1 do
-                    if keys[j] == k then dup = true break end
-                end
-                if dup then break end
-            end
-        else
+        if node.dup then
             local seen = {}
             for i = 1, n do
                 local k = keys[i]
@@ -847,7 +849,21 @@ local function explain_limit(err, size, aliases)
 end
 
 -- parse(text [, filename [, limits]]): see the file header.
+local parse_text
 function M.parse(text, filename, limits)
+    -- The collector is held while the tree is built and validated: all of
+    -- it is live until the end (tracing it while it grows, many times
+    -- over, cost a third of a large load), and neither the YAML layer nor
+    -- the validator makes much garbage.
+    local running = collectgarbage("isrunning")
+    collectgarbage("stop")
+    local ok, m, msgs = pcall(parse_text, text, filename, limits)
+    if running then collectgarbage("restart") end
+    if not ok then error(m, 0) end
+    return m, msgs
+end
+
+parse_text = function(text, filename, limits)
     filename = filename or "<manifest>"
     local yaml = require "djinn.yaml"
     local max_size, max_alias = manifest_limits(limits)
@@ -855,14 +871,7 @@ function M.parse(text, filename, limits)
                    max_alias_nodes = max_alias,
                    max_nodes = math.min(math.maxinteger // 2,
                                         2 * max_size + max_alias + 64) }
-    -- The collector is held while the tree is built: all of it is live
-    -- until validation (tracing it while it grows, many times over, cost
-    -- a third of a large load), and the YAML layer makes no garbage.
-    local running = collectgarbage("isrunning")
-    collectgarbage("stop")
-    local ok, root, rm, shared = pcall(yaml.parse_packed, text, opts)
-    if running then collectgarbage("restart") end
-    if not ok then error(root, 0) end
+    local root, rm, shared = yaml.parse_packed(text, opts)
     local second
     if root == nil then
         local err = rm

@@ -222,7 +222,8 @@ function M.safe_relpath(p)
         return nil, "absolute paths are not allowed"
     end
     -- Already normal (no "." or ".." component, no empty one): itself.
-    if p:byte(1) ~= 46 and p:byte(-1) ~= 47 and not p:find("/[/.]") then
+    if p:byte(1) ~= 46 and p:byte(-1) ~= 47 and
+        not p:find("//", 1, true) and not p:find("/.", 1, true) then
         return p
     end
     local parts = {}
