@@ -1,8 +1,12 @@
 -- djinn.manifest: Djinn build manifests (.djinn.yml), parsed with the
--- position-keeping node API of djinn.yaml and validated strictly.
+-- position-keeping packed tree of djinn.yaml (yaml.parse_packed: a scalar
+-- is its string with a position integer beside it, no table per scalar)
+-- and validated strictly.
 --
---   manifest.parse(text [, filename]) -> m, warnings | nil, errors
---   manifest.load(path)               -> m, warnings | nil, errors
+--   manifest.parse(text [, filename [, limits]]) -> m, warnings | nil, errors
+--   manifest.load(path [, limits])    -> m, warnings | nil, errors
+--       limits = { max_manifest_size =, max_manifest_aliases = } (driver.conf
+--       `limits {}`; see M.MAX_SIZE below)
 --   manifest.from_table(t [, name])   -> m, warnings | nil, errors
 --       (t is a plain Lua value shaped like the YAML; positions are 0:0)
 --   manifest.parse_passthrough(s)     -> { src =, dst =, named = bool }
