@@ -5,10 +5,12 @@
 ** Lua API (see docs/lua-api.md):
 **   yaml.parse(text [, opts]) -> root node | nil, "FILE:LINE:COL: message"
 **   yaml.decode(text [, opts]) -> plain Lua value | nil, msg
+**   yaml.parse_packed(text [, opts]) -> value, meta, shared | nil, msg
 **     opts = { filename = "<string>", max_depth = 64 (nesting of
 **              sequences/mappings), max_size = 8 MiB (bytes of input),
 **              max_nodes = 100000 (nodes, counting every alias as the
-**              whole subtree it stands for) }
+**              whole subtree it stands for), max_alias_nodes =
+**              max_nodes (the nodes that aliases stand for, in all) }
 **   Nodes (lines and columns 1-based; libyaml's marks are 0-based):
 **     { kind = "scalar", value =, style = "plain"|"single"|"double"|
 **       "literal"|"folded", tag = "!!str"|nil, line =, col = }
@@ -17,12 +19,34 @@
 **       values = {node...} }           (order kept, duplicates kept)
 **   An alias is the same table as its anchored node. An empty stream is
 **   a plain scalar "" at 1:1. A second document is an error.
+**   parse_packed (for djinn.manifest: no table per scalar, which is most
+**   of the cost of a large document) gives each scalar as its string
+**   value plus a "meta" integer beside it, and collections as tables:
+**     { kind = "seq", line, col, tag, items = {value...},
+**       meta = {meta...}, odd = N }
+**     { kind = "map", line, col, tag, keys = {value...},
+**       kmeta = {meta...}, values = {value...}, vmeta = {meta...},
+**       odd = N, merge = true, dup = true }
+**   odd counts the items that are not non-null scalars (of a map: the
+**   keys that are not scalars; absent = 0); merge is set when a key is
+**   a merge key (a plain untagged "<<", or one tagged !!merge); dup
+**   when two keys may be equal (checked up to 16 keys, larger mappings
+**   always have it). shared
+**   is the number of aliases of collections (0: no table is reachable
+**   twice). meta = line << 36 | col << 7 | flags, flags = style
+**   (bits 0-2: 0 plain, 1 single, 2 double, 3 literal, 4 folded) |
+**   tag << 3 (0 none, 1 !!null, 2 !!merge, 3 another) | 32 when the
+**   scalar is null (tagged !!null, or plain and untagged "", "~",
+**   "null", "Null", "NULL") | 64 for a merge key.
+**   A collection's meta is its position with flags 0. Input is at
+**   most PACKED_MAX_SIZE bytes (so lines and columns fit).
 **   decode() turns nodes into strings/arrays/tables (scalars stay
 **   strings); it rejects non-scalar and duplicate mapping keys.
 **   Errors (all nil, msg; only wrong argument types raise):
 **     FILE:L:C: <libyaml problem> (<context> at L:C)
 **     FILE:L:C: nesting deeper than N levels (max_depth)
 **     FILE:L:C: alias expansion exceeds N nodes (max_nodes)
+**     FILE:L:C: alias expansion exceeds N nodes (max_alias_nodes)
 **     FILE:L:C: document has more than N nodes (max_nodes)
 **     FILE:L:C: unknown alias *name / recursive alias *name
 **     FILE:L:C: more than one YAML document
@@ -33,11 +57,12 @@
 ** each event is deleted as soon as it is handled, and the parser is
 ** deleted before returning; __gc covers a raise in between (out of
 ** memory). The tree is built without C recursion: open collections sit
-** on the Lua stack (4 slots each), with the depth checked before each
-** push, and their bookkeeping in a Lua-owned array.
+** on the Lua stack (FRAME_SLOTS slots each), with the depth checked
+** before each push, and their bookkeeping in a Lua-owned array.
 */
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <lauxlib.h>
@@ -53,26 +78,65 @@
 #define DEF_MAX_NODES 100000
 #define HARD_MAX_DEPTH 10000
 #define TAG_PREFIX "tag:yaml.org,2002:"
+/* parse_packed: lines and columns must fit their bits of meta. */
+#define PACKED_MAX_SIZE ((lua_Integer)1 << 27)
+#define META_NULL 32
+#define META_MERGE 64
+/* packed: values wait on the stack, at most this many per collection,
+ * so that small collections get tables of their exact size (and
+ * HARD_MAX_DEPTH * (PACK_CHUNK + 2) stays under Lua's stack limit) */
+#define PACK_CHUNK 64
+
+/* Stack slots of an open collection when packed, from its base. */
+enum {
+    P_TAG = 0, /* the tag ("!!str" form), or nil */
+    P_ANCHOR,  /* the anchor's name, or nil */
+    P_ITEMS,   /* nil until the first flush: items (seq) or keys (map) */
+    P_VALUES,  /* map: nil until the first flush: values */
+    P_FIRST    /* then its pending values (map: key, value, ...) */
+};
+
+/* Stack slots of an open collection, from its base. */
+enum {
+    F_NODE = 0, /* the collection's table */
+    F_A,        /* keys (map) or items (seq) */
+    F_B,        /* full: values; packed: kmeta (map) or meta (seq) */
+    F_C,        /* packed map: values */
+    F_D,        /* packed map: vmeta */
+    F_ANCHOR,   /* the anchor's name, or nil */
+    FRAME_SLOTS
+};
 
 struct yparser {
     yaml_parser_t parser;
     yaml_event_t event;
     int parser_live;
     int event_live;
+    /* packed: the metas of the open collections' items, innermost last */
+    lua_Integer *metas;
+    size_t nmeta, capmeta;
 };
 
 /* One open sequence or mapping. */
 struct yframe {
     int is_map;
-    int base;         /* stack index: node, keys, values, anchor */
+    int base;         /* stack index of F_NODE (packed: P_NODE) */
     lua_Integer n;    /* items (seq) or keys (map) so far */
     int expect_value; /* map: the next node is a value */
     long long start_count;
+    /* packed only */
+    lua_Integer odd;     /* items/keys not non-null scalars */
+    int merge;           /* map: a merge key was seen */
+    int pending;         /* values on the stack above P_FIRST */
+    lua_Integer flushed; /* values already moved into the tables */
+    size_t meta_start;   /* its items' metas: yparser.metas[meta_start..] */
+    lua_Integer meta;    /* its own position */
 };
 
 struct ylimits {
     const char *filename;
-    lua_Integer max_depth, max_size, max_nodes;
+    lua_Integer max_depth, max_size, max_nodes, max_alias_nodes;
+    int packed;
 };
 
 static void yp_release(struct yparser *p)
@@ -83,6 +147,9 @@ static void yp_release(struct yparser *p)
     if (p->parser_live)
         yaml_parser_delete(&p->parser);
     p->parser_live = 0;
+    free(p->metas);
+    p->metas = NULL;
+    p->nmeta = p->capmeta = 0;
 }
 
 static int yp_gc(lua_State *L)
@@ -174,17 +241,25 @@ static void set_pos(lua_State *L, const yaml_mark_t *m)
     lua_setfield(L, -2, "col");
 }
 
-static void set_tag(lua_State *L, const yaml_char_t *tag)
+/* Push a tag in its "!!str" form, or nil. */
+static void push_tag(lua_State *L, const yaml_char_t *tag)
 {
     const char *t = (const char *)tag;
     size_t plen = sizeof(TAG_PREFIX) - 1;
 
     if (t == NULL)
-        return;
-    if (strncmp(t, TAG_PREFIX, plen) == 0)
+        lua_pushnil(L);
+    else if (strncmp(t, TAG_PREFIX, plen) == 0)
         lua_pushfstring(L, "!!%s", t + plen);
     else
         lua_pushstring(L, t);
+}
+
+static void set_tag(lua_State *L, const yaml_char_t *tag)
+{
+    if (tag == NULL)
+        return;
+    push_tag(L, tag);
     lua_setfield(L, -2, "tag");
 }
 
@@ -214,8 +289,66 @@ enum {
     S_ANCH,
     S_ASIZE,
     S_OPEN,
+    S_AMETA,
     S_FIRSTFRAME
 };
+
+static int style_code(yaml_scalar_style_t s)
+{
+    switch (s) {
+    case YAML_SINGLE_QUOTED_SCALAR_STYLE:
+        return 1;
+    case YAML_DOUBLE_QUOTED_SCALAR_STYLE:
+        return 2;
+    case YAML_LITERAL_SCALAR_STYLE:
+        return 3;
+    case YAML_FOLDED_SCALAR_STYLE:
+        return 4;
+    default:
+        return 0;
+    }
+}
+
+static int tag_code(const yaml_char_t *tag)
+{
+    if (tag == NULL)
+        return 0;
+    if (strcmp((const char *)tag, TAG_PREFIX "null") == 0)
+        return 1;
+    if (strcmp((const char *)tag, TAG_PREFIX "merge") == 0)
+        return 2;
+    return 3;
+}
+
+static lua_Integer pack_meta(const yaml_mark_t *m, int flags)
+{
+    return ((lua_Integer)(m->line + 1) << 36) |
+           ((lua_Integer)(m->column + 1) << 7) | flags;
+}
+
+/* The meta of a scalar event: position, style, tag, null, merge. */
+static lua_Integer scalar_meta(const yaml_event_t *ev)
+{
+    const char *v = (const char *)ev->data.scalar.value;
+    size_t len = ev->data.scalar.length;
+    int style = style_code(ev->data.scalar.style);
+    int tag = tag_code(ev->data.scalar.tag);
+    int flags = style | (tag << 3);
+
+    if (tag == 1) {
+        flags |= META_NULL;
+    } else if (style == 0 && tag == 0) {
+        if (len == 0 || (len == 1 && v[0] == '~') ||
+            (len == 4 &&
+             (memcmp(v, "null", 4) == 0 || memcmp(v, "Null", 4) == 0 ||
+              memcmp(v, "NULL", 4) == 0)))
+            flags |= META_NULL;
+    }
+    if (len == 2 && v[0] == '<' && v[1] == '<' &&
+        ((style == 0 && tag == 0) || tag == 2))
+        flags |= META_MERGE;
+    return pack_meta(&ev->start_mark, flags);
+}
 
 /* Attach the node on top of the stack to the innermost frame or root. */
 static void attach(lua_State *L, struct yframe *frames, int depth)
@@ -228,27 +361,280 @@ static void attach(lua_State *L, struct yframe *frames, int depth)
     }
     f = &frames[depth - 1];
     if (!f->is_map) {
-        lua_rawseti(L, f->base, ++f->n);
+        lua_rawseti(L, f->base + F_NODE, ++f->n); /* node[i] */
     } else if (!f->expect_value) {
-        lua_rawseti(L, f->base + 1, ++f->n);
+        lua_rawseti(L, f->base + F_A, ++f->n);
         f->expect_value = 1;
     } else {
-        lua_rawseti(L, f->base + 2, f->n);
+        lua_rawseti(L, f->base + F_B, f->n);
         f->expect_value = 0;
     }
 }
 
+/* Packed: remember an item's meta (the yparser's buffer). */
+static void push_meta(struct yparser *yp, lua_Integer meta)
+{
+    if (yp->nmeta == yp->capmeta) {
+        size_t cap = yp->capmeta ? yp->capmeta * 2 : 256;
+
+        yp->metas = dj_xreallocarray(yp->metas, cap, sizeof(*yp->metas));
+        yp->capmeta = cap;
+    }
+    yp->metas[yp->nmeta++] = meta;
+}
+
 /*
-** The event loop. Returns 0 with the root in S_ROOT, or -1 with the
-** message in buf. Raises only on out-of-memory (the userdata cleans up).
+** Packed: move the frame's pending values (on top of the stack) into its
+** tables (seq: items; map: keys and values, alternating), creating them
+** on the first flush with room for what is pending.
+*/
+static void flush_pending(lua_State *L, struct yframe *f)
+{
+    int np = f->pending, i, k;
+    int first = lua_gettop(L) - np + 1;
+
+    if (np == 0 && f->flushed > 0)
+        return;
+    for (k = 0; k < (f->is_map ? 2 : 1); k++) {
+        int slot = f->base + P_ITEMS + k, step = f->is_map ? 2 : 1;
+        lua_Integer at = f->flushed / step;
+
+        if (f->flushed == 0) {
+            lua_createtable(L, (np + step - 1 - k) / step, 0);
+            lua_replace(L, slot);
+        }
+        for (i = k; i < np; i += step) {
+            lua_pushvalue(L, first + i);
+            lua_rawseti(L, slot, ++at);
+        }
+    }
+    f->flushed += np;
+    f->pending = 0;
+    lua_settop(L, first - 1);
+}
+
+/*
+** Packed: attach the value on top of the stack, with its meta, to the
+** innermost frame (or the root, its meta in *root_meta). odd: the value
+** is not a non-null scalar.
+*/
+static void attach_packed(lua_State *L, struct yparser *yp,
+                          struct yframe *frames, int depth, lua_Integer meta,
+                          int odd, lua_Integer *root_meta)
+{
+    struct yframe *f = NULL;
+
+    if (depth == 0) {
+        lua_replace(L, S_ROOT);
+        *root_meta = meta;
+        return;
+    }
+    f = &frames[depth - 1];
+    if (!f->is_map) {
+        f->n++;
+        f->odd += odd;
+    } else if (!f->expect_value) {
+        f->n++;
+        f->expect_value = 1;
+        /* keys: only a non-scalar is odd (a null key is its string) */
+        if (lua_type(L, -1) != LUA_TSTRING)
+            f->odd++;
+        if (meta & META_MERGE)
+            f->merge = 1;
+    } else {
+        f->expect_value = 0;
+    }
+    push_meta(yp, meta);
+    f->pending++;
+    /* (a map flushes after a value, keeping keys and values paired) */
+    if (f->pending >= PACK_CHUNK && !f->expect_value)
+        flush_pending(L, f);
+}
+
+/* Packed: open a collection (its stack slots; the table comes at the
+ * end, when its sizes are known). */
+static void open_packed(lua_State *L, struct yparser *yp, struct yframe *f,
+                        const yaml_event_t *ev)
+{
+    int is_map = ev->type == YAML_MAPPING_START_EVENT;
+    const yaml_char_t *anchor =
+        is_map ? ev->data.mapping_start.anchor : ev->data.sequence_start.anchor;
+
+    luaL_checkstack(L, PACK_CHUNK + 8, "yaml: nesting too deep");
+    f->pending = 0;
+    f->flushed = 0;
+    f->meta_start = yp->nmeta;
+    f->meta = pack_meta(&ev->start_mark, 0);
+    push_tag(L,
+             is_map ? ev->data.mapping_start.tag : ev->data.sequence_start.tag);
+    if (anchor != NULL) {
+        lua_pushstring(L, (const char *)anchor);
+        lua_pushboolean(L, 1);
+        lua_setfield(L, S_OPEN, (const char *)anchor);
+    } else {
+        lua_pushnil(L);
+    }
+    lua_pushnil(L);
+    lua_pushnil(L);
+}
+
+/*
+** Packed: whether the n keys in the table at index keys are distinct
+** (compared as Lua values, so equal strings match). Checked pairwise up
+** to DUP_CHECK_MAX keys; a larger mapping is reported as not known to be
+** distinct, and djinn.manifest looks for itself.
+*/
+#define DUP_CHECK_MAX 16
+static int map_keys_distinct(lua_State *L, int keys, lua_Integer n)
+{
+    lua_Integer i, j;
+    int distinct = 1;
+
+    if (n <= 1)
+        return 1;
+    if (n > DUP_CHECK_MAX)
+        return 0;
+    for (i = 2; i <= n && distinct; i++) {
+        lua_rawgeti(L, keys, i);
+        for (j = 1; j < i && distinct; j++) {
+            lua_rawgeti(L, keys, j);
+            if (lua_rawequal(L, -1, -2))
+                distinct = 0;
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
+    return distinct;
+}
+
+/* Packed: close the innermost collection, leaving its table on top. */
+static void close_packed(lua_State *L, struct yparser *yp,
+                         const struct yframe *cf, long long count)
+{
+    struct yframe fr = *cf;
+    struct yframe *f = &fr;
+    lua_Integer i, total;
+    int node;
+
+    flush_pending(L, f);
+    total = f->flushed;
+    lua_createtable(L, (int)total, 4);
+    node = lua_gettop(L);
+    for (i = 0; i < total; i++) {
+        lua_pushinteger(L, yp->metas[f->meta_start + (size_t)i]);
+        lua_rawseti(L, node, i + 1);
+    }
+    yp->nmeta = f->meta_start;
+    lua_pushstring(L, f->is_map ? "map" : "seq");
+    lua_setfield(L, node, "kind");
+    lua_pushvalue(L, f->base + P_ITEMS);
+    lua_setfield(L, node, f->is_map ? "keys" : "items");
+    if (f->is_map) {
+        lua_pushvalue(L, f->base + P_VALUES);
+        lua_setfield(L, node, "values");
+    }
+    if (f->merge) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, node, "merge");
+    }
+    if (f->is_map && !map_keys_distinct(L, f->base + P_ITEMS, total / 2)) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, node, "dup");
+    }
+    if (f->odd > 0) {
+        lua_pushinteger(L, f->odd);
+        lua_setfield(L, node, "odd");
+    }
+    if (!lua_isnil(L, f->base + P_TAG)) {
+        lua_pushvalue(L, f->base + P_TAG);
+        lua_setfield(L, node, "tag");
+    }
+    if (lua_type(L, f->base + P_ANCHOR) == LUA_TSTRING) {
+        const char *a = lua_tostring(L, f->base + P_ANCHOR);
+
+        lua_pushvalue(L, node);
+        lua_setfield(L, S_ANCH, a);
+        lua_pushinteger(L, (lua_Integer)(count - f->start_count + 1));
+        lua_setfield(L, S_ASIZE, a);
+        lua_pushinteger(L, f->meta);
+        lua_setfield(L, S_AMETA, a);
+        lua_pushnil(L);
+        lua_setfield(L, S_OPEN, a);
+    }
+    lua_replace(L, f->base);
+    lua_settop(L, f->base);
+}
+
+/* Full nodes: open a collection (FRAME_SLOTS stack slots). */
+static void open_collection(lua_State *L, struct yframe *f,
+                            const yaml_event_t *ev)
+{
+    int is_map = ev->type == YAML_MAPPING_START_EVENT;
+    const yaml_char_t *anchor =
+        is_map ? ev->data.mapping_start.anchor : ev->data.sequence_start.anchor;
+    int i;
+
+    (void)f;
+    luaL_checkstack(L, FRAME_SLOTS + 4, "yaml: nesting too deep");
+    lua_createtable(L, 0, 6);
+    lua_pushstring(L, is_map ? "map" : "seq");
+    lua_setfield(L, -2, "kind");
+    set_pos(L, &ev->start_mark);
+    set_tag(L,
+            is_map ? ev->data.mapping_start.tag : ev->data.sequence_start.tag);
+    if (is_map) {
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, -3, "keys");
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, -4, "values");
+        lua_pushnil(L);
+        lua_pushnil(L);
+    } else {
+        for (i = 0; i < 4; i++)
+            lua_pushnil(L);
+    }
+    if (anchor != NULL) {
+        lua_pushstring(L, (const char *)anchor);
+        lua_pushboolean(L, 1);
+        lua_setfield(L, S_OPEN, (const char *)anchor);
+    } else {
+        lua_pushnil(L);
+    }
+}
+
+/* Full nodes: close the innermost collection, leaving it on top. */
+static void close_collection(lua_State *L, const struct yframe *f,
+                             long long count)
+{
+    if (lua_type(L, f->base + F_ANCHOR) == LUA_TSTRING) {
+        const char *a = lua_tostring(L, f->base + F_ANCHOR);
+
+        lua_pushvalue(L, f->base + F_NODE);
+        lua_setfield(L, S_ANCH, a);
+        lua_pushinteger(L, (lua_Integer)(count - f->start_count + 1));
+        lua_setfield(L, S_ASIZE, a);
+        lua_pushnil(L);
+        lua_setfield(L, S_OPEN, a);
+    }
+    lua_settop(L, f->base + F_NODE);
+}
+
+/*
+** The event loop. Returns 0 with the root in S_ROOT (packed: its meta in
+** *root_meta, and in *shared the number of aliases of collections), or -1 with
+*the message in buf. Raises only on
+** out-of-memory (the userdata cleans up).
 */
 static int parse_tree(lua_State *L, struct yparser *yp,
                       const struct ylimits *lim, const char *text, size_t len,
-                      char *buf, size_t bufsz)
+                      char *buf, size_t bufsz, lua_Integer *root_meta,
+                      lua_Integer *shared)
 {
     struct yframe *frames = lua_touserdata(L, S_FRAMES);
     int depth = 0, ndocs = 0, done = 0;
-    long long count = 0;
+    long long count = 0, expanded = 0;
     yaml_event_t *ev = &yp->event;
     const char *fname = lim->filename;
 
@@ -275,6 +661,25 @@ static int parse_tree(lua_State *L, struct yparser *yp,
         case YAML_SCALAR_EVENT:
             if (++count > lim->max_nodes)
                 goto too_many;
+            if (lim->packed) {
+                lua_Integer meta = scalar_meta(ev);
+
+                lua_pushlstring(L, (const char *)ev->data.scalar.value,
+                                ev->data.scalar.length);
+                if (ev->data.scalar.anchor != NULL) {
+                    const char *a = (const char *)ev->data.scalar.anchor;
+
+                    lua_pushvalue(L, -1);
+                    lua_setfield(L, S_ANCH, a);
+                    lua_pushinteger(L, meta);
+                    lua_setfield(L, S_AMETA, a);
+                    lua_pushinteger(L, 1);
+                    lua_setfield(L, S_ASIZE, a);
+                }
+                attach_packed(L, yp, frames, depth, meta,
+                              (meta & META_NULL) != 0, root_meta);
+                break;
+            }
             lua_createtable(L, 0, 6);
             lua_pushliteral(L, "scalar");
             lua_setfield(L, -2, "kind");
@@ -295,9 +700,6 @@ static int parse_tree(lua_State *L, struct yparser *yp,
             break;
         case YAML_SEQUENCE_START_EVENT:
         case YAML_MAPPING_START_EVENT: {
-            int is_map = ev->type == YAML_MAPPING_START_EVENT;
-            const yaml_char_t *anchor = is_map ? ev->data.mapping_start.anchor
-                                               : ev->data.sequence_start.anchor;
             struct yframe *f = NULL;
 
             if (depth >= lim->max_depth) {
@@ -310,55 +712,33 @@ static int parse_tree(lua_State *L, struct yparser *yp,
             }
             if (++count > lim->max_nodes)
                 goto too_many;
-            luaL_checkstack(L, 8, "yaml: nesting too deep");
             f = &frames[depth++];
-            f->is_map = is_map;
+            f->is_map = ev->type == YAML_MAPPING_START_EVENT;
             f->base = lua_gettop(L) + 1;
             f->n = 0;
             f->expect_value = 0;
+            f->odd = 0;
+            f->merge = 0;
             f->start_count = count;
-            lua_createtable(L, 0, 6);
-            lua_pushstring(L, is_map ? "map" : "seq");
-            lua_setfield(L, -2, "kind");
-            set_pos(L, m);
-            set_tag(L, is_map ? ev->data.mapping_start.tag
-                              : ev->data.sequence_start.tag);
-            if (is_map) {
-                lua_newtable(L);
-                lua_pushvalue(L, -1);
-                lua_setfield(L, -3, "keys");
-                lua_newtable(L);
-                lua_pushvalue(L, -1);
-                lua_setfield(L, -4, "values");
-            } else {
-                lua_pushnil(L);
-                lua_pushnil(L);
-            }
-            if (anchor != NULL) {
-                lua_pushstring(L, (const char *)anchor);
-                lua_pushboolean(L, 1);
-                lua_setfield(L, S_OPEN, (const char *)anchor);
-            } else {
-                lua_pushnil(L);
-            }
+            if (lim->packed)
+                open_packed(L, yp, f, ev);
+            else
+                open_collection(L, f, ev);
             break;
         }
         case YAML_SEQUENCE_END_EVENT:
         case YAML_MAPPING_END_EVENT: {
             struct yframe *f = &frames[--depth];
 
-            if (lua_type(L, f->base + 3) == LUA_TSTRING) {
-                const char *a = lua_tostring(L, f->base + 3);
+            if (lim->packed) {
+                lua_Integer meta = f->meta;
 
-                lua_pushvalue(L, f->base);
-                lua_setfield(L, S_ANCH, a);
-                lua_pushinteger(L, (lua_Integer)(count - f->start_count + 1));
-                lua_setfield(L, S_ASIZE, a);
-                lua_pushnil(L);
-                lua_setfield(L, S_OPEN, a);
+                close_packed(L, yp, f, count);
+                attach_packed(L, yp, frames, depth, meta, 1, root_meta);
+            } else {
+                close_collection(L, f, count);
+                attach(L, frames, depth);
             }
-            lua_settop(L, f->base);
-            attach(L, frames, depth);
             break;
         }
         case YAML_ALIAS_EVENT: {
@@ -383,16 +763,40 @@ static int parse_tree(lua_State *L, struct yparser *yp,
                 return -1;
             }
             count += size;
-            if (count > lim->max_nodes) {
-                snprintf(buf, bufsz,
-                         "%s:%zu:%zu: alias expansion exceeds %lld nodes "
-                         "(max_nodes)",
-                         fname, m->line + 1, m->column + 1,
-                         (long long)lim->max_nodes);
+            expanded += size;
+            if (count > lim->max_nodes || expanded > lim->max_alias_nodes) {
+                int total = count > lim->max_nodes;
+
+                snprintf(
+                    buf, bufsz,
+                    "%s:%zu:%zu: alias expansion exceeds %lld nodes "
+                    "(%s)",
+                    fname, m->line + 1, m->column + 1,
+                    (long long)(total ? lim->max_nodes : lim->max_alias_nodes),
+                    total ? "max_nodes" : "max_alias_nodes");
                 return -1;
             }
             lua_getfield(L, S_ANCH, a);
-            attach(L, frames, depth);
+            if (!lim->packed) {
+                attach(L, frames, depth);
+            } else if (lua_type(L, -1) == LUA_TTABLE) {
+                /* the collection is now reachable twice */
+                lua_Integer meta;
+
+                (*shared)++;
+                lua_getfield(L, S_AMETA, a);
+                meta = lua_tointeger(L, -1);
+                lua_pop(L, 1);
+                attach_packed(L, yp, frames, depth, meta, 1, root_meta);
+            } else {
+                lua_Integer meta;
+
+                lua_getfield(L, S_AMETA, a);
+                meta = lua_tointeger(L, -1);
+                lua_pop(L, 1);
+                attach_packed(L, yp, frames, depth, meta,
+                              (meta & META_NULL) != 0, root_meta);
+            }
             break;
         }
         default:
@@ -412,8 +816,8 @@ too_many:
     return -1;
 }
 
-/* yaml.parse(text [, opts]): see the file header. */
-static int l_yaml_parse(lua_State *L)
+/* yaml.parse and yaml.parse_packed: see the file header. */
+static int parse_common(lua_State *L, int packed)
 {
     size_t len;
     const char *text = luaL_checklstring(L, 1, &len);
@@ -421,6 +825,7 @@ static int l_yaml_parse(lua_State *L)
     struct yparser *yp = NULL;
     char buf[1024];
     int opts = 0, rc;
+    lua_Integer root_meta = 0, shared = 0;
 
     if (!lua_isnoneornil(L, 2)) {
         luaL_checktype(L, 2, LUA_TTABLE);
@@ -428,6 +833,7 @@ static int l_yaml_parse(lua_State *L)
     }
     lua_settop(L, 2);
     lim.filename = "<string>";
+    lim.packed = packed;
     if (opts != 0) {
         lua_getfield(L, opts, "filename");
         if (lua_type(L, -1) == LUA_TSTRING)
@@ -438,9 +844,12 @@ static int l_yaml_parse(lua_State *L)
     }
     lim.max_depth =
         optlimit(L, opts, "max_depth", DEF_MAX_DEPTH, HARD_MAX_DEPTH);
-    lim.max_size = optlimit(L, opts, "max_size", DEF_MAX_SIZE, LUA_MAXINTEGER);
+    lim.max_size = optlimit(L, opts, "max_size", DEF_MAX_SIZE,
+                            packed ? PACKED_MAX_SIZE : LUA_MAXINTEGER);
     lim.max_nodes =
         optlimit(L, opts, "max_nodes", DEF_MAX_NODES, LUA_MAXINTEGER);
+    lim.max_alias_nodes =
+        optlimit(L, opts, "max_alias_nodes", lim.max_nodes, LUA_MAXINTEGER);
     if ((lua_Integer)len > lim.max_size || len > (size_t)LUA_MAXINTEGER)
         return dj_pushfail(L,
                            "%s:1:1: input is %I bytes, larger than "
@@ -451,9 +860,10 @@ static int l_yaml_parse(lua_State *L)
     yp = lua_newuserdatauv(L, sizeof(*yp), 0);
     memset(yp, 0, sizeof(*yp));
     luaL_setmetatable(L, PARSER_MT);
-    /* S_FRAMES, S_ROOT, S_ANCH, S_ASIZE, S_OPEN */
+    /* S_FRAMES, S_ROOT, S_ANCH, S_ASIZE, S_OPEN, S_AMETA */
     lua_newuserdatauv(L, (size_t)lim.max_depth * sizeof(struct yframe), 0);
     lua_pushnil(L);
+    lua_newtable(L);
     lua_newtable(L);
     lua_newtable(L);
     lua_newtable(L);
@@ -462,10 +872,20 @@ static int l_yaml_parse(lua_State *L)
                            lim.filename);
     yp->parser_live = 1;
     yaml_parser_set_input_string(&yp->parser, (const unsigned char *)text, len);
-    rc = parse_tree(L, yp, &lim, text, len, buf, sizeof(buf));
+    rc = parse_tree(L, yp, &lim, text, len, buf, sizeof(buf), &root_meta,
+                    &shared);
     yp_release(yp);
     if (rc < 0)
         return dj_pushfail(L, "%s", buf);
+    if (lua_isnil(L, S_ROOT) && packed) {
+        yaml_mark_t start;
+
+        memset(&start, 0, sizeof(start));
+        lua_pushliteral(L, "");
+        lua_pushinteger(L, pack_meta(&start, META_NULL));
+        lua_pushinteger(L, 0);
+        return 3;
+    }
     if (lua_isnil(L, S_ROOT)) {
         lua_createtable(L, 0, 5);
         lua_pushliteral(L, "scalar");
@@ -481,7 +901,22 @@ static int l_yaml_parse(lua_State *L)
         return 1;
     }
     lua_pushvalue(L, S_ROOT);
+    if (packed) {
+        lua_pushinteger(L, root_meta);
+        lua_pushinteger(L, shared);
+        return 3;
+    }
     return 1;
+}
+
+static int l_yaml_parse(lua_State *L)
+{
+    return parse_common(L, 0);
+}
+
+static int l_yaml_parse_packed(lua_State *L)
+{
+    return parse_common(L, 1);
 }
 
 /* yaml.decode, in Lua over parse (its recursion is bounded by max_depth
@@ -527,6 +962,7 @@ static const char decode_src[] =
 
 static const luaL_Reg yaml_funcs[] = {
     {"parse", l_yaml_parse},
+    {"parse_packed", l_yaml_parse_packed},
     {"decode", NULL},
     {NULL, NULL},
 };

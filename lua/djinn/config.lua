@@ -61,7 +61,8 @@ M.section_keys = {
     limits = { max_output = true, max_artifacts = true,
                max_artifact_size = true, max_artifacts_total = true,
                max_objects = true, max_object_size = true,
-               max_objects_total = true },
+               max_objects_total = true, max_manifest_size = true,
+               max_manifest_aliases = true },
 }
 
 -- The set of keys known at a block path ({} = the top level, {"driver",

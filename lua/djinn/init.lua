@@ -233,9 +233,24 @@ end
 function M.check(manifest, options)
     options = M.defaults(options)
     local c = { errors = {}, warnings = {}, notes = options.notes }
+    -- driver.conf first: its limits { max_manifest_size,
+    -- max_manifest_aliases } (over which options.limits) bound the
+    -- manifest's loading. (Its messages still come after the
+    -- manifest's.)
+    local cfg, cres, cpath = load_config(options)
+    local mlimits = {}
+    if cfg and type(cfg.limits) == "table" then
+        for k, v in pairs(cfg.limits) do mlimits[k] = v end
+    end
+    for k, v in pairs(options.limits or {}) do mlimits[k] = v end
+    for _, k in ipairs{ "max_manifest_size", "max_manifest_aliases" } do
+        if math.type(mlimits[k]) ~= "integer" or mlimits[k] < 0 then
+            mlimits[k] = nil -- (refused with its message by run)
+        end
+    end
     local m, problems
     if type(manifest) == "string" then
-        m, problems = M.manifest.load(manifest)
+        m, problems = M.manifest.load(manifest, mlimits)
     elseif type(manifest) == "table" and manifest.driver and
         manifest.allowed and manifest.jobs then
         m = manifest -- already parsed
@@ -252,7 +267,6 @@ function M.check(manifest, options)
     else
         append(c.warnings, problems)
     end
-    local cfg, cres, cpath = load_config(options)
     if cfg == nil then
         append(c.errors, cres)
         summary[#summary + 1] = string.format("%s: invalid driver " ..

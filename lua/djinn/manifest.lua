@@ -1,8 +1,12 @@
 -- djinn.manifest: Djinn build manifests (.djinn.yml), parsed with the
--- position-keeping node API of djinn.yaml and validated strictly.
+-- position-keeping packed tree of djinn.yaml (yaml.parse_packed: a scalar
+-- is its string with a position integer beside it, no table per scalar)
+-- and validated strictly.
 --
---   manifest.parse(text [, filename]) -> m, warnings | nil, errors
---   manifest.load(path)               -> m, warnings | nil, errors
+--   manifest.parse(text [, filename [, limits]]) -> m, warnings | nil, errors
+--   manifest.load(path [, limits])    -> m, warnings | nil, errors
+--       limits = { max_manifest_size =, max_manifest_aliases = } (driver.conf
+--       `limits {}`; see M.MAX_SIZE below)
 --   manifest.from_table(t [, name])   -> m, warnings | nil, errors
 --       (t is a plain Lua value shaped like the YAML; positions are 0:0)
 --   manifest.parse_passthrough(s)     -> { src =, dst =, named = bool }
@@ -96,16 +100,33 @@ local top_set, job_set = set_of(top_keys), set_of(job_keys)
 -- SRC [=> DST], split on the first "=>". Never fails: as in Djinn, an
 -- empty SRC loads (and fails when placed or collected), and an empty DST
 -- after "=>" is a DST not written (named = false, dst = basename(SRC)).
+local space_byte = { [32] = true, [9] = true, [10] = true, [11] = true,
+                     [12] = true, [13] = true } -- (Lua's %s)
+
 function M.parse_passthrough(s)
+    -- The usual "SRC => DST": one space each side of the first "=>", no
+    -- space at either end (what the trims below would give, without
+    -- them). (line and col: room for the manifest's positions.)
+    local a = s:find("=>", 1, true)
+    if a and a > 2 and s:byte(a - 1) == 32 and s:byte(a + 2) == 32 then
+        local b1, b2, e1, e2 = s:byte(1), s:byte(a - 2), s:byte(a + 3),
+                               s:byte(-1)
+        if e1 and not space_byte[b1] and not space_byte[b2] and
+            not space_byte[e1] and not space_byte[e2] then
+            return { src = s:sub(1, a - 2), dst = s:sub(a + 3),
+                     named = true, line = nil, col = nil }
+        end
+    end
     local src, dst = util.split_first(s, "=>")
     src = util.trim(src)
     if dst ~= nil then
         dst = util.trim(dst)
     end
     if dst == nil or dst == "" then
-        return { src = src, dst = util.basename(src), named = false }
+        return { src = src, dst = util.basename(src), named = false,
+                 line = nil, col = nil }
     end
-    return { src = src, dst = dst, named = true }
+    return { src = src, dst = dst, named = true, line = nil, col = nil }
 end
 
 -- URL [REF] [=> DIR] (Djinn's Source.UnmarshalYAML).
@@ -136,38 +157,57 @@ function M.parse_source(s)
 end
 
 ---------------------------------------------------------------------------
--- Node helpers.
+-- Node helpers. The tree is djinn.yaml's packed form (yaml.parse_packed):
+-- a scalar is its string value with a meta integer beside it (position,
+-- null and merge flags); a collection is a table whose array part holds
+-- its items' metas (a map: key, value, key, value ...), with .items or
+-- .keys/.values. Every function below takes a value with its meta.
 ---------------------------------------------------------------------------
-local kind_names = { scalar = "a string", seq = "a list", map = "a mapping" }
+local kind_names = { seq = "a list", map = "a mapping" }
+local POS_MASK = (1 << 29) - 1
+local META_NULL, META_MERGE = 32, 64
 
-local function is_null(node)
-    if node == nil then return true end
-    if node.kind ~= "scalar" then return false end
-    if node.tag == "!!null" then return true end
-    if node.style ~= "plain" or node.tag ~= nil then return false end
-    local v = node.value
-    return v == "" or v == "~" or v == "null" or v == "Null" or v == "NULL"
+-- A position ({ line =, col = }) for messages.
+local function pos(meta)
+    return { line = meta >> 36, col = (meta >> 7) & POS_MASK }
 end
 
-local function describe(node)
-    if is_null(node) then return "null" end
-    return kind_names[node.kind] or "something else"
+local function is_null(v, meta)
+    return v == nil or (type(v) == "string" and meta & META_NULL ~= 0)
+end
+
+local function describe(v, meta)
+    if is_null(v, meta) then return "null" end
+    if type(v) == "string" then return "a string" end
+    return kind_names[v.kind] or "something else"
 end
 
 local Ctx = {}
 Ctx.__index = Ctx
 
-function Ctx:msg(node, fmt, ...)
+-- A message's path: path, or the format path with the index idx
+-- ("jobs[%d].commands", 3): formatted only when a message needs it.
+local function P(path, idx)
+    if idx then return string.format(path, idx) end
+    return path
+end
+
+-- at: a meta integer or a { line =, col = } table.
+function Ctx:msg(at, fmt, ...)
     local line, col = 0, 0
-    if node then line, col = node.line or 0, node.col or 0 end
+    if type(at) == "number" then
+        line, col = at >> 36, (at >> 7) & POS_MASK
+    elseif at then
+        line, col = at.line or 0, at.col or 0
+    end
     return string.format("%s:%d:%d: ", self.file, line, col) ..
         string.format(fmt, ...)
 end
-function Ctx:err(node, fmt, ...)
-    self.errors[#self.errors + 1] = self:msg(node, fmt, ...)
+function Ctx:err(at, fmt, ...)
+    self.errors[#self.errors + 1] = self:msg(at, fmt, ...)
 end
-function Ctx:warn(node, fmt, ...)
-    self.warnings[#self.warnings + 1] = self:msg(node, fmt, ...)
+function Ctx:warn(at, fmt, ...)
+    self.warnings[#self.warnings + 1] = self:msg(at, fmt, ...)
 end
 
 -- Sort messages by line and column (stable: the order of discovery breaks
@@ -187,139 +227,158 @@ local function by_position(list)
     return list
 end
 
--- A YAML merge key: a plain "<<" (or one tagged !!merge), as yaml.v2
--- reads it.
-local function is_merge(knode)
-    return knode.kind == "scalar" and knode.value == "<<" and
-        ((knode.style == "plain" and knode.tag == nil) or
-         knode.tag == "!!merge")
-end
-
--- Iterate a mapping: reports non-string and duplicate keys; yields
--- key, key_node, value_node for each key, in the order of first
--- appearance. Merge keys ("<<: *defaults", "<<: [*a, *b]") are read as
--- Djinn's yaml.v2 reads them: in document order, a merged key replacing
--- what came before it and replaced by what comes after; in a list the
--- earlier mappings win. A key written twice in the mapping itself is
--- still an error (yaml.v2 keeps the last).
-function Ctx:pairs(node, path)
-    local slot, items, written = {}, {}, {}
-    local prefix = path == "" and "" or path .. ": "
-    local function set(k, knode, vnode)
-        local it = slot[k]
-        if it == nil then
-            it = { k, knode, vnode }
-            slot[k] = it
-            items[#items + 1] = it
-        else
-            it[2], it[3] = knode, vnode
+-- A mapping's entries: n, keys, values, metas (metas[2i-1] the key's,
+-- metas[2i] the value's). Reports non-string and duplicate keys; entries
+-- are in the order of first appearance. Merge keys ("<<: *defaults",
+-- "<<: [*a, *b]") are read as Djinn's yaml.v2 reads them: in document
+-- order, a merged key replacing what came before it and replaced by what
+-- comes after; in a list the earlier mappings win. A key written twice
+-- in the mapping itself is still an error (yaml.v2 keeps the last).
+function Ctx:entries(node, path, index)
+    local keys, values = node.keys, node.values
+    local n = #keys
+    if not node.merge and not node.odd then
+        -- The common case: string keys, no merges; only duplicates to
+        -- look for (djinn.yaml compared the keys of small mappings: no
+        -- dup flag, none).
+        local dup = false
+        if node.dup then
+            local seen = {}
+            for i = 1, n do
+                local k = keys[i]
+                if seen[k] then dup = true break end
+                seen[k] = true
+            end
         end
+        if not dup then
+            return n, keys, values, node
+        end
+    end
+    if index then path = string.format(path, index) end
+    local prefix = path == "" and "" or path .. ": "
+    local slot, ks, vs, ms, written, wmeta = {}, {}, {}, {}, {}, {}
+    local function set(k, km, v, vm)
+        local at = slot[k]
+        if at == nil then
+            at = #ks + 1
+            slot[k] = at
+            ks[at] = k
+        end
+        vs[at], ms[2 * at - 1], ms[2 * at] = v, km, vm
     end
     local merge
     local function merge_map(m, depth)
-        for i, knode in ipairs(m.keys) do
-            local vnode = m.values[i]
-            if is_merge(knode) then
-                merge(vnode, depth + 1)
-            elseif knode.kind == "scalar" then
-                set(knode.value, knode, vnode)
+        for i, k in ipairs(m.keys) do
+            local km = m[2 * i - 1]
+            if type(k) == "string" and km & META_MERGE ~= 0 then
+                merge(m.values[i], m[2 * i], depth + 1)
+            elseif type(k) == "string" then
+                set(k, km, m.values[i], m[2 * i])
             end
         end
     end
     -- (The work is bounded by the YAML layer's limit on alias expansion,
-    -- max_nodes: a merge walks keys that limit counted.)
-    merge = function(vnode, depth)
+    -- max_alias_nodes: a merge walks keys that limit counted.)
+    merge = function(v, vm, depth)
         if depth > 32 then
-            self:err(vnode, "%s<<: merges nested too deep", prefix)
-        elseif vnode.kind == "map" then
-            merge_map(vnode, depth)
-        elseif vnode.kind == "seq" then
-            for i = #vnode, 1, -1 do
-                if vnode[i].kind ~= "map" then
-                    self:err(vnode[i], "%s<<[%d]: a merge takes mappings, " ..
-                             "got %s", prefix, i, describe(vnode[i]))
+            self:err(vm, "%s<<: merges nested too deep", prefix)
+        elseif type(v) == "table" and v.kind == "map" then
+            merge_map(v, depth)
+        elseif type(v) == "table" and v.kind == "seq" then
+            for i = #v.items, 1, -1 do
+                local item = v.items[i]
+                if type(item) ~= "table" or item.kind ~= "map" then
+                    self:err(v[i], "%s<<[%d]: a merge takes mappings, " ..
+                             "got %s", prefix, i, describe(item, v[i]))
                 else
-                    merge_map(vnode[i], depth)
+                    merge_map(item, depth)
                 end
             end
         else
-            self:err(vnode, "%s<<: a merge takes a mapping or a list of " ..
-                     "mappings (<<: *name), got %s", prefix, describe(vnode))
+            self:err(vm, "%s<<: a merge takes a mapping or a list of " ..
+                     "mappings (<<: *name), got %s", prefix,
+                     describe(v, vm))
         end
     end
-    for i, knode in ipairs(node.keys) do
-        local vnode = node.values[i]
-        if is_merge(knode) then
-            merge(vnode, 1)
-        elseif knode.kind ~= "scalar" then
-            self:err(knode, "%s: keys must be strings, got %s", path,
-                     describe(knode))
+    for i = 1, n do
+        local k, km = keys[i], node[2 * i - 1]
+        local v, vm = values[i], node[2 * i]
+        if type(k) == "string" and km & META_MERGE ~= 0 then
+            merge(v, vm, 1)
+        elseif type(k) ~= "string" then
+            self:err(km, "%s: keys must be strings, got %s", path,
+                     describe(k, km))
+        elseif written[k] then
+            local first = wmeta[k]
+            self:err(km, "%sduplicate key %q (first at line %d:%d)",
+                     prefix, k, first >> 36, (first >> 7) & POS_MASK)
         else
-            local k = knode.value
-            if written[k] then
-                self:err(knode, "%sduplicate key %q (first at line %d:%d)",
-                         prefix, k, written[k].line or 0,
-                         written[k].col or 0)
-            else
-                written[k] = knode
-                set(k, knode, vnode)
-            end
+            written[k], wmeta[k] = true, km
+            set(k, km, v, vm)
         end
     end
-    local i = 0
-    return function()
-        i = i + 1
-        local it = items[i]
-        if it then return it[1], it[2], it[3] end
-    end
+    return #ks, ks, vs, ms
 end
 
 -- A string value; nil (no error) for null.
-function Ctx:string(node, path)
-    if is_null(node) then return nil end
-    if node.kind ~= "scalar" then
-        self:err(node, "%s: expected a string, got %s", path, describe(node))
+function Ctx:string(v, vm, path, idx)
+    if is_null(v, vm) then return nil end
+    if type(v) ~= "string" then
+        self:err(vm, "%s: expected a string, got %s", P(path, idx),
+                 describe(v, vm))
         return nil
     end
-    return node.value
+    return v
 end
 
--- A list of strings; {} for null. Each item is returned with its node.
-function Ctx:string_list(node, path)
-    local out, nodes = {}, {}
-    if is_null(node) then return out, nodes end
-    if node.kind ~= "seq" then
-        self:err(node, "%s: expected a list of strings, got %s", path,
-                 describe(node))
-        return out, nodes
+-- A list of strings; {} for null. Returns the strings and their metas
+-- (metas[i] for out[i]). shared: the document has aliases of
+-- collections, so the items table may be reached twice: copy it.
+function Ctx:string_list(v, vm, path, idx)
+    if is_null(v, vm) then return {}, {} end
+    if type(v) ~= "table" or v.kind ~= "seq" then
+        self:err(vm, "%s: expected a list of strings, got %s", P(path, idx),
+                 describe(v, vm))
+        return {}, {}
     end
-    for i, item in ipairs(node) do
-        if is_null(item) then
+    local items = v.items
+    if not v.odd then
+        if self.shared then
+            return table.move(items, 1, #items, 1, {}), v
+        end
+        return items, v
+    end
+    local out, metas = {}, {}
+    for i, item in ipairs(items) do
+        local im = v[i]
+        if is_null(item, im) then
             -- Djinn (yaml.v2) reads a null item as "".
             out[#out + 1] = ""
-            nodes[#nodes + 1] = item
-        elseif item.kind ~= "scalar" then
-            self:err(item, "%s[%d]: expected a string, got %s", path, i,
-                     describe(item))
+            metas[#metas + 1] = im
+        elseif type(item) ~= "string" then
+            self:err(im, "%s[%d]: expected a string, got %s", P(path, idx),
+                     i, describe(item, im))
         else
-            out[#out + 1] = item.value
-            nodes[#nodes + 1] = item
+            out[#out + 1] = item
+            metas[#metas + 1] = im
         end
     end
-    return out, nodes
+    return out, metas
 end
 
-function Ctx:passthrough_list(node, path)
+function Ctx:passthrough_list(v, vm, path, idx)
     local list = {}
-    local items, nodes = self:string_list(node, path)
+    local items, metas = self:string_list(v, vm, path, idx)
+    local parse = M.parse_passthrough
     for i, s in ipairs(items) do
-        local pt = M.parse_passthrough(s)
-        pt.line, pt.col = nodes[i].line, nodes[i].col
-        list[#list + 1] = pt
+        local pt = parse(s)
+        local meta = metas[i]
+        pt.line, pt.col = meta >> 36, (meta >> 7) & POS_MASK
+        list[i] = pt
         if pt.src == "" then
-            self:warn(nodes[i], "%s[%d]: %q has an empty source; nothing " ..
-                      "will be %s (expected SRC or SRC => DST)", path, i, s,
-                      path == "objects" and "placed" or "collected")
+            self:warn(meta, "%s[%d]: %q has an empty source; nothing " ..
+                      "will be %s (expected SRC or SRC => DST)", P(path, idx),
+                      i, s, path == "objects" and "placed" or "collected")
         end
     end
     return list
@@ -330,30 +389,38 @@ end
 -- sources, and the artifact destinations the manifest wrote. Other paths
 -- that name no file ("", ".") load, as in Djinn, and fail at run time
 -- with an "object error:" or "artifact error:" line.
-function Ctx:check_paths(list, path, artifacts)
+function Ctx:check_paths(list, path, artifacts, idx)
+    local safe_relpath = util.safe_relpath
     for i, pt in ipairs(list) do
-        local p = artifacts and pt.dst:gsub("%*", "x") or pt.src
-        local _, why = util.safe_relpath(p)
-        if artifacts and not pt.named then
-            why = nil  -- each match's own name, checked by store:target
-        elseif why == "the path names the directory itself" then
-            if not artifacts then
+        local why
+        if not artifacts then
+            _, why = safe_relpath(pt.src)
+            if why == "the path names the directory itself" then
                 self:warn(pt, "%s[%d]: source %q names the objects " ..
                           "directory itself; it will not be placed " ..
-                          "(objects are files inside it)", path, i, pt.src)
+                          "(objects are files inside it)", P(path, idx), i,
+                          pt.src)
+                why = nil
             end
-            why = nil
+        elseif pt.named then
+            -- (not named: each match's own name, checked by store:target)
+            local p = pt.dst
+            if p:find("*", 1, true) then p = p:gsub("%*", "x") end
+            _, why = safe_relpath(p)
+            if why == "the path names the directory itself" then
+                why = nil
+            end
         end
         if why and why ~= "empty path" then
             if artifacts then
                 self:err(pt, "%s[%d]: destination %q: %s (artifact " ..
                          "destinations are relative to the artifacts " ..
-                         "directory and stay inside it)", path, i, pt.dst,
-                         why)
+                         "directory and stay inside it)", P(path, idx), i,
+                         pt.dst, why)
             else
                 self:err(pt, "%s[%d]: source %q: %s (objects are read " ..
                          "from the objects directory, relative paths " ..
-                         "inside it)", path, i, pt.src, why)
+                         "inside it)", P(path, idx), i, pt.src, why)
             end
         end
     end
@@ -394,46 +461,48 @@ end
 ---------------------------------------------------------------------------
 -- The validator.
 ---------------------------------------------------------------------------
-local function parse_driver(ctx, node, root)
+local function parse_driver(ctx, node, nm, root_meta)
     local drv = {}
     if node == nil then
-        ctx:err(root, "invalid driver specified (the manifest has no " ..
+        ctx:err(root_meta, "invalid driver specified (the manifest has no " ..
                 "driver; allowed types: %s)", allowed_types)
         return drv
     end
-    if node.kind ~= "map" then
-        ctx:err(node, "driver: expected a mapping, got %s", describe(node))
+    if type(node) ~= "table" or node.kind ~= "map" then
+        ctx:err(nm, "driver: expected a mapping, got %s", describe(node, nm))
         return drv
     end
-    local tnode, knodes = nil, {}
-    for k, knode, v in ctx:pairs(node, "driver") do
-        knodes[#knodes + 1] = { k, knode }
-        local s = ctx:string(v, "driver." .. k)
+    local tmeta, kms = nil, {}
+    local n, keys, values, metas = ctx:entries(node, "driver")
+    for i = 1, n do
+        local k, v, vm = keys[i], values[i], metas[2 * i]
+        kms[i] = metas[2 * i - 1]
+        local s = ctx:string(v, vm, "driver." .. k)
         if s and s:find("\0", 1, true) then
-            ctx:err(v, "driver.%s: NUL bytes are not allowed", k)
+            ctx:err(vm, "driver.%s: NUL bytes are not allowed", k)
         else
             drv[k] = s
         end
-        if k == "type" then tnode = v or knode end
+        if k == "type" then tmeta = vm end
     end
     local t = drv.type
-    local keys = t and M.driver_keys[t]
-    if keys == nil then
-        ctx:err(tnode or node, "invalid driver specified %s (allowed: " ..
+    local dkeys = t and M.driver_keys[t]
+    if dkeys == nil then
+        ctx:err(tmeta or nm, "invalid driver specified %s (allowed: " ..
                 "%s)", t or "(driver.type is missing)", allowed_types)
         return drv
     end
-    for _, kk in ipairs(knodes) do
-        local k, knode = kk[1], kk[2]
-        if not keys[k] then
-            ctx:warn(knode, "driver.%s: unknown key for driver %s " ..
-                     "(ignored; %sknown: %s)", k, t, did_you_mean(k, keys),
-                     known_list(keys))
+    for i = 1, n do
+        local k = keys[i]
+        if not dkeys[k] then
+            ctx:warn(kms[i], "driver.%s: unknown key for driver %s " ..
+                     "(ignored; %sknown: %s)", k, t, did_you_mean(k, dkeys),
+                     known_list(dkeys))
         end
     end
     local function need(key)
         if drv[key] == nil or drv[key] == "" then
-            ctx:err(node, "driver %s requires %s", t, key)
+            ctx:err(nm, "driver %s requires %s", t, key)
         end
     end
     for _, k in ipairs(driver_decl.of(t).manifest_keys) do
@@ -445,12 +514,12 @@ local function parse_driver(ctx, node, root)
         local img = drv.image
         if img and img ~= "" then
             local _, why = util.check_image_name(img)
-            if why then ctx:err(node, "%s", why) end
+            if why then ctx:err(nm, "%s", why) end
         end
         -- Djinn forces arch = x86_64 for qemu (docs/djinn-compat.md
         -- §1.3, §4).
         if drv.arch ~= nil and drv.arch ~= "x86_64" then
-            ctx:warn(node, "driver.arch: %q is not supported; qemu runs " ..
+            ctx:warn(nm, "driver.arch: %q is not supported; qemu runs " ..
                      "x86_64 (as Djinn, arch is forced to x86_64)", drv.arch)
         end
         drv.arch = "x86_64"
@@ -458,77 +527,103 @@ local function parse_driver(ctx, node, root)
     return drv
 end
 
-local function parse_job(ctx, node, i)
-    local path = string.format("jobs[%d]", i)
-    if is_null(node) then
-        ctx:warn(node, "%s: the job is empty (null); it is dropped", path)
+-- One job (jobs[i]); nil when it is dropped. The path "jobs[i]" is only
+-- formatted for a message.
+local function parse_job(ctx, node, nm, i)
+    if is_null(node, nm) then
+        ctx:warn(nm, "jobs[%d]: the job is empty (null); it is dropped", i)
         return nil
     end
-    if node.kind ~= "map" then
-        ctx:err(node, "%s: expected a mapping with stage, name, commands, " ..
-                "artifacts; got %s", path, describe(node))
+    if type(node) ~= "table" or node.kind ~= "map" then
+        ctx:err(nm, "jobs[%d]: expected a mapping with stage, name, " ..
+                "commands, artifacts; got %s", i, describe(node, nm))
         return nil
     end
-    local job = { commands = {}, artifacts = {}, line = node.line,
-                  col = node.col, node = node }
-    for k, knode, v in ctx:pairs(node, path) do
+    -- (every field named: the table is made with room for them all)
+    local job = { stage = nil, name = nil, commands = nil, artifacts = nil,
+                  line = nm >> 36, col = (nm >> 7) & POS_MASK, index = nil }
+    local stage_v, stage_m, name_m
+    local n, keys, values, metas = ctx:entries(node, "jobs[%d]", i)
+    for j = 1, n do
+        local k, v, vm = keys[j], values[j], metas[2 * j]
         if k == "stage" then
-            job.stage = ctx:string(v, path .. ".stage")
-            job.stage_node = v
+            if type(v) == "string" and vm & META_NULL == 0 then
+                job.stage = v
+            else
+                job.stage = ctx:string(v, vm, "jobs[%d].stage", i)
+            end
+            stage_v, stage_m = v, vm
         elseif k == "name" then
-            job.name = ctx:string(v, path .. ".name")
-            job.name_node = v
+            if type(v) == "string" and vm & META_NULL == 0 then
+                job.name = v
+            else
+                job.name = ctx:string(v, vm, "jobs[%d].name", i)
+            end
+            name_m = vm
         elseif k == "commands" then
-            job.commands = ctx:string_list(v, path .. ".commands")
+            if type(v) == "table" and not v.odd and v.kind == "seq" and
+                not ctx.shared then
+                job.commands = v.items
+            else
+                job.commands = ctx:string_list(v, vm, "jobs[%d].commands",
+                                               i)
+            end
         elseif k == "artifacts" then
             job.artifacts = ctx:check_paths(
-                ctx:passthrough_list(v, path .. ".artifacts"),
-                path .. ".artifacts", true)
+                ctx:passthrough_list(v, vm, "jobs[%d].artifacts", i),
+                "jobs[%d].artifacts", true, i)
         else
-            ctx:warn(knode, "%s: unknown key %q (ignored; %sknown keys: %s)",
-                     path, k, did_you_mean(k, job_keys),
+            ctx:warn(metas[2 * j - 1], "jobs[%d]: unknown key %q (ignored; " ..
+                     "%sknown keys: %s)", i, k, did_you_mean(k, job_keys),
                      table.concat(job_keys, ", "))
         end
     end
+    if job.commands == nil then job.commands = {} end
+    if job.artifacts == nil then job.artifacts = {} end
     if job.stage == nil then
         -- (a stage of the wrong type was already reported as an error)
-        if job.stage_node == nil or is_null(job.stage_node) then
-            ctx:warn(node, "%s: the job has no stage; it is dropped (add " ..
-                     "stage: NAME, one of the names under stages)", path)
+        if stage_m == nil or is_null(stage_v, stage_m) then
+            ctx:warn(nm, "jobs[%d]: the job has no stage; it is dropped " ..
+                     "(add stage: NAME, one of the names under stages)", i)
         end
         return nil
     end
-    return job
+    return job, stage_m, name_m
 end
 
-local function validate(root, file)
-    local ctx = setmetatable({ file = file, errors = {}, warnings = {} }, Ctx)
+local function validate(root, rm, file, shared)
+    local ctx = setmetatable({ file = file, errors = {}, warnings = {},
+                               shared = shared ~= nil and shared > 0 },
+                             Ctx)
     local m = { file = file, driver = {}, env = {}, objects = {},
                 sources = {}, stages = {}, allow_failures = {},
                 allowed = {}, jobs = {} }
-    if root == nil or is_null(root) then
-        ctx:err(root or { line = 1, col = 1 },
+    if root == nil or is_null(root, rm) then
+        ctx:err(root ~= nil and rm or { line = 1, col = 1 },
                 "the manifest is empty (expected a mapping with driver, " ..
                 "stages, jobs ...)")
         return nil, ctx.errors
     end
-    if root.kind ~= "map" then
-        ctx:err(root, "expected a mapping at the top level, got %s",
-                describe(root))
+    if type(root) ~= "table" or root.kind ~= "map" then
+        ctx:err(rm, "expected a mapping at the top level, got %s",
+                describe(root, rm))
         return nil, ctx.errors
     end
-    local nodes = {}
-    for k, knode, v in ctx:pairs(root, "") do
+    local nv, nmeta = {}, {}
+    local n, keys, values, metas = ctx:entries(root, "")
+    for i = 1, n do
+        local k = keys[i]
         if top_set[k] then
-            nodes[k] = v or knode
+            nv[k], nmeta[k] = values[i], metas[2 * i]
         else
-            ctx:warn(knode, "unknown key %q (ignored; %sknown keys: %s)", k,
-                     did_you_mean(k, top_keys), table.concat(top_keys, ", "))
+            ctx:warn(metas[2 * i - 1], "unknown key %q (ignored; %sknown " ..
+                     "keys: %s)", k, did_you_mean(k, top_keys),
+                     table.concat(top_keys, ", "))
         end
     end
 
-    if nodes.namespace then
-        m.namespace = ctx:string(nodes.namespace, "namespace")
+    if nmeta.namespace then
+        m.namespace = ctx:string(nv.namespace, nmeta.namespace, "namespace")
         if m.namespace == "" then
             -- Djinn: an empty namespace is none (its client always sends
             -- `namespace: ""`).
@@ -536,59 +631,64 @@ local function validate(root, file)
         end
         if m.namespace then
             local _, nwhy = M.check_namespace(m.namespace)
-            if nwhy then ctx:err(nodes.namespace, "%s", nwhy) end
+            if nwhy then ctx:err(nmeta.namespace, "%s", nwhy) end
         end
     end
-    m.driver = parse_driver(ctx, nodes.driver, root)
+    m.driver = parse_driver(ctx, nv.driver, nmeta.driver, rm)
 
-    local env_items, env_nodes = ctx:string_list(nodes.env, "env")
+    local env_items, env_metas = ctx:string_list(nv.env, nmeta.env, "env")
+    local menv = m.env
     for i, item in ipairs(env_items) do
-        local key, value = util.split_first(item, "=")
-        if value == nil then
-            ctx:err(env_nodes[i], "env[%d]: %q has no \"=\" (expected " ..
+        local eq = item:find("=", 1, true)
+        if eq == nil then
+            ctx:err(env_metas[i], "env[%d]: %q has no \"=\" (expected " ..
                     "KEY=VALUE)", i, item)
-        elseif key == "" then
-            ctx:err(env_nodes[i], "env[%d]: %q has an empty name (expected " ..
-                    "KEY=VALUE)", i, item)
+        elseif eq == 1 then
+            ctx:err(env_metas[i], "env[%d]: %q has an empty name " ..
+                    "(expected KEY=VALUE)", i, item)
         elseif item:find("\0", 1, true) then
-            ctx:err(env_nodes[i], "env[%d]: NUL bytes are not allowed", i)
+            ctx:err(env_metas[i], "env[%d]: NUL bytes are not allowed", i)
         else
-            m.env[#m.env + 1] = { key = key, value = value }
+            menv[#menv + 1] = { key = item:sub(1, eq - 1),
+                                value = item:sub(eq + 1) }
         end
     end
 
-    m.objects = ctx:check_paths(ctx:passthrough_list(nodes.objects,
-                                                     "objects"), "objects")
+    m.objects = ctx:check_paths(ctx:passthrough_list(nv.objects,
+        nmeta.objects, "objects"), "objects")
 
-    local srcs, src_nodes = ctx:string_list(nodes.sources, "sources")
+    local srcs, src_metas = ctx:string_list(nv.sources, nmeta.sources,
+                                            "sources")
     for i, s in ipairs(srcs) do
         local src, why = M.parse_source(s)
         if src then
-            src.line, src.col = src_nodes[i].line, src_nodes[i].col
+            src.line = src_metas[i] >> 36
+            src.col = (src_metas[i] >> 7) & POS_MASK
             m.sources[#m.sources + 1] = src
         else
-            ctx:err(src_nodes[i], "sources[%d]: %s", i, why)
+            ctx:err(src_metas[i], "sources[%d]: %s", i, why)
         end
     end
 
-    local stages, stage_nodes = ctx:string_list(nodes.stages, "stages")
+    local stages, stage_metas = ctx:string_list(nv.stages, nmeta.stages,
+                                                "stages")
     local stage_at = {}
     for i, s in ipairs(stages) do
         if stage_at[s] then
-            ctx:warn(stage_nodes[i], "stages[%d]: stage %q is listed twice " ..
-                     "(the first position, line %d, is kept)", i, s,
-                     stage_at[s].line or 0)
+            ctx:warn(stage_metas[i], "stages[%d]: stage %q is listed " ..
+                     "twice (the first position, line %d, is kept)", i, s,
+                     stage_at[s] >> 36)
         else
-            stage_at[s] = stage_nodes[i]
+            stage_at[s] = stage_metas[i]
             m.stages[#m.stages + 1] = s
         end
     end
 
-    local allow, allow_nodes = ctx:string_list(nodes.allow_failures,
-                                               "allow_failures")
+    local allow, allow_metas = ctx:string_list(nv.allow_failures,
+        nmeta.allow_failures, "allow_failures")
     for i, s in ipairs(allow) do
         if not stage_at[s] then
-            ctx:warn(allow_nodes[i], "allow_failures[%d]: stage %q is not " ..
+            ctx:warn(allow_metas[i], "allow_failures[%d]: stage %q is not " ..
                      "listed in stages (ignored)", i, s)
         end
         if not m.allowed[s] then
@@ -597,38 +697,46 @@ local function validate(root, file)
         end
     end
 
-    local jobs = nodes.jobs
-    if jobs and not is_null(jobs) and jobs.kind ~= "seq" then
-        ctx:err(jobs, "jobs: expected a list of jobs, got %s",
-                describe(jobs))
-    elseif jobs and not is_null(jobs) then
+    local jobs, jm = nv.jobs, nmeta.jobs
+    if jm and not is_null(jobs, jm) and
+        (type(jobs) ~= "table" or jobs.kind ~= "seq") then
+        ctx:err(jm, "jobs: expected a list of jobs, got %s",
+                describe(jobs, jm))
+    elseif jm and not is_null(jobs, jm) then
         local count, names = {}, {}
-        for i, jnode in ipairs(jobs) do
-            local job = parse_job(ctx, jnode, i)
+        local mjobs = m.jobs
+        for i, jnode in ipairs(jobs.items) do
+            local jmeta = jobs[i]
+            local job, stage_m, name_m = parse_job(ctx, jnode, jmeta, i)
             if job and not stage_at[job.stage] then
-                ctx:warn(job.stage_node or jnode, "jobs[%d]: stage %q is " ..
+                ctx:warn(stage_m or jmeta, "jobs[%d]: stage %q is " ..
                          "not listed in stages; the job is dropped " ..
                          "(stages: %s)", i, job.stage,
                          #m.stages > 0 and table.concat(m.stages, ", ")
                          or "none")
             elseif job then
                 local st = job.stage
-                count[st] = (count[st] or 0) + 1
-                names[st] = names[st] or {}
-                if job.name == nil or job.name == "" then
-                    job.name = st .. "." .. count[st]
+                local c = (count[st] or 0) + 1
+                count[st] = c
+                local seen = names[st]
+                if seen == nil then
+                    seen = {}
+                    names[st] = seen
                 end
-                local first = names[st][job.name]
+                if job.name == nil or job.name == "" then
+                    job.name = st .. "." .. c
+                end
+                local first = seen[job.name]
                 if first then
-                    ctx:err(job.name_node or jnode, "jobs[%d]: duplicate " ..
+                    ctx:err(name_m or jmeta, "jobs[%d]: duplicate " ..
                             "job name %q in stage %s (first at line %d:%d)",
-                            i, job.name, st, first.line or 0, first.col or 0)
+                            i, job.name, st, first >> 36,
+                            (first >> 7) & POS_MASK)
                 else
-                    names[st][job.name] = job.name_node or jnode
+                    seen[job.name] = name_m or jmeta
                 end
                 job.index = i
-                job.node, job.stage_node, job.name_node = nil, nil, nil
-                m.jobs[#m.jobs + 1] = job
+                mjobs[#mjobs + 1] = job
             end
         end
     end
@@ -660,24 +768,129 @@ local function first_document(text, err)
     return text:sub(1, pos - 1), line
 end
 
-function M.parse(text, filename)
+-- The limits on a manifest (driver.conf `limits { max_manifest_size;
+-- max_manifest_aliases }`, docs/driver-conf.md):
+--   max_manifest_size: bytes of the file (default 8 MiB; 0 = the most
+--     the YAML layer takes, 128 MiB).
+--   max_manifest_aliases: the nodes that YAML aliases stand for, in all
+--     ("billion laughs": ten lines of aliases can stand for 10^10
+--     nodes; default 1,000,000, so that even 5,000 jobs that each alias
+--     a 100-item list load; 0 = no limit).
+-- The document's own nodes have no limit of their own: each costs at
+-- least one byte (`{a,b}`, "?\n"), so the size limit bounds them; the
+-- YAML layer's max_nodes is set past that (twice the size, plus the
+-- aliases) and is only a backstop.
+M.MAX_SIZE = 8 * 1024 * 1024
+M.MAX_ALIAS_NODES = 1000000
+local HARD_MAX_SIZE = 128 * 1024 * 1024
+
+local function human_size(n)
+    if n % (1024 * 1024) == 0 then
+        return string.format("%d MiB", n // (1024 * 1024))
+    elseif n % 1024 == 0 then
+        return string.format("%d KiB", n // 1024)
+    end
+    return string.format("%d bytes", n)
+end
+
+-- limits (optional): { max_manifest_size =, max_manifest_aliases = }
+-- (0 or nil: see above) -> max_size, max_alias_nodes.
+local function manifest_limits(limits)
+    local size = limits and limits.max_manifest_size
+    local aliases = limits and limits.max_manifest_aliases
+    if size == nil then size = M.MAX_SIZE end
+    if size == 0 or size > HARD_MAX_SIZE then size = HARD_MAX_SIZE end
+    if aliases == nil then aliases = M.MAX_ALIAS_NODES end
+    if aliases == 0 then aliases = math.maxinteger // 4 end
+    return size, aliases
+end
+
+-- How to raise a limit (the words of djinn.tree's caps).
+local function raise_hint(key, value)
+    return string.format("raise it with `limits { %s %s }` in " ..
+                         "driver.conf", key, value)
+end
+
+-- "NMB", at least `bytes` (driver.conf sizes are powers of 1024), or nil
+-- past the most the YAML layer takes.
+local function size_to_raise(bytes)
+    if bytes > HARD_MAX_SIZE then return nil end
+    local mb = (bytes + 1024 * 1024 - 1) // (1024 * 1024)
+    return string.format("%dMB", mb)
+end
+
+-- The YAML layer's limit messages, with the driver.conf key that raises
+-- each.
+local function explain_limit(err, size, aliases)
+    local rest = err:match("^(.*) %(max_alias_nodes%)$")
+    if rest then
+        return string.format("%s (the limit is max_manifest_aliases: %s, " ..
+            "0 = no limit)",
+            rest, raise_hint("max_manifest_aliases",
+                             string.format("%d", aliases * 10)))
+    end
+    rest = err:match("^(.*) %(max_nodes%)$")
+    if rest then
+        local hint = size_to_raise(size * 2)
+        return string.format("%s (the limit is 2 per byte of " ..
+            "max_manifest_size, %s, plus the aliases%s)", rest,
+            human_size(size), hint and ": " ..
+            raise_hint("max_manifest_size", hint) or "")
+    end
+    local got = err:match("^.*: input is (%d+) bytes, larger than " ..
+                          "max_size %d+$")
+    if got then
+        local hint = size_to_raise(tonumber(got))
+        return string.format("%s: the manifest is larger than %s (%s " ..
+            "bytes; the limit is max_manifest_size%s)",
+            err:match("^(.-):1:1: ") or "", human_size(size), got,
+            hint and ": " ..
+            raise_hint("max_manifest_size", hint) or
+            ", and past the most a manifest may be, " ..
+            human_size(HARD_MAX_SIZE))
+    end
+    return err
+end
+
+-- parse(text [, filename [, limits]]): see the file header.
+local parse_text
+function M.parse(text, filename, limits)
+    -- The collector is held while the tree is built and validated: all of
+    -- it is live until the end (tracing it while it grows, many times
+    -- over, cost a third of a large load), and neither the YAML layer nor
+    -- the validator makes much garbage.
+    local running = collectgarbage("isrunning")
+    collectgarbage("stop")
+    local ok, m, msgs = pcall(parse_text, text, filename, limits)
+    if running then collectgarbage("restart") end
+    if not ok then error(m, 0) end
+    return m, msgs
+end
+
+parse_text = function(text, filename, limits)
     filename = filename or "<manifest>"
     local yaml = require "djinn.yaml"
-    local root, err = yaml.parse(text, { filename = filename })
+    local max_size, max_alias = manifest_limits(limits)
+    local opts = { filename = filename, max_size = max_size,
+                   max_alias_nodes = max_alias,
+                   max_nodes = math.min(math.maxinteger // 2,
+                                        2 * max_size + max_alias + 64) }
+    local root, rm, shared = yaml.parse_packed(text, opts)
     local second
     if root == nil then
+        local err = rm
         -- Djinn (yaml.v2's Decode) reads the first document and ignores
         -- the others; so do we, with a warning.
         local first
         first, second = first_document(text, err)
         if first then
-            root = yaml.parse(first, { filename = filename })
+            root, rm, shared = yaml.parse_packed(first, opts)
         end
         if root == nil then
-            return nil, { err }
+            return nil, { explain_limit(err, max_size, max_alias) }
         end
     end
-    local m, msgs = validate(root, filename)
+    local m, msgs = validate(root, rm, filename, shared)
     if m and second then
         table.insert(msgs, string.format("%s:%d:1: a second YAML document " ..
             "starts here; it is ignored (a manifest is the first " ..
@@ -686,66 +899,82 @@ function M.parse(text, filename)
     return m, msgs
 end
 
-function M.load(path)
+-- load(path [, limits])
+function M.load(path, limits)
     local f, err = io.open(path, "rb")
     if f == nil then
         return nil, { string.format("%s: cannot read the manifest: %s",
                                     path, err) }
     end
+    local max_size, max_alias = manifest_limits(limits)
+    local function too_big(size)
+        local hint = size_to_raise(size or max_size + 1)
+        return string.format("%s: the manifest is larger than %s (%s" ..
+            "the limit is max_manifest_size%s)", path, human_size(max_size),
+            size and string.format("%d bytes; ", size) or "",
+            hint and ": " .. raise_hint("max_manifest_size", hint) or
+            ", and past the most a manifest may be, " ..
+            human_size(HARD_MAX_SIZE))
+    end
     -- Check the size first (a regular file): nothing of a huge file is
     -- read. For pipes, read at most the limit + 1 byte.
     local size = f:seek("end")
-    if size and size > 8 * 1024 * 1024 then
+    if size and size > max_size then
         f:close()
-        return nil, { string.format("%s: the manifest is larger than 8 " ..
-            "MiB (%d bytes; the limit is %d bytes)", path, size,
-            8 * 1024 * 1024) }
+        return nil, { too_big(size) }
     end
     if size then f:seek("set", 0) end
-    local text = f:read(8 * 1024 * 1024 + 1)
+    -- (a regular file: read exactly its size, one buffer of that size; a
+    -- pipe: up to the limit + 1 byte)
+    local text = f:read(size and size + 1 or max_size + 1)
     f:close()
     text = text or ""
-    if #text > 8 * 1024 * 1024 then
-        return nil, { path .. ": the manifest is larger than 8 MiB" }
+    if #text > max_size then
+        return nil, { too_big(nil) }
     end
-    return M.parse(text, path)
+    return M.parse(text, path, { max_manifest_size = max_size,
+                                 max_manifest_aliases = max_alias })
 end
 
--- Plain Lua value -> node tree (positions 0:0), so tables get the same
--- validation as YAML text.
+-- Plain Lua value -> packed node (positions 0:0: meta 0, plus flags), so
+-- tables get the same validation as YAML text. Scalars are "double"
+-- quoted (never null); keys plain ("<<" is a merge key).
 local function to_node(v)
     local tv = type(v)
     if tv == "table" then
         if v[1] ~= nil or next(v) == nil then
-            local n = { kind = "seq", line = 0, col = 0 }
-            for i, item in ipairs(v) do n[i] = to_node(item) end
-            if next(v) == nil then
-                return n
+            local n = { kind = "seq", items = {} }
+            local odd = 0
+            for i, item in ipairs(v) do
+                n.items[i], n[i] = to_node(item)
+                if type(n.items[i]) == "table" then odd = odd + 1 end
             end
-            return n
+            if odd > 0 then n.odd = odd end
+            return n, 0
         end
         local keys = {}
         for k in pairs(v) do keys[#keys + 1] = tostring(k) end
         table.sort(keys)
-        local n = { kind = "map", line = 0, col = 0, keys = {}, values = {} }
+        local n = { kind = "map", keys = {}, values = {} }
         for i, k in ipairs(keys) do
             local val = v[k]
             if val == nil then val = v[tonumber(k)] end
-            n.keys[i] = { kind = "scalar", value = k, style = "plain",
-                          line = 0, col = 0 }
-            n.values[i] = to_node(val)
+            n.keys[i] = k
+            n[2 * i - 1] = k == "<<" and META_MERGE or 0
+            if k == "<<" then n.merge = true end
+            n.values[i], n[2 * i] = to_node(val)
         end
-        return n
+        return n, 0
     end
-    return { kind = "scalar", value = tostring(v), style = "double",
-             line = 0, col = 0 }
+    return tostring(v), 2
 end
 
 function M.from_table(t, name)
     if type(t) ~= "table" then
         return nil, { (name or "<table>") .. ":0:0: expected a table" }
     end
-    return validate(to_node(t), name or "<table>")
+    local root, rm = to_node(t)
+    return validate(root, rm, name or "<table>", 1)
 end
 
 return M

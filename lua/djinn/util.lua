@@ -153,8 +153,21 @@ end
 ---------------------------------------------------------------------------
 -- Strings and paths.
 ---------------------------------------------------------------------------
+-- (%s: space, \t, \n, \v, \f, \r)
+local space_byte = { [32] = true, [9] = true, [10] = true, [11] = true,
+                     [12] = true, [13] = true }
+
 function M.trim(s)
-    return (s:gsub("^%s+", ""):gsub("%s+$", ""))
+    -- Most strings have nothing to trim: no pattern matching for them.
+    if s ~= "" and not space_byte[s:byte(1)] and
+        not space_byte[s:byte(-1)] then
+        return s
+    end
+    local i = s:find("%S")
+    if i == nil then return "" end
+    local j = #s
+    while space_byte[s:byte(j)] do j = j - 1 end
+    return s:sub(i, j)
 end
 
 -- An error message for people: the internal prefixes a message gathers
@@ -190,9 +203,12 @@ end
 
 function M.basename(p)
     if p == "" then return "." end
-    p = p:gsub("/+$", "")
-    if p == "" then return "/" end
-    return p:match("([^/]*)$")
+    if p:byte(-1) == 47 then -- trailing "/"s
+        p = p:gsub("/+$", "")
+        if p == "" then return "/" end
+    end
+    -- (anchored: one pass; "([^/]*)$" would try every start)
+    return p:match("^.*/(.*)$") or p
 end
 
 -- A relative path that stays inside its base directory: not empty, not
@@ -204,6 +220,11 @@ function M.safe_relpath(p)
     end
     if p:sub(1, 1) == "/" then
         return nil, "absolute paths are not allowed"
+    end
+    -- Already normal (no "." or ".." component, no empty one): itself.
+    if p:byte(1) ~= 46 and p:byte(-1) ~= 47 and
+        not p:find("//", 1, true) and not p:find("/.", 1, true) then
+        return p
     end
     local parts = {}
     for comp in p:gmatch("[^/]+") do

@@ -75,14 +75,52 @@ elseif target == 2 then
 else
     local yaml = require 'djinn.yaml'
     local opts = { filename = 'fuzz.yml' }
+    local styles = { plain = 0, single = 1, double = 2, literal = 3,
+                     folded = 4 }
+    -- parse_packed (what the manifest reads) must say what parse says:
+    -- node by node, value, position, style and tag (differential).
+    local function same(n, v, meta)
+        if n.line ~= meta >> 36 or n.col ~= (meta >> 7) & ((1 << 29) - 1) then
+            return false
+        end
+        if n.kind == 'scalar' then
+            local tag = n.tag == nil and 0 or n.tag == '!!null' and 1 or
+                n.tag == '!!merge' and 2 or 3
+            return v == n.value and meta & 7 == styles[n.style] and
+                (meta >> 3) & 3 == tag
+        end
+        if type(v) ~= 'table' or v.kind ~= n.kind or v.tag ~= n.tag then
+            return false
+        end
+        if n.kind == 'seq' then
+            if #v.items ~= #n then return false end
+            for i = 1, #n do
+                if not same(n[i], v.items[i], v[i]) then return false end
+            end
+            return true
+        end
+        if #v.keys ~= #n.keys or #v.values ~= #n.values then return false end
+        for i = 1, #n.keys do
+            if not same(n.keys[i], v.keys[i], v[2 * i - 1]) or
+                not same(n.values[i], v.values[i], v[2 * i]) then
+                return false
+            end
+        end
+        return true
+    end
     return function(data)
         local n, e = yaml.parse(data, opts)
+        local pv, pm = yaml.parse_packed(data, opts)
         if n == nil then
             assert(type(e) == 'string' and e:find('^fuzz%.yml:%d+:%d+: '),
                 'yaml.parse: nil without FILE:L:C: message')
+            assert(pv == nil and pm == e, 'yaml.parse_packed: not the ' ..
+                'same error as yaml.parse')
         else
             assert(type(n) == 'table' and (n.kind == 'scalar' or
                 n.kind == 'seq' or n.kind == 'map'), 'yaml.parse: bad node')
+            assert(pv ~= nil and same(n, pv, pm),
+                'yaml.parse_packed: not the tree of yaml.parse')
         end
         local v, e2 = yaml.decode(data, opts)
         if v == nil then

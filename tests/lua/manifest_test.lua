@@ -483,8 +483,10 @@ for i = 1, 10 do
 end
 bomb[#bomb + 1] = "jobs:\n  - <<: *a10"
 t:like(all_errs(table.concat(bomb, "\n") .. "\n"),
-       "m%.yml:%d+:%d+: alias expansion exceeds 100000 nodes",
-       "a merge bomb is refused, quickly")
+       "m%.yml:%d+:%d+: alias expansion exceeds 1000000 nodes " ..
+       "%(the limit is max_manifest_aliases: raise it with `limits { " ..
+       "max_manifest_aliases 10000000 }` in driver%.conf, 0 = no limit%)",
+       "a merge bomb is refused, quickly, naming the limit and its key")
 
 -- 2026-12-04: Djinn reads the first YAML document of a manifest and
 -- ignores the rest; we refused the file.
@@ -498,3 +500,52 @@ t:is(w, { "m.yml:5:1: a second YAML document starts here; it is ignored " ..
 t:like(first_err("---\n---\ndriver: {type: os}\n") or "",
        "^m%.yml:2:1: the manifest is empty",
        "an empty first document is an empty manifest (Djinn: no driver)")
+
+-- Issue 13: the packed tree. An aliased list gives each job its own
+-- table (a job's commands can be changed without changing another's).
+m = parse("x: &c [a, b]\ndriver: {type: os}\nstages: [s]\n" ..
+          "jobs:\n- {stage: s, commands: *c}\n- {stage: s, commands: *c}\n")
+t:ok(m and m.jobs[1].commands ~= m.jobs[2].commands and
+     #m.jobs[2].commands == 2, "an aliased command list is copied per job")
+-- Null items, non-string items and duplicates keep their messages and
+-- positions in the fast paths.
+t:is(all_errs("driver: {type: os}\nstages: [s]\njobs:\n- stage: s\n" ..
+              "  commands: [a, [b], ~]\n  artifacts: [x => /abs]\n"),
+     "m.yml:5:17: jobs[1].commands[2]: expected a string, got a list\n" ..
+     "m.yml:6:15: jobs[1].artifacts[1]: destination \"/abs\": absolute " ..
+     "paths are not allowed (artifact destinations are relative to the " ..
+     "artifacts directory and stay inside it)",
+     "errors in a job's lists, at their line:column")
+m = parse("driver: {type: os}\nstages: [s]\njobs:\n- stage: s\n" ..
+          "  commands: [a, ~, '']\n")
+t:is(m and m.jobs[1].commands, { "a", "", "" }, "a null command is \"\"")
+
+-- The limits (driver.conf limits { max_manifest_size;
+-- max_manifest_aliases }, passed by djinn.check).
+local M = require "djinn.manifest"
+local text = "driver: {type: os}\nstages: [s]\njobs: [{stage: s, commands: [x]}]\n"
+local lm, lerr = M.parse(text, "s.yml", { max_manifest_size = 20 })
+t:is(lm == nil and lerr[1], "s.yml: the manifest is larger than 20 bytes " ..
+     "(" .. #text .. " bytes; the limit is max_manifest_size: raise it with " ..
+     "`limits { max_manifest_size 1MB }` in driver.conf)",
+     "parse over max_manifest_size: the key and how to raise it")
+lm = M.parse(text, "s.yml", { max_manifest_size = #text })
+t:ok(lm ~= nil, "a manifest of exactly max_manifest_size loads")
+local atext = "x: &c [a, b, c]\n" .. text ..
+    "y: [*c, *c, *c]\n"
+lm, lerr = M.parse(atext, "a.yml", { max_manifest_aliases = 8 })
+t:like(lm == nil and lerr[1] or "", "^a%.yml:5:13: alias expansion " ..
+       "exceeds 8 nodes %(the limit is max_manifest_aliases: raise it with " ..
+       "`limits { max_manifest_aliases 80 }` in driver%.conf, 0 = no limit%)$",
+       "max_manifest_aliases: the alias past it, the key, how to raise it")
+lm = M.parse(atext, "a.yml", { max_manifest_aliases = 0 })
+t:ok(lm ~= nil, "max_manifest_aliases 0 is no limit")
+t:is({ M.MAX_SIZE, M.MAX_ALIAS_NODES }, { 8 * 1024 * 1024, 1000000 },
+     "the defaults: 8 MiB, 1,000,000 alias nodes")
+-- No limit on the document's own nodes below the size limit: 200,000
+-- one-byte-apart nodes in 600 KB load (the old limit was 100,000).
+local many = { "driver: {type: os}\nstages: [s]\njobs:\n- stage: s\n  commands:\n" }
+for i = 1, 200000 do many[#many + 1] = "  - x\n" end
+lm = M.parse(table.concat(many), "n.yml")
+t:ok(lm ~= nil and #lm.jobs[1].commands == 200000,
+     "200,000 commands in one job load (no node limit under the size limit)")

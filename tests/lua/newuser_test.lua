@@ -143,8 +143,8 @@ secrets { pattern ["*_X"] }
         'you mean docker? known drivers: docker, os, qemu, ssh)',
         'd.conf:8:10: limits: unknown key "max_outptu" (ignored; did you ' ..
         'mean max_output? known keys: max_artifact_size, max_artifacts, ' ..
-        'max_artifacts_total, max_object_size, max_objects, ' ..
-        'max_objects_total, max_output)',
+        'max_artifacts_total, max_manifest_aliases, max_manifest_size, ' ..
+        'max_object_size, max_objects, max_objects_total, max_output)',
         'd.conf:9:11: secrets: unknown key "pattern" (ignored; did you ' ..
         'mean patterns? known keys: patterns)',
     }, "warnings: file:line:col, the key, the nearest known keys")

@@ -137,3 +137,65 @@ local dd, dderr = yaml.decode("k: 1\nk: 2\n", { filename = "dup.yml" })
 t:ok(dd == nil and dderr == 'dup.yml:2:1: duplicate key "k"', "decode rejects duplicate keys: " .. tostring(dderr))
 local al = assert(yaml.decode("x: &x {a: b}\ny: *x\n"))
 t:ok(al.x == al.y, "decode keeps alias identity")
+
+-- parse_packed (issue 13): scalars are strings with a meta integer beside
+-- them; collections hold their items' metas in their array part.
+local function P(meta)
+  return { meta >> 36, (meta >> 7) & ((1 << 29) - 1), meta & 127 }
+end
+local pv, pm, psh = yaml.parse_packed(
+  "a: &x [1, ~, null, 'null', !!null y]\nb: *x\n<<: {c: d}\n" ..
+  "!!merge <<: e\n\"<<\": f\n? [k]\n: v\n")
+t:is(pv.kind, "map", "packed: the root mapping")
+t:is(P(pm), { 1, 1, 0 }, "packed: the root's meta is 1:1")
+t:is(pv.keys, { "a", "b", "<<", "<<", "<<", pv.keys[6] },
+  "packed: keys are their strings")
+t:is(pv.keys[6].items, { "k" }, "packed: a non-scalar key is its table")
+t:is(pv.odd, 1, "packed: odd counts the non-scalar keys")
+t:ok(pv.merge == true, "packed: merge is set")
+t:is({ P(pv[5])[3], P(pv[7])[3], P(pv[9])[3] }, { 64, 64 + 16, 2 },
+  "packed: plain << and !!merge << are merge keys, quoted \"<<\" is not")
+local seq = pv.values[1]
+t:ok(pv.values[2] == seq and psh == 1, "packed: an alias is the same table, counted in shared")
+t:is(seq.items, { "1", "~", "null", "null", "y" }, "packed: item strings")
+t:is({ P(seq[1]), P(seq[2]), P(seq[3]), P(seq[4]), P(seq[5]) },
+  { { 1, 8, 0 }, { 1, 11, 32 }, { 1, 14, 32 }, { 1, 20, 1 },
+    { 1, 28, 8 + 32 } },
+  "packed: positions, style, !!null tag and the null flag")
+t:is(seq.odd, 3, "packed: odd counts null items")
+t:is(P(pv[4]), { 1, 4, 0 }, "packed: an alias's meta is the anchored node's")
+local ev, em, esh = yaml.parse_packed("")
+t:is({ ev, P(em), esh }, { "", { 1, 1, 32 }, 0 }, "packed: empty stream is a null \"\" at 1:1")
+local long = {}
+for i = 1, 200 do long[i] = tostring(i) end
+local lv = yaml.parse_packed("[" .. table.concat(long, ",") .. "]")
+t:is(lv.items, long, "packed: a 200-item list (past a 64-item chunk) keeps its order")
+t:is(P(lv[200])[2], 690, "packed: ... and its positions")
+local mv = yaml.parse_packed("{" .. table.concat(long, ": x, ") .. ": x}")
+t:ok(#mv.keys == 200 and #mv.values == 200 and #mv == 400 and
+  mv.keys[200] == "200" and mv.values[200] == "x", "packed: a 200-key mapping")
+local bp, bperr = yaml.parse_packed(table.concat(lol, "\n") .. "\n", { filename = "lol.yml" })
+t:ok(bp == nil and bperr:find("^lol%.yml:%d+:%d+: alias expansion exceeds 100000 nodes %(max_nodes%)") ~= nil,
+  "packed: billion laughs refused: " .. tostring(bperr))
+
+-- max_alias_nodes: the aliases' nodes, apart from the document's own.
+local ma, maerr = yaml.parse(table.concat(lol, "\n", 1, 3) .. "\n",
+  { max_nodes = 1000000, max_alias_nodes = 50 })
+t:ok(ma == nil and maerr:find("alias expansion exceeds 50 nodes (max_alias_nodes)", 1, true) ~= nil,
+  "max_alias_nodes names itself: " .. tostring(maerr))
+t:ok(yaml.parse("[" .. table.concat(long, ",") .. "]",
+  { max_nodes = 1000, max_alias_nodes = 1 }) ~= nil,
+  "max_alias_nodes does not count the document's own nodes")
+
+-- Regression guard (not a timing): a packed list costs no table per
+-- item. 100,000 items of one short string take well under 64 bytes each
+-- (a node table each took over 200).
+collectgarbage()
+collectgarbage("stop")
+local before = collectgarbage("count")
+local big = yaml.parse_packed(string.rep("- x\n", 100000), { max_nodes = 200000 })
+local per_item = (collectgarbage("count") - before) * 1024 / 100000
+collectgarbage("restart")
+t:ok(big ~= nil and #big.items == 100000 and per_item < 64,
+  string.format("packed: %.1f bytes per list item (< 64: no table per scalar)", per_item))
+big = nil
