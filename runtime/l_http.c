@@ -20,6 +20,11 @@
 **                   response are handed over as they arrive (at least
 **                   every 100 ms) and not kept; the body of any other
 **                   status is collected into resp.body (for the error)
+**     opts.on_headers  function(status): called once when the final
+**                   response's headers are complete, before any body
+**                   byte is handed to on_data (a stream that must be
+**                   attached before something else starts, as Docker's
+**                   attach before the container's start)
 **     opts.cancel   function() -> reason | nil, polled at least every
 **                   100 ms; a truthy reason aborts: nil, "http: ...:
 **                   cancelled (reason)", "cancelled"
@@ -86,6 +91,8 @@ struct req {
     size_t max_stream; /* streaming: the most body bytes handed over */
     size_t streamed;
     int streaming;
+    int hdr_done; /* the final response's headers are complete */
+    int hdr_told; /* ... and on_headers was called */
     int too_large;
     int oom;
     int need_read;   /* the read callback paused: ask the reader */
@@ -195,6 +202,9 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
 
     if (n >= 5 && memcmp(p, "HTTP/", 5) == 0)
         r->hdr.len = 0; /* a new response (after 100 Continue) */
+    if ((n == 2 && p[0] == '\r' && p[1] == '\n') || (n == 1 && p[0] == '\n'))
+        if (status_of(r->easy) >= 200) /* not 100 Continue */
+            r->hdr_done = 1;
     if (r->hdr.len + n > 1024 * 1024 || buf_add(&r->hdr, p, n) != 0) {
         r->oom = 1;
         return 0;
@@ -224,7 +234,17 @@ static size_t on_read(char *dst, size_t size, size_t nmemb, void *ud)
 /* --------------------------------------------------------------- request */
 
 /* Option indices on the Lua stack (see l_request). */
-enum { I_OPTS = 1, I_REQ, I_BODY, I_ONDATA, I_CANCEL, I_HOST, I_PATH, I_METH };
+enum {
+    I_OPTS = 1,
+    I_REQ,
+    I_BODY,
+    I_ONDATA,
+    I_CANCEL,
+    I_HOST,
+    I_PATH,
+    I_METH,
+    I_ONHDR
+};
 
 /* Release, then raise the error object at the top (does not return). */
 static int rethrow(lua_State *L, struct req *r)
@@ -356,6 +376,9 @@ static int l_request(lua_State *L)
         lua_pop(L, 1);
         lua_pushliteral(L, "GET");
     }
+    lua_getfield(L, I_OPTS, "on_headers"); /* I_ONHDR */
+    luaL_argcheck(L, lua_isnil(L, I_ONHDR) || lua_isfunction(L, I_ONHDR), 1,
+                  "on_headers must be a function");
     host = lua_tostring(L, I_HOST);
     path = lua_tostring(L, I_PATH);
     meth = luaL_checkstring(L, I_METH);
@@ -401,6 +424,8 @@ static int l_request(lua_State *L)
     curl_easy_setopt(r->easy, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(r->easy, CURLOPT_CONNECTTIMEOUT_MS,
                      (long)(ctimeout * 1000));
+    if (!lua_isnil(L, I_ONDATA)) /* fewer, larger reads of a stream */
+        curl_easy_setopt(r->easy, CURLOPT_BUFFERSIZE, 256L * 1024);
     curl_easy_setopt(r->easy, CURLOPT_WRITEFUNCTION, on_write);
     curl_easy_setopt(r->easy, CURLOPT_WRITEDATA, r);
     curl_easy_setopt(r->easy, CURLOPT_HEADERFUNCTION, on_header);
@@ -472,6 +497,15 @@ static int l_request(lua_State *L)
 
         if (mc != CURLM_OK)
             return fail(L, r, NULL, "%s", curl_multi_strerror(mc));
+        if (r->hdr_done && !r->hdr_told) { /* before any body byte */
+            r->hdr_told = 1;
+            if (!lua_isnil(L, I_ONHDR)) {
+                lua_pushvalue(L, I_ONHDR);
+                lua_pushinteger(L, status_of(r->easy));
+                if (lua_pcall(L, 1, 0, 0) != LUA_OK)
+                    return rethrow(L, r);
+            }
+        }
         if (r->pend.len > 0) { /* streaming: hand the bytes over */
             lua_pushvalue(L, I_ONDATA);
             lua_pushlstring(L, r->pend.p, r->pend.len);

@@ -259,13 +259,51 @@ t:is({ docker.parse_image("127.0.0.1:5000/a/b:1.2") }, { "127.0.0.1:5000/a/b", "
 t:is({ docker.parse_image("x/y@sha256:abc") }, { "x/y", "sha256:abc" }, "parse_image: digest")
 local frames = string.pack(">B xxx s4", 1, "out-1\n") .. string.pack(">B xxx s4", 2, "err\n") ..
     string.pack(">B xxx s4", 1, "out-2\n")
-local got = {}
-local dm = docker.demux()
-for k = 1, #frames, 5 do -- split across frame boundaries
-    dm(frames:sub(k, k + 4), function(d, s) got[#got + 1] = s .. ":" .. d end)
+-- Feed frames cut into pieces of `size` bytes; the payload pieces of one
+-- stream in a row are joined (a frame may come in pieces, as it arrives).
+local function demux_all(data, size)
+    local got, dm = {}, docker.demux()
+    local function emit(d, s)
+        if got[#got] and got[#got][1] == s then
+            got[#got][2] = got[#got][2] .. d
+        else
+            got[#got + 1] = { s, d }
+        end
+    end
+    for k = 1, #data, size do dm(data:sub(k, k + size - 1), emit) end
+    local out = {}
+    for _, g in ipairs(got) do out[#out + 1] = g[1] .. ":" .. g[2] end
+    return out
 end
-t:is(got, { "stdout:out-1\n", "stderr:err\n", "stdout:out-2\n" },
-     "demux: 8-byte frame headers, chunks split anywhere")
+for _, size in ipairs{ 1, 2, 3, 5, 7, 8, 9, 13, #frames } do
+    t:is(demux_all(frames, size),
+         { "stdout:out-1\n", "stderr:err\n", "stdout:out-2\n" },
+         "demux: frames fed in pieces of " .. size .. " bytes")
+end
+t:is(demux_all(string.pack(">B xxx s4", 1, "") .. string.pack(">B xxx s4", 2, "e"), 3),
+     { "stderr:e" }, "demux: an empty frame gives nothing")
+-- A guard that is not a timing (issue 13): what the decoder allocates
+-- grows with the bytes fed, whatever the read size. 4 MiB of 100-byte
+-- frames fed in 64 KiB pieces: the old decoder joined each piece to what
+-- was pending and re-sliced the rest after every frame (~700 frames a
+-- piece: ~20 MiB of copies per 64 KiB), quadratic in the read size.
+do
+    local frame = string.pack(">B xxx s4", 1, string.rep("x", 99) .. "\n")
+    local big = string.rep(frame, 4 * 1024 * 1024 // #frame)
+    local pieces = {}
+    for k = 1, #big, 65536 do pieces[#pieces + 1] = big:sub(k, k + 65535) end
+    local seen, dm = 0, docker.demux()
+    local function emit(d) seen = seen + #d end
+    collectgarbage("collect")
+    collectgarbage("stop")
+    local before = collectgarbage("count")
+    for _, p in ipairs(pieces) do dm(p, emit) end
+    local kib = collectgarbage("count") - before
+    collectgarbage("restart")
+    t:is(seen, (#big // #frame) * 100, "demux: every payload byte of 4 MiB in 64 KiB pieces")
+    t:ok(kib < 3 * #big / 1024, string.format("demux allocates %.0f KiB for %.0f KiB " ..
+         "fed in 64 KiB pieces (linear: under 3x)", kib, #big / 1024))
+end
 t:is(docker.engine_message{ status = 404, body = '{"message":"no such image: x"}' },
      "no such image: x", "engine_message: the engine's own text")
 t:is(docker.engine_message{ status = 502, body = "" }, "HTTP 502", "engine_message: empty body")

@@ -450,19 +450,29 @@ function Driver:execute(job, store)
     if ok and self.outside then
         ok, err = c:put_archive(id, "/", self.outside)
     end
-    if ok then ok, err = c:container_start(id) end
     if not ok then
         self:remove_container(id)
         return "failed", err
     end
+    -- Attach, then start once attached (as `docker run` does: the attach
+    -- stream is ~3x faster than following the logs; issue 13).
     local cancel = self:cancel_fn()
-    local code
-    ok, err, code = c:container_logs(id, {
-        follow = true, cancel = cancel,
+    local code, started
+    ok, err, code = c:container_attach(id, {
+        cancel = cancel,
+        on_attached = function()
+            local sok, serr = c:container_start(id)
+            started = sok and true or false
+            return sok, serr
+        end,
         on_output = function(d) log:output(d) end,
     })
+    if started == false or (started == nil and code ~= "cancelled") then
+        self:remove_container(id)
+        return "failed", err or "docker: the container did not start"
+    end
     if not ok and code ~= "cancelled" then
-        log:line("warning: the log stream of the job broke: " ..
+        log:line("warning: the output stream of the job broke: " ..
                  tostring(err))
     end
     local exit

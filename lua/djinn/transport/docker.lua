@@ -48,8 +48,11 @@
 --       mtime =, linkTarget = }; {} when the engine sent no header
 --   docker.is_regular(mode) -> true when a stat mode is a regular file
 --   docker.parse_image(ref) -> repo, tag_or_digest ("latest" when none)
+--   c:container_attach(id, { on_attached =, on_output =, cancel =,
+--       timeout = })                           -> true (see below)
 --   docker.demux() -> function(chunk, emit): the 8-byte-header frame
---       decoder of attached/log streams (emit(data, "stdout"|"stderr"))
+--       decoder of attached/log streams (emit(data, "stdout"|"stderr"));
+--       a frame's payload may come in pieces, as it arrives
 local http = require "djinn.http"
 local json = require "djinn.json"
 
@@ -181,6 +184,7 @@ function Client:call(method, path, o)
         host = self.host, method = method, path = full, headers = headers,
         body = body, timeout = o.timeout or self.timeout,
         cancel = o.cancel, on_data = o.on_data, max_body = o.max_body,
+        on_headers = o.on_headers,
         connect_timeout = 10,
     }
     if resp == nil then
@@ -352,18 +356,79 @@ function Client:container_wait(id, o)
     return v.StatusCode
 end
 
+-- The frame decoder works in one pass over each chunk, in time and memory
+-- linear in the bytes fed (issue 13: it joined every chunk to what was
+-- pending and re-sliced the rest after each frame, quadratic in the read
+-- size). A frame's payload is handed on as it arrives, in pieces when it
+-- spans reads (live output); only a header split between two reads (at
+-- most 7 bytes) is kept.
 function M.demux()
-    local pending = ""
     local names = { [0] = "stdout", [1] = "stdout", [2] = "stderr" }
+    local head = ""       -- a partial frame header
+    local left = 0        -- payload bytes of the current frame still to come
+    local stream = "stdout"
     return function(chunk, emit)
-        pending = pending .. chunk
-        while #pending >= 8 do
-            local stream, size = string.unpack(">B xxx I4", pending)
-            if #pending < 8 + size then break end
-            emit(pending:sub(9, 8 + size), names[stream] or "stdout")
-            pending = pending:sub(9 + size)
+        local i, n = 1, #chunk
+        while i <= n do
+            if left > 0 then
+                local last = i + left - 1
+                if last > n then last = n end
+                emit(i == 1 and last == n and chunk or chunk:sub(i, last),
+                     stream)
+                left = left - (last - i + 1)
+                i = last + 1
+            else
+                local want = 8 - #head
+                if n - i + 1 < want then
+                    head = head .. chunk:sub(i)
+                    return
+                end
+                local s, size
+                if head == "" then
+                    s, size = string.unpack(">B xxx I4", chunk, i)
+                else
+                    s, size = string.unpack(">B xxx I4",
+                                            head .. chunk:sub(i, i + want - 1))
+                    head = ""
+                end
+                i = i + want
+                stream = names[s] or "stdout"
+                left = size
+            end
         end
     end
+end
+
+-- c:container_attach(id, { on_attached = fn() -> true | nil, err,
+--   on_output = fn(data, "stdout"|"stderr"), cancel =, timeout = })
+--   -> true | nil, err, code
+-- Follows the container's output as `docker run` does: POST /attach
+-- (stream=1), and once the engine has answered -- the streams are attached
+-- -- on_attached() runs (the caller starts the container there), so no
+-- byte is lost; the stream ends when the container does. A failing
+-- on_attached ends the attach with its error.
+function Client:container_attach(id, o)
+    local demux = M.demux()
+    local failed
+    local r, err, code = self:call("POST", "/containers/" .. id .. "/attach", {
+        query = { stream = true, stdout = true, stderr = true },
+        raw = true,
+        on_headers = function(status)
+            if status < 300 and o.on_attached then
+                local ok, why = o.on_attached()
+                if not ok then failed = why or "on_attached failed" end
+            end
+        end,
+        on_data = function(chunk) demux(chunk, o.on_output) end,
+        timeout = o.timeout or 0,
+        cancel = function()
+            if failed then return "start" end
+            return o.cancel and o.cancel() or nil
+        end,
+    })
+    if failed then return nil, failed end
+    if r == nil then return nil, err, code end
+    return true
 end
 
 function Client:container_logs(id, o)
