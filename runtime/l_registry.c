@@ -269,22 +269,58 @@ static void push_column(lua_State *L, sqlite3_stmt *st, int i)
 }
 
 /* Run d->stmt (prepared and bound), push an array of row tables. */
-static int collect_rows(lua_State *L, struct regdb *d, const char *what)
+/*
+** The columns `image ls` prints (db:list's brief rows), and how many bytes
+** of each it shows (0: all).
+*/
+static const struct {
+    const char *name;
+    int bytes;
+} brief_cols[] = {{"namespace", 0}, {"name", 0},         {"owner", 0},
+                  {"file_size", 0}, {"virtual_size", 0}, {"sha256", 12}};
+
+/* A column's place in a brief row: -1 to leave it out, else its bytes. */
+static int brief_bytes(const char *name)
+{
+    size_t k;
+
+    for (k = 0; k < sizeof(brief_cols) / sizeof(brief_cols[0]); k++)
+        if (strcmp(name, brief_cols[k].name) == 0)
+            return brief_cols[k].bytes;
+    return -1;
+}
+
+static int collect_rows(lua_State *L, struct regdb *d, const char *what,
+                        int brief)
 {
     lua_Integer n = 0;
     int rc, i, ncol = sqlite3_column_count(d->stmt);
+    int keep[64];
 
     /* The column names are made into Lua strings once, not once per row
      * (issue 13: `image ls` of 10,000 images). */
     luaL_checkstack(L, ncol + 4, "registry rows");
-    for (i = 0; i < ncol; i++)
+    for (i = 0; i < ncol; i++) {
         lua_pushstring(L, sqlite3_column_name(d->stmt, i));
+        if (i < 64)
+            keep[i] = brief ? brief_bytes(sqlite3_column_name(d->stmt, i)) : 0;
+    }
     lua_newtable(L);
     while ((rc = sqlite3_step(d->stmt)) == SQLITE_ROW) {
         lua_createtable(L, 0, ncol);
         for (i = 0; i < ncol; i++) {
+            int k = i < 64 ? keep[i] : 0;
+
+            if (k < 0)
+                continue;
             lua_pushvalue(L, -2 - ncol + i);
-            push_column(L, d->stmt, i);
+            if (k > 0 && sqlite3_column_type(d->stmt, i) == SQLITE_TEXT &&
+                sqlite3_column_bytes(d->stmt, i) > k)
+                lua_pushlstring(L,
+                                (const char *)sqlite3_column_text(d->stmt, i),
+                                (size_t)k);
+            else
+                push_column(L, d->stmt, i);
             lua_rawset(L, -3);
         }
         lua_rawseti(L, -2, ++n);
@@ -328,7 +364,7 @@ static int l_registry_query(lua_State *L)
     check_params(L, 3);
     if (prepare(L, d, sql, 3, "query") < 0)
         return 2;
-    return collect_rows(L, d, "query");
+    return collect_rows(L, d, "query", 0);
 }
 
 /* Run "SELECT f(...)" with args 2..top; leaves column 0 of the row for
@@ -416,40 +452,31 @@ static int l_registry_list(lua_State *L)
     const char *ns = luaL_optstring(L, 2, NULL);
     const char *at = ns != NULL ? strchr(ns, '@') : NULL;
     int brief = lua_toboolean(L, 3);
-    const char *cols = brief ? "namespace, name, owner, file_size, "
-                               "virtual_size, substr(sha256, 1, 12) AS sha256"
-                             : "*";
-    const char *where = "";
+    const char *sql = "SELECT * FROM image_list";
     char me[REG_MAX_OWNER + 1];
-    char *sql;
-    int rc;
 
     lua_settop(L, 2);
     if (at != NULL) {
         lua_pushlstring(L, ns, (size_t)(at - ns));
         lua_pushstring(L, at + 1);
         lua_remove(L, 2);
-        where = " WHERE namespace = ? AND owner = ?";
+        sql = "SELECT * FROM image_list WHERE namespace = ? AND owner = ?";
     } else if (ns != NULL && (ns[0] == '\0' || strcmp(ns, "-") == 0)) {
         lua_settop(L, 1);
         reg_current_user(me, sizeof(me));
         lua_pushstring(L, me);
-        where = " WHERE namespace IS NULL AND owner = ?";
+        sql = "SELECT * FROM image_list WHERE namespace IS NULL AND "
+              "owner = ?";
     } else if (ns != NULL) {
         reg_current_user(me, sizeof(me));
         lua_pushstring(L, me);
-        where = " WHERE namespace = ? AND owner = ?";
+        sql = "SELECT * FROM image_list WHERE namespace = ? AND owner = ?";
     } else {
         lua_settop(L, 1);
     }
-    sql = sqlite3_mprintf("SELECT %s FROM image_list%s", cols, where);
-    if (sql == NULL)
-        return luaL_error(L, "registry.list: out of memory");
-    rc = prepare(L, d, sql, 2, "list");
-    sqlite3_free(sql);
-    if (rc < 0)
+    if (prepare(L, d, sql, 2, "list") < 0)
         return 2;
-    return collect_rows(L, d, "list");
+    return collect_rows(L, d, "list", brief);
 }
 
 /* ---------------------------------------------------------------------- */
