@@ -736,7 +736,8 @@ static void image_register_func(sqlite3_context *ctx, int argc,
 ** the namespace and the image in one row; the registry check and the store
 ** directory are kept for the database's data version
 ** (SQLITE_FCNTL_DATA_VERSION, which changes with every commit by any
-** connection or process) and done again when it changes.
+** connection or process) and this connection's change count (which also
+** counts changes not yet committed), and done again when either changes.
 **
 ** A prepared statement left on a connection makes sqlite3_close() fail
 ** (SQLITE_BUSY), so the statement is finalized by the xDisconnect of an
@@ -755,6 +756,8 @@ struct reg_lookup {
     int hooked;         /* djinn_lookup_hook is connected */
     int checked;        /* the registry check passed at `version` */
     unsigned version;   /* SQLITE_FCNTL_DATA_VERSION of that check */
+    sqlite3_int64 own;  /* sqlite3_total_changes64 then (this connection's
+                           changes, also uncommitted ones) */
     sqlite3_stmt *find; /* namespace id and image sha256, one row */
     char *dir;          /* store_dir() at `version` */
 };
@@ -933,6 +936,8 @@ static int lookup_fast(sqlite3 *db, struct reg_lookup *c,
     }
     if (sqlite3_stmt_busy(c->find))
         return 0; /* a nested call: leave the running one alone */
+    if (!sqlite3_get_autocommit(db))
+        return 0; /* inside BEGIN: what it changes may yet roll back */
     sqlite3_bind_text(c->find, 1, owner, -1, SQLITE_STATIC);
     if (ns->buf != NULL)
         sqlite3_bind_text(c->find, 2, ns->path, -1, SQLITE_STATIC);
@@ -946,7 +951,8 @@ static int lookup_fast(sqlite3 *db, struct reg_lookup *c,
     if (sqlite3_file_control(db, "main", SQLITE_FCNTL_DATA_VERSION, &version) !=
         SQLITE_OK)
         goto done;
-    if (!c->checked || version != c->version) {
+    if (!c->checked || version != c->version ||
+        sqlite3_total_changes64(db) != c->own) {
         c->checked = 0;
         if (reg_check_registry(db, &err) != SQLITE_OK ||
             store_dir(db, &dir, &err) != SQLITE_OK)
@@ -955,6 +961,7 @@ static int lookup_fast(sqlite3 *db, struct reg_lookup *c,
         c->dir = dir;
         dir = NULL;
         c->version = version;
+        c->own = sqlite3_total_changes64(db);
         c->checked = 1;
     }
     if (sqlite3_column_type(c->find, 1) == SQLITE_NULL) {

@@ -295,7 +295,7 @@ static int collect_rows(lua_State *L, struct regdb *d, const char *what,
 {
     lua_Integer n = 0;
     int rc, i, ncol = sqlite3_column_count(d->stmt);
-    int keep[64];
+    int keep[64] = {0};
 
     /* The column names are made into Lua strings once, not once per row
      * (issue 13: `image ls` of 10,000 images). */

@@ -10,7 +10,8 @@
 #     unfinalized statements" (the kept statement is finalized by the
 #     djinn_lookup_hook virtual table's disconnect);
 #   - a registry whose store setting is changed by another process between
-#     two lookups of one connection is followed (a FIFO feeds one shell).
+#     two lookups of one connection is followed (a FIFO feeds one shell),
+#     and so is one changed inside BEGIN, then rolled back.
 # TAP on stdout.
 set -u
 TOP=${DJINN_TOP:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -58,6 +59,19 @@ echo "# trace: registry check $n_check, store setting $n_store, lookup $n_find"
 ok $? "the lookup ran 1000 times"
 [ "$n_check" -le 2 ] && [ "$n_store" -le 2 ]
 ok $? "the registry check ($n_check) and the store setting ($n_store) ran at most twice, not per lookup"
+
+# 2b. Inside a transaction of the same connection: a change not yet
+# committed is seen, and is gone again after ROLLBACK (the cache is not
+# used inside BEGIN: the data version does not move for either).
+sq "$W/reg.db" "SELECT image_path('team/ci', 'a');" "BEGIN;" \
+	"INSERT OR REPLACE INTO settings(key, value) VALUES ('store', '/elsewhere');" \
+	"SELECT image_path('team/ci', 'a');" "ROLLBACK;" \
+	"SELECT image_path('team/ci', 'a');"
+ok $rc "lookups around a rolled-back change"
+[ "$(sed -n 2p "$W/sq.out")" = "/elsewhere/$SA.qcow2" ]
+ok $? "inside BEGIN: the uncommitted store setting is seen"
+[ "$(sed -n 3p "$W/sq.out")" = "$W/images/$SA.qcow2" ]
+ok $? "after ROLLBACK: the store beside the database again"
 
 # 3. Another process changes the store between two lookups of one
 # connection: a shell reading SQL from a FIFO, held open by this script.
