@@ -86,37 +86,12 @@ static size_t plain_prefix(const unsigned char *p)
 /* The escape of control, quote or backslash c: its text and length. */
 static size_t escape_of(unsigned char c, char *out)
 {
+    static const char from[] = "\"\\\b\f\n\r\t", to[] = "\"\\bfnrt";
     static const char hex[] = "0123456789ABCDEF";
-    char named = 0;
 
-    switch (c) {
-    case '"':
-        named = '"';
-        break;
-    case '\\':
-        named = '\\';
-        break;
-    case '\b':
-        named = 'b';
-        break;
-    case '\f':
-        named = 'f';
-        break;
-    case '\n':
-        named = 'n';
-        break;
-    case '\r':
-        named = 'r';
-        break;
-    case '\t':
-        named = 't';
-        break;
-    default:
-        break;
-    }
     out[0] = '\\';
-    if (named) {
-        out[1] = named;
+    if (ascii_extra[c] == 1) { /* one of `from` (never NUL: that is 5) */
+        out[1] = to[strchr(from, c) - from];
         return 2;
     }
     memcpy(out + 1, "u00", 3);
@@ -225,12 +200,12 @@ json_t *dj_json_string(const char *s, size_t len)
 
 char *dj_json_quote(const char *s)
 {
-    json_t *v = dj_json_string(s, strlen(s));
+    size_t len = strlen(s), n = dj_json_escaped_len(s, len);
     char *text;
 
-    if (v == NULL)
+    if (n == 0 || n == (size_t)-1 || (text = malloc(n + 1)) == NULL)
         return NULL;
-    text = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
-    json_decref(v);
+    dj_json_escape_into(text, s, len);
+    text[n] = '\0';
     return text;
 }

@@ -7,7 +7,10 @@
 ** truncated byte) is replaced by U+FFFD, one per byte, so the output is
 ** always valid JSON. Escaping is jansson's: '"', '\\' and the controls
 ** below 0x20 (\n, \t, ... or \u00XX with upper-case hex); other valid
-** UTF-8 passes as is.
+** UTF-8 passes as is. Text is written by one escaper
+** (dj_json_escape_into, behind dj_json_quote and json.quote), strings
+** handed to jansson trees by dj_json_string; the tests hold the two to
+** the same bytes.
 */
 #ifndef DJINN_JSONSTR_H
 #define DJINN_JSONSTR_H
