@@ -196,9 +196,9 @@ static int reg_owner_ok(const char *s, size_t n)
     return 1;
 }
 
-/* The current Unix user's name, or the uid as a number. */
 /*
-** The answer is found once per thread (the first time it is asked) and
+** The current Unix user's name, or the uid as a number. The answer is
+** found once per thread (the first time it is asked) and
 ** kept: the password database is not read, nor the effective uid asked
 ** (a system call), on every call (issue 13: these were most of
 ** image_path's time for a namespace without "@owner"). A thread that
@@ -736,8 +736,9 @@ static void image_register_func(sqlite3_context *ctx, int argc,
 ** the namespace and the image in one row; the registry check and the store
 ** directory are kept for the database's data version
 ** (SQLITE_FCNTL_DATA_VERSION, which changes with every commit by any
-** connection or process) and this connection's change count (which also
-** counts changes not yet committed), and done again when either changes.
+** connection or process, this one too) and done again when it changes.
+** Inside BEGIN the cache is not used: a change made there moves no data
+** version, and may yet roll back.
 **
 ** A prepared statement left on a connection makes sqlite3_close() fail
 ** (SQLITE_BUSY), so the statement is finalized by the xDisconnect of an
@@ -756,8 +757,6 @@ struct reg_lookup {
     int hooked;         /* djinn_lookup_hook is connected */
     int checked;        /* the registry check passed at `version` */
     unsigned version;   /* SQLITE_FCNTL_DATA_VERSION of that check */
-    sqlite3_int64 own;  /* sqlite3_total_changes64 then (this connection's
-                           changes, also uncommitted ones) */
     sqlite3_stmt *find; /* namespace id and image sha256, one row */
     char *dir;          /* store_dir() at `version` */
 };
@@ -951,8 +950,7 @@ static int lookup_fast(sqlite3 *db, struct reg_lookup *c,
     if (sqlite3_file_control(db, "main", SQLITE_FCNTL_DATA_VERSION, &version) !=
         SQLITE_OK)
         goto done;
-    if (!c->checked || version != c->version ||
-        sqlite3_total_changes64(db) != c->own) {
+    if (!c->checked || version != c->version) {
         c->checked = 0;
         if (reg_check_registry(db, &err) != SQLITE_OK ||
             store_dir(db, &dir, &err) != SQLITE_OK)
@@ -961,7 +959,6 @@ static int lookup_fast(sqlite3 *db, struct reg_lookup *c,
         c->dir = dir;
         dir = NULL;
         c->version = version;
-        c->own = sqlite3_total_changes64(db);
         c->checked = 1;
     }
     if (sqlite3_column_type(c->find, 1) == SQLITE_NULL) {
@@ -1335,7 +1332,6 @@ static void djinn_version_func(sqlite3_context *ctx, int argc,
 static int lookup_functions(sqlite3 *db, int drop)
 {
     struct reg_lookup *c;
-    int rc;
 
     if (drop) {
         (void)sqlite3_create_function(db, "image_path", 2, SQLITE_UTF8, NULL,
@@ -1348,14 +1344,11 @@ static int lookup_functions(sqlite3 *db, int drop)
         return SQLITE_NOMEM;
     memset(c, 0, sizeof(*c));
     c->refs = 2;
-    rc = sqlite3_create_module_v2(db, "djinn_lookup_hook", &hook_module, c,
-                                  lookup_release);
-    if (rc != SQLITE_OK) /* the destructor ran: one reference is left */
-        c->refs = 1;
-    else
-        c->refs = 2;
-    /* With the module missing the cache keeps nothing (no hook): the
-     * function still works, by the slow path. */
+    /* On failure the module's destructor runs (one reference left), and
+     * the cache keeps nothing (no hook): the function still works, by the
+     * slow path. */
+    (void)sqlite3_create_module_v2(db, "djinn_lookup_hook", &hook_module, c,
+                                   lookup_release);
     return sqlite3_create_function_v2(db, "image_path", 2, SQLITE_UTF8, c,
                                       image_path_func, NULL, NULL,
                                       lookup_release);
