@@ -18,7 +18,6 @@
 **     held is "". tests/lua/mask_test.lua compares it with the same rules
 **     written in plain Lua on random overlapping secrets.
 */
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 

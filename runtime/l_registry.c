@@ -268,7 +268,6 @@ static void push_column(lua_State *L, sqlite3_stmt *st, int i)
     }
 }
 
-/* Run d->stmt (prepared and bound), push an array of row tables. */
 /*
 ** The columns `image ls` prints (db:list's brief rows), and how many bytes
 ** of each it shows (0: all).
@@ -290,6 +289,7 @@ static int brief_bytes(const char *name)
     return -1;
 }
 
+/* Run d->stmt (prepared and bound), push an array of row tables. */
 static int collect_rows(lua_State *L, struct regdb *d, const char *what,
                         int brief)
 {

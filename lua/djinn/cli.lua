@@ -724,14 +724,13 @@ end
 local SIZE_UNITS = { "B", "KiB", "MiB", "GiB", "TiB" }
 local function human_size(n)
     if type(n) ~= "number" then return "-" end
-    local units = SIZE_UNITS
     local i = 1
-    while n >= 1024 and i < #units do
+    while n >= 1024 and i < #SIZE_UNITS do
         n = n / 1024
         i = i + 1
     end
     return i == 1 and string.format("%d B", n) or
-        string.format("%.1f %s", n, units[i])
+        string.format("%.1f %s", n, SIZE_UNITS[i])
 end
 
 -- Print a QCOW2 check report; returns whether the image is valid.

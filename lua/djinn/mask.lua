@@ -53,8 +53,8 @@ function M.new(secrets)
         return a < b
     end)
     return setmetatable({ secrets = list, maxlen = list[1] and #list[1]
-                          or 0, held = "", matcher = core.compile(list) },
-                        Mask)
+                          or 0, held = "",
+                          matcher = list[1] and core.compile(list) }, Mask)
 end
 
 function Mask:empty()
