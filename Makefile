@@ -25,7 +25,7 @@ B ?= build
 WARN = -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
        -Wmissing-prototypes -Wwrite-strings -Wformat=2 -Wundef
 
-EXT_PKGS = sqlite3 zlib libcrypto libzstd jansson
+EXT_PKGS = sqlite3 zlib libcrypto libzstd jansson libcurl
 RT_PKGS  = lua5.4 yaml-0.1 libssh libcurl libarchive $(EXT_PKGS)
 
 EXT_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(EXT_PKGS))

@@ -161,7 +161,10 @@ SQLITE_EXTENSION_INIT3
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
+
+#include <jansson.h>
 
 #include "registry.h"
 #include "schema.h"
@@ -522,10 +525,45 @@ static int reg_image_find(sqlite3 *db, const char *owner, sqlite3_int64 ns_id,
 ** inserted, COMMIT. On failure: ROLLBACK and the link undone (the caller
 ** aborts the ingest, which removes its temp file).
 */
+/* Where a URL import came from: its image_sources row. */
+struct reg_origin {
+    const char *url; /* redacted */
+    const char *content_type;
+    const char *started_at;
+    sqlite3_int64 bytes;
+};
+
+static int reg_insert_origin(sqlite3 *db, sqlite3_int64 id, const char *sha,
+                             const struct reg_origin *o, char **err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(
+        db,
+        "INSERT INTO image_sources(image_id, url, content_type, bytes,"
+        " sha256, started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        -1, &st, NULL);
+
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, id);
+        sqlite3_bind_text(st, 2, o->url, -1, SQLITE_STATIC);
+        if (o->content_type != NULL && o->content_type[0] != '\0')
+            sqlite3_bind_text(st, 3, o->content_type, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 4, o->bytes);
+        sqlite3_bind_text(st, 5, sha, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 6, o->started_at, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
+    }
+    if (rc != SQLITE_OK)
+        rc = reg_dberr(db, err, "image_sources");
+    sqlite3_finalize(st);
+    return rc;
+}
+
 static int reg_commit_txn(sqlite3 *db, struct store_ingest *ing,
                           struct reg_ns *ns, const char *owner,
                           const char *author, const char *name,
-                          sqlite3_int64 *id, char **err)
+                          const struct reg_origin *origin, sqlite3_int64 *id,
+                          char **err)
 {
     sqlite3_stmt *st = NULL;
     sqlite3_int64 ns_id = 0, existing = 0;
@@ -581,6 +619,11 @@ static int reg_commit_txn(sqlite3 *db, struct store_ingest *ing,
         goto fail;
     }
     *id = sqlite3_last_insert_rowid(db);
+    if (origin != NULL) {
+        rc = reg_insert_origin(db, *id, store_ingest_sha256(ing), origin, err);
+        if (rc != SQLITE_OK)
+            goto fail;
+    }
     rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
         rc = reg_dberr(db, err, "commit");
@@ -598,8 +641,10 @@ done:
     return rc;
 }
 
-int reg_ingest_commit(sqlite3 *db, struct store_ingest *ing, const char *spec,
-                      const char *name, sqlite3_int64 *id, char **err)
+static int reg_commit_from(sqlite3 *db, struct store_ingest *ing,
+                           const char *spec, const char *name,
+                           const struct reg_origin *origin, sqlite3_int64 *id,
+                           char **err)
 {
     struct reg_ns ns;
     char owner[REG_MAX_OWNER + 1], author[REG_MAX_OWNER + 1];
@@ -620,23 +665,65 @@ int reg_ingest_commit(sqlite3 *db, struct store_ingest *ing, const char *spec,
         rc = store_ingest_finish(ing, err);
     if (rc == SQLITE_OK) {
         reg_current_user(author, sizeof(author));
-        rc = reg_commit_txn(db, ing, &ns, owner, author, name, id, err);
+        rc = reg_commit_txn(db, ing, &ns, owner, author, name, origin, id, err);
     }
     reg_ns_free(&ns);
     return rc;
 }
 
-/* Copy the source file through an ingest, then commit it. */
+int reg_ingest_commit(sqlite3 *db, struct store_ingest *ing, const char *spec,
+                      const char *name, sqlite3_int64 *id, char **err)
+{
+    return reg_commit_from(db, ing, spec, name, NULL, id, err);
+}
+
+/* dj_fetch's sink and progress for a URL import: the ingest, and the
+** caller's progress. */
+struct reg_fetching {
+    struct store_ingest *ing;
+    struct reg_import *imp;
+};
+
+static int reg_fetch_sink(void *arg, const void *buf, size_t n, char **err)
+{
+    return store_ingest_write(((struct reg_fetching *)arg)->ing, buf, n, err);
+}
+
+static int reg_fetch_progress(void *arg, sqlite3_int64 got, sqlite3_int64 total)
+{
+    struct reg_import *imp = ((struct reg_fetching *)arg)->imp;
+
+    return imp->progress != NULL ? imp->progress(imp->arg, got, total) : 0;
+}
+
+/* Now, as SQLite's strftime('%Y-%m-%dT%H:%M:%fZ', 'now') writes it. */
+static void reg_now_text(char *buf, size_t len)
+{
+    struct timespec ts;
+    struct tm tm;
+    char day[32];
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    strftime(day, sizeof(day), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf, len, "%s.%03dZ", day, (int)(ts.tv_nsec / 1000000));
+}
+
+/* Stream src (a file, or a URL: dj_fetch) through an ingest, then commit
+** it (with the URL's origin). */
 static int reg_register(sqlite3 *db, struct reg_ns *ns, const char *owner,
-                        const char *name, const char *src, sqlite3_int64 *id,
-                        char **err)
+                        const char *name, const char *src,
+                        struct reg_import *imp, sqlite3_int64 *id, char **err)
 {
     struct store_ingest *ing = NULL;
+    struct reg_origin origin;
+    struct reg_fetching fetching;
     struct stat sb;
     sqlite3_int64 ns_id = 0, existing = 0;
-    char *where = NULL, *dir = NULL;
+    char *where = NULL, *dir = NULL, *red = NULL;
+    char started[40];
     unsigned char *buf = NULL;
-    int rc, sfd = -1;
+    int rc, sfd = -1, url = dj_url_is(src);
 
     /* The store must be known (an in-memory registry has none) ... */
     rc = store_dir(db, &dir, err);
@@ -657,16 +744,31 @@ static int reg_register(sqlite3 *db, struct reg_ns *ns, const char *owner,
         sqlite3_free(where);
         return SQLITE_CONSTRAINT;
     }
-    rc = store_open_source(src, &sfd, &sb, err);
-    if (rc != SQLITE_OK)
-        return rc;
-    rc = store_ingest_begin(db, src, &ing, err);
-    if (rc == SQLITE_OK) {
+    if (url) {
+        red = dj_url_redact(src);
+        if (red == NULL)
+            return SQLITE_NOMEM;
+        reg_now_text(started, sizeof(started));
+        rc = store_ingest_begin(db, red, &ing, err);
+    } else {
+        rc = store_open_source(src, &sfd, &sb, err);
+        if (rc != SQLITE_OK)
+            return rc;
+        rc = store_ingest_begin(db, src, &ing, err);
+    }
+    if (rc == SQLITE_OK && imp->sha256 != NULL)
+        rc = store_ingest_expect(ing, imp->sha256, err);
+    if (rc == SQLITE_OK && url) {
+        fetching.ing = ing;
+        fetching.imp = imp;
+        rc = dj_fetch(src, &imp->fetch, reg_fetch_sink, reg_fetch_progress,
+                      &fetching, &imp->got, err);
+    } else if (rc == SQLITE_OK) {
         buf = sqlite3_malloc64(REG_COPY_BUF);
         if (buf == NULL)
             rc = SQLITE_NOMEM;
     }
-    while (rc == SQLITE_OK) {
+    while (rc == SQLITE_OK && !url) {
         ssize_t r = read(sfd, buf, REG_COPY_BUF);
 
         if (r < 0 && errno == EINTR)
@@ -681,44 +783,177 @@ static int reg_register(sqlite3 *db, struct reg_ns *ns, const char *owner,
         rc = store_ingest_write(ing, buf, (size_t)r, err);
     }
     sqlite3_free(buf);
-    close(sfd);
-    if (rc == SQLITE_OK)
-        rc = reg_ingest_commit(db, ing, ns->spec, name, id, err);
+    if (sfd >= 0)
+        close(sfd);
+    if (rc == SQLITE_OK) {
+        memset(&origin, 0, sizeof(origin));
+        origin.url = red;
+        origin.content_type = imp->got.content_type;
+        origin.started_at = started;
+        origin.bytes = imp->got.bytes;
+        rc = reg_commit_from(db, ing, ns->spec, name, url ? &origin : NULL, id,
+                             err);
+        /* A web page (a login form, an error page sent with status 200)
+        ** is refused by the validator; its type says why. */
+        if (rc != SQLITE_OK && url && *err != NULL &&
+            strncmp(imp->got.content_type, "text/", 5) == 0) {
+            char *more = sqlite3_mprintf("%s\n(the server sent it as %s: a "
+                                         "web page, not a disk image?)",
+                                         *err, imp->got.content_type);
+
+            sqlite3_free(*err);
+            *err = more;
+        }
+    }
     store_ingest_abort(ing);
+    sqlite3_free(red);
     return rc;
+}
+
+int reg_image_import(sqlite3 *db, const char *spec, const char *name,
+                     const char *source, struct reg_import *imp,
+                     sqlite3_int64 *id, char **err)
+{
+    struct reg_import none;
+    struct reg_ns ns;
+    char owner[REG_MAX_OWNER + 1];
+    int rc;
+
+    *id = 0;
+    if (imp == NULL) {
+        memset(&none, 0, sizeof(none));
+        imp = &none;
+    }
+    memset(&ns, 0, sizeof(ns));
+    rc = reg_check_registry(db, err);
+    if (rc == SQLITE_OK)
+        rc = reg_need_autocommit(db, err);
+    if (rc == SQLITE_OK)
+        rc = reg_check_image_name(name, err);
+    if (rc == SQLITE_OK)
+        rc = reg_image_ns(spec, &ns, owner, sizeof(owner), err);
+    if (rc == SQLITE_OK)
+        rc = reg_register(db, &ns, owner, name, source, imp, id, err);
+    reg_ns_free(&ns);
+    return rc;
+}
+
+/*
+** image_register's fourth argument: a JSON object of import options
+** (reg_import), every key optional. j and its strings outlive the import.
+*/
+static const char *const reg_import_keys =
+    "sha256, max_size, connect_timeout, stall_timeout, timeout, "
+    "max_redirects, insecure, ca_file, identity, known_hosts";
+
+static int reg_import_opts(json_t *j, struct reg_import *imp, char **err)
+{
+    const char *key;
+    json_t *v;
+
+    if (!json_is_object(j)) {
+        *err = sqlite3_mprintf("options: expected a JSON object with the "
+                               "keys %s",
+                               reg_import_keys);
+        return SQLITE_MISMATCH;
+    }
+    json_object_foreach(j, key, v)
+    {
+        const char *want = NULL;
+        double num = json_is_number(v) ? json_number_value(v) : -1;
+
+        if (strcmp(key, "sha256") == 0 || strcmp(key, "ca_file") == 0 ||
+            strcmp(key, "identity") == 0 || strcmp(key, "known_hosts") == 0) {
+            const char *t = json_string_value(v);
+
+            if (t == NULL || t[0] == '\0')
+                want = "a non-empty string";
+            else if (key[0] == 's')
+                imp->sha256 = t;
+            else if (key[0] == 'c')
+                imp->fetch.ca_file = t;
+            else if (key[0] == 'i')
+                imp->fetch.identity = t;
+            else
+                imp->fetch.known_hosts = t;
+        } else if (strcmp(key, "insecure") == 0) {
+            if (!json_is_boolean(v))
+                want = "true or false";
+            else
+                imp->fetch.insecure = json_is_true(v);
+        } else if (strcmp(key, "max_size") == 0) {
+            if (!json_is_integer(v) || json_integer_value(v) <= 0)
+                want = "a positive integer (bytes)";
+            else
+                imp->fetch.max_size = json_integer_value(v);
+        } else if (strcmp(key, "max_redirects") == 0) {
+            if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+                json_integer_value(v) > 100)
+                want = "an integer from 0 to 100";
+            else
+                imp->fetch.max_redirects = json_integer_value(v) == 0
+                                               ? -1
+                                               : (long)json_integer_value(v);
+        } else if (strcmp(key, "connect_timeout") == 0 ||
+                   strcmp(key, "stall_timeout") == 0 ||
+                   strcmp(key, "timeout") == 0) {
+            if (!(num > 0 && num <= 31 * 86400.0))
+                want = "a number of seconds, more than 0 and at most 31 days";
+            else if (key[0] == 'c')
+                imp->fetch.connect_timeout = num;
+            else if (key[0] == 's')
+                imp->fetch.stall_timeout = num;
+            else
+                imp->fetch.timeout = num;
+        } else {
+            *err = sqlite3_mprintf("options: unknown key '%s' (allowed: %s)",
+                                   key, reg_import_keys);
+            return SQLITE_MISMATCH;
+        }
+        if (want != NULL) {
+            *err = sqlite3_mprintf("options: %s must be %s", key, want);
+            return SQLITE_MISMATCH;
+        }
+    }
+    return SQLITE_OK;
 }
 
 static void image_register_func(sqlite3_context *ctx, int argc,
                                 sqlite3_value **argv)
 {
     sqlite3 *db = sqlite3_context_db_handle(ctx);
-    struct reg_ns ns;
-    char owner[REG_MAX_OWNER + 1];
+    struct reg_import imp;
     sqlite3_int64 id = 0;
-    const char *spec = NULL, *name = NULL, *src = NULL;
+    const char *spec = NULL, *name = NULL, *src = NULL, *opts = NULL;
+    json_t *j = NULL;
+    json_error_t jerr;
     char *err = NULL;
-    int rc;
+    int rc = SQLITE_OK;
 
-    (void)argc;
-    memset(&ns, 0, sizeof(ns));
+    memset(&imp, 0, sizeof(imp));
     if (reg_text_arg(ctx, "image_register", argv[0], "namespace", &spec) ||
         reg_text_arg(ctx, "image_register", argv[1], "image name", &name) ||
-        reg_text_arg(ctx, "image_register", argv[2], "path", &src))
+        reg_text_arg(ctx, "image_register", argv[2], "path", &src) ||
+        (argc > 3 &&
+         reg_text_arg(ctx, "image_register", argv[3], "options", &opts)))
         return;
     if (name == NULL || src == NULL) {
         sqlite3_result_null(ctx);
         return;
     }
-    rc = reg_check_registry(db, &err);
+    if (opts != NULL) {
+        j = json_loads(opts, JSON_REJECT_DUPLICATES, &jerr);
+        if (j == NULL) {
+            err = sqlite3_mprintf("options: not JSON: %s at 1:%d", jerr.text,
+                                  jerr.column);
+            rc = SQLITE_MISMATCH;
+        } else {
+            rc = reg_import_opts(j, &imp, &err);
+        }
+    }
     if (rc == SQLITE_OK)
-        rc = reg_need_autocommit(db, &err);
-    if (rc == SQLITE_OK)
-        rc = reg_check_image_name(name, &err);
-    if (rc == SQLITE_OK)
-        rc = reg_image_ns(spec, &ns, owner, sizeof(owner), &err);
-    if (rc == SQLITE_OK)
-        rc = reg_register(db, &ns, owner, name, src, &id, &err);
-    reg_ns_free(&ns);
+        rc = reg_image_import(db, spec, name, src, &imp, &id, &err);
+    json_decref(j);
     if (rc != SQLITE_OK) {
         reg_fail(ctx, "image_register", rc, err);
         return;
@@ -1358,6 +1593,7 @@ int reg_registry_functions(sqlite3 *db, int drop)
 {
     static const struct reg_sql_func funcs[] = {
         {"image_register", 3, SQLITE_DIRECTONLY, image_register_func},
+        {"image_register", 4, SQLITE_DIRECTONLY, image_register_func},
         {"image_remove", 2, SQLITE_DIRECTONLY, image_remove_func},
         {"namespace_resolve", 1, SQLITE_DIRECTONLY, namespace_resolve_func},
         {"djinn_setting", 1, 0, djinn_setting_func},

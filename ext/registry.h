@@ -15,6 +15,7 @@
 #include <sqlite3.h>
 
 #include "schema.h"
+#include "fetch.h"
 #include "store.h"
 
 /*
@@ -54,5 +55,27 @@ int reg_check_image_name(const char *name, char **err);
 */
 int reg_ingest_commit(sqlite3 *db, struct store_ingest *ing, const char *spec,
                       const char *name, sqlite3_int64 *id, char **err);
+
+/*
+** Register image `name` in namespace spec from source: a local file, or a
+** URL (http, https, file, sftp: fetch.h) streamed into the store while it
+** is hashed. The same validation and the same all-or-nothing commit as a
+** file; a URL's origin (redacted URL, content type, bytes, SHA-256, start
+** and end times) is recorded in image_sources in the same transaction.
+** imp may be NULL (defaults). imp->sha256 pins the content (64 hex digits,
+** either case): another content is refused before validation.
+** imp->progress sees a URL's bytes as they arrive (nonzero cancels:
+** SQLITE_INTERRUPT); imp->got gets what the transfer said.
+*/
+struct reg_import {
+    struct dj_fetch_opts fetch;
+    const char *sha256;
+    dj_fetch_progress progress;
+    void *arg;
+    struct dj_fetch_result got; /* out */
+};
+int reg_image_import(sqlite3 *db, const char *spec, const char *name,
+                     const char *source, struct reg_import *imp,
+                     sqlite3_int64 *id, char **err);
 
 #endif /* DJINN_REGISTRY_H */

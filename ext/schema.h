@@ -9,7 +9,9 @@
 **     djinn.c       the entry point: registers every SQL function, applies
 **                   the schema (calls all below)
 **     registry.c    namespaces, images, settings: SQL functions and the
-**                   name rules (uses store.c, schema.c)
+**                   name rules (uses store.c, fetch.c, schema.c)
+**     fetch.c       a download from a URL into a sink, over libcurl: the
+**                   URL import of image_register (uses schema.c)
 **     store.c       the content-addressed file store: paths, owner marker,
 **                   temp files, streaming ingest, link/rename, removal,
 **                   fsck, image_verify (uses schema.c, qcow2.c,

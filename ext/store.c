@@ -728,8 +728,9 @@ static int reg_store_ours(sqlite3 *db, const char *dir, int dfd, int claim,
 /* Streaming ingest                                                        */
 
 struct store_ingest {
-    char *what; /* names the source in messages */
-    char *dir;  /* the store directory */
+    char *what;      /* names the source in messages */
+    char expect[65]; /* the content's SHA-256 must be this ("": any) */
+    char *dir;       /* the store directory */
     int dfd, tfd;
     char tmp[64]; /* temp name in dir while it exists, else "" */
     EVP_MD_CTX *md;
@@ -856,6 +857,12 @@ int store_ingest_finish(struct store_ingest *ing, char **err)
         return SQLITE_ERROR;
     }
     store_hex(digest, dlen, ing->sha);
+    if (ing->expect[0] != '\0' && strcmp(ing->expect, ing->sha) != 0) {
+        *err = sqlite3_mprintf("%s: the content's SHA-256 is %s, not the "
+                               "expected %s",
+                               ing->what, ing->sha, ing->expect);
+        return SQLITE_CONSTRAINT;
+    }
     snprintf(ing->final, sizeof(ing->final), "%s.qcow2", ing->sha);
     if (fsync(ing->tfd) != 0) {
         *err = sqlite3_mprintf("cannot fsync the copy in %s: %s", ing->dir,
@@ -882,6 +889,28 @@ int store_ingest_finish(struct store_ingest *ing, char **err)
     }
     ing->failed = 0;
     ing->finished = 1;
+    return SQLITE_OK;
+}
+
+int store_ingest_expect(struct store_ingest *ing, const char *sha256,
+                        char **err)
+{
+    size_t i, n = sha256 ? strlen(sha256) : 0;
+    int ok = n == 64;
+
+    for (i = 0; ok && i < n; i++)
+        ok = strchr("0123456789abcdefABCDEF", sha256[i]) != NULL;
+    if (!ok) {
+        *err = sqlite3_mprintf("the expected SHA-256 '%s' is not 64 hex "
+                               "digits",
+                               sha256 ? sha256 : "");
+        return SQLITE_MISUSE;
+    }
+    for (i = 0; i < 64; i++)
+        ing->expect[i] =
+            (char)(sha256[i] >= 'A' && sha256[i] <= 'F' ? sha256[i] + 32
+                                                        : sha256[i]);
+    ing->expect[64] = '\0';
     return SQLITE_OK;
 }
 

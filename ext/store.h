@@ -83,6 +83,10 @@ int store_ingest_link(sqlite3 *db, struct store_ingest *ing, char **err);
 void store_ingest_unlink(struct store_ingest *ing);
 void store_ingest_abort(struct store_ingest *ing);
 /* After finish: the content's SHA-256 (NULL before), sizes, the store. */
+/* The content must have this SHA-256 (64 hex digits, either case), else
+** store_ingest_finish refuses it before validating. */
+int store_ingest_expect(struct store_ingest *ing, const char *sha256,
+                        char **err);
 const char *store_ingest_sha256(const struct store_ingest *ing);
 sqlite3_int64 store_ingest_size(const struct store_ingest *ing);
 sqlite3_int64 store_ingest_vsize(const struct store_ingest *ing);

@@ -15,7 +15,19 @@
 **                                 to each statement that has any)
 **   db:query(sql, ...)         -> {{col = value, ...}, ...} | nil, msg
 **                                 (one statement; NULL columns are absent)
-**   db:register(ns, name, path) -> id | nil, msg   image_register(?,?,?)
+**   db:register(ns, name, source [, opts]) -> id [, info] | nil, msg
+**                                 image_register: source is a file, or a
+**                                 URL (http, https, file, sftp; ext/fetch.h)
+**                                 streamed into the store. opts: sha256,
+**                                 max_size, connect_timeout, stall_timeout,
+**                                 timeout, max_redirects (0: none),
+**                                 insecure, ca_file, identity, known_hosts
+**                                 (as image_register's JSON options) and
+**                                 progress = function(bytes, total|nil)
+**                                 -> true to cancel (a URL's bytes as they
+**                                 arrive, about once a second). info, for
+**                                 a URL: { url (redacted), content_type,
+**                                 bytes, status, redirects }
 **   db:resolve(ns, name)       -> path, sha256 | nil [, msg]
 **                                 image_path(?,?); sha256 is the image's
 **                                 content (its file is <store>/<sha256>.qcow2)
@@ -384,20 +396,160 @@ static int scalar_call(lua_State *L, struct regdb *d, const char *sql,
     return 0;
 }
 
+/* db:register's progress: a Lua function called from dj_fetch. */
+struct lprogress {
+    lua_State *L;
+    int fn;     /* stack index of the function, 0 if none */
+    int raised; /* it raised: the message is in the registry slot */
+};
+
+static int lua_progress(void *arg, sqlite3_int64 got, sqlite3_int64 total)
+{
+    struct lprogress *p = (struct lprogress *)arg;
+    lua_State *L = p->L;
+    int stop;
+
+    if (p->fn == 0)
+        return 0;
+    lua_pushvalue(L, p->fn);
+    lua_pushinteger(L, (lua_Integer)got);
+    if (total >= 0)
+        lua_pushinteger(L, (lua_Integer)total);
+    else
+        lua_pushnil(L);
+    if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
+        lua_setfield(L, LUA_REGISTRYINDEX, "djinn.registry.progress_error");
+        p->raised = 1;
+        return 1;
+    }
+    stop = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return stop;
+}
+
+/* opts.key as a string (kept alive by opts, at stack index 5), or NULL. */
+static const char *opt_string(lua_State *L, const char *key)
+{
+    const char *s;
+
+    lua_getfield(L, 5, key);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return NULL;
+    }
+    s = lua_tostring(L, -1);
+    if (s == NULL || lua_type(L, -1) != LUA_TSTRING)
+        luaL_error(L, "registry.register: opts.%s must be a string", key);
+    lua_pop(L, 1); /* the string stays referenced by opts */
+    return s;
+}
+
+static double opt_number(lua_State *L, const char *key, double lo, double hi)
+{
+    double v = 0;
+
+    lua_getfield(L, 5, key);
+    if (!lua_isnil(L, -1)) {
+        if (!lua_isnumber(L, -1))
+            luaL_error(L, "registry.register: opts.%s must be a number", key);
+        v = lua_tonumber(L, -1);
+        if (!(v >= lo && v <= hi))
+            luaL_error(L, "registry.register: opts.%s must be from %I to %I",
+                       key, (lua_Integer)lo, (lua_Integer)hi);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
 static int l_registry_register(lua_State *L)
 {
     struct regdb *d = checkdb(L);
+    struct reg_import imp;
+    struct lprogress prog;
+    const char *ns = luaL_optstring(L, 2, NULL);
+    const char *name = luaL_checkstring(L, 3);
+    const char *src = luaL_checkstring(L, 4);
+    sqlite3_int64 id = 0;
+    char *err = NULL, *red;
+    int rc;
 
-    luaL_optstring(L, 2, NULL);
-    luaL_checkstring(L, 3);
-    luaL_checkstring(L, 4);
-    lua_settop(L, 4);
-    if (scalar_call(L, d, "SELECT image_register(?, ?, ?)", "register") < 0)
+    if (lua_isnoneornil(L, 5) && !dj_url_is(src)) {
+        lua_settop(L, 4);
+        if (scalar_call(L, d, "SELECT image_register(?, ?, ?)", "register") < 0)
+            return 2;
+        push_column(L, d->stmt, 0);
+        sqlite3_finalize(d->stmt);
+        d->stmt = NULL;
+        return 1;
+    }
+    if (lua_isnoneornil(L, 5)) {
+        lua_settop(L, 4);
+        lua_newtable(L);
+    }
+    luaL_checktype(L, 5, LUA_TTABLE);
+    lua_settop(L, 5);
+    memset(&imp, 0, sizeof(imp));
+    memset(&prog, 0, sizeof(prog));
+    imp.sha256 = opt_string(L, "sha256");
+    imp.fetch.ca_file = opt_string(L, "ca_file");
+    imp.fetch.identity = opt_string(L, "identity");
+    imp.fetch.known_hosts = opt_string(L, "known_hosts");
+    imp.fetch.max_size = (sqlite3_int64)opt_number(L, "max_size", 0, 9.0e18);
+    imp.fetch.connect_timeout = opt_number(L, "connect_timeout", 0, 2678400);
+    imp.fetch.stall_timeout = opt_number(L, "stall_timeout", 0, 2678400);
+    imp.fetch.timeout = opt_number(L, "timeout", 0, 2678400);
+    lua_getfield(L, 5, "max_redirects");
+    if (!lua_isnil(L, -1)) {
+        lua_Integer r = (lua_Integer)opt_number(L, "max_redirects", 0, 100);
+
+        imp.fetch.max_redirects = r == 0 ? -1 : (long)r;
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, 5, "insecure");
+    imp.fetch.insecure = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    lua_getfield(L, 5, "progress"); /* stays at index 6 */
+    if (!lua_isnil(L, 6)) {
+        luaL_checktype(L, 6, LUA_TFUNCTION);
+        prog.fn = 6;
+    }
+    prog.L = L;
+    imp.progress = lua_progress;
+    imp.arg = &prog;
+    rc = reg_image_import(d->db, ns, name, src, &imp, &id, &err);
+    if (prog.raised) {
+        sqlite3_free(err);
+        lua_getfield(L, LUA_REGISTRYINDEX, "djinn.registry.progress_error");
+        lua_pushnil(L);
+        lua_setfield(L, LUA_REGISTRYINDEX, "djinn.registry.progress_error");
+        return lua_error(L);
+    }
+    if (rc != SQLITE_OK) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "registry.register: image_register: %s",
+                        err != NULL ? err : sqlite3_errstr(rc));
+        sqlite3_free(err);
         return 2;
-    push_column(L, d->stmt, 0);
-    sqlite3_finalize(d->stmt);
-    d->stmt = NULL;
-    return 1;
+    }
+    lua_pushinteger(L, (lua_Integer)id);
+    if (!dj_url_is(src))
+        return 1;
+    lua_createtable(L, 0, 5);
+    red = dj_url_redact(src);
+    lua_pushstring(L, red != NULL ? red : "");
+    sqlite3_free(red);
+    lua_setfield(L, -2, "url");
+    if (imp.got.content_type[0] != '\0') {
+        lua_pushstring(L, imp.got.content_type);
+        lua_setfield(L, -2, "content_type");
+    }
+    lua_pushinteger(L, (lua_Integer)imp.got.bytes);
+    lua_setfield(L, -2, "bytes");
+    lua_pushinteger(L, (lua_Integer)imp.got.status);
+    lua_setfield(L, -2, "status");
+    lua_pushinteger(L, (lua_Integer)imp.got.redirects);
+    lua_setfield(L, -2, "redirects");
+    return 2;
 }
 
 static int l_registry_resolve(lua_State *L)

@@ -48,3 +48,28 @@ SELECT c.sha256 AS sha256, c.verdict AS verdict, c.items AS items,
 FROM image_checks c
 WHERE c.id = (SELECT id FROM image_checks d WHERE d.sha256 = c.sha256
               ORDER BY d.checked_at DESC, d.id DESC LIMIT 1);
+
+-- image_list gains where the image came from and its content's last check
+-- (NULL when it was registered from a file, or never checked).
+DROP VIEW image_list;
+CREATE VIEW image_list AS
+SELECT i.id           AS id,
+       i.owner        AS owner,
+       n.path         AS namespace,
+       i.name         AS name,
+       i.driver       AS driver,
+       ifnull(n.visibility, 'private') AS visibility,
+       i.sha256       AS sha256,
+       i.file_size    AS file_size,
+       i.virtual_size AS virtual_size,
+       i.author       AS author,
+       i.created_at   AS created_at,
+       s.url          AS source_url,
+       s.fetched_at   AS source_fetched_at,
+       c.verdict      AS check_verdict,
+       c.checked_at   AS checked_at
+FROM images AS i
+LEFT JOIN namespaces AS n ON n.id = i.namespace_id
+LEFT JOIN image_sources AS s ON s.image_id = i.id
+LEFT JOIN image_last_check AS c ON c.sha256 = i.sha256
+ORDER BY i.owner, n.path NULLS FIRST, i.name;

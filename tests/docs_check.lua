@@ -295,7 +295,15 @@ local function cli_names()
     if not ok or type(cli.COMMANDS) ~= "table" then return nil end
     local r = {}
     for cmd, spec in pairs(cli.COMMANDS) do
-        r[cmd] = sorted(type(spec) == "table" and spec.options or {})
+        -- An internal option (between djinn-lua and its own worker) is
+        -- never documented.
+        local public = {}
+        for name, o in pairs(type(spec) == "table" and spec.options or {}) do
+            if not (type(o) == "table" and o.internal) then
+                public[name] = true
+            end
+        end
+        r[cmd] = sorted(public)
     end
     return r
 end

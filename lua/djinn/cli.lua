@@ -106,13 +106,40 @@ M.COMMANDS = {
             registry = { kind = "value", arg = "DB",
                 help = "image registry (default as for run)" },
             json = { kind = "flag", help = "print JSON instead of text" },
+            progress = { kind = "flag", internal = true,
+                help = "(internal: image register's worker)" },
             repair = { kind = "flag",
                 help = "image fsck: repair what is provably safe to" },
+            sha256 = { kind = "value", arg = "HEX",
+                help = "register: the content must have this SHA-256" },
+            ["max-size"] = { kind = "value", arg = "SIZE",
+                help = "register URL: largest download (default 64GiB)" },
+            ["connect-timeout"] = { kind = "value", arg = "DURATION",
+                help = "register URL: time to connect (default 30s)" },
+            ["stall-timeout"] = { kind = "value", arg = "DURATION",
+                help = "register URL: time without a byte (default 60s)" },
+            timeout = { kind = "value", arg = "DURATION",
+                help = "register URL: whole download (default none)" },
+            ["max-redirects"] = { kind = "value", arg = "N",
+                help = "register URL: redirects followed (default 10)" },
+            insecure = { kind = "flag",
+                help = "register URL: skip TLS and SSH host key checks" },
+            ["ca-file"] = { kind = "value", arg = "FILE",
+                help = "register URL: trust the CAs in FILE for https" },
+            identity = { kind = "value", arg = "FILE",
+                help = "register sftp URL: private key file" },
+            ["known-hosts"] = { kind = "value", arg = "FILE",
+                help = "register sftp URL: host keys (default " ..
+                    "~/.ssh/known_hosts)" },
             help = HELP_OPT,
         },
         subcommands = {
-            register = { args = { "NAMESPACE", "NAME", "FILE" },
-                summary = "validate FILE and store it as NAME" },
+            register = { args = { "NAMESPACE", "NAME", "SOURCE" },
+                options = { "sha256", "max-size", "connect-timeout",
+                            "stall-timeout", "timeout", "max-redirects",
+                            "insecure", "ca-file", "identity",
+                            "known-hosts" },
+                summary = "validate FILE or URL and store it as NAME" },
             ls = { args = { "[NAMESPACE]" }, summary = "list images" },
             info = { args = { "NAMESPACE", "NAME" },
                 summary = "show an image and its QCOW2 header" },
@@ -286,7 +313,9 @@ manifest or the driver configuration is invalid (or a usage error).
     image = [[
 usage: djinn-lua image SUBCOMMAND [--registry DB] [--json] ARGS...
 
-  register NAMESPACE NAME FILE   validate FILE and store it as NAME
+  register NAMESPACE NAME SOURCE validate SOURCE (a file, or an http,
+                                 https, file or sftp URL) and store
+                                 it as NAME
   ls [NAMESPACE]                 list images: all of them; with "-",
                                  your personal images; with a
                                  namespace, the images in it
@@ -309,8 +338,20 @@ columns as a manifest writes them. --json prints JSON instead of text.
 XDG_*). Only register creates a registry: the other commands say when
 it does not exist. -h, --help: this help.
 
-register copies FILE into the store in a worker process (a spinner
-with bytes copied and rate shows on a terminal). Interrupted (Ctrl-C,
+register copies SOURCE into the store in a worker process (a spinner
+with bytes copied, rate and ETA shows on a terminal; --json prints
+{"event":"progress"} lines while a URL downloads). A URL is streamed
+into the store while it is hashed, then validated like a file; where it
+came from (credentials removed) shows in image info. Options of
+register: --sha256 HEX (the content must have this SHA-256), and for a
+URL --max-size SIZE (default 64GiB), --connect-timeout DURATION
+(default 30s), --stall-timeout DURATION (no byte for that long; default
+60s), --timeout DURATION (the whole download; default none),
+--max-redirects N (default 10; never from https to http), --ca-file
+FILE (trust these CAs for https), --insecure (skip the TLS and SSH host
+key checks), --identity FILE and --known-hosts FILE (sftp; default
+~/.ssh/known_hosts). Any Content-Type is accepted (a warning unless
+application/x-qemu-disk or application/octet-stream): the bytes decide. Interrupted (Ctrl-C,
 SIGTERM), it stops the worker, removes the partial copy and registers
 nothing (exit 130). A registry that cannot be read (damaged, not a
 registry, no permission) is reported with its error, never as "no
@@ -844,12 +885,97 @@ end
 -- interrupted or killed worker leaves is looked up, not assumed: an
 -- image that appeared meanwhile (the interrupt came after the commit)
 -- is reported as registered. -> exit status
-local function register_worker(regpath, ns, name, file, json)
+-- The import options of image register (URL sources; --sha256 for any),
+-- as given: forwarded to the worker.
+local IMPORT_OPTS = { "sha256", "max-size", "connect-timeout",
+                      "stall-timeout", "timeout", "max-redirects",
+                      "insecure", "ca-file", "identity", "known-hosts" }
+
+-- A source given as scheme://...: a URL (db:register streams it).
+local function is_url(src)
+    return src:match("^[%a][%w+.-]*://") ~= nil
+end
+
+-- db:register's options from the command line. -> opts | nil, usage msg
+local function import_opts(opts, src)
+    local o, url = {}, is_url(src)
+    for _, k in ipairs(IMPORT_OPTS) do
+        if opts[k] ~= nil and k ~= "sha256" and not url then
+            return nil, "--" .. k .. " is for a URL source (http, https, " ..
+                "file, sftp); " .. src .. " is a file"
+        end
+    end
+    if opts.sha256 then
+        if not opts.sha256:match("^" .. string.rep("%x", 64) .. "$") then
+            return nil, "--sha256: expected 64 hex digits, got " ..
+                string.format("%q", opts.sha256)
+        end
+        o.sha256 = opts.sha256
+    end
+    if opts["max-size"] then
+        local n, err = util.parse_size(opts["max-size"])
+        if n == nil or n <= 0 then
+            return nil, "--max-size: " .. (err or "must be more than 0")
+        end
+        o.max_size = n
+    end
+    for _, k in ipairs{ "connect-timeout", "stall-timeout", "timeout" } do
+        if opts[k] then
+            local d, err = util.parse_duration(opts[k])
+            if d == nil or d <= 0 then
+                return nil, "--" .. k .. ": " .. (err or "must be more " ..
+                    "than 0")
+            end
+            o[k:gsub("-", "_")] = d
+        end
+    end
+    if opts["max-redirects"] then
+        local n = math.tointeger(tonumber(opts["max-redirects"]))
+        if n == nil or n < 0 or n > 100 then
+            return nil, "--max-redirects: expected a whole number from 0 " ..
+                "to 100, got " .. string.format("%q", opts["max-redirects"])
+        end
+        o.max_redirects = n
+    end
+    o.insecure = opts.insecure or nil
+    o.ca_file = opts["ca-file"]
+    o.identity = opts.identity
+    o.known_hosts = opts["known-hosts"]
+    return o
+end
+
+-- "1m05s" for an ETA.
+local function eta_text(s)
+    s = math.floor(s + 0.5)
+    if s >= 3600 then
+        return string.format("%dh%02dm", s // 3600, s % 3600 // 60)
+    elseif s >= 60 then
+        return string.format("%dm%02ds", s // 60, s % 60)
+    end
+    return string.format("%ds", s)
+end
+
+local function register_worker(regpath, ns, name, file, json, opts)
     local proc = require "djinn.proc"
     local fs = require "djinn.fs"
-    local argv = { "image", "__register", "--registry", regpath, "--",
-                   ns or "-", name, file }
-    if json then table.insert(argv, 3, "--json") end
+    local url = is_url(file)
+    -- A URL reaches the worker on its stdin, never in its argv (where
+    -- other users could read credentials in it).
+    local argv = { "image", "__register", "--registry", regpath }
+    for _, k in ipairs(IMPORT_OPTS) do
+        if opts[k] == true then
+            argv[#argv + 1] = "--" .. k
+        elseif opts[k] ~= nil then
+            argv[#argv + 1] = "--" .. k .. "=" .. opts[k]
+        end
+    end
+    if json then argv[#argv + 1] = "--json" end
+    local tty = proc.isatty(2) == true and not json
+    if url and tty then argv[#argv + 1] = "--progress" end
+    argv[#argv + 1] = "--"
+    argv[#argv + 1] = ns or "-"
+    argv[#argv + 1] = name
+    argv[#argv + 1] = url and "-" or file
     local function fail(msg)
         eprint("djinn-lua: image register: ", util.plain_error(msg))
         return 1
@@ -870,23 +996,26 @@ local function register_worker(regpath, ns, name, file, json)
         return fail("cannot find djinn-lua's own executable to start the " ..
                     "worker: " .. tostring(xerr))
     end
-    local tty = proc.isatty(2) == true
     local sink = tty and "pipe" or "inherit"
     proc.on_signals{ "INT", "TERM" }
     local child, err = proc.spawn{ argv = { exe, table.unpack(argv) },
-                                   stdin = "null", stdout = sink,
-                                   stderr = sink }
+                                   stdin = url and "pipe" or "null",
+                                   stdout = sink, stderr = sink }
     if child == nil then
         proc.default_signals()
         return fail("cannot start the worker process " .. exe .. ": " ..
                     tostring(err))
+    end
+    if url then
+        child:write(file .. "\n", 10)
+        child:close_stdin()
     end
     local pid = child:pid()
     local frames = { "|", "/", "-", "\\" }
     local t0, n = proc.now(), 0
     -- Progress on a terminal: the worker copies FILE to
     -- <store>/.tmp-<pid>-<hex>; its size against FILE's is the progress.
-    local fst = fs.stat(file)
+    local fst = not url and fs.stat(file)
     local total = fst and fst.type == "file" and fst.size or nil
     local store, tmp, looked = nil, nil, -1
     local function copied()
@@ -908,6 +1037,25 @@ local function register_worker(regpath, ns, name, file, json)
     local out, errs = {}, {}
     local eof = not tty
     local how, code, sig
+    -- A URL's worker reports "\30progress BYTES TOTAL|-" lines on stderr.
+    local got, partial = nil, ""
+    local function progress_lines(data)
+        data = partial .. data
+        local keep = {}
+        local last = 1
+        for line, nl in data:gmatch("([^\n]*)()\n") do
+            local g, t = line:match("^\30progress (%d+) ([%d-]+)$")
+            if g then
+                got = tonumber(g)
+                total = tonumber(t)
+            else
+                keep[#keep + 1] = line .. "\n"
+            end
+            last = nl + 1
+        end
+        partial = data:sub(last)
+        return table.concat(keep)
+    end
     while how == nil do
         sig = proc.pending_signal()
         if sig then break end
@@ -915,16 +1063,28 @@ local function register_worker(regpath, ns, name, file, json)
             how, code = child:wait(0.2)
         else
             local data, what = child:read(0.1)
-            if data then
+            if data and what == "stderr" and url then
+                errs[#errs + 1] = progress_lines(data)
+            elseif data then
                 if what == "stderr" then errs[#errs + 1] = data
                 else out[#out + 1] = data end
             elseif what == "eof" then
                 eof = true
             end
             n = n + 1
-            local done, dt = copied(), proc.now() - t0
+            local dt = proc.now() - t0
+            local done = url and got or copied()
             local bytes = ""
-            if done and total and total > 0 and done >= total then
+            if url and done and not (total and done >= total) then
+                local rate = dt > 0 and done / dt or 0
+                bytes = string.format(" %s%s (%s/s%s)", human_size(done),
+                    total and (" of " .. human_size(total)) or "",
+                    human_size(rate), (total and rate > 0) and
+                    (", ETA " .. eta_text((total - done) / rate)) or "")
+            elseif url and done then
+                bytes = string.format(" %s downloaded, validating",
+                                      human_size(done))
+            elseif done and total and total > 0 and done >= total then
                 bytes = string.format(" %s copied, checking",
                                       human_size(total))
             elseif done and total and total > 0 then
@@ -944,7 +1104,7 @@ local function register_worker(regpath, ns, name, file, json)
     if tty then io.stderr:write("\r\27[K") end
     io.stdout:write(table.concat(out))
     io.stdout:flush()
-    io.stderr:write(table.concat(errs))
+    io.stderr:write(table.concat(errs), partial)
     local removed, problems = 0, {}
     if sig or how ~= "exit" or code ~= 0 then
         removed, problems = remove_worker_temps(regpath, pid)
@@ -997,6 +1157,12 @@ local function cmd_image(args)
     if opts.repair and sub ~= "fsck" then
         return usage_error("image", "--repair is an option of image fsck")
     end
+    for _, k in ipairs(IMPORT_OPTS) do
+        if opts[k] ~= nil and sub ~= "register" and sub ~= "__register" then
+            return usage_error("image", "--" .. k .. " is an option of " ..
+                               "image register")
+        end
+    end
     local regpath, rerr = opts.registry, nil
     if regpath == nil and sub ~= "check" then
         regpath, rerr = M.default_registry()
@@ -1027,31 +1193,72 @@ local function cmd_image(args)
         end
         return print_report(pos[1], rep) and 0 or 1
     elseif sub == "register" or sub == "__register" then
-        if not nargs(3, 3, "NAMESPACE NAME FILE") then return 2 end
+        if not nargs(3, 3, "NAMESPACE NAME SOURCE") then return 2 end
+        local src = pos[3]
+        if sub == "__register" and src == "-" then
+            src = io.read("l") or ""
+        end
+        local ropts, oerr = import_opts(opts, src)
+        if ropts == nil then return usage_error("image", oerr) end
         if sub == "register" then
-            return register_worker(regpath, ns_arg(pos[1]), pos[2], pos[3],
-                                   opts.json)
+            return register_worker(regpath, ns_arg(pos[1]), pos[2], src,
+                                   opts.json, opts)
         end
         local db, st = open_registry(regpath, sub, explicit)
         if db == nil then return st end
         local ns = ns_arg(pos[1])
-        local id, err = db:register(ns, pos[2], pos[3])
+        local url = is_url(src)
+        if url and (opts.progress or opts.json) then
+            local proc = require "djinn.proc"
+            local last, said = -1, -1
+            ropts.progress = function(got, total)
+                local now = proc.now()
+                if got == said or (now - last < (opts.json and 1 or 0.2)
+                                   and got ~= total) then
+                    return
+                end
+                last, said = now, got
+                if opts.json then
+                    say_json{ event = "progress", bytes = got,
+                              total = total }
+                    io.stdout:flush()
+                else
+                    io.stderr:write(string.format("\30progress %d %s\n",
+                        got, total and tostring(total) or "-"))
+                    io.stderr:flush()
+                end
+            end
+        end
+        local id, info = db:register(ns, pos[2], src,
+                                     (url or ropts.sha256) and ropts or nil)
         if id == nil then
             db:close()
-            return image_fail("register", err)
+            return image_fail("register", info)
         end
         local path, sha = db:resolve(ns, pos[2])
         db:close()
+        local ctype = info and info.content_type
+        local odd = url and ctype and not
+            (ctype:match("^application/x%-qemu%-disk") or
+             ctype:match("^application/octet%-stream"))
+        if odd then
+            eprint("djinn-lua: image register: warning: ", info.url,
+                   " was sent as ", ctype, ", not application/x-qemu-disk;",
+                   " its bytes were validated as a QCOW2 image anyway")
+        end
         if opts.json then
             say_json{ id = id, namespace = ns, name = pos[2], path = path,
-                      sha256 = sha }
+                      sha256 = sha, source = info and info.url,
+                      content_type = ctype, bytes = info and info.bytes }
         else
             local me = images.me()
             local text = images.manifest_text({ name = pos[2],
                 namespace = ns and ns:match("^[^@]*"),
                 owner = ns and ns:match("@(.*)$") or me }, me)
-            print(string.format("registered %s (%sid %s) -> %s", text,
-                ns and "" or "personal, ", tostring(id), tostring(path)))
+            print(string.format("registered %s (%sid %s) -> %s%s", text,
+                ns and "" or "personal, ", tostring(id), tostring(path),
+                info and ("\n  from " .. info.url .. " (" ..
+                          human_size(info.bytes) .. ")") or ""))
         end
         return 0
     elseif sub == "ls" then

@@ -15,6 +15,7 @@ local M = {}
 
 local function is_path(arg)
     return arg == "FILE" or arg == "DB" or arg == "MANIFEST" or
+        arg == "SOURCE" or
         arg == "MANIFEST..." or arg == "DIR"
 end
 
@@ -65,6 +66,7 @@ function M.bash()
         local all, val, file, dir, odir = {}, {}, {}, {}, {}
         for _, o in ipairs(sorted_keys(c.options)) do
             local spec = c.options[o]
+            if spec.internal then goto next_option end
             all[#all + 1] = "--" .. o
             if spec.kind == "value" or spec.kind == "list" then
                 val[#val + 1] = "--" .. o
@@ -76,6 +78,7 @@ function M.bash()
             elseif spec.kind == "optional-dir" then
                 odir[#odir + 1] = "--" .. o
             end
+            ::next_option::
         end
         w("\t", name, ")")
         w("\t\topts='", table.concat(all, " "), "'")

@@ -24,6 +24,7 @@ rank() {
 	schema) echo 2 ;;
 	sql_qcow2) echo 3 ;;
 	store) echo 3 ;;
+	fetch) echo 3 ;;
 	registry) echo 4 ;;
 	djinn) echo 5 ;;
 	*) echo 99 ;;
