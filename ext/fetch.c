@@ -93,7 +93,25 @@ struct fetch {
     long status;
     char *sink_err;
     int http;
+    char location[2048]; /* the last Location header: a refused redirect */
 };
+
+static size_t on_header(char *buf, size_t size, size_t nmemb, void *ud)
+{
+    struct fetch *f = (struct fetch *)ud;
+    size_t n = size * nmemb, i = 9;
+
+    if (n > 9 && strncasecmp(buf, "location:", 9) == 0) {
+        while (i < n && (buf[i] == ' ' || buf[i] == '\t'))
+            i++;
+        while (n > i &&
+               (buf[n - 1] == '\r' || buf[n - 1] == '\n' || buf[n - 1] == ' '))
+            n--;
+        snprintf(f->location, sizeof(f->location), "%.*s", (int)(n - i),
+                 buf + i);
+    }
+    return size * nmemb;
+}
 
 static size_t on_body(char *buf, size_t size, size_t nmemb, void *ud)
 {
@@ -199,6 +217,8 @@ static char *fail_text(struct fetch *f, CURLcode cc, const char *url,
     switch (cc) {
     case CURLE_UNSUPPORTED_PROTOCOL:
         (void)curl_easy_getinfo(f->easy, CURLINFO_REDIRECT_URL, &where);
+        if (where == NULL && f->location[0] != '\0')
+            where = f->location;
         if (where != NULL) {
             char *red = dj_url_redact(where);
 
@@ -357,6 +377,8 @@ int dj_fetch(const char *url, const struct dj_fetch_opts *o, dj_fetch_sink sink,
     curl_easy_setopt(f.easy, CURLOPT_BUFFERSIZE, 256L * 1024);
     curl_easy_setopt(f.easy, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(f.easy, CURLOPT_WRITEDATA, &f);
+    curl_easy_setopt(f.easy, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(f.easy, CURLOPT_HEADERDATA, &f);
     curl_easy_setopt(f.easy, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(f.easy, CURLOPT_XFERINFOFUNCTION, on_progress);
     curl_easy_setopt(f.easy, CURLOPT_XFERINFODATA, &f);
