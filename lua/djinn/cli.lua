@@ -131,6 +131,14 @@ M.COMMANDS = {
             ["known-hosts"] = { kind = "value", arg = "FILE",
                 help = "register sftp URL: host keys (default " ..
                     "~/.ssh/known_hosts)" },
+            boot = { kind = "flag",
+                help = "check: boot the image and check its contract" },
+            ["boot-check"] = { kind = "flag",
+                help = "register: then check it as image check --boot" },
+            ["boot-timeout"] = { kind = "value", arg = "DURATION",
+                help = "check --boot: wait for SSH (default boot_timeout)" },
+            ["driver-config"] = { kind = "value", arg = "FILE",
+                help = "check --boot: driver.conf (default as for run)" },
             help = HELP_OPT,
         },
         subcommands = {
@@ -138,14 +146,18 @@ M.COMMANDS = {
                 options = { "sha256", "max-size", "connect-timeout",
                             "stall-timeout", "timeout", "max-redirects",
                             "insecure", "ca-file", "identity",
-                            "known-hosts" },
+                            "known-hosts", "boot-check", "boot-timeout",
+                            "driver-config" },
                 summary = "validate FILE or URL and store it as NAME" },
             ls = { args = { "[NAMESPACE]" }, summary = "list images" },
             info = { args = { "NAMESPACE", "NAME" },
                 summary = "show an image and its QCOW2 header" },
             rm = { args = { "NAMESPACE", "NAME" },
                 summary = "remove an image" },
-            check = { args = { "FILE" }, summary = "validate a QCOW2 file" },
+            check = { args = { "FILE" },
+                options = { "boot", "boot-timeout", "driver-config" },
+                summary = "validate a QCOW2 file; with --boot, boot an " ..
+                    "image and check the image contract" },
             fsck = { args = {}, options = { "repair" },
                 summary = "check the registry against its store" },
         },
@@ -1135,6 +1147,118 @@ local function register_worker(regpath, ns, name, file, json, opts)
     return code
 end
 
+-- The options of the boot check belong to check --boot and register
+-- (--boot-check). -> nil | usage message
+local function boot_opts_misused(sub, opts)
+    if opts.boot and sub ~= "check" then
+        return "--boot is an option of image check"
+    elseif opts["boot-check"] and sub ~= "register" then
+        return "--boot-check is an option of image register"
+    end
+    local booting = (sub == "check" and opts.boot) or
+        (sub == "register" and opts["boot-check"])
+    for _, k in ipairs{ "boot-timeout", "driver-config" } do
+        if opts[k] ~= nil and not booting then
+            return "--" .. k .. " is an option of image check --boot " ..
+                "and image register --boot-check"
+        end
+    end
+end
+
+-- image check --boot (and register --boot-check): boot the image on the
+-- qemu driver's machine and check the image contract (djinn.contract),
+-- then record the verdict in the registry (image_checks, by content; a
+-- base image's check creates the registry like register does). Text: one
+-- line per item (and its fix) on stdout, the driver's lines on stderr;
+-- --json: {"event":"log"|"item"|"result"} lines on stdout. IMAGE is read
+-- as a manifest's image: with NS as its namespace: (nil: personal image,
+-- or a base image path with "/"). -> exit status: 0 usable (with or
+-- without warnings), 1 unusable or not checked, 2 usage, 130 interrupted.
+local function image_boot_check(regpath, ns, image, opts)
+    local contract = require "djinn.contract"
+    local json = require "djinn.json"
+    local proc = require "djinn.proc"
+    local boot_timeout
+    if opts["boot-timeout"] then
+        local d, derr = util.parse_duration(opts["boot-timeout"])
+        if d == nil or d <= 0 then
+            return usage_error("image", "--boot-timeout: " ..
+                (derr or "must be more than 0"))
+        end
+        boot_timeout = d
+    end
+    local function emit(v)
+        io.stdout:write(json.encode(v), "\n")
+        io.stdout:flush()
+    end
+    local cfg, cerr = load_config(opts["driver-config"], function(m)
+        eprint("djinn-lua: image check: warning: ", m)
+    end)
+    if cfg == nil then
+        return image_fail("check", "driver.conf: ", cerr)
+    end
+    local log = {
+        line = function(_, l)
+            if opts.json then emit{ event = "log", line = l }
+            elseif l ~= "" then eprint(l) end
+        end,
+        warn = function(_, l)
+            if opts.json then emit{ event = "log", level = "warning",
+                                    line = l }
+            else eprint("warning: ", l) end
+        end,
+    }
+    local function on_item(it)
+        if opts.json then
+            emit{ event = "item", name = it.name, status = it.status,
+                  detail = it.detail, fix = it.fix }
+            return
+        end
+        print(string.format("%-4s  %-8s  %s", it.status, it.name,
+                            tostring(it.detail)))
+        if it.fix then print("                fix: " .. it.fix) end
+        io.stdout:flush()
+    end
+    proc.on_signals{ "INT", "TERM" }
+    local ctx = require("djinn.pipeline").new_ctx(nil, proc, true)
+    local res, err = contract.check{ image = image, namespace = ns,
+        registry = regpath, config = require("djinn.config").driver(cfg,
+        "qemu"), boot_timeout = boot_timeout, log = log, on_item = on_item,
+        ctx = ctx }
+    proc.default_signals()
+    if res == nil then
+        if ctx:cancelled() then
+            eprint("djinn-lua: image check: interrupted (", tostring(err),
+                   "); the machine was stopped, nothing was recorded")
+            return 130
+        end
+        if opts.json then emit{ event = "error", message = err } end
+        return image_fail("check", err)
+    end
+    local db, derr = require("djinn.registry").open(regpath)
+    local id
+    if db then
+        id, derr = contract.record(db, res)
+        db:close()
+    end
+    if opts.json then
+        emit{ event = "result", image = res.label, path = res.path,
+              sha256 = res.sha256, verdict = res.verdict,
+              machine = res.machine, seconds = res.seconds,
+              recorded = id ~= nil, items = json.array(res.items) }
+    else
+        print(string.format("verdict: %s: %s (sha256 %s), checked in %s " ..
+            "on %s", contract.VERDICT_TEXT[res.verdict], res.label,
+            res.sha256:sub(1, 12), util.fmt_duration(res.seconds),
+            res.machine))
+    end
+    if id == nil then
+        return image_fail("check", "cannot record the verdict in ",
+                          regpath, ": ", tostring(derr))
+    end
+    return res.verdict == "unusable" and 1 or 0
+end
+
 local function cmd_image(args)
     local opts, pos = parse_opts(args, M.COMMANDS.image.options)
     if opts == nil then
@@ -1163,8 +1287,10 @@ local function cmd_image(args)
                                "image register")
         end
     end
+    local bad = boot_opts_misused(sub, opts)
+    if bad then return usage_error("image", bad) end
     local regpath, rerr = opts.registry, nil
-    if regpath == nil and sub ~= "check" then
+    if regpath == nil and (sub ~= "check" or opts.boot) then
         regpath, rerr = M.default_registry()
         if regpath == nil then
             eprint("djinn-lua: image ", sub, ": ", rerr)
@@ -1183,7 +1309,13 @@ local function cmd_image(args)
     local function say_json(v)
         print(require("djinn.json").encode(v))
     end
-    if sub == "check" then
+    if sub == "check" and opts.boot then
+        if not nargs(1, 2, "--boot NAMESPACE NAME | --boot IMAGE") then
+            return 2
+        end
+        return image_boot_check(regpath, #pos == 2 and ns_arg(pos[1]) or nil,
+                                pos[#pos], opts)
+    elseif sub == "check" then
         if not nargs(1, 1, "FILE") then return 2 end
         local qcow2 = require "djinn.qcow2"
         local rep = qcow2.check(pos[1])
@@ -1201,8 +1333,13 @@ local function cmd_image(args)
         local ropts, oerr = import_opts(opts, src)
         if ropts == nil then return usage_error("image", oerr) end
         if sub == "register" then
-            return register_worker(regpath, ns_arg(pos[1]), pos[2], src,
-                                   opts.json, opts)
+            local st = register_worker(regpath, ns_arg(pos[1]), pos[2], src,
+                                       opts.json, opts)
+            if st == 0 and opts["boot-check"] then
+                return image_boot_check(regpath, ns_arg(pos[1]), pos[2],
+                                        opts)
+            end
+            return st
         end
         local db, st = open_registry(regpath, sub, explicit)
         if db == nil then return st end
