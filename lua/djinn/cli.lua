@@ -335,6 +335,10 @@ usage: djinn-lua image SUBCOMMAND [--registry DB] [--json] ARGS...
   rm NAMESPACE NAME              remove an image
   check FILE                     validate a QCOW2 file; prints every
                                  problem, exit 1 if it is not valid
+  check --boot NAMESPACE NAME    boot the image and check the image
+  check --boot IMAGE             contract (see below); IMAGE as a
+                                 manifest's image: (with "/": a base
+                                 image under disks)
   fsck [--repair]                check the registry against its store
                                  (djinn_fsck); --repair puts back
                                  trashed files still in use and removes
@@ -369,9 +373,26 @@ nothing (exit 130). A registry that cannot be read (damaged, not a
 registry, no permission) is reported with its error, never as "no
 image".
 
+check --boot boots the image on the qemu driver's machine (driver.conf's
+driver qemu block: accel, cpus, memory, boot_timeout; --driver-config
+FILE as for run; --boot-timeout DURATION wins over boot_timeout) and
+checks, one line each with the fix for anything not right: the SSH
+banner within the boot timeout; root's login with an empty password
+(auth none and password "" tried separately); a command's exit status;
+a file placed and fetched (SFTP, or the exec fallback: a warning);
+env requests (refused: a warning, the driver exports them in the job
+script); /root writable and /root/.ssh present; the guest clock within
+a minute; a clean poweroff. Verdict: usable, usable with warnings, or
+unusable (exit 1), recorded in the registry by content (shown by ls and
+info; a base image's check creates the registry). --json: "log",
+"item" and a last "result" event. A qemu build refuses an image whose
+last check said unusable, before boot (driver.conf refuse_unusable
+false: a warning, then it boots). register --boot-check registers, then
+checks.
+
 Exit status: 0 success, 1 the operation failed (invalid image, no such
 image, the registry cannot be read or does not exist, fsck found a
-problem, the worker could not start), 2 usage error (also: no default
+problem, the worker could not start, check --boot: unusable), 2 usage error (also: no default
 registry because there is no home directory), 130 interrupted.
 ]],
     docker = [[
@@ -1147,6 +1168,33 @@ local function register_worker(regpath, ns, name, file, json, opts)
     return code
 end
 
+-- image info's lines for the last boot check of the image's content:
+-- when, verdict, machine, and each item that failed or warned (with its
+-- fix); "never" when it was not checked.
+local function print_last_check(last)
+    if last == nil then
+        print(string.format("%-26s %s", "check", "never (djinn-lua image " ..
+                            "check --boot NAMESPACE NAME)"))
+        return
+    end
+    print(string.format("%-26s %s (%s)", "check", require("djinn.contract")
+        .VERDICT_TEXT[last.verdict] or tostring(last.verdict),
+        tostring(last.checked_at)))
+    print(string.format("%-26s %s", "check.machine", tostring(last.machine)))
+    for _, it in ipairs(last.items or {}) do
+        if type(it) == "table" and (it.status == "fail" or
+                                    it.status == "warn") then
+            print(string.format("%-26s %s: %s", "check." ..
+                tostring(it.name), it.status, (tostring(it.detail):gsub(
+                "\n", "\n" .. string.rep(" ", 27)))))
+            if type(it.fix) == "string" then
+                print(string.format("%-26s %s", "check." ..
+                                    tostring(it.name) .. ".fix", it.fix))
+            end
+        end
+    end
+end
+
 -- The options of the boot check belong to check --boot and register
 -- (--boot-check). -> nil | usage message
 local function boot_opts_misused(sub, opts)
@@ -1215,7 +1263,7 @@ local function image_boot_check(regpath, ns, image, opts)
             return
         end
         print(string.format("%-4s  %-8s  %s", it.status, it.name,
-                            tostring(it.detail)))
+            (tostring(it.detail):gsub("\n", "\n                "))))
         if it.fix then print("                fix: " .. it.fix) end
         io.stdout:flush()
     end
@@ -1436,10 +1484,11 @@ local function cmd_image(args)
             cells[#cells + 1] = {
                 images.namespace_text(r.namespace, r.owner, me) or "-",
                 r.name or "?", r.owner or "?", human_size(r.file_size),
-                human_size(r.virtual_size), (r.sha256 or ""):sub(1, 12) }
+                human_size(r.virtual_size), (r.sha256 or ""):sub(1, 12),
+                r.check_verdict or "-" }
         end
         print_columns({ "NAMESPACE", "IMAGE", "OWNER", "SIZE", "VIRTUAL",
-                        "SHA256" }, cells)
+                        "SHA256", "CHECK" }, cells)
         return 0
     elseif sub == "info" then
         if not nargs(2, 2, "NAMESPACE NAME") then return 2 end
@@ -1459,6 +1508,7 @@ local function cmd_image(args)
         if path == nil and err == nil then
             other = images.elsewhere(db, pos[2])
         end
+        local last = path and images.last_check(db, { sha256 = sha })
         db:close()
         if err ~= nil then
             return image_fail("info", err)
@@ -1488,6 +1538,9 @@ local function cmd_image(args)
         end
         if opts.json then
             row.qcow2 = info
+            row.check = last and { verdict = last.verdict,
+                checked_at = last.checked_at, machine = last.machine,
+                items = require("djinn.json").array(last.items) }
             say_json(row)
             return 0
         end
@@ -1506,6 +1559,7 @@ local function cmd_image(args)
                                     tostring(info[k])))
             end
         end
+        print_last_check(last)
         return 0
     elseif sub == "rm" then
         if not nargs(2, 2, "NAMESPACE NAME") then return 2 end
