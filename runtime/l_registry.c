@@ -288,8 +288,8 @@ static void push_column(lua_State *L, sqlite3_stmt *st, int i)
 static const struct {
     const char *name;
     int bytes;
-} brief_cols[] = {{"namespace", 0}, {"name", 0},         {"owner", 0},
-                  {"file_size", 0}, {"virtual_size", 0}, {"sha256", 12},
+} brief_cols[] = {{"namespace", 0},    {"name", 0},         {"owner", 0},
+                  {"file_size", 0},    {"virtual_size", 0}, {"sha256", 12},
                   {"check_verdict", 0}};
 
 /* A column's place in a brief row: -1 to leave it out, else its bytes. */

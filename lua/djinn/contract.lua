@@ -324,9 +324,9 @@ function M.check(o)
             "with the network up by DHCP on the virtio NIC; a slow boot " ..
             "needs a longer boot_timeout"
         if console == nil or console == "" then
-            why = why .. "\nthe serial console stayed empty: no boot " ..
-                "loader or kernel wrote to it (no bootable system on the " ..
-                "disk?)"
+            why = why .. "\nthe serial console stayed empty: nothing " ..
+                "(boot loader, kernel, init) wrote to it within the boot " ..
+                "timeout (no bootable system on the disk?)"
             fix = "install a boot loader and a kernel on the disk, with " ..
                 "console=ttyS0 on the kernel command line; then " .. fix
         end

@@ -13,7 +13,8 @@
 #           openssh-imagespage): SFTP broken -> exec fallback -> warnings
 #   pw      ROOT_PASSWORD=1: root has a password -> unusable (passwd -d root)
 #   nosshd  SSHD=none: boots, no SSH server -> unusable (no banner within
-#           the short --boot-timeout)
+#           a short --boot-timeout, long enough for the guest's init to
+#           write to the console)
 #   blank   `qemu-img create -f qcow2`: a valid QCOW2 with nothing to boot
 #           -> unusable, registered and as a base image under disks
 # After every check: no qemu process of this test is left, and no state
@@ -117,11 +118,11 @@ check "pw: no qemu, no state directory left" clean
 
 # --- nosshd: no SSH server; a short boot timeout, JSON -------------------------
 "$D" image register --registry "$REG" e2e nosshd "$VM/djinn-tiny-nosshd.qcow2" >/dev/null 2>&1
-run nosshd image check --boot --json --registry "$REG" --boot-timeout 15s \
+run nosshd image check --boot --json --registry "$REG" --boot-timeout 30s \
 	--driver-config "$W/vm.conf" e2e nosshd
 ok $((rc != 1)) "nosshd: check --boot --json exits 1 (got $rc)"
 check "nosshd: every stdout line is a JSON event" sh -c "jq -e -s 'all(.[]; .event)' '$W/nosshd.out'"
-check "nosshd: the banner item fails within the boot timeout" sh -c "jq -e -s '[.[] | select(.event == \"item\" and .name == \"banner\")][0] | .status == \"fail\" and (.detail | test(\"within 15s\"))' '$W/nosshd.out'"
+check "nosshd: the banner item fails within the boot timeout" sh -c "jq -e -s '[.[] | select(.event == \"item\" and .name == \"banner\")][0] | .status == \"fail\" and (.detail | test(\"within 30s\"))' '$W/nosshd.out'"
 check "nosshd: ... with the guest console's tail" sh -c "jq -e -s '[.[] | select(.event == \"item\" and .name == \"banner\")][0].detail | test(\"guest console\")' '$W/nosshd.out'"
 check "nosshd: the result object: unusable, recorded, 8 items" sh -c "jq -e -s '[.[] | select(.event == \"result\")][0] | .verdict == \"unusable\" and .recorded and (.items | length) == 8' '$W/nosshd.out'"
 check "nosshd: no qemu, no state directory left" clean
@@ -144,7 +145,7 @@ check "blank: no qemu, no state directory left" clean
 TINY_SHA=$(sha256sum <"$VM/djinn-tiny.qcow2" | cut -d' ' -f1)
 BLANK_SHA=$(sha256sum <"$W/blank.qcow2" | cut -d' ' -f1)
 sq "$REG" "SELECT verdict, json_array_length(items), machine LIKE 'qemu %, accel tcg, 1 CPU, 256 MiB' FROM image_last_check WHERE sha256 = '$TINY_SHA';"
-ok $((rc != 0)) "registry: tiny's row: $(cat "$W/sq.out")"
+ok $((rc != 0)) "registry: the row of the tiny image's content"
 check "registry: tiny: warnings, 8 items, the machine" test "$(cat "$W/sq.out")" = "warnings|8|1"
 sq "$REG" "SELECT count(*), min(verdict), max(verdict) FROM image_checks WHERE sha256 = '$BLANK_SHA';"
 check "registry: the blank content was checked twice (by name and as a base image), unusable" test "$(cat "$W/sq.out")" = "2|unusable|unusable"
