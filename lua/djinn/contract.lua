@@ -90,7 +90,8 @@ end
 local ROOT_CMD = [[
 cd /root 2>/dev/null || { echo "/root does not exist"; exit 1; }
 f=/root/.djinn-contract-w.$$
-{ : > "$f" && rm -f "$f"; } 2>/dev/null || { echo "/root is not writable"; exit 2; }
+{ : > "$f" && rm -f "$f"; } 2>/dev/null ||
+    { echo "/root is not writable"; exit 2; }
 [ -d /root/.ssh ] || { echo "/root/.ssh does not exist"; exit 3; }
 echo ok
 ]]
@@ -273,125 +274,134 @@ function M.check(o)
         if rec then rec:finish() end
         return res, cause
     end
-    local img, t0 = d:boot()
-    if img == nil then return finish(nil, t0) end
-    local sha = img.sha256
-    if sha == nil then
-        local db = require("djinn.registry").open(o.registry)
-        local rows
-        if db then
-            rows, err = db:query("SELECT image_sha256(?) AS h", img.path)
-            db:close()
-        end
-        sha = rows and rows[1] and rows[1].h
+    -- Whatever happens (a Lua error included), the machine goes.
+    local ok, res, cause = pcall(function()
+        local img, t0 = d:boot()
+        if img == nil then return finish(nil, t0) end
+        local sha = img.sha256
         if sha == nil then
-            return finish(nil, "image " .. img.label .. ": cannot hash " ..
-                img.path .. ": " .. util.plain_error(tostring(err)))
-        end
-    end
-    local result = { label = img.label, path = img.path, sha256 = sha }
-    local function done()
-        result.items = items
-        result.verdict = verdict_of(items)
-        result.machine = string.format("qemu %s, accel %s, %d CPU, %d MiB",
-            d.qemu_version or "?", tostring(d.accel_used),
-            cfg.cpus or 1, cfg.memory or 2048)
-        result.seconds = proc.now() - t_start
-        return finish(result)
-    end
-    local function skip_rest(why)
-        for _, n in ipairs{ "login", "exec", "files", "env", "root", "clock",
-                            "shutdown" } do
-            local seen = false
-            for _, it in ipairs(items) do
-                if it.name == n then seen = true end
+            local db = require("djinn.registry").open(o.registry)
+            local rows
+            if db then
+                rows, err = db:query("SELECT image_sha256(?) AS h", img.path)
+                db:close()
             end
-            if not seen then add(n, "skip", why) end
+            sha = rows and rows[1] and rows[1].h
+            if sha == nil then
+                return finish(nil, "image " .. img.label .. ": cannot hash " ..
+                    img.path .. ": " .. util.plain_error(tostring(err)))
+            end
         end
-    end
+        local result = { label = img.label, path = img.path, sha256 = sha }
+        local function done()
+            result.items = items
+            result.verdict = verdict_of(items)
+            result.machine = string.format("qemu %s, accel %s, %d CPU, %d MiB",
+                d.qemu_version or "?", tostring(d.accel_used),
+                cfg.cpus or 1, cfg.memory or 2048)
+            result.seconds = proc.now() - t_start
+            return finish(result)
+        end
+        local function skip_rest(why)
+            for _, n in ipairs{ "login", "exec", "files", "env", "root",
+                                "clock", "shutdown" } do
+                local seen = false
+                for _, it in ipairs(items) do
+                    if it.name == n then seen = true end
+                end
+                if not seen then add(n, "skip", why) end
+            end
+        end
 
-    -- banner + login (auth none), then password "" on its own connection.
-    local s_none, e_none, c_none = d:login(t0, { methods = { "none" },
-                                                 auth_final = true })
-    if s_none == nil and c_none == "cancelled" then
-        return finish(nil, e_none)
-    end
-    if s_none == nil and c_none ~= "auth" then
-        local why = tostring(e_none):gsub("^failed to boot machine\n", "")
-        local console = d.dir and fs.readfile(d.dir .. "/console.log")
-        local fix = "start an SSH server at boot, listening on port 22 " ..
-            "(OpenSSH: systemctl enable ssh; dropbear: from inittab), " ..
-            "with the network up by DHCP on the virtio NIC; a slow boot " ..
-            "needs a longer boot_timeout"
-        if console == nil or console == "" then
-            why = why .. "\nthe serial console stayed empty: nothing " ..
-                "(boot loader, kernel, init) wrote to it within the boot " ..
-                "timeout (no bootable system on the disk?)"
-            fix = "install a boot loader and a kernel on the disk, with " ..
-                "console=ttyS0 on the kernel command line; then " .. fix
+        -- banner + login (auth none), then password "" on its own connection.
+        local s_none, e_none, c_none = d:login(t0, { methods = { "none" },
+                                                     auth_final = true })
+        if s_none == nil and c_none == "cancelled" then
+            return finish(nil, e_none)
         end
-        add("banner", "fail", "no SSH banner: " .. why, fix)
-        skip_rest("no SSH connection")
+        if s_none == nil and c_none ~= "auth" then
+            local why = tostring(e_none):gsub("^failed to boot machine\n", "")
+            local console = d.dir and fs.readfile(d.dir .. "/console.log")
+            local fix = "start an SSH server at boot, listening on port 22 " ..
+                "(OpenSSH: systemctl enable ssh; dropbear: from inittab), " ..
+                "with the network up by DHCP on the virtio NIC; a slow boot " ..
+                "needs a longer boot_timeout"
+            if console == nil or console == "" then
+                why = why .. "\nthe serial console stayed empty: nothing " ..
+                    "(boot loader, kernel, init) wrote to it within the " ..
+                    "boot timeout (no bootable system on the disk?)"
+                fix = "install a boot loader and a kernel on the disk, with " ..
+                    "console=ttyS0 on the kernel command line; then " .. fix
+            end
+            add("banner", "fail", "no SSH banner: " .. why, fix)
+            skip_rest("no SSH connection")
+            return done()
+        end
+        local waited = proc.now() - t0
+        -- password "" on a connection of its own, the banner known to come:
+        -- no 0.3 s banner limit (a loaded OpenSSH answers slower), the host
+        -- key pinned when the first login saw it.
+        local s_pw, e_pw = require("djinn.transport.sshjob").connect{
+            host = "127.0.0.1", port = d.port, user = "root",
+            methods = { "password" }, attempt = 10, retry = 0.5,
+            deadline = proc.now() + 30, ctx = o.ctx, auth_final = true,
+            fingerprint = s_none and s_none.fingerprint,
+            alive = function() return d:dead() end,
+        }
+        if s_pw == nil and o.ctx and o.ctx:cancelled() then
+            if s_none then s_none:close() end
+            return finish(nil, e_pw)
+        end
+        local conn = s_none or s_pw
+        local banner = conn and conn.session:server_banner()
+        add("banner", "pass", string.format("the SSH server answered after " ..
+            "%.1f s%s", waited, banner and (" (" .. banner .. ")") or ""))
+        local kind = server_kind(banner)
+        local function said(c, e)
+            if c then return "accepted" end
+            local why = tostring(e or ""):gsub("^ssh%.connect: [^:]+:%d+: ", "")
+            return "refused" .. (why ~= "" and (" (" .. why .. ")") or "")
+        end
+        local detail = string.format("root with an empty password: auth " ..
+            "none %s; password \"\" %s", said(s_none, e_none), said(s_pw, e_pw))
+        if conn == nil then
+            local offered = tostring(e_pw or e_none):match(
+                "the server offers (.*)$")
+            add("login", "fail", detail, login_fix(offered, kind))
+            skip_rest("no login")
+            return done()
+        end
+        add("login", "pass", detail)
+        if s_none and s_pw then s_pw:close() end
+        local s = conn.session
+        local ok_items, ierr = pcall(function()
+            exec_item(s, add)
+            files_item(s, rec and rec.dir or d.dir, kind, add)
+            env_item(s, kind, add)
+            root_item(s, add)
+            clock_item(s, add)
+            shutdown_item(d, conn, add)
+        end)
+        if not ok_items then
+            add("error", "fail", "the check stopped: " .. tostring(ierr))
+            skip_rest("the check stopped")
+        end
+        conn:close()
         return done()
-    end
-    local waited = proc.now() - t0
-    -- password "" on a connection of its own, the banner known to come:
-    -- no 0.3 s banner limit (a loaded OpenSSH answers slower), the host
-    -- key pinned when the first login saw it.
-    local s_pw, e_pw = require("djinn.transport.sshjob").connect{
-        host = "127.0.0.1", port = d.port, user = "root",
-        methods = { "password" }, attempt = 10, retry = 0.5,
-        deadline = proc.now() + 30, ctx = o.ctx, auth_final = true,
-        fingerprint = s_none and s_none.fingerprint,
-        alive = function() return d:dead() end,
-    }
-    if s_pw == nil and o.ctx and o.ctx:cancelled() then
-        if s_none then s_none:close() end
-        return finish(nil, e_pw)
-    end
-    local conn = s_none or s_pw
-    local banner = conn and conn.session:server_banner()
-    add("banner", "pass", string.format("the SSH server answered after " ..
-        "%.1f s%s", waited, banner and (" (" .. banner .. ")") or ""))
-    local kind = server_kind(banner)
-    local function said(c, e)
-        if c then return "accepted" end
-        local why = tostring(e or ""):gsub("^ssh%.connect: [^:]+:%d+: ", "")
-        return "refused" .. (why ~= "" and (" (" .. why .. ")") or "")
-    end
-    local detail = string.format("root with an empty password: auth none " ..
-        "%s; password \"\" %s", said(s_none, e_none), said(s_pw, e_pw))
-    if conn == nil then
-        local offered = tostring(e_pw or e_none):match(
-            "the server offers (.*)$")
-        add("login", "fail", detail, login_fix(offered, kind))
-        skip_rest("no login")
-        return done()
-    end
-    add("login", "pass", detail)
-    if s_none and s_pw then s_pw:close() end
-    local s = conn.session
-    local ok_items, ierr = pcall(function()
-        exec_item(s, add)
-        files_item(s, rec and rec.dir or d.dir, kind, add)
-        env_item(s, kind, add)
-        root_item(s, add)
-        clock_item(s, add)
-        shutdown_item(d, conn, add)
     end)
-    if not ok_items then
-        add("error", "fail", "the check stopped: " .. tostring(ierr))
-        skip_rest("the check stopped")
+    if not ok then
+        finish()
+        error(res, 0)
     end
-    conn:close()
-    return done()
+    return res, cause
 end
 
 function M.record(db, result)
     local items = {}
     for i, it in ipairs(result.items) do
         items[i] = { name = it.name, status = it.status,
-                     detail = it.detail or json.null, fix = it.fix or json.null }
+                     detail = it.detail or json.null,
+                     fix = it.fix or json.null }
     end
     local n, err = db:exec("INSERT INTO image_checks(sha256, verdict, " ..
         "items, machine) VALUES (?, ?, ?, ?)", result.sha256, result.verdict,

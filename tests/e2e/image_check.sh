@@ -70,7 +70,7 @@ clean() {
 		[ -z "$(ls -A "$W/run/djinn" 2>/dev/null)" ]
 }
 # The item line of NAME in FILE: "STATUS  NAME  detail".
-item() { grep -E "^$2 +$3 " "$W/$1" >/dev/null; }
+item() { grep -E "^$2 +$3" "$W/$1" >/dev/null; }
 
 # --- tiny: register --boot-check ----------------------------------------------
 run tiny image register --registry "$REG" --boot-check \
@@ -83,7 +83,7 @@ check "tiny: login passes, auth none accepted (said)" item tiny.out pass "login 
 check "tiny: exec passes (exit 3 returned 3)" item tiny.out pass "exec .*returned 3"
 check "tiny: files over SFTP" item tiny.out pass "files .*over SFTP"
 check "tiny: env refused: a warning, the driver exports them" item tiny.out warn "env .*exports build variables in the job script"
-check "tiny: /root writable, /root/.ssh present" item tiny.out pass "root "
+check "tiny: /root writable, /root/.ssh present" item tiny.out pass "root +/root is writable and /root/.ssh exists"
 check "tiny: clock within a minute" item tiny.out pass "clock "
 check "tiny: clean shutdown" item tiny.out pass "shutdown .*powered off"
 check "tiny: verdict usable with warnings" has tiny.out "^verdict: usable with warnings: tiny (namespace: e2e)"
@@ -166,7 +166,7 @@ check "image info --json: check.items" sh -c "jq -e '.check.verdict == \"warning
 # --- a build on an unusable image: refused before boot, then overridden -------
 job_yml() { # IMAGE [NAMESPACE-LINE]
 	cat <<EOF
-$2
+${2-}
 driver:
   type: qemu
   image: $1
