@@ -237,3 +237,16 @@ demo: all
 .PHONY: vm-bench
 vm-bench: all
 	bash bench/vm-bench.sh $(B)
+
+# Real base images (issue 14, part 3): build Debian 12 from the host's
+# mirror without mounts (examples/images/debian-12.sh; kept in
+# build/images by its stamp, packages cached beside it) and install it as
+# Djinn's base image debian/12 with the alias debian/stable under
+# driver.conf's disks (DISKS=DIR overrides; DRIVER_CONFIG=FILE names
+# another driver.conf). tests/e2e/debian_image.sh checks it in `make test`.
+.PHONY: images
+images: all
+	bash examples/images/debian-12.sh build/images/debian-12.qcow2
+	$(B)/djinn-lua examples/images/install-base.lua build/images/debian-12.qcow2 \
+		debian/12 debian/stable $(if $(DISKS),--disks $(DISKS)) \
+		$(if $(DRIVER_CONFIG),--driver-config $(DRIVER_CONFIG))

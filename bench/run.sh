@@ -9,6 +9,7 @@
 #   output.sh           run's output path: plain, --json, secrets, RSS
 #   docker-output.sh    docker job output vs `docker run` (private dockerd)
 #   registry-lookup.sh  image_path / resolve / image ls vs raw SQL
+#   url-import.sh       image register URL vs curl + sha256sum + sync
 #   manifest-load.sh    manifest load vs libyaml's event loop
 #   qcow2-bench.sh      the QCOW2 validator vs qemu-img check
 # Not here: bench/vm-bench.sh (`make vm-bench`, boots VMs).
@@ -23,7 +24,7 @@ BENCH_TSV=$(mktemp "${TMPDIR:-/tmp}/bench-tsv.XXXXXX") || exit 1
 trap 'rm -f "$BENCH_TSV"' EXIT
 trap 'exit 130' INT TERM
 failed=0
-for name in output docker-output registry-lookup manifest-load qcow2-bench; do
+for name in output docker-output registry-lookup url-import manifest-load qcow2-bench; do
 	script=$TOP/bench/$name.sh
 	# shellcheck disable=SC2053 # BENCH is a pattern
 	[[ -n ${BENCH:-} && $name != ${BENCH} && $name != *${BENCH}* ]] && continue

@@ -235,6 +235,32 @@ else
 fi
 check "terminal: no row, no file, no temp file" nothing_left intr
 
+# --- Lua: db:register with a progress function -------------------------------
+cat >"$W/lua_import.lua" <<'EOF'
+local reg, url = arg[1], arg[2]
+local db = assert(require("djinn.registry").open(reg))
+local calls, last = 0, 0
+local id, info = db:register("t/lua", "a", url, { progress = function(b, t)
+    calls = calls + 1
+    assert(b >= last and (t == nil or b <= t)); last = b
+end })
+print("ok", id ~= nil, info and info.bytes, calls > 0)
+print("cancel", db:register("t/lua", "b", url,
+                            { progress = function() return true end }))
+print("raise", pcall(db.register, db, "t/lua", "c", url,
+                     { progress = function() error("stop here") end }))
+db:close()
+EOF
+"$D" "$W/lua_import.lua" "$REG" "$U/f/other.qcow2" >"$W/lua.out" 2>&1
+ok $? "Lua: the script ran"
+check "Lua: id, info.bytes and progress calls (bytes never backwards)" \
+	has lua.out "^ok	true	$(stat -c %s "$W/www/other.qcow2")	true\$"
+check "Lua: progress returning true cancels, with a message" has lua.out "^cancel	nil	.*: cancelled after"
+check "Lua: an error in progress propagates" has lua.out "^raise	false	.*stop here"
+sq "$REG" "SELECT count(*) FROM images i JOIN namespaces n ON n.id = i.namespace_id WHERE n.path = 't/lua'"
+ok $(($(cat "$W/sq.out") != 1)) "Lua: the cancelled and the raised import left no row"
+check "Lua: ... and no temp file" sh -c "! ls '$STORE'/.tmp-* 2>/dev/null"
+
 # --- SQL ------------------------------------------------------------------------------
 sq "$REG" "SELECT image_register('t/sql', 'a', '$U/f/other.qcow2', '{\"max_redirects\": 2}')"
 ok $rc "SQL: image_register(ns, name, url, options) registers"
