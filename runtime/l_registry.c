@@ -52,8 +52,9 @@
 **                                 owner of a path without "@" is yours,
 **                                 as in every registry function; brief:
 **                                 only namespace, name, owner, file_size,
-**                                 virtual_size and sha256's first 12
-**                                 digits (what `image ls` prints)
+**                                 virtual_size, sha256's first 12 digits
+**                                 and check_verdict (what `image ls`
+**                                 prints)
 **   registry.user()            -> the owner a namespace without "@" and a
 **                                 personal image belong to
 **   db:close()                 ; __gc / __close close.
@@ -287,8 +288,9 @@ static void push_column(lua_State *L, sqlite3_stmt *st, int i)
 static const struct {
     const char *name;
     int bytes;
-} brief_cols[] = {{"namespace", 0}, {"name", 0},         {"owner", 0},
-                  {"file_size", 0}, {"virtual_size", 0}, {"sha256", 12}};
+} brief_cols[] = {{"namespace", 0},    {"name", 0},         {"owner", 0},
+                  {"file_size", 0},    {"virtual_size", 0}, {"sha256", 12},
+                  {"check_verdict", 0}};
 
 /* A column's place in a brief row: -1 to leave it out, else its bytes. */
 static int brief_bytes(const char *name)

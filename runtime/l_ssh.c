@@ -40,6 +40,7 @@
 **   Waits until the port sends "SSH-" (a QEMU slirp port accepts TCP before
 **   the guest listens, so a successful connect() proves nothing).
 ** session:fingerprint() -> "SHA256:..." ; session:auth_method() -> "none"|...
+** session:server_banner() -> the server's "SSH-2.0-..." line | nil
 ** session:timing() -> { banner =, kex =, auth = }: proc.now() values of
 **   connect's phases (banner only with banner_timeout)
 ** session:exec(cmd, opts) -> exit_status, info | nil, msg, code
@@ -590,6 +591,19 @@ static int l_session_auth_method(lua_State *L)
     return 1;
 }
 
+/* session:server_banner() -> "SSH-2.0-OpenSSH_9.2p1 ..." | nil: the
+ * server's identification string (the image check names the server). */
+static int l_session_server_banner(lua_State *L)
+{
+    struct ssh_ud *s = lssh_check_session(L, 1);
+    const char *b = ssh_get_serverbanner(s->ssh);
+    if (b == NULL)
+        lua_pushnil(L);
+    else
+        lua_pushstring(L, b);
+    return 1;
+}
+
 /* session:timing() -> { banner =, kex =, auth = } in proc.now() seconds:
  * when connect saw the banner (banner_timeout only), finished the key
  * exchange, and was logged in. */
@@ -642,6 +656,7 @@ static const luaL_Reg session_methods[] = {
     {"fingerprint", l_session_fingerprint},
     {"auth_method", l_session_auth_method},
     {"timing", l_session_timing},
+    {"server_banner", l_session_server_banner},
     {"close", l_session_close},
     {NULL, NULL},
 };

@@ -131,6 +131,14 @@ M.COMMANDS = {
             ["known-hosts"] = { kind = "value", arg = "FILE",
                 help = "register sftp URL: host keys (default " ..
                     "~/.ssh/known_hosts)" },
+            boot = { kind = "flag",
+                help = "check: boot the image and check its contract" },
+            ["boot-check"] = { kind = "flag",
+                help = "register: then check it as image check --boot" },
+            ["boot-timeout"] = { kind = "value", arg = "DURATION",
+                help = "check --boot: wait for SSH (default boot_timeout)" },
+            ["driver-config"] = { kind = "value", arg = "FILE",
+                help = "check --boot: driver.conf (default as for run)" },
             help = HELP_OPT,
         },
         subcommands = {
@@ -138,14 +146,18 @@ M.COMMANDS = {
                 options = { "sha256", "max-size", "connect-timeout",
                             "stall-timeout", "timeout", "max-redirects",
                             "insecure", "ca-file", "identity",
-                            "known-hosts" },
+                            "known-hosts", "boot-check", "boot-timeout",
+                            "driver-config" },
                 summary = "validate FILE or URL and store it as NAME" },
             ls = { args = { "[NAMESPACE]" }, summary = "list images" },
             info = { args = { "NAMESPACE", "NAME" },
                 summary = "show an image and its QCOW2 header" },
             rm = { args = { "NAMESPACE", "NAME" },
                 summary = "remove an image" },
-            check = { args = { "FILE" }, summary = "validate a QCOW2 file" },
+            check = { args = { "FILE" },
+                options = { "boot", "boot-timeout", "driver-config" },
+                summary = "validate a QCOW2 file; with --boot, boot an " ..
+                    "image and check the image contract" },
             fsck = { args = {}, options = { "repair" },
                 summary = "check the registry against its store" },
         },
@@ -323,6 +335,10 @@ usage: djinn-lua image SUBCOMMAND [--registry DB] [--json] ARGS...
   rm NAMESPACE NAME              remove an image
   check FILE                     validate a QCOW2 file; prints every
                                  problem, exit 1 if it is not valid
+  check --boot NAMESPACE NAME    boot the image and check the image
+  check --boot IMAGE             contract (see below); IMAGE as a
+                                 manifest's image: (with "/": a base
+                                 image under disks)
   fsck [--repair]                check the registry against its store
                                  (djinn_fsck); --repair puts back
                                  trashed files still in use and removes
@@ -357,9 +373,26 @@ nothing (exit 130). A registry that cannot be read (damaged, not a
 registry, no permission) is reported with its error, never as "no
 image".
 
+check --boot boots the image on the qemu driver's machine (driver.conf's
+driver qemu block: accel, cpus, memory, boot_timeout; --driver-config
+FILE as for run; --boot-timeout DURATION wins over boot_timeout) and
+checks, one line each with the fix for anything not right: the SSH
+banner within the boot timeout; root's login with an empty password
+(auth none and password "" tried separately); a command's exit status;
+a file placed and fetched (SFTP, or the exec fallback: a warning);
+env requests (refused: a warning, the driver exports them in the job
+script); /root writable and /root/.ssh present; the guest clock within
+a minute; a clean poweroff. Verdict: usable, usable with warnings, or
+unusable (exit 1), recorded in the registry by content (shown by ls and
+info; a base image's check creates the registry). --json: "log",
+"item" and a last "result" event. A qemu build refuses an image whose
+last check said unusable, before boot (driver.conf refuse_unusable
+false: a warning, then it boots). register --boot-check registers, then
+checks.
+
 Exit status: 0 success, 1 the operation failed (invalid image, no such
 image, the registry cannot be read or does not exist, fsck found a
-problem, the worker could not start), 2 usage error (also: no default
+problem, the worker could not start, check --boot: unusable), 2 usage error (also: no default
 registry because there is no home directory), 130 interrupted.
 ]],
     docker = [[
@@ -1135,6 +1168,145 @@ local function register_worker(regpath, ns, name, file, json, opts)
     return code
 end
 
+-- image info's lines for the last boot check of the image's content:
+-- when, verdict, machine, and each item that failed or warned (with its
+-- fix); "never" when it was not checked.
+local function print_last_check(last)
+    if last == nil then
+        print(string.format("%-26s %s", "check", "never (djinn-lua image " ..
+                            "check --boot NAMESPACE NAME)"))
+        return
+    end
+    print(string.format("%-26s %s (%s)", "check", require("djinn.contract")
+        .VERDICT_TEXT[last.verdict] or tostring(last.verdict),
+        tostring(last.checked_at)))
+    print(string.format("%-26s %s", "check.machine", tostring(last.machine)))
+    for _, it in ipairs(last.items or {}) do
+        if type(it) == "table" and (it.status == "fail" or
+                                    it.status == "warn") then
+            print(string.format("%-26s %s: %s", "check." ..
+                tostring(it.name), it.status, (tostring(it.detail):gsub(
+                "\n", "\n" .. string.rep(" ", 27)))))
+            if type(it.fix) == "string" then
+                print(string.format("%-26s %s", "check." ..
+                                    tostring(it.name) .. ".fix", it.fix))
+            end
+        end
+    end
+end
+
+-- The options of the boot check belong to check --boot and register
+-- (--boot-check). -> nil | usage message
+local function boot_opts_misused(sub, opts)
+    if opts.boot and sub ~= "check" then
+        return "--boot is an option of image check"
+    elseif opts["boot-check"] and sub ~= "register" then
+        return "--boot-check is an option of image register"
+    end
+    local booting = (sub == "check" and opts.boot) or
+        (sub == "register" and opts["boot-check"])
+    for _, k in ipairs{ "boot-timeout", "driver-config" } do
+        if opts[k] ~= nil and not booting then
+            return "--" .. k .. " is an option of image check --boot " ..
+                "and image register --boot-check"
+        end
+    end
+end
+
+-- image check --boot (and register --boot-check): boot the image on the
+-- qemu driver's machine and check the image contract (djinn.contract),
+-- then record the verdict in the registry (image_checks, by content; a
+-- base image's check creates the registry like register does). Text: one
+-- line per item (and its fix) on stdout, the driver's lines on stderr;
+-- --json: {"event":"log"|"item"|"result"} lines on stdout. IMAGE is read
+-- as a manifest's image: with NS as its namespace: (nil: personal image,
+-- or a base image path with "/"). -> exit status: 0 usable (with or
+-- without warnings), 1 unusable or not checked, 2 usage, 130 interrupted.
+local function image_boot_check(regpath, ns, image, opts)
+    local contract = require "djinn.contract"
+    local json = require "djinn.json"
+    local proc = require "djinn.proc"
+    local boot_timeout
+    if opts["boot-timeout"] then
+        local d, derr = util.parse_duration(opts["boot-timeout"])
+        if d == nil or d <= 0 then
+            return usage_error("image", "--boot-timeout: " ..
+                (derr or "must be more than 0"))
+        end
+        boot_timeout = d
+    end
+    local function emit(v)
+        io.stdout:write(json.encode(v), "\n")
+        io.stdout:flush()
+    end
+    local cfg, cerr = load_config(opts["driver-config"], function(m)
+        eprint("djinn-lua: image check: warning: ", m)
+    end)
+    if cfg == nil then
+        return image_fail("check", "driver.conf: ", cerr)
+    end
+    local log = {
+        line = function(_, l)
+            if opts.json then emit{ event = "log", line = l }
+            elseif l ~= "" then eprint(l) end
+        end,
+        warn = function(_, l)
+            if opts.json then emit{ event = "log", level = "warning",
+                                    line = l }
+            else eprint("warning: ", l) end
+        end,
+    }
+    local function on_item(it)
+        if opts.json then
+            emit{ event = "item", name = it.name, status = it.status,
+                  detail = it.detail, fix = it.fix }
+            return
+        end
+        print(string.format("%-4s  %-8s  %s", it.status, it.name,
+            (tostring(it.detail):gsub("\n", "\n                "))))
+        if it.fix then print("                fix: " .. it.fix) end
+        io.stdout:flush()
+    end
+    proc.on_signals{ "INT", "TERM" }
+    local ctx = require("djinn.pipeline").new_ctx(nil, proc, true)
+    local res, err = contract.check{ image = image, namespace = ns,
+        registry = regpath, config = require("djinn.config").driver(cfg,
+        "qemu"), boot_timeout = boot_timeout, log = log, on_item = on_item,
+        ctx = ctx }
+    proc.default_signals()
+    if res == nil then
+        if ctx:cancelled() then
+            eprint("djinn-lua: image check: interrupted (", tostring(err),
+                   "); the machine was stopped, nothing was recorded")
+            return 130
+        end
+        if opts.json then emit{ event = "error", message = err } end
+        return image_fail("check", err)
+    end
+    local db, derr = require("djinn.registry").open(regpath)
+    local id
+    if db then
+        id, derr = contract.record(db, res)
+        db:close()
+    end
+    if opts.json then
+        emit{ event = "result", image = res.label, path = res.path,
+              sha256 = res.sha256, verdict = res.verdict,
+              machine = res.machine, seconds = res.seconds,
+              recorded = id ~= nil, items = json.array(res.items) }
+    else
+        print(string.format("verdict: %s: %s (sha256 %s), checked in %s " ..
+            "on %s", contract.VERDICT_TEXT[res.verdict], res.label,
+            res.sha256:sub(1, 12), util.fmt_duration(res.seconds),
+            res.machine))
+    end
+    if id == nil then
+        return image_fail("check", "cannot record the verdict in ",
+                          regpath, ": ", tostring(derr))
+    end
+    return res.verdict == "unusable" and 1 or 0
+end
+
 local function cmd_image(args)
     local opts, pos = parse_opts(args, M.COMMANDS.image.options)
     if opts == nil then
@@ -1163,8 +1335,10 @@ local function cmd_image(args)
                                "image register")
         end
     end
+    local bad = boot_opts_misused(sub, opts)
+    if bad then return usage_error("image", bad) end
     local regpath, rerr = opts.registry, nil
-    if regpath == nil and sub ~= "check" then
+    if regpath == nil and (sub ~= "check" or opts.boot) then
         regpath, rerr = M.default_registry()
         if regpath == nil then
             eprint("djinn-lua: image ", sub, ": ", rerr)
@@ -1183,7 +1357,13 @@ local function cmd_image(args)
     local function say_json(v)
         print(require("djinn.json").encode(v))
     end
-    if sub == "check" then
+    if sub == "check" and opts.boot then
+        if not nargs(1, 2, "--boot NAMESPACE NAME | --boot IMAGE") then
+            return 2
+        end
+        return image_boot_check(regpath, #pos == 2 and ns_arg(pos[1]) or nil,
+                                pos[#pos], opts)
+    elseif sub == "check" then
         if not nargs(1, 1, "FILE") then return 2 end
         local qcow2 = require "djinn.qcow2"
         local rep = qcow2.check(pos[1])
@@ -1201,8 +1381,13 @@ local function cmd_image(args)
         local ropts, oerr = import_opts(opts, src)
         if ropts == nil then return usage_error("image", oerr) end
         if sub == "register" then
-            return register_worker(regpath, ns_arg(pos[1]), pos[2], src,
-                                   opts.json, opts)
+            local st = register_worker(regpath, ns_arg(pos[1]), pos[2], src,
+                                       opts.json, opts)
+            if st == 0 and opts["boot-check"] then
+                return image_boot_check(regpath, ns_arg(pos[1]), pos[2],
+                                        opts)
+            end
+            return st
         end
         local db, st = open_registry(regpath, sub, explicit)
         if db == nil then return st end
@@ -1299,10 +1484,11 @@ local function cmd_image(args)
             cells[#cells + 1] = {
                 images.namespace_text(r.namespace, r.owner, me) or "-",
                 r.name or "?", r.owner or "?", human_size(r.file_size),
-                human_size(r.virtual_size), (r.sha256 or ""):sub(1, 12) }
+                human_size(r.virtual_size), (r.sha256 or ""):sub(1, 12),
+                r.check_verdict or "-" }
         end
         print_columns({ "NAMESPACE", "IMAGE", "OWNER", "SIZE", "VIRTUAL",
-                        "SHA256" }, cells)
+                        "SHA256", "CHECK" }, cells)
         return 0
     elseif sub == "info" then
         if not nargs(2, 2, "NAMESPACE NAME") then return 2 end
@@ -1322,6 +1508,7 @@ local function cmd_image(args)
         if path == nil and err == nil then
             other = images.elsewhere(db, pos[2])
         end
+        local last = path and images.last_check(db, { sha256 = sha })
         db:close()
         if err ~= nil then
             return image_fail("info", err)
@@ -1351,6 +1538,9 @@ local function cmd_image(args)
         end
         if opts.json then
             row.qcow2 = info
+            row.check = last and { verdict = last.verdict,
+                checked_at = last.checked_at, machine = last.machine,
+                items = require("djinn.json").array(last.items) }
             say_json(row)
             return 0
         end
@@ -1369,6 +1559,7 @@ local function cmd_image(args)
                                     tostring(info[k])))
             end
         end
+        print_last_check(last)
         return 0
     elseif sub == "rm" then
         if not nargs(2, 2, "NAMESPACE NAME") then return 2 end

@@ -53,6 +53,22 @@
 --       mtime_ns, ctime_ns } of the file that was checked.
 --   images.unchanged(path, identity) -> bool: path is still that file
 --       (QEMU opens it after the check).
+--
+-- The image-contract check's verdicts (djinn.contract records them in
+-- image_checks, by content):
+--   images.last_check(db, img [, only_unusable]) -> row of
+--       image_last_check { sha256, verdict, items (decoded), machine,
+--       checked_at } | nil (never checked) | nil, err. A base image has no
+--       recorded SHA-256: its file is hashed (image_sha256), and with
+--       only_unusable only when some content's last verdict is unusable,
+--       so a registry without such verdicts costs a build no hashing.
+--   images.failed_items(row) -> text: each failed item with its fix
+--   images.check_refusal(img, registry, log, refuse) -> nil | cause
+--       Before a boot (the qemu driver): when the last check of img's
+--       content said unusable, the cause to fail with (its date, failed
+--       items, fixes, and how to override); with refuse false a warning
+--       (log:warn) and nil. No registry, or one that cannot be read: nil
+--       (a warning for the latter; the boot itself decides).
 local M = {}
 
 function M.me()
@@ -291,6 +307,78 @@ function M.verify(img, log)
             " changed while it was being checked; refusing to boot it"
     end
     return rep.info or {}, id
+end
+
+---------------------------------------------------------------------------
+-- The image-contract check's verdicts.
+---------------------------------------------------------------------------
+function M.last_check(db, img, only_unusable)
+    local json = require "djinn.json"
+    local sha = img.sha256
+    if sha == nil then
+        if only_unusable then
+            local any, err = db:query("SELECT 1 AS x FROM image_last_check " ..
+                                      "WHERE verdict = 'unusable' LIMIT 1")
+            if any == nil then return nil, err end
+            if #any == 0 then return nil end
+        end
+        local rows, err = db:query("SELECT image_sha256(?) AS h", img.path)
+        sha = rows and rows[1] and rows[1].h
+        if sha == nil then return nil, err end
+    end
+    local rows, err = db:query("SELECT * FROM image_last_check WHERE " ..
+                               "sha256 = ?", sha)
+    if rows == nil then return nil, err end
+    local row = rows[1]
+    if row == nil then return nil end
+    row.items = json.decode(row.items or "[]") or {}
+    return row
+end
+
+function M.failed_items(row)
+    local lines = {}
+    for _, it in ipairs(row.items or {}) do
+        if type(it) == "table" and it.status == "fail" then
+            lines[#lines + 1] = string.format("  %s: %s", tostring(it.name),
+                                              tostring(it.detail))
+            if type(it.fix) == "string" and it.fix ~= "" then
+                lines[#lines + 1] = "    fix: " .. it.fix
+            end
+        end
+    end
+    return table.concat(lines, "\n")
+end
+
+function M.check_refusal(img, registry, log, refuse)
+    local fs = require "djinn.fs"
+    if registry == nil or not fs.exists(registry) then return nil end
+    local db, err = open_registry(registry)
+    local row
+    if db then
+        row, err = M.last_check(db, img, true)
+        db:close()
+    end
+    if row == nil then
+        if err and log then
+            log:warn("image " .. img.label .. ": cannot read its last " ..
+                     "boot check: " .. require("djinn.util").plain_error(err))
+        end
+        return nil
+    end
+    if row.verdict ~= "unusable" then return nil end
+    local text = string.format("image %s: its last boot check (%s, %s) " ..
+        "said unusable:\n%s", img.label, tostring(row.checked_at),
+        tostring(row.machine), M.failed_items(row))
+    if refuse then
+        return text .. "\nfix the image and check it again (djinn-lua " ..
+            "image check --boot), or set refuse_unusable false in the " ..
+            "driver qemu block of driver.conf to boot it anyway"
+    end
+    if log then
+        log:warn(text .. "\nbooting it anyway (refuse_unusable false in " ..
+                 "driver.conf)")
+    end
+    return nil
 end
 
 return M

@@ -80,7 +80,7 @@ is "check fsck info ls register rm" "image: its subcommands" djinn-lua image ''
 is "check fsck info ls register rm" "image --registry DB: still its subcommands" \
 	djinn-lua image --registry x.db ''
 is "register rm" "image r: subcommands with that prefix" djinn-lua image r
-is "--ca-file --connect-timeout --help --identity --insecure --json --known-hosts --max-redirects --max-size --registry --repair --sha256 --stall-timeout --timeout" "image ls --: its options" djinn-lua image ls --
+is "--boot --boot-check --boot-timeout --ca-file --connect-timeout --driver-config --help --identity --insecure --json --known-hosts --max-redirects --max-size --registry --repair --sha256 --stall-timeout --timeout" "image ls --: its options" djinn-lua image ls --
 is "prune" "docker: its subcommand" djinn-lua docker p
 is "driver.conf" "run --driver-config: a file" djinn-lua run --driver-config dri
 is "driver.conf" "run --driver-config=: a file after =" djinn-lua run --driver-config = dri

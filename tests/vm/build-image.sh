@@ -21,9 +21,16 @@
 #         OUTDIR/djinn-tiny-git.qcow2      with GIT=1: also Debian's git
 #                                          (clone over git://; no https)
 #         (SSHD=openssh GIT=1: djinn-tiny-openssh-git.qcow2)
+#         OUTDIR/djinn-tiny-nosshd.qcow2   with SSHD=none: boots, but no SSH
+#                                          server ever starts (the image-
+#                                          contract check's "no banner")
+#         OUTDIR/djinn-tiny-rootpw.qcow2   with ROOT_PASSWORD=1: root has the
+#                                          password "djinn" (breaks the
+#                                          contract; fix: passwd -d root)
 #         plus OUTDIR/<image>.stamp, which makes a re-run print "cached" and
 #         do nothing while this script and the kernel package are unchanged.
-# Env:    SSHD=dropbear|openssh|openssh-imagespage  GIT=0|1
+# Env:    SSHD=dropbear|openssh|openssh-imagespage|none  GIT=0|1
+#         ROOT_PASSWORD=0|1
 #         ROOT_MB=256 (ext4 root, 64..65536)
 #
 # Everything is built as an ordinary user from Debian packages, without loop
@@ -53,17 +60,24 @@ die() {
 	exit 1
 }
 
-[ $# -le 1 ] || die "usage: $prog [OUTDIR]  (env SSHD=dropbear|openssh|openssh-imagespage, ROOT_MB=N)"
+[ $# -le 1 ] || die "usage: $prog [OUTDIR]  (env SSHD=dropbear|openssh|openssh-imagespage|none, GIT=0|1, ROOT_PASSWORD=0|1, ROOT_MB=N)"
 OUT=${1:-.}
 SSHD=${SSHD:-dropbear}
 GIT=${GIT:-0}
+ROOT_PASSWORD=${ROOT_PASSWORD:-0}
 ROOT_MB=${ROOT_MB:-256}
 BOOT_MB=32
 case $SSHD in
 dropbear) NAME=djinn-tiny ;;
 openssh) NAME=djinn-tiny-openssh ;;
 openssh-imagespage) NAME=djinn-tiny-openssh-imagespage ;;
-*) die "SSHD=$SSHD: unknown SSH server; allowed: dropbear (default), openssh, openssh-imagespage" ;;
+none) NAME=djinn-tiny-nosshd ;;
+*) die "SSHD=$SSHD: unknown SSH server; allowed: dropbear (default), openssh, openssh-imagespage, none" ;;
+esac
+case $ROOT_PASSWORD in
+0) ;;
+1) NAME=$NAME-rootpw ;;
+*) die "ROOT_PASSWORD=$ROOT_PASSWORD: allowed: 0 (default: root has no password), 1 (root's password is djinn)" ;;
 esac
 SSHD_CONF=standard
 if [ "$SSHD" = openssh-imagespage ]; then
@@ -103,7 +117,7 @@ fi
 
 # ------------------------------------------------------------------ cache --
 SELF_HASH=$(sha256sum <"${BASH_SOURCE[0]}" | cut -d' ' -f1)
-STAMP_TEXT=$(printf 'script %s\nkernel %s\nsshd %s %s\ngit %s\nroot_mb %s\n' "$SELF_HASH" "$KPKG" "$SSHD" "$SSHD_CONF" "$GIT" "$ROOT_MB")
+STAMP_TEXT=$(printf 'script %s\nkernel %s\nsshd %s %s\ngit %s\nroot_password %s\nroot_mb %s\n' "$SELF_HASH" "$KPKG" "$SSHD" "$SSHD_CONF" "$GIT" "$ROOT_PASSWORD" "$ROOT_MB")
 if [ -f "$IMAGE" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$STAMP_TEXT" ]; then
 	echo "cached $IMAGE"
 	exit 0
@@ -307,6 +321,11 @@ root::19000:0:99999:7:::
 sshd:*:19000:0:99999:7:::
 nobody:*:19000:0:99999:7:::
 EOF
+if [ "$ROOT_PASSWORD" = 1 ]; then
+	# The SHA-512 crypt of "djinn" (openssl passwd -6 -salt djinncontract
+	# djinn): fixed, so that every build makes the same file.
+	sed -i 's|^root::|root:$6$djinncontract$Wqb6Ac/rqtMqDtG6dp3lIjqdUZxAlOhm1QliFYDzhBo6fwTc4oHdtNtx1mw.W98yvjxFRy.hkQqyi4ez4VSwU.:|' "$R/etc/shadow"
+fi
 chmod 600 "$R/etc/shadow"
 printf 'root:x:0:\nnogroup:x:65534:\n' >"$R/etc/group"
 printf '/bin/sh\n/bin/ash\n' >"$R/etc/shells"
@@ -358,6 +377,9 @@ Subsystem sftp /usr/lib/openssh/sftp-server
 EOF
 	fi
 	SSH_DAEMON='/usr/sbin/sshd -D -e'
+elif [ "$SSHD" = none ]; then
+	# No SSH server at all: the machine boots and never answers on port 22.
+	SSH_DAEMON=
 else
 	mkdir -p "$R/etc/dropbear"
 	for t in ed25519 ecdsa rsa; do
@@ -370,7 +392,7 @@ else
 fi
 cat >"$R/etc/inittab" <<EOF
 ::sysinit:/etc/init.d/rcS
-::respawn:$SSH_DAEMON
+${SSH_DAEMON:+::respawn:$SSH_DAEMON}
 ttyS0::respawn:/sbin/getty -L -n -l /bin/sh 115200 ttyS0 vt100
 ::ctrlaltdel:/sbin/reboot
 ::shutdown:/bin/umount -a -r

@@ -15,6 +15,11 @@
 --   lock_root true               after the first login, give root a
 --                                  per-build key and end the empty-
 --                                  password login (see below)
+--   refuse_unusable true           refuse to boot an image whose last
+--                                  image-contract check (djinn.contract,
+--                                  `image check --boot`) said unusable,
+--                                  with its failed items and their
+--                                  fixes; false: a warning, then boot
 --   binary "qemu-system-x86_64"
 --
 -- Image resolution (driver.image) and verification are djinn.images'
@@ -393,6 +398,12 @@ function Driver:start_qemu(img, info, accel)
         end
         self:pump(0.1)
     end
+    -- QEMU's version, from the greeting (the image check records it).
+    local g = self.qmp:match('{"QMP"[^\n]*\n') or ""
+    local maj, min, mic = g:match('"major":%s*(%d+)'), g:match(
+        '"minor":%s*(%d+)'), g:match('"micro":%s*(%d+)')
+    self.qemu_version = maj and string.format("%s.%s.%s", maj, min or "0",
+                                              mic or "0") or nil
     self.qmp = self.qmp:gsub('^.-{"QMP"[^\n]*\n', "")
     local reply
     reply, err = self:qmp_command('{"execute":"qmp_capabilities"}', 30)
@@ -418,10 +429,14 @@ end
 ---------------------------------------------------------------------------
 -- The driver interface.
 ---------------------------------------------------------------------------
-function Driver:create(env, objects)
-    local log, ctx = self.log, self.ctx
-    trace.mark("qemu: create")
-    log:line("Creating machine with arch " .. ARCH .. "...")
+-- Boot the machine (shared with djinn.contract, the image check):
+-- resolve and verify the image, with o.gate the refusal of an image whose
+-- last check said unusable (images.check_refusal; refuse_unusable in
+-- driver.conf), choose the accelerator, start qemu; the image must still
+-- be the file that was checked. -> img, t0 (proc.now() before qemu
+-- started) | nil, cause. self.accel_used is the accelerator.
+function Driver:boot(o)
+    local log = self.log
     local img, err = self:resolve()
     trace.mark("qemu: image resolved")
     if img == nil then
@@ -433,9 +448,18 @@ function Driver:create(env, objects)
     if info == nil then
         return nil, "failed to boot machine\n" .. id
     end
+    self.img = img
+    if o and o.gate then
+        local why = images.check_refusal(img, self.registry, log,
+                                         self.cfg.refuse_unusable ~= false)
+        if why then
+            return nil, "failed to boot machine\n" .. why
+        end
+    end
     log:line("Booting machine with image " .. self.image .. "...")
     local accel, why = self:choose_accel()
     log:line("Using accelerator " .. accel .. " (" .. why .. ")")
+    self.accel_used = accel
     local t0 = proc.now()
     local ok
     ok, err = self:start_qemu(img, info, accel)
@@ -447,19 +471,29 @@ function Driver:create(env, objects)
         return nil, "failed to boot machine\nimage " .. img.label .. ": " ..
             img.path .. " changed while the machine was starting"
     end
+    return img, t0
+end
 
-    -- The boot wait is the login itself: attempts whose TCP connect and
-    -- "SSH-" banner must come within 0.3 s (slirp accepts before the
-    -- guest listens; a guest without network yet leaves the connection
-    -- hanging), 20 ms apart, each then given 5 s for key exchange and
-    -- login on the same connection. Between attempts: cancellation, and
-    -- qemu's death fails the build at once with its stderr.
+-- Wait for the guest's SSH server and log in (shared with
+-- djinn.contract). The boot wait is the login itself: attempts whose TCP
+-- connect and "SSH-" banner must come within 0.3 s (slirp accepts before
+-- the guest listens; a guest without network yet leaves the connection
+-- hanging), 20 ms apart, each then given 5 s for key exchange and login
+-- on the same connection. Between attempts: cancellation, and qemu's
+-- death fails at once with its stderr. o = { methods = (default none,
+-- password, publickey), auth_final = (an authentication failure ends the
+-- wait at once: the server answered) }. -> conn | nil, cause, code
+-- (code "auth": refused; "timeout": nothing answered within
+-- boot_timeout; "cancelled").
+function Driver:login(t0, o)
+    o = o or {}
+    local log, ctx = self.log, self.ctx
     local deadline = t0 + self.boot_timeout
-    local conn
-    conn, err = sshjob.connect{
+    local conn, err, code = sshjob.connect{
         host = "127.0.0.1", port = self.port, user = "root",
         banner_timeout = 0.3, attempt = 5, retry = 0.02,
-        deadline = deadline, ctx = ctx,
+        deadline = deadline, ctx = ctx, methods = o.methods,
+        auth_final = o.auth_final,
         alive = function()
             self:pump(0)
             if log.progress then
@@ -470,19 +504,33 @@ function Driver:create(env, objects)
         end,
     }
     if log.progress_end then log:progress_end("boot") end
+    if conn then return conn end
+    local reason = ctx:cancelled()
+    if reason then return nil, ctx:cause() or reason, "cancelled" end
+    if code == "auth" then return nil, err, "auth" end
+    local full = self:disk_stopped()
+    if full then return nil, self:boot_failure(full) end
+    if self.exited then return nil, self:boot_failure(err) end
+    if proc.now() >= deadline then
+        return nil, self:boot_failure(string.format("the machine did " ..
+            "not answer on SSH (127.0.0.1:%d) within %s (boot_timeout " ..
+            "in driver.conf; last attempt: %s)", self.port,
+            util.fmt_timeout(self.boot_timeout), err)), "timeout"
+    end
+    return nil, self:boot_failure(err)
+end
+
+function Driver:create(env, objects)
+    local log = self.log
+    trace.mark("qemu: create")
+    log:line("Creating machine with arch " .. ARCH .. "...")
+    local img, t0 = self:boot{ gate = true }
+    if img == nil then
+        return nil, t0
+    end
+    local conn, err = self:login(t0)
     if conn == nil then
-        local reason = ctx:cancelled()
-        if reason then return nil, ctx:cause() or reason end
-        local full = self:disk_stopped()
-        if full then return nil, self:boot_failure(full) end
-        if self.exited then return nil, self:boot_failure(err) end
-        if proc.now() >= deadline then
-            return nil, self:boot_failure(string.format("the machine did " ..
-                "not answer on SSH (127.0.0.1:%d) within %s (boot_timeout " ..
-                "in driver.conf; last attempt: %s)", self.port,
-                util.fmt_timeout(self.boot_timeout), err))
-        end
-        return nil, self:boot_failure(err)
+        return nil, err
     end
     self.conn = conn
     trace.mark("qemu: logged in")

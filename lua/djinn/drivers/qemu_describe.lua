@@ -27,6 +27,10 @@ return {
         lock_root = { type = "bool", default = true,
                       doc = "after the first login, give root a per-build " ..
                             "key and end the empty-password login" },
+        refuse_unusable = { type = "bool", default = true,
+                            doc = "refuse to boot an image whose last " ..
+                                  "boot check (image check --boot) said " ..
+                                  "unusable; false: a warning, then boot" },
         binary = { type = "string", default = "qemu-system-x86_64",
                    doc = "the QEMU program" },
         arch = { type = "string",

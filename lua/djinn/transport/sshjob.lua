@@ -19,6 +19,8 @@
 --           deadline = proc.now() value to give up at,
 --           ctx = the pipeline context (polled between attempts),
 --           alive = function() -> nil | cause (e.g. "qemu exited: ..."),
+--           auth_final = false (true: a server that answers but refuses
+--             every method ends the wait at once: nil, cause, "auth"),
 --           label = "127.0.0.1:2222" (for messages) }
 --     Retries every `retry` s (a refused or reset connection fails fast)
 --     until the deadline. The first session's host key fingerprint is
@@ -124,6 +126,9 @@ function M.connect(o)
         -- A pinned key that does not match will not start to match.
         if last:find("host key mismatch", 1, true) then
             return nil, last
+        end
+        if o.auth_final and last:find("authentication failed", 1, true) then
+            return nil, last, "auth"
         end
         if proc.now() >= o.deadline then
             return nil, string.format("Timed out trying to connect to " ..
