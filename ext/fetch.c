@@ -185,6 +185,8 @@ static char *fail_text(struct fetch *f, CURLcode cc, const char *url,
     const char *detail = errbuf[0] ? errbuf : curl_easy_strerror(cc);
     double connect = 0;
 
+    if (cc == CURLE_FILESIZE_EXCEEDED) /* known from Content-Length */
+        f->stop = STOP_SIZE;
     switch (f->stop) {
     case STOP_SINK:
         msg = f->sink_err;
@@ -265,13 +267,6 @@ static char *fail_text(struct fetch *f, CURLcode cc, const char *url,
                                "bytes (%s)",
                                url, f->got, detail);
     }
-    case CURLE_FILESIZE_EXCEEDED:
-        lim = size_text(f->max_size);
-        msg = sqlite3_mprintf("%s: larger than the size limit, %s (raise it "
-                              "with --max-size, or max_size in SQL)",
-                              url, lim ? lim : "?");
-        sqlite3_free(lim);
-        return msg;
     case CURLE_PEER_FAILED_VERIFICATION:
         return sqlite3_mprintf("%s: the server's identity is not trusted "
                                "(%s); trust its CA with --ca-file FILE (an "

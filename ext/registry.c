@@ -641,6 +641,26 @@ done:
     return rc;
 }
 
+/* What every registration checks first: a usable registry, no open
+** transaction, the name, the namespace (ns and owner filled in; the caller
+** frees ns with reg_ns_free, also on failure). */
+static int reg_register_prologue(sqlite3 *db, const char *spec,
+                                 const char *name, struct reg_ns *ns,
+                                 char owner[REG_MAX_OWNER + 1], char **err)
+{
+    int rc;
+
+    memset(ns, 0, sizeof(*ns));
+    rc = reg_check_registry(db, err);
+    if (rc == SQLITE_OK)
+        rc = reg_need_autocommit(db, err);
+    if (rc == SQLITE_OK)
+        rc = reg_check_image_name(name, err);
+    if (rc == SQLITE_OK)
+        rc = reg_image_ns(spec, ns, owner, REG_MAX_OWNER + 1, err);
+    return rc;
+}
+
 static int reg_commit_from(sqlite3 *db, struct store_ingest *ing,
                            const char *spec, const char *name,
                            const struct reg_origin *origin, sqlite3_int64 *id,
@@ -651,14 +671,7 @@ static int reg_commit_from(sqlite3 *db, struct store_ingest *ing,
     int rc;
 
     *id = 0;
-    memset(&ns, 0, sizeof(ns));
-    rc = reg_check_registry(db, err);
-    if (rc == SQLITE_OK)
-        rc = reg_need_autocommit(db, err);
-    if (rc == SQLITE_OK)
-        rc = reg_check_image_name(name, err);
-    if (rc == SQLITE_OK)
-        rc = reg_image_ns(spec, &ns, owner, sizeof(owner), err);
+    rc = reg_register_prologue(db, spec, name, &ns, owner, err);
     /* Validated before the write lock is taken: the validator reads the
     ** whole file. */
     if (rc == SQLITE_OK)
@@ -824,14 +837,7 @@ int reg_image_import(sqlite3 *db, const char *spec, const char *name,
         memset(&none, 0, sizeof(none));
         imp = &none;
     }
-    memset(&ns, 0, sizeof(ns));
-    rc = reg_check_registry(db, err);
-    if (rc == SQLITE_OK)
-        rc = reg_need_autocommit(db, err);
-    if (rc == SQLITE_OK)
-        rc = reg_check_image_name(name, err);
-    if (rc == SQLITE_OK)
-        rc = reg_image_ns(spec, &ns, owner, sizeof(owner), err);
+    rc = reg_register_prologue(db, spec, name, &ns, owner, err);
     if (rc == SQLITE_OK)
         rc = reg_register(db, &ns, owner, name, source, imp, id, err);
     reg_ns_free(&ns);
