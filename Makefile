@@ -243,10 +243,15 @@ vm-bench: all
 # build/images by its stamp, packages cached beside it) and install it as
 # Djinn's base image debian/12 with the alias debian/stable under
 # driver.conf's disks (DISKS=DIR overrides; DRIVER_CONFIG=FILE names
-# another driver.conf). tests/e2e/debian_image.sh checks it in `make test`.
+# another driver.conf), then run the image-contract check on it (image
+# check --boot; the verdict is recorded in the default registry).
+# tests/e2e/debian_image.sh checks all of it in `make test`.
 .PHONY: images
 images: all
 	bash examples/images/debian-12.sh build/images/debian-12.qcow2
 	$(B)/djinn-lua examples/images/install-base.lua build/images/debian-12.qcow2 \
 		debian/12 debian/stable $(if $(DISKS),--disks $(DISKS)) \
 		$(if $(DRIVER_CONFIG),--driver-config $(DRIVER_CONFIG))
+	$(if $(DISKS),printf 'driver qemu {\n    disks "%s"\n}\n' '$(DISKS)' > build/images/driver.conf)
+	$(B)/djinn-lua image check --boot debian/stable \
+		$(if $(DISKS),--driver-config build/images/driver.conf,$(if $(DRIVER_CONFIG),--driver-config $(DRIVER_CONFIG)))

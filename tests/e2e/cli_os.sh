@@ -274,7 +274,7 @@ run h2 run --help
 ok $rc "run --help exits 0"
 hasF h2.out "--timeout DURATION"; ok $? "run --help lists options"
 run h3 help image
-hasF h3.out "register NAMESPACE NAME FILE"; ok $? "help image"
+hasF h3.out "register NAMESPACE NAME SOURCE"; ok $? "help image"
 run h4 frobnicate
 ok $([ $rc -eq 2 ]; echo $?) "unknown command exits 2 (got $rc)"
 

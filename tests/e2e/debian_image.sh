@@ -3,7 +3,8 @@
 # debian_image.sh - the real Debian 12 base image (issue 14, part 3):
 # examples/images/debian-12.sh builds it from the host's mirror
 # (mmdebstrap in unshare mode, no mounts), install-base.lua installs it as
-# Djinn's base image debian/12 with the alias debian/stable, and a manifest
+# Djinn's base image debian/12 with the alias debian/stable, the
+# image-contract check (image check --boot) finds it usable, and a manifest
 # with `image: debian/stable` runs a real job on it: apt-get install from
 # the mirror, a C compile of an object, an artifact back. The image is
 # built once per checkout (build/images, kept by its stamp; the package
@@ -48,6 +49,13 @@ driver qemu {
     boot_timeout 5m
 }
 EOF
+RUN_TIMEOUT=600 run bootcheck image check --boot --registry "$W/reg.db" --driver-config "$W/driver.conf" debian/stable
+ok $rc "image check --boot debian/stable: usable (exit $rc)"
+[ $rc = 0 ] || { show bootcheck.out; show bootcheck.err; }
+check "... every item passed" sh -c "[ \$(grep -c '^pass ' '$W/bootcheck.out') -ge 8 ] && ! grep -q -e '^fail ' -e '^warn ' '$W/bootcheck.out'"
+check "... the verdict is recorded for its content" sh -c "sqlite3 '$W/reg.db' \"SELECT verdict FROM image_last_check WHERE sha256 = '\$(sha256sum '$IMG' | cut -d' ' -f1)'\" | grep -qx usable"
+grep -e '^pass  banner' -e '^verdict' "$W/bootcheck.out" | sed 's/^/# /'
+
 mkdir -p "$W/objs" "$W/arts"
 printf '#include <stdio.h>\nint main(void) { puts("built on debian " VERSION); return 0; }\n' >"$W/objs/hello.c"
 cat >"$W/m.yml" <<'EOF'
