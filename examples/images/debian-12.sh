@@ -2,8 +2,8 @@
 # debian-12.sh OUT.qcow2 - build a Debian 12 (bookworm) QCOW2 v3 image that
 # meets the Djinn image contract, from Debian's package archive, without
 # root-only tricks on the host: no loop mount, no nbd, no chroot, no
-# guestfish (issue 14, part 3; ../shared/reference/base-images.md measured
-# the method on this machine kind).
+# guestfish (issue 14, part 3; the team's research note on base images
+# measured the method on this machine kind).
 #
 #   1. mmdebstrap --mode=unshare (a user namespace; as root too) bootstraps
 #      systemd, udev, the cloud kernel (linux-image-cloud-amd64),
