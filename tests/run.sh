@@ -66,7 +66,13 @@ if ldd "$B/djinn.so" 2>/dev/null | grep -q libasan; then
 	pre=$(${CC:-cc} -print-file-name=libasan.so)
 	ub=$(${CC:-cc} -print-file-name=libubsan.so)
 	export DJINN_SHELL_PRELOAD="$pre $ub"
-	export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
+	# intercept_tls_get_addr=0: GCC 12's LeakSanitizer reads a garbage
+	# dynamic-TLS range from glibc 2.36 once the dlopen()ed libraries
+	# (libcurl's TLS stack) have used their thread-locals, and its tracer
+	# dies at exit ("Tracer caught signal 11", the shell's buffered output
+	# lost). Not tracking dynamic TLS can only add leak reports, never hide
+	# one.
+	export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:intercept_tls_get_addr=0}
 	export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 fi
 
