@@ -121,13 +121,13 @@ end
 
 -- (a) djinn-lua run: from spawning it to the first byte of the first
 -- job's output ("+ echo first-output" from set -x).
-local function measure_a()
-    local m = work .. "/first.yml"
+local function measure_a(conf, manifest)
+    local m = manifest or (work .. "/first.yml")
     local t0 = proc.now()
     local env = proc.environ()
     env.DJINN_TRACE = "1"
     local c = assert(proc.spawn{ argv = { dl, "run", "--registry", reg,
-        "--driver-config", work .. "/vm.conf", "--artifacts",
+        "--driver-config", conf or (work .. "/vm.conf"), "--artifacts",
         work .. "/art", m }, stdin = "null", stdout = "pipe",
         stderr = "stdout", env = env })
     local out, t_first, ready = "", nil, nil
@@ -193,16 +193,52 @@ local function measure_jobs()
     return per_exec, per_job, per_cli, N, NC
 end
 
+-- image warm: make the snapshot for conf; -> seconds, state MiB, disk MiB
+local function make_warm(conf, ns, name)
+    local rc, out = run({ dl, "image", "warm", "--registry", reg,
+                          "--driver-config", conf, ns, name }, 600)
+    assert(rc == 0, "image warm failed:\n" .. out)
+    local secs, st, dk = out:match("Saved warm snapshot %S+ in ([%d.]+)s " ..
+        "%(([%d.]+) MiB state, ([%d.]+) MiB disk%)")
+    return tonumber(secs), tonumber(st), tonumber(dk)
+end
+
+-- djinn-lua's own share of a warm start: the time to the first output
+-- minus qemu's state load (spawned -> state loaded) and the guest's first
+-- answer (running -> banner seen).
+local function own_share(t_first, phases)
+    local t = {}
+    for _, e in ipairs(phases) do t[e.label] = t[e.label] or e.t end
+    local sp, ld = t["qemu: spawned"], t["qemu: state loaded"]
+    local rn, bn = t["qemu: running from the snapshot"], t["ssh: banner seen"]
+    if not (sp and ld and rn and bn) then return 0 / 0 end
+    return t_first - (ld - sp) - (bn - rn)
+end
+
+local function warm_conf(memory, path, extra)
+    local f = assert(io.open(path, "w"))
+    f:write(string.format("driver qemu {\n    cpus 1\n    memory %d\n" ..
+        "    accel \"tcg\"\n    restrict true\n%s}\n", memory,
+        extra or ""))
+    f:close()
+    return path
+end
+
 io.write(string.format("vm-bench: %d run(s) each, TCG, image %s (%d bytes)\n",
                        runs, image, fs.stat(image).size))
-local A, R, Bs, Cs, P = {}, {}, {}, {}, {}
+local wsecs, wstate, wdisk = make_warm(work .. "/vm-warm.conf", "bench",
+                                       "tiny")
+local A, R, Bs, Cs, P, Wt, Wo = {}, {}, {}, {}, {}, {}, {}
 for i = 1, runs do
     -- interleave, so load drifts hit every method alike
     Bs[i] = measure_b()
     A[i], R[i], P[i] = measure_a()
+    local wt, _, wp = measure_a(work .. "/vm-warm.conf")
+    Wt[i] = wt
+    Wo[i] = own_share(Wt[i], wp)
     Cs[i] = measure_c()
-    io.write(string.format("  run %d: a %.2f s  b %.2f s  c %.2f s\n", i,
-                           A[i], Bs[i], Cs[i]))
+    io.write(string.format("  run %d: a %.2f s  b %.2f s  c %.2f s  w %.2f s" ..
+                           "\n", i, A[i], Bs[i], Cs[i], Wt[i]))
     io.flush()
 end
 local ma, mb, mc = median(A), median(Bs), median(Cs)
@@ -218,6 +254,17 @@ print(string.format("  (c) Djinn: sleep 2 s + 1 s retries     %6.2f   [%s]",
                     mc, fmt(Cs)))
 print(string.format("  (a) - (b) = %+.2f s (goal <= +0.10); (c) - (a) = " ..
                     "%+.2f s", ma - mb, mc - ma))
+local mw = median(Wt)
+print("")
+print("warm snapshots (issue 15; median of " .. runs .. ")")
+print(string.format("  snapshot made in %.2f s: %.1f MiB state, %.1f MiB disk",
+                    wsecs or 0 / 0, wstate or 0 / 0, wdisk or 0 / 0))
+print(string.format("  (w) warm run -> first job output        %6.2f   [%s]",
+                    mw, fmt(Wt)))
+print(string.format("  (w) / (a) = %.2f (goal <= 0.25); (w) <= 1.5 s: %s",
+                    mw / ma, mw <= 1.5 and "yes" or "no"))
+print(string.format("  djinn-lua's own share of (w): %.2f s (goal <= 0.20) " ..
+                    "[%s]", median(Wo), fmt(Wo)))
 -- The phases of (a), from DJINN_TRACE=1 (median per label, seconds after
 -- the spawn of djinn-lua; the boot phases relative to (b) for scale).
 print("")
@@ -269,6 +316,43 @@ if #post > 0 then
     print(string.format("  (a) - (b) on the same VM = %+.2f s", median(pre) +
         median(post)))
 end
+-- Memory scaling, and the Debian base image when it was built.
+local function scale(label, memory, ns, name, manifest, n)
+    local conf = warm_conf(memory, string.format("%s/scale-%s-%d.conf",
+                                                 work, ns, memory))
+    local secs, st, dk = make_warm(conf, ns, name)
+    local T = {}
+    for i = 1, n do T[i] = measure_a(conf, manifest) end
+    print(string.format("  %-22s %5d MiB: made in %5.2f s, %6.1f MiB " ..
+        "state, %5.1f MiB disk; warm start %.2f s [%s]", label, memory,
+        secs or 0 / 0, st or 0 / 0, dk or 0 / 0, median(T), fmt(T)))
+end
+print("")
+print("warm snapshots by guest memory and image (warm start: median of " ..
+      runs .. ")")
+for _, mem in ipairs{ 256, 1024, 2048 } do
+    scale("tiny", mem, "bench", "tiny", nil, runs)
+end
+local deb = build .. "/images/debian-12.qcow2"
+if fs.exists(deb) then
+    assert(run({ dl, "image", "register", "--registry", reg, "bench",
+                 "debian", deb }, 600) == 0)
+    local m = work .. "/debian.yml"
+    local f = assert(io.open(m, "w"))
+    f:write((fs.readfile(work .. "/first.yml"):gsub("image: tiny",
+                                                    "image: debian")))
+    f:close()
+    -- The cold path once, for scale (warm false).
+    local cold = warm_conf(1024, work .. "/debian-cold.conf",
+                           "    warm false\n")
+    local tc = measure_a(cold, m)
+    print(string.format("  %-22s %5d MiB: cold start %.2f s", "debian-12", 1024,
+                        tc))
+    scale("debian-12", 1024, "bench", "debian", m, runs)
+else
+    print("  (no build/images/debian-12.qcow2: `make images` builds it)")
+end
+
 local pe, pj, pc, N, NC = measure_jobs()
 print("")
 print("per-job overhead on a booted VM (milliseconds)")

@@ -31,7 +31,9 @@ SQLITE_EXTENSION_INIT3
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -1007,6 +1009,83 @@ void store_ingest_abort(struct store_ingest *ing)
 /* ---------------------------------------------------------------------- */
 /* Removal                                                                 */
 
+/* ---------------------------------------------------------------------- */
+/* Warm VM snapshots (issue 15): djinn-lua keeps a registered image's       */
+/* snapshots in <store>/warm/<sha256>.<shape>/ (files only), each with a    */
+/* lock file <sha256>.<shape>.lock, and makes them in .tmp-<name>-<pid>/    */
+/* (lua/djinn/warm.lua). They go with their image's file, and fsck lists    */
+/* them.                                                                    */
+
+#define WARM_DIR "warm"
+
+/* Remove the snapshot directory `name` in wfd (its files, then itself). */
+static int reg_warm_rmdir(int wfd, const char *name)
+{
+    int fd = openat(wfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    DIR *d;
+    struct dirent *e;
+    int rc = 0;
+
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -1;
+    d = fdopendir(fd);
+    if (d == NULL) {
+        close(fd);
+        return -1;
+    }
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        if (unlinkat(fd, e->d_name, 0) != 0 && errno != ENOENT)
+            rc = -1;
+    }
+    closedir(d);
+    if (rc == 0 && unlinkat(wfd, name, AT_REMOVEDIR) != 0 && errno != ENOENT)
+        rc = -1;
+    return rc;
+}
+
+/* Is the lock file `name` held by some process (a snapshot being made)? */
+static int reg_warm_locked(int wfd, const char *name)
+{
+    int fd = openat(wfd, name, O_RDWR | O_NOFOLLOW | O_CLOEXEC), busy;
+
+    if (fd < 0)
+        return 0;
+    busy = flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+    close(fd); /* drops the lock when we took it */
+    return busy;
+}
+
+/* The image of content sha is gone: so are its snapshots (best effort: a
+** left one is an orphan that fsck reports and repairs). */
+static void store_warm_drop(int dfd, const char *sha)
+{
+    int wfd =
+        openat(dfd, WARM_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    DIR *d;
+    struct dirent *e;
+
+    if (wfd < 0)
+        return;
+    d = fdopendir(wfd);
+    if (d == NULL) {
+        close(wfd);
+        return;
+    }
+    while ((e = readdir(d)) != NULL) {
+        size_t n = strlen(e->d_name);
+
+        if (n <= 65 || memcmp(e->d_name, sha, 64) != 0 || e->d_name[64] != '.')
+            continue;
+        if (n > 5 && strcmp(e->d_name + n - 5, ".lock") == 0)
+            (void)unlinkat(wfd, e->d_name, 0);
+        else
+            (void)reg_warm_rmdir(wfd, e->d_name);
+    }
+    closedir(d);
+}
+
 int store_trash(sqlite3 *db, const char *sha, struct store_trash *t, char **err)
 {
     char prefix[80];
@@ -1048,6 +1127,8 @@ void store_trash_end(struct store_trash *t, int committed)
         else
             (void)renameat(t->dfd, t->trash, t->dfd, t->final);
     }
+    if (committed && t->dfd >= 0 && t->final[0] != '\0')
+        store_warm_drop(t->dfd, t->final); /* final: "<sha256>.qcow2" */
     t->trashed = 0;
     if (t->dfd >= 0)
         close(t->dfd);
@@ -1099,6 +1180,9 @@ struct reg_fsck {
     size_t nneed;
     sqlite3_str *orphans, *temps, *removed, *restored;
     int no, nt, nr, nrs;
+    sqlite3_str *warm_orphans, *warm_temps; /* <store>/warm (issue 15) */
+    int nwo, nwt;
+    sqlite3_int64 warm_snapshots, warm_bytes;
 };
 
 static int reg_sha_cmp(const void *a, const void *b)
@@ -1275,8 +1359,8 @@ static int reg_fsck_entry(struct reg_fsck *f, const char *name, char **err)
     char sha[65];
 
     if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0 ||
-        strcmp(name, REG_MARKER) == 0)
-        return SQLITE_OK;
+        strcmp(name, REG_MARKER) == 0 || strcmp(name, WARM_DIR) == 0)
+        return SQLITE_OK; /* warm/: reg_fsck_warm */
     if (strncmp(name, ".tmp-", 5) == 0) {
         if (f->repair && !reg_temp_busy(f->dfd, name))
             return reg_fsck_unlink(f, name, err);
@@ -1302,6 +1386,125 @@ static int reg_fsck_entry(struct reg_fsck *f, const char *name, char **err)
     f->files++;
     f->bad = 1;
     reg_list_add(f->orphans, &f->no, name);
+    return SQLITE_OK;
+}
+
+/* The bytes of the files in snapshot directory `name`. */
+static sqlite3_int64 reg_warm_bytes(int wfd, const char *name)
+{
+    int fd = openat(wfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    DIR *d;
+    struct dirent *e;
+    struct stat sb;
+    sqlite3_int64 total = 0;
+
+    if (fd < 0)
+        return 0;
+    d = fdopendir(fd);
+    if (d == NULL) {
+        close(fd);
+        return 0;
+    }
+    while ((e = readdir(d)) != NULL) {
+        if (fstatat(fd, e->d_name, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+            S_ISREG(sb.st_mode) && sb.st_size <= INT64_MAX - total)
+            total += sb.st_size;
+    }
+    closedir(d);
+    return total;
+}
+
+/* A repaired warm entry, listed as warm/<name> among the removed. */
+static void reg_warm_listed(sqlite3_str *s, int *n, const char *name)
+{
+    char item[320];
+
+    snprintf(item, sizeof(item), WARM_DIR "/%s", name);
+    reg_list_add(s, n, item);
+}
+
+/*
+** <store>/warm: a snapshot of an image the rows still need is counted; one
+** of a content no row needs (or a name djinn-lua never gives) is an
+** orphan, removed by repair; a temporary directory whose maker is gone
+** (its lock is free) is listed, and removed by repair.
+*/
+static int reg_fsck_warm(struct reg_fsck *f, char **err)
+{
+    int wfd;
+    DIR *d;
+    struct dirent *e;
+    char sha[65];
+
+    if (f->dfd < 0)
+        return SQLITE_OK;
+    wfd = openat(f->dfd, WARM_DIR,
+                 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (wfd < 0)
+        return SQLITE_OK; /* none yet */
+    d = fdopendir(wfd);
+    if (d == NULL) {
+        close(wfd);
+        *err = sqlite3_mprintf("store '%s': cannot list %s: %s", f->dir,
+                               WARM_DIR, strerror(errno));
+        return SQLITE_IOERR;
+    }
+    while ((e = readdir(d)) != NULL) {
+        const char *name = e->d_name;
+        size_t n = strlen(name);
+        int is_lock = n > 5 && strcmp(name + n - 5, ".lock") == 0;
+
+        if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0 ||
+            strncmp(name, ".probe-", 7) == 0)
+            continue;
+        if (strncmp(name, ".tmp-", 5) == 0) {
+            char lock[300];
+            const char *dash = strrchr(name, '-');
+            int len = dash != NULL && dash > name + 5 ? (int)(dash - (name + 5))
+                                                      : (int)(n - 5);
+
+            snprintf(lock, sizeof(lock), "%.*s.lock", len, name + 5);
+            if (reg_warm_locked(wfd, lock))
+                continue; /* being made */
+            if (f->repair && reg_warm_rmdir(wfd, name) == 0) {
+                reg_warm_listed(f->removed, &f->nr, name);
+                continue;
+            }
+            f->bad = 1;
+            reg_list_add(f->warm_temps, &f->nwt, name);
+            continue;
+        }
+        if (n > 65 && store_hex_ok(name, 64) && name[64] == '.') {
+            memcpy(sha, name, 64);
+            sha[64] = '\0';
+            if (reg_fsck_needed(f, sha)) {
+                if (!is_lock) {
+                    f->warm_snapshots++;
+                    f->warm_bytes += reg_warm_bytes(wfd, name);
+                }
+                continue;
+            }
+            if (is_lock) {
+                if (f->repair)
+                    (void)unlinkat(wfd, name, 0);
+                continue;
+            }
+            if (f->repair) {
+                char lock[300];
+
+                snprintf(lock, sizeof(lock), "%s.lock", name);
+                if (!reg_warm_locked(wfd, lock) &&
+                    reg_warm_rmdir(wfd, name) == 0) {
+                    (void)unlinkat(wfd, lock, 0);
+                    reg_warm_listed(f->removed, &f->nr, name);
+                    continue;
+                }
+            }
+        }
+        f->bad = 1;
+        reg_list_add(f->warm_orphans, &f->nwo, name);
+    }
+    closedir(d);
     return SQLITE_OK;
 }
 
@@ -1457,6 +1660,8 @@ static void djinn_fsck_func(sqlite3_context *ctx, int argc,
     f.temps = sqlite3_str_new(db);
     f.removed = sqlite3_str_new(db);
     f.restored = sqlite3_str_new(db);
+    f.warm_orphans = sqlite3_str_new(db);
+    f.warm_temps = sqlite3_str_new(db);
     sqlite3_str_appendall(out, "{\"store\":");
     reg_json_str(out, dir);
     sqlite3_str_appendf(out, ",\"registry\":\"%s\",\"owner\":\"%s\"", id,
@@ -1484,7 +1689,9 @@ static void djinn_fsck_func(sqlite3_context *ctx, int argc,
                 goto done;
         }
     }
-    rc = reg_fsck_rows(&f, out, &rows, &err);
+    rc = reg_fsck_warm(&f, &err);
+    if (rc == SQLITE_OK)
+        rc = reg_fsck_rows(&f, out, &rows, &err);
     if (rc != SQLITE_OK)
         goto done;
     sqlite3_str_appendf(out, ",\"orphans\":[%s],\"temp\":[%s],",
@@ -1492,13 +1699,20 @@ static void djinn_fsck_func(sqlite3_context *ctx, int argc,
     if (f.repair)
         sqlite3_str_appendf(out, "\"removed\":[%s],\"restored\":[%s],",
                             reg_str(f.removed), reg_str(f.restored));
+    sqlite3_str_appendf(out,
+                        "\"warm\":{\"snapshots\":%lld,\"bytes\":%lld,"
+                        "\"orphans\":[%s],\"temp\":[%s]},",
+                        f.warm_snapshots, f.warm_bytes, reg_str(f.warm_orphans),
+                        reg_str(f.warm_temps));
     sqlite3_str_appendf(out, "\"images\":%lld,\"files\":%lld,\"ok\":%s}", rows,
                         f.files, f.bad ? "false" : "true");
     if (sqlite3_str_errcode(out) != SQLITE_OK ||
         sqlite3_str_errcode(f.orphans) != SQLITE_OK ||
         sqlite3_str_errcode(f.temps) != SQLITE_OK ||
         sqlite3_str_errcode(f.removed) != SQLITE_OK ||
-        sqlite3_str_errcode(f.restored) != SQLITE_OK)
+        sqlite3_str_errcode(f.restored) != SQLITE_OK ||
+        sqlite3_str_errcode(f.warm_orphans) != SQLITE_OK ||
+        sqlite3_str_errcode(f.warm_temps) != SQLITE_OK)
         rc = SQLITE_NOMEM;
 done:
     if (d != NULL)
@@ -1514,6 +1728,8 @@ done:
     sqlite3_free(sqlite3_str_finish(f.temps));
     sqlite3_free(sqlite3_str_finish(f.removed));
     sqlite3_free(sqlite3_str_finish(f.restored));
+    sqlite3_free(sqlite3_str_finish(f.warm_orphans));
+    sqlite3_free(sqlite3_str_finish(f.warm_temps));
     if (rc == SQLITE_OK) {
         sqlite3_result_text(ctx, sqlite3_str_finish(out), -1, sqlite3_free);
         out = NULL;

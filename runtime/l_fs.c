@@ -55,6 +55,7 @@
 **                                        same dir, fsync, rename)
 **   fs.listdir(path)                  -> sorted names without . and ..
 **   fs.realpath(p) fs.exists(p) fs.remove(p) fs.rename(a, b) fs.cwd()
+**   fs.touch(p) (mtime = now)
 **   fs.basename(p) fs.dirname(p) fs.join(a, b, ...)
 **
 ** Ownership: every function that acquires a C resource (fd, DIR list,
@@ -1145,6 +1146,18 @@ static int l_fs_remove(lua_State *L)
     return 1;
 }
 
+/* fs.touch(path): its modification time becomes now (not following a
+** symbolic link); the warm snapshot cache's least-recently-used order. */
+static int l_fs_touch(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+
+    if (utimensat(AT_FDCWD, path, NULL, AT_SYMLINK_NOFOLLOW) < 0)
+        return fail(L, "touch", path);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 static int l_fs_rename(lua_State *L)
 {
     const char *a = luaL_checkstring(L, 1);
@@ -1250,6 +1263,7 @@ static const luaL_Reg fs_funcs[] = {
     {"exists", l_fs_exists},
     {"remove", l_fs_remove},
     {"rename", l_fs_rename},
+    {"touch", l_fs_touch},
     {"cwd", l_fs_cwd},
     {"basename", l_fs_basename},
     {"dirname", l_fs_dirname},

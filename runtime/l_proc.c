@@ -28,6 +28,11 @@
 **                                           | nil, "timeout"
 **   child:kill([sig = "TERM"])             -> true | nil, msg
 **   child:terminate([grace_s = 5])         -> like wait (always reaps)
+**     files = {PATH, ...} (addition for warm VM snapshots, issue 15):
+**     each file is opened read-only by the runner and inherited by the
+**     program as fd 3, 4, ... in order (qemu's -incoming fd:3 reads its
+**     saved state so, with no file name on any command line or shell).
+**     Not with reap = true; at most MAX_FILES.
 **   proc.kill(pid [, sig = "TERM"])        -> true | nil, msg
 **     (addition for the crash reaper: a process this runner did not
 **     spawn, by pid; pid must be > 0, so no process group is signalled)
@@ -87,6 +92,7 @@
 #define KEEPER_GRACE_MS 1000
 #define KEEPER_GIVEUP_MS 10000
 #define KEEPER_MAX_KIDS 512
+#define MAX_FILES 8
 
 extern char **environ;
 
@@ -397,13 +403,17 @@ static void child_default_signals(void)
 }
 
 /*
-** In a child after fork(): stdin/stdout/stderr as modes say, the status
-** pipe moved to fd 3 (CLOEXEC), every fd above it closed. Returns 3, or
-** -1 with errno (status_fd still open then).
+** In a child after fork(): stdin/stdout/stderr as modes say, the nfiles
+** inherited files (spawn's files option) as fds 3 .. 3 + nfiles - 1, the
+** status pipe moved just above them (CLOEXEC), every fd above it closed.
+** Returns the status pipe's fd, or -1 with errno (status_fd still open
+** then).
 */
-static int child_fds(int fds[3], const int modes[3], int status_fd)
+static int child_fds(int fds[3], const int modes[3], int status_fd,
+                     const int *files, int nfiles)
 {
-    int i, fd;
+    int i, fd, top = 3 + nfiles;
+    int moved[MAX_FILES];
 
     for (i = 0; i < 3; i++) {
         if (modes[i] == IO_INHERIT)
@@ -424,11 +434,27 @@ static int child_fds(int fds[3], const int modes[3], int status_fd)
             return -1;
         }
     }
-    /* Keep the status pipe as fd 3, close everything above it. */
-    if (status_fd != 3 && dup3(status_fd, 3, O_CLOEXEC) < 0)
+    /* The files and the status pipe may sit where they must go: copy
+    ** them all above the targets first, then down into place. */
+    for (i = 0; i < nfiles; i++) {
+        moved[i] = fcntl(files[i], F_DUPFD_CLOEXEC, top + 1);
+        if (moved[i] < 0)
+            return -1;
+    }
+    if (nfiles > 0) {
+        status_fd = fcntl(status_fd, F_DUPFD_CLOEXEC, top + 1);
+        if (status_fd < 0)
+            return -1;
+    }
+    for (i = 0; i < nfiles; i++) {
+        if (dup2(moved[i], 3 + i) < 0) /* dup2: not CLOEXEC */
+            return -1;
+    }
+    /* Keep the status pipe as fd top, close everything above it. */
+    if (status_fd != top && dup3(status_fd, top, O_CLOEXEC) < 0)
         return -1;
-    closefrom(4);
-    return 3;
+    closefrom(top + 1);
+    return top;
 }
 
 /* Report {stage, errno} on the status pipe and _exit(127). */
@@ -446,7 +472,7 @@ static void child_fail(int status_fd, int stage, int err)
 /* Child side after fork(): never returns. Only async-signal-safe calls. */
 static void child_exec(char **argv, char **envp, const char *cwd, int fds[3],
                        const int modes[3], int status_fd, int setpg,
-                       int deathsig, pid_t parent)
+                       int deathsig, pid_t parent, const int *files, int nfiles)
 {
     sigset_t none;
     int fd3;
@@ -463,7 +489,7 @@ static void child_exec(char **argv, char **envp, const char *cwd, int fds[3],
         if (getppid() != parent)
             _exit(127); /* the parent died before prctl took effect */
     }
-    fd3 = child_fds(fds, modes, status_fd);
+    fd3 = child_fds(fds, modes, status_fd, files, nfiles);
     if (fd3 < 0)
         child_fail(status_fd, 2, errno);
     if (cwd != NULL && chdir(cwd) < 0)
@@ -730,7 +756,7 @@ static void keeper_main(char **argv, char **envp, const char *cwd, int fds[3],
     if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
         child_fail(status_fd, 2, errno);
     (void)prctl(PR_SET_NAME, "djinn-keeper"); /* what ps shows (comm) */
-    fd3 = child_fds(fds, modes, status_fd);
+    fd3 = child_fds(fds, modes, status_fd, NULL, 0);
     if (fd3 < 0)
         child_fail(status_fd, 2, errno);
     if (cwd != NULL && chdir(cwd) < 0)
@@ -845,6 +871,8 @@ static int l_proc_spawn(lua_State *L)
     int pipes[3][2] = {{-1, -1}, {-1, -1}, {-1, -1}};
     int status_pipe[2] = {-1, -1};
     int childfds[3] = {-1, -1, -1};
+    int files[MAX_FILES];
+    int nfiles = 0, fidx;
     struct spawn_failure f = {0, 0};
     sigset_t all, old;
     pid_t pid, parent = getpid();
@@ -939,7 +967,43 @@ static int l_proc_spawn(lua_State *L)
     if (keeper)
         setpg = 1; /* the keeper leads its group; the job leads another */
 
+    /* fidx: the files table (checked before any fd is opened). */
+    if (lua_getfield(L, 1, "files") == LUA_TTABLE) {
+        lua_Integer nf = (lua_Integer)lua_rawlen(L, -1);
+
+        if (nf > MAX_FILES)
+            return luaL_error(L, "proc.spawn: at most %d files", MAX_FILES);
+        if (nf > 0 && keeper)
+            return luaL_error(L, "proc.spawn: files and reap = true do not "
+                                 "go together");
+        for (i = 1; i <= nf; i++) {
+            if (lua_rawgeti(L, -1, i) != LUA_TSTRING)
+                return luaL_error(L, "proc.spawn: files[%d] must be a path",
+                                  (int)i);
+            lua_pop(L, 1);
+        }
+        nfiles = (int)nf;
+    } else if (!lua_isnil(L, -1)) {
+        return luaL_error(L, "proc.spawn: files must be a table of paths");
+    }
+    fidx = lua_gettop(L);
+
     /* From here on: no Lua call until the fds are owned or closed. */
+    for (k = 0; k < nfiles; k++) {
+        const char *path;
+
+        lua_rawgeti(L, fidx, k + 1);
+        path = lua_tostring(L, -1);
+        lua_pop(L, 1); /* still anchored by the files table */
+        files[k] = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (files[k] < 0) {
+            saved = errno;
+            while (k-- > 0)
+                close(files[k]);
+            return dj_pushfail(L, "proc.spawn: %s: cannot open %s: %s", argv[0],
+                               path, strerror(saved));
+        }
+    }
     for (k = 0; k < 3; k++) {
         if (modes[k] == IO_PIPE && pipe2(pipes[k], O_CLOEXEC) < 0)
             goto syserr;
@@ -959,10 +1023,13 @@ static int l_proc_spawn(lua_State *L)
             keeper_main(argv, envp, cwd, childfds, modes, status_pipe[1],
                         deathsig, parent);
         child_exec(argv, envp, cwd, childfds, modes, status_pipe[1], setpg,
-                   deathsig, parent);
+                   deathsig, parent, files, nfiles);
     }
     saved = errno;
     sigprocmask(SIG_SETMASK, &old, NULL);
+    for (k = 0; k < nfiles; k++)
+        close(files[k]);
+    nfiles = 0;
     if (pid < 0) {
         errno = saved;
         goto syserr;
@@ -1015,6 +1082,8 @@ static int l_proc_spawn(lua_State *L)
 
 syserr:
     saved = errno;
+    for (k = 0; k < nfiles; k++)
+        close(files[k]);
     for (k = 0; k < 3; k++) {
         close_fd(&pipes[k][0]);
         close_fd(&pipes[k][1]);

@@ -65,6 +65,7 @@ static const luaL_Reg preloads[] = {
     {"djinn.json", luaopen_djinn_json},
     {"djinn.tar", luaopen_djinn_tar},
     {"djinn.kvm", luaopen_djinn_kvm},
+    {"djinn.ipc", luaopen_djinn_ipc},
     {"djinn.sys", luaopen_djinn_sys},
     {"djinn.term", luaopen_djinn_term},
     {"djinn.mask.core", luaopen_djinn_mask_core},

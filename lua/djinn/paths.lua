@@ -11,6 +11,8 @@
 --   paths.default_registry([getenv, passwd]) -> path | nil, why
 --       $XDG_DATA_HOME/djinn/registry.db, or ~/.local/share/djinn/
 --       registry.db
+--   paths.default_cache([getenv, passwd]) -> dir | nil, why
+--       $XDG_CACHE_HOME, or ~/.cache (warm VM snapshots of base images)
 --   paths.default_driver_config([getenv, passwd]) -> path | nil, why
 --       $XDG_CONFIG_HOME/djinn/driver.conf, or ~/.config/djinn/driver.conf
 --
@@ -66,6 +68,15 @@ function M.default_driver_config(getenv, passwd)
             "; set HOME or XDG_CONFIG_HOME, or pass --driver-config FILE"
     end
     return dir .. "/djinn/driver.conf"
+end
+
+function M.default_cache(getenv, passwd)
+    local dir, err = xdg_dir("XDG_CACHE_HOME", ".cache", getenv, passwd)
+    if dir == nil then
+        return nil, "cannot locate the cache directory: " .. err ..
+            "; set HOME or XDG_CACHE_HOME"
+    end
+    return dir
 end
 
 function M.default_registry(getenv, passwd)

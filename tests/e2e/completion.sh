@@ -76,8 +76,8 @@ is "$want" "run --: every option of run (as its parser knows them)" djinn-lua ru
 is "--max-artifact-size --max-artifacts --max-artifacts-total --max-output" \
 	"run --max: the options with that prefix" djinn-lua run --max
 is "--driver-config --help --stage --strict" "check --: its options" djinn-lua check --
-is "check fsck info ls register rm" "image: its subcommands" djinn-lua image ''
-is "check fsck info ls register rm" "image --registry DB: still its subcommands" \
+is "check fsck info ls register rm warm" "image: its subcommands" djinn-lua image ''
+is "check fsck info ls register rm warm" "image --registry DB: still its subcommands" \
 	djinn-lua image --registry x.db ''
 is "register rm" "image r: subcommands with that prefix" djinn-lua image r
 is "--boot --boot-check --boot-timeout --ca-file --connect-timeout --driver-config --help --identity --insecure --json --known-hosts --max-redirects --max-size --registry --repair --sha256 --stall-timeout --timeout" "image ls --: its options" djinn-lua image ls --

@@ -132,14 +132,16 @@ secrets { pattern ["*_X"] }
     t:is(w, {
         'd.conf:2:5: driver qemu: unknown key "memroy" (ignored; did you ' ..
         'mean memory? known keys: accel, arch, binary, boot_timeout, cpus, ' ..
-        'disks, image, lock_root, memory, refuse_unusable, restrict)',
+        'disks, image, lock_root, memory, refuse_unusable, restrict, ' ..
+        'warm, warm_max, warm_skip)',
         'd.conf:4:5: driver qemu: unknown key "lock_rot" (ignored; did ' ..
         'you mean lock_root? known keys: accel, arch, binary, ' ..
         'boot_timeout, cpus, disks, image, lock_root, memory, ' ..
-        'refuse_unusable, restrict)',
+        'refuse_unusable, restrict, warm, warm_max, warm_skip)',
         'd.conf:5:5: driver qemu: unknown key "zzzzzz" (ignored; known ' ..
         'keys: accel, arch, binary, boot_timeout, cpus, disks, image, ' ..
-        'lock_root, memory, refuse_unusable, restrict)',
+        'lock_root, memory, refuse_unusable, restrict, warm, warm_max, ' ..
+        'warm_skip)',
         'd.conf:7:8: unknown driver "dokcer" (its block is ignored; did ' ..
         'you mean docker? known drivers: docker, os, qemu, ssh)',
         'd.conf:8:10: limits: unknown key "max_outptu" (ignored; did you ' ..

@@ -21,6 +21,11 @@
 --                                  with its failed items and their
 --                                  fixes; false: a warning, then boot
 --   binary "qemu-system-x86_64"
+--   warm true                      start from a warm snapshot (below)
+--   warm_max 8G                    the snapshots' total size, per cache
+--                                  directory (least recently used go)
+--   warm_skip ["team/ci/x"]        images never snapshotted (as the
+--                                  manifest names them)
 --
 -- Image resolution (driver.image) and verification are djinn.images'
 -- (images.resolve, images.verify), shared with every other consumer: a
@@ -82,18 +87,44 @@
 -- for the build's timeout. Read errors are reported to the guest
 -- (rerror=report), as are write errors other than ENOSPC.
 --
+-- Warm snapshots (issue 15; the cache is djinn.warm's): with `warm` on, a
+-- build whose image and machine shape (memory, CPUs, accelerator,
+-- restrict) have no snapshot boots cold and, if it gets the snapshot's
+-- lock (others boot cold without waiting), saves one as soon as the
+-- guest's SSH server first sends its banner, before any login: the guest
+-- is paused (QMP stop), a new overlay is put over the disk
+-- (blockdev-snapshot, so the old one is frozen and flushed), the device
+-- and memory state goes to `migrate` on a Unix socket in the build's
+-- state directory (djinn.ipc.listen_unix; never an exec: shell string),
+-- the frozen overlay is copied beside it, and the guest runs on. A later
+-- build starts qemu with `-incoming defer`, the state file inherited as fd
+-- 3 (proc.spawn's files) and a chain image <- frozen overlay <- its own
+-- fresh overlay, checks the QEMU version against the snapshot's before
+-- `migrate-incoming fd:3`, then `cont`. Nothing a build writes reaches the
+-- snapshot. After the login (before any job) the guest is made its own:
+-- its clock is set to the host's, and its kernel RNG is reseeded -- the
+-- vmgenid device gives every qemu process a new generation id, which a
+-- Linux guest with the vmgenid driver takes as a reseed; host randomness
+-- is also written to /dev/urandom, and where perl exists (Debian's
+-- perl-base) RNDRESEEDCRNG forces the reseed at once. A guest that can do
+-- neither gets a warning. The per-build root key comes after, as on a
+-- cold boot. A snapshot that fails to load, or whose files changed, is
+-- removed and the build boots cold with one warning.
+--
 -- Teardown (destroy, on
 -- every path): close SSH, QMP "quit", wait up to 3 s, then TERM and KILL
 -- the process group; the temporary directory (overlay, console log) is
 -- removed.
 local fs = require "djinn.fs"
 local images = require "djinn.images"
+local ipc = require "djinn.ipc"
 local kvm = require "djinn.kvm"
 local proc = require "djinn.proc"
 local util = require "djinn.util"
 local sshjob = require "djinn.transport.sshjob"
 local state = require "djinn.state"
 local trace = require "djinn.trace"
+local warm = require "djinn.warm"
 
 local M = {}
 
@@ -320,7 +351,7 @@ function M.machine_argv(m)
     if m.restrict then
         netdev = netdev .. ",restrict=on"
     end
-    return {
+    local argv = {
         m.binary or "qemu-system-x86_64",
         "-name", m.name or "djinn", "-nodefaults", "-no-user-config",
         "-display", "none", "-accel", m.accel,
@@ -332,10 +363,25 @@ function M.machine_argv(m)
         "-blockdev", json{ driver = "qcow2", ["node-name"] = "image",
                            file = "image-file", ["read-only"] = true,
                            backing = require("djinn.json").null },
-        "-blockdev", json{ driver = "file", ["node-name"] = "overlay-file",
+    }
+    local function add(...)
+        for _, v in ipairs{ ... } do argv[#argv + 1] = v end
+    end
+    if m.warm then
+        -- A warm start: the snapshot's frozen overlay between the image
+        -- and this machine's own; the state comes in on fd 3.
+        add("-blockdev", json{ driver = "file", ["node-name"] = "warm-file",
+                               filename = m.warm, ["read-only"] = true },
+            "-blockdev", json{ driver = "qcow2", ["node-name"] = "warm",
+                               file = "warm-file", ["read-only"] = true,
+                               backing = "image" },
+            "-incoming", "defer")
+    end
+    add("-blockdev", json{ driver = "file", ["node-name"] = "overlay-file",
                            filename = m.overlay },
         "-blockdev", json{ driver = "qcow2", ["node-name"] = "disk0",
-                           file = "overlay-file", backing = "image" },
+                           file = "overlay-file",
+                           backing = m.warm and "warm" or "image" },
         -- A full overlay pauses the guest (BLOCK_IO_ERROR, see pump).
         "-device", "virtio-blk-pci,drive=disk0,werror=enospc,rerror=report",
         "-netdev", netdev, "-device", "virtio-net-pci,netdev=net0",
@@ -343,20 +389,31 @@ function M.machine_argv(m)
         -- whose SSH server waits for the kernel's RNG answers ~1 s sooner
         -- under TCG, and boots less variably.
         "-device", "virtio-rng-pci",
-    }
+        -- A new generation id for every qemu process (guid=auto): a
+        -- Linux guest restored from a warm snapshot reseeds its RNG.
+        "-device", "vmgenid")
+    return argv
 end
 
-function Driver:start_qemu(img, info, accel)
+-- Start qemu: cold, or (snap, a djinn.warm snapshot) from a warm
+-- snapshot. -> true | nil, cause [, "warm"] ("warm": the snapshot could
+-- not be used; qemu is stopped then, and a cold start may follow).
+function Driver:start_qemu(img, info, accel, snap)
     -- In the build's state directory (djinn.state) when there is one: the
     -- command line then names it, which the reaper needs to prove that a
     -- qemu left by a killed runner is ours.
-    local dir, err = state.current():mkdir("qemu")
-    if dir == nil then dir, err = fs.mkdtemp("djinn-qemu-") end
+    local dir, err = self.dir, nil
     if dir == nil then
-        return nil, "cannot create a temporary directory: " .. tostring(err)
+        dir, err = state.current():mkdir("qemu")
+        if dir == nil then dir, err = fs.mkdtemp("djinn-qemu-") end
+        if dir == nil then
+            return nil, "cannot create a temporary directory: " ..
+                tostring(err)
+        end
+        self.dir = dir
     end
-    self.dir = dir
     local overlay = dir .. "/overlay.qcow2"
+    os.remove(overlay)
     local vsize = info.virtual_size
     if math.type(vsize) ~= "integer" or vsize <= 0 then
         return nil, "image " .. img.label .. ": no virtual size in its header"
@@ -372,11 +429,11 @@ function Driver:start_qemu(img, info, accel)
         cpus = self.cfg.cpus, memory = self.cfg.memory, image = img.path,
         overlay = overlay, console = dir .. "/console.log",
         name = self.build_id and ("djinn-" .. self.build_id) or nil,
-        restrict = self.cfg.restrict == true }
-    self.stderr, self.qmp = "", ""
+        restrict = self.cfg.restrict == true, warm = snap and snap.disk }
+    self.stderr, self.qmp, self.exited, self.io_error = "", "", nil, nil
     local q
     q, err = proc.spawn{ argv = argv, stdin = "pipe", stdout = "pipe",
-                         stderr = "pipe" }
+                         stderr = "pipe", files = snap and { snap.state } }
     if q == nil then
         return nil, tostring(err) .. " (install qemu-system-x86)"
     end
@@ -404,11 +461,20 @@ function Driver:start_qemu(img, info, accel)
         '"minor":%s*(%d+)'), g:match('"micro":%s*(%d+)')
     self.qemu_version = maj and string.format("%s.%s.%s", maj, min or "0",
                                               mic or "0") or nil
+    self.qemu_package = g:match('"package":%s*"([^"]*)"') or ""
+    trace.mark("qemu: QMP greeting")
     self.qmp = self.qmp:gsub('^.-{"QMP"[^\n]*\n', "")
     local reply
     reply, err = self:qmp_command('{"execute":"qmp_capabilities"}', 30)
     if reply == nil then
         return nil, self:boot_failure(err)
+    end
+    if snap then
+        local ok2, why = self:restore(snap)
+        if not ok2 then
+            self:kill_qemu()
+            return nil, why, "warm"
+        end
     end
     reply, err = self:qmp_command('{"execute":"human-monitor-command",' ..
         '"arguments":{"command-line":"info usernet"}}', 30)
@@ -423,7 +489,300 @@ function Driver:start_qemu(img, info, accel)
     end
     self.port = port
     trace.mark("qemu: port known")
+    if snap then
+        reply, err = self:qmp_command('{"execute":"cont"}', 30)
+        if reply == nil then
+            self:kill_qemu()
+            return nil, "cont after the restore: " .. tostring(err), "warm"
+        end
+        trace.mark("qemu: running from the snapshot")
+    end
     return true
+end
+
+---------------------------------------------------------------------------
+-- Warm snapshots (see "Warm snapshots" at the top; the cache: djinn.warm).
+---------------------------------------------------------------------------
+local json_null = require("djinn.json").null
+
+local function mib(n)
+    return string.format("%.1f MiB", (n or 0) / 1048576)
+end
+
+-- Stop qemu without removing the state directory (a cold start follows).
+function Driver:kill_qemu()
+    local q = self.q
+    if q == nil then return end
+    if not self.exited then
+        q:write('{"execute":"quit"}\n', 1)
+        if q:wait(2) == nil then q:terminate(1) end
+    end
+    q:terminate(1)
+    self.q, self.exited = nil, nil
+end
+
+-- Poll query-migrate until it ends; -> true | nil, cause
+function Driver:migration_done(timeout)
+    local deadline = proc.now() + timeout
+    while true do
+        local reply, err = self:qmp_command('{"execute":"query-migrate"}', 10)
+        if reply == nil then return nil, err end
+        local status = reply:match('"status":%s*"([^"]+)"')
+        if status == "completed" then return true end
+        if status == "failed" or status == "cancelled" then
+            return nil, "the migration " .. status ..
+                (reply:match('"error%-desc":%s*"([^"]*)"') and (": " ..
+                reply:match('"error%-desc":%s*"([^"]*)"')) or "")
+        end
+        if proc.now() >= deadline then
+            return nil, "the migration did not finish within " .. timeout ..
+                " s (status " .. tostring(status) .. ")"
+        end
+        self:pump(0.02)
+    end
+end
+
+-- Load snap's state into the qemu started with -incoming defer (fd 3).
+function Driver:restore(snap)
+    local want = snap.meta.qemu or {}
+    if want.version ~= self.qemu_version or
+        (want.package or "") ~= (self.qemu_package or "") then
+        return nil, string.format("it was saved by QEMU %s (%s); this is " ..
+            "QEMU %s (%s)", tostring(want.version), tostring(want.package),
+            tostring(self.qemu_version), tostring(self.qemu_package))
+    end
+    local reply, err = self:qmp_command('{"execute":"migrate-incoming",' ..
+        '"arguments":{"uri":"fd:3"}}', 30)
+    if reply == nil then return nil, err end
+    trace.mark("qemu: migrate-incoming sent")
+    local ok
+    ok, err = self:migration_done(120)
+    if not ok then
+        self:pump(0.2)
+        return nil, err .. (self.stderr ~= "" and
+            ("; qemu: " .. self.stderr:gsub("%s+$", "")) or "")
+    end
+    trace.mark("qemu: state loaded")
+    return true
+end
+
+-- The snapshot this build may use or make: sets self.warm = { dir =,
+-- name =, snap = (one to start from) | lock = (ours to make) }; nil
+-- when the feature is off for this image.
+function Driver:warm_plan(img, id, accel)
+    if self.cfg.warm == false then return end
+    for _, n in ipairs(self.cfg.warm_skip or {}) do
+        if n == self.image or n == img.name then
+            self.log:line("Warm snapshots: off for image " .. self.image ..
+                          " (warm_skip in driver.conf)")
+            return
+        end
+    end
+    local dir, err = warm.dir_for(img)
+    if dir == nil then
+        self.log:warn("no warm snapshot (" .. tostring(err) .. ")")
+        return
+    end
+    local name = warm.name(img, id, { memory = self.cfg.memory,
+        cpus = self.cfg.cpus, accel = accel,
+        restrict = self.cfg.restrict == true })
+    self.warm = { dir = dir, name = name }
+    local snap, bad = warm.lookup(dir, name)
+    if snap then
+        self.warm.snap = snap
+        return
+    end
+    local lock = warm.lock(dir, name)
+    if lock == nil then
+        self.log:line("Warm snapshot " .. name .. " is being made by " ..
+                      "another build: booting cold")
+        return
+    end
+    snap, bad = warm.lookup(dir, name) -- made while we took the lock?
+    if snap then
+        lock:unlock()
+        self.warm.snap = snap
+        return
+    end
+    if bad then
+        self.log:warn("the warm snapshot " .. name .. " is unusable (" ..
+                      bad .. "): removed, booting cold")
+        warm.remove(dir, name)
+    end
+    self.warm.lock = lock
+end
+
+-- A snapshot could not be used: one warning, remove it (when no other
+-- build is making it), and make a new one if we may.
+function Driver:warm_failed(why)
+    local w = self.warm
+    self.log:warn("the warm snapshot " .. w.name .. " could not be " ..
+                  "used (" .. tostring(why) .. "): removed, booting cold")
+    w.snap = nil
+    local lock = warm.lock(w.dir, w.name)
+    if lock then
+        warm.remove(w.dir, w.name)
+        w.lock = lock
+    end
+end
+
+-- Wait for the guest's first SSH banner, without logging in.
+-- -> true | nil, cause
+function Driver:wait_banner(t0)
+    local ssh = require "djinn.ssh"
+    local deadline = t0 + self.boot_timeout
+    while true do
+        self:pump(0)
+        local dead = self:disk_stopped() or self:dead()
+        if dead then return nil, self:boot_failure(dead) end
+        local reason = self.ctx:cancelled()
+        if reason then return nil, self.ctx:cause() or reason end
+        if ssh.wait_banner("127.0.0.1", self.port, 0.3, 0.3, 0.02) then
+            return true
+        end
+        if self.log.progress then
+            self.log:progress("boot", string.format("Booting machine " ..
+                "with image %s: %.1fs", self.image, proc.now() - t0))
+        end
+        if proc.now() >= deadline then
+            return nil, "no SSH banner within boot_timeout"
+        end
+    end
+end
+
+-- Save the booted, not yet logged-in machine as the snapshot
+-- self.warm.name; the machine then runs on (on a new top overlay).
+-- -> snap | nil, cause. The machine keeps running either way.
+function Driver:warm_save(boot_s)
+    local w, t0 = self.warm, proc.now()
+    local tmp, err = warm.begin(w.dir, w.name)
+    if tmp == nil then return nil, err end
+    local stopped = false
+    local function fail(why)
+        if stopped then self:qmp_command('{"execute":"cont"}', 30) end
+        fs.rm_rf(tmp)
+        return nil, why
+    end
+    local top = self.dir .. "/top.qcow2"
+    local ok
+    ok, err = run_tool({ "qemu-img", "create", "-q", "-f", "qcow2", "-o",
+                         "compat=1.1", top, tostring(self.vsize) }, 60)
+    if not ok then return fail(err) end
+    local sock = self.dir .. "/migrate.sock"
+    local l
+    l, err = ipc.listen_unix(sock)
+    if l == nil then return fail(err) end
+    local json = require("djinn.json").encode
+    local steps = {
+        '{"execute":"stop"}',
+        json{ execute = "blockdev-add", arguments = { driver = "file",
+              ["node-name"] = "top-file", filename = top } },
+        json{ execute = "blockdev-add", arguments = { driver = "qcow2",
+              ["node-name"] = "top", file = "top-file",
+              backing = json_null } },
+        json{ execute = "blockdev-snapshot", arguments = { node = "disk0",
+              overlay = "top" } },
+        json{ execute = "migrate", arguments = { uri = "unix:" .. sock } },
+    }
+    for i, cmd in ipairs(steps) do
+        local reply
+        reply, err = self:qmp_command(cmd, 30)
+        if reply == nil then
+            l:close()
+            return fail(err)
+        end
+        if i == 1 then stopped = true end
+    end
+    local bytes
+    bytes, err = l:receive(tmp .. "/state", 60, self.qemu_pid)
+    l:close()
+    if bytes == nil then return fail(err) end
+    ok, err = self:migration_done(60)
+    if not ok then return fail(err) end
+    -- The old overlay is read-only and flushed now (blockdev-snapshot
+    -- reopened it so, and the migration inactivated every disk).
+    ok, err = fs.copy(self.dir .. "/overlay.qcow2", tmp .. "/disk.qcow2",
+                      292)
+    if not ok then return fail(err) end
+    local reply
+    reply, err = self:qmp_command('{"execute":"cont"}', 30)
+    if reply == nil then return nil, "cont after saving: " .. tostring(err) end
+    stopped = false
+    local snap
+    snap, err = warm.commit(w.dir, w.name, tmp, {
+        image = { label = self.label, sha256 = self.img.sha256,
+                  path = self.img.path },
+        shape = { memory = self.cfg.memory, cpus = self.cfg.cpus,
+                  accel = self.accel_used,
+                  restrict = self.cfg.restrict == true },
+        qemu = { version = self.qemu_version, package = self.qemu_package },
+        created = os.time(), boot_s = boot_s,
+        save_s = proc.now() - t0, state_bytes = bytes })
+    if snap == nil then return nil, err end
+    w.saved = snap
+    self.log:line(string.format("Saved warm snapshot %s in %.2fs (%s " ..
+        "state, %s disk); later builds start from it", w.name,
+        proc.now() - t0, mib(bytes), mib(snap.meta.files.disk.size)))
+    local removed = warm.prune(w.dir, self.cfg.warm_max or (8 << 30), w.name)
+    if #removed > 0 then
+        self.log:line("Removed least recently used warm snapshots (warm_max): "
+                      .. table.concat(removed, ", "))
+    end
+    return snap
+end
+
+-- Make a machine started from (or paused for) a snapshot its own, after
+-- the driver's login and before any job: the host's time, and a reseeded
+-- kernel RNG. It prints what it did: "warm:vmgenid" (the kernel has the
+-- driver that reseeds on the new generation id), "warm:reseeded"
+-- (RNDRESEEDCRNG through perl, after mixing in the host's bytes),
+-- "warm:noclock". Shell builtins where possible (each process costs tens
+-- of milliseconds under TCG); run on its own, or ahead of lock_root's
+-- first command (one round trip less).
+local FIXUP_CMD = [[
+date -u -s "@$1" >/dev/null 2>&1 || date -u -s "@${1%.*}" >/dev/null 2>&1 ||
+    echo warm:noclock
+[ -d /sys/bus/acpi/drivers/vmgenid ] && echo warm:vmgenid
+printf '%s' "$2" > /dev/urandom 2>/dev/null
+command -v perl >/dev/null 2>&1 &&
+    perl -e 'open(my $f, ">", "/dev/urandom") or exit 1;
+             ioctl($f, 0x5207, 0) or exit 1' 2>/dev/null && echo warm:reseeded
+set --
+]]
+
+function Driver:warm_fixup_cmd()
+    local f = io.open("/dev/urandom", "rb")
+    local seed = f and f:read(64) or ""
+    if f then f:close() end
+    local ns = proc.now() % 1
+    return string.format("set -- %d.%03d %s\n%s", os.time(),
+        math.floor(ns * 1000), (seed:gsub(".", function(c)
+            return string.format("%02x", c:byte())
+        end)), FIXUP_CMD)
+end
+
+-- What the fix-up printed (nil: it did not run).
+function Driver:warm_fixup_report(out)
+    if out == nil then
+        self.log:warn("could not set the machine's clock and reseed its " ..
+                      "RNG after the warm start")
+        return
+    end
+    if out:find("warm:noclock", 1, true) then
+        self.log:warn("the machine's clock could not be set (date -s " ..
+                      "failed): it keeps the snapshot's time")
+    end
+    local how = out:find("warm:vmgenid", 1, true) and "vmgenid" or
+        out:find("warm:reseeded", 1, true) and "RNDRESEEDCRNG"
+    if how then
+        self.log:line("Set the machine's clock and reseeded its RNG (" ..
+                      how .. ")")
+    elseif self.warm_started then
+        self.log:warn("the machine's kernel RNG may repeat the snapshot's " ..
+            "output until it reseeds on its own: its kernel has no " ..
+            "vmgenid driver and there is no perl to ask for a reseed " ..
+            "(opt the image out with warm_skip in driver.conf)")
+    end
 end
 
 ---------------------------------------------------------------------------
@@ -461,10 +820,28 @@ function Driver:boot(o)
     log:line("Using accelerator " .. accel .. " (" .. why .. ")")
     self.accel_used = accel
     local t0 = proc.now()
-    local ok
-    ok, err = self:start_qemu(img, info, accel)
+    self.vsize = info.virtual_size
+    if o and o.warm then self:warm_plan(img, id, accel) end
+    local w, ok, why = self.warm, nil, nil
+    if w and w.snap then
+        log:line("Starting the machine from warm snapshot " .. w.name ..
+                 "...")
+        ok, err, why = self:start_qemu(img, info, accel, w.snap)
+        if ok then
+            self.warm_started = true
+            warm.touch(w.snap)
+        elseif why == "warm" then
+            self:warm_failed(err)
+        else
+            return nil, err
+        end
+    end
     if not ok then
-        return nil, err
+        t0 = proc.now()
+        ok, err = self:start_qemu(img, info, accel)
+        if not ok then
+            return nil, err
+        end
     end
     -- qemu holds the image open now; it must still be the file we checked.
     if not images.unchanged(img.path, id) then
@@ -491,7 +868,10 @@ function Driver:login(t0, o)
     local deadline = t0 + self.boot_timeout
     local conn, err, code = sshjob.connect{
         host = "127.0.0.1", port = self.port, user = "root",
-        banner_timeout = 0.3, attempt = 5, retry = 0.02,
+        -- A restored guest is up already, only slow to answer at first
+        -- (TCG translates its code afresh): one longer wait beats
+        -- reconnecting.
+        banner_timeout = self.warm_started and 2 or 0.3, attempt = 5, retry = 0.02,
         deadline = deadline, ctx = ctx, methods = o.methods,
         auth_final = o.auth_final,
         alive = function()
@@ -524,9 +904,27 @@ function Driver:create(env, objects)
     local log = self.log
     trace.mark("qemu: create")
     log:line("Creating machine with arch " .. ARCH .. "...")
-    local img, t0 = self:boot{ gate = true }
+    local img, t0 = self:boot{ gate = true, warm = true }
     if img == nil then
         return nil, t0
+    end
+    local w = self.warm
+    if w and w.lock then
+        -- Ours to make: at the first banner, before any login.
+        local ok, err = self:wait_banner(t0)
+        if ok then
+            local snap
+            snap, err = self:warm_save(proc.now() - t0)
+            if snap == nil then
+                log:warn("no warm snapshot was saved: " .. tostring(err))
+            end
+            self.warm_paused = true
+        end
+        w.lock:unlock()
+        w.lock = nil
+        if not ok then
+            return nil, err
+        end
     end
     local conn, err = self:login(t0)
     if conn == nil then
@@ -536,13 +934,23 @@ function Driver:create(env, objects)
     trace.mark("qemu: logged in")
     log:line("Established SSH connection to machine as root...")
     local now = proc.now()
-    log:line(string.format("Machine ready in %s (SSH login after %.2fs; " ..
+    log:line(string.format("Machine ready in %s (%sSSH login after %.2fs; " ..
         "SSH on 127.0.0.1:%d, host key %s)", util.fmt_duration(now - t0),
+        self.warm_started and "from a warm snapshot; " or "",
         now - self.t_spawn, self.port, conn.fingerprint))
     log:line("")
+    local fix = (self.warm_started or self.warm_paused) and
+        self:warm_fixup_cmd()
     if self.cfg.lock_root ~= false then
-        local ok, why = self:lock_root(conn)
+        local snap = self.warm_started and self.warm.snap
+        local ok, why = self:lock_root(conn, fix, snap and
+            fs.exists(snap.path .. "/keylogin"))
         trace.mark("qemu: root locked")
+        if ok and self.warm and self.warm.saved then
+            -- This guest state takes a build key: restores may skip the
+            -- proof (see lock_root).
+            fs.writefile(self.warm.saved.path .. "/keylogin", "")
+        end
         if ok then
             log:line("Locked the machine's root login to a per-build key")
         else
@@ -550,6 +958,14 @@ function Driver:create(env, objects)
                      "other local users on 127.0.0.1:" .. self.port ..
                      " during this build: " .. tostring(why))
         end
+    end
+    if fix then
+        if self.fixup_out == nil then
+            local st, info = conn.session:exec(fix, { timeout = 30 })
+            self.fixup_out = st and (info.stdout or "") or nil
+        end
+        self:warm_fixup_report(self.fixup_out)
+        trace.mark("qemu: clock and RNG set")
     end
     return conn:prepare(env, objects, log)
 end
@@ -616,15 +1032,28 @@ local function guest_run(conn, what, cmd, stdin)
     return info.stdout or ""
 end
 
-function Driver:lock_root(conn)
+-- prefix: guest commands to run ahead of the first step (the warm
+-- fix-up). proven: this very guest state accepted a build key before (a
+-- warm snapshot whose maker's lock succeeded: its "keylogin" mark), so
+-- adding the key and locking are one command, without the proof's second
+-- connection.
+function Driver:lock_root(conn, prefix, proven)
     local ssh = require "djinn.ssh"
     local key = self.dir .. "/build_key"
     local pub, err = ssh.keygen(key)
     if pub == nil then return nil, err end
     local line = pub .. " djinn-build"
     local made
-    made, err = guest_run(conn, "add-key", ADD_KEY_CMD, line .. "\n")
+    made, err = guest_run(conn, "add-key", (prefix or "") .. ADD_KEY_CMD ..
+                          (proven and LOCK_CMD or ""), line .. "\n")
     if made == nil then return nil, err end
+    if prefix then self.fixup_out = made end
+    if proven then
+        conn.o.identity = key
+        conn.o.methods = { "publickey" }
+        self.key = key
+        return true
+    end
     local d, f = made:match("made (%d) (%d)")
     -- The key must work before the password goes: a server that refuses
     -- it (PubkeyAuthentication no) would lock the build out.
@@ -676,6 +1105,10 @@ function Driver:execute(job, store)
 end
 
 function Driver:destroy()
+    if self.warm and self.warm.lock then
+        self.warm.lock:unlock()
+        self.warm.lock = nil
+    end
     if self.conn then
         pcall(self.conn.close, self.conn)
         self.conn = nil

@@ -33,6 +33,18 @@ return {
                                   "unusable; false: a warning, then boot" },
         binary = { type = "string", default = "qemu-system-x86_64",
                    doc = "the QEMU program" },
+        warm = { type = "bool", default = true,
+                 doc = "start builds from a warm snapshot of the booted " ..
+                       "image (made by the first build of an image and " ..
+                       "machine shape); false: every build boots cold" },
+        warm_max = { type = "size", default = 8 * 1024 * 1024 * 1024,
+                     doc = "the warm snapshots' total size per cache " ..
+                           "directory; the least recently used are " ..
+                           "removed first" },
+        warm_skip = { type = "array",
+                      doc = "images never snapshotted (names as the " ..
+                            "manifest writes them), e.g. a guest whose " ..
+                            "SSH server must not be cloned" },
         arch = { type = "string",
                  doc = "in Djinn's config struct; not read (qemu runs " ..
                        "x86_64)" },
