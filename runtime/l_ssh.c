@@ -40,6 +40,7 @@
 **   Waits until the port sends "SSH-" (a QEMU slirp port accepts TCP before
 **   the guest listens, so a successful connect() proves nothing).
 ** session:fingerprint() -> "SHA256:..." ; session:auth_method() -> "none"|...
+** session:host_key() -> "ssh-ed25519 AAAA..." (OpenSSH's public key line)
 ** session:server_banner() -> the server's "SSH-2.0-..." line | nil
 ** session:timing() -> { banner =, kex =, auth = }: proc.now() values of
 **   connect's phases (banner only with banner_timeout)
@@ -604,6 +605,29 @@ static int l_session_server_banner(lua_State *L)
     return 1;
 }
 
+/* session:host_key() -> "ssh-ed25519 AAAA..." | nil, msg: the server's
+ * public key in OpenSSH's one-line form (a known_hosts entry for it:
+ * run --hold prints an ssh command that checks the pinned key). */
+static int l_session_host_key(lua_State *L)
+{
+    struct ssh_ud *s = lssh_check_session(L, 1);
+    ssh_key key = NULL;
+    char *b64 = NULL;
+    const char *type;
+
+    if (ssh_get_server_publickey(s->ssh, &key) != SSH_OK || key == NULL)
+        return dj_pushfail(L, "ssh: no server key: %s", ssh_get_error(s->ssh));
+    type = ssh_key_type_to_char(ssh_key_type(key));
+    if (type == NULL || ssh_pki_export_pubkey_base64(key, &b64) != SSH_OK) {
+        ssh_key_free(key);
+        return dj_pushfail(L, "ssh: cannot export the server key");
+    }
+    lua_pushfstring(L, "%s %s", type, b64);
+    ssh_string_free_char(b64);
+    ssh_key_free(key);
+    return 1;
+}
+
 /* session:timing() -> { banner =, kex =, auth = } in proc.now() seconds:
  * when connect saw the banner (banner_timeout only), finished the key
  * exchange, and was logged in. */
@@ -654,6 +678,7 @@ static const luaL_Reg session_methods[] = {
     {"glob", lssh_session_glob},
     {"stat", lssh_session_stat},
     {"fingerprint", l_session_fingerprint},
+    {"host_key", l_session_host_key},
     {"auth_method", l_session_auth_method},
     {"timing", l_session_timing},
     {"server_banner", l_session_server_banner},

@@ -61,6 +61,10 @@ M.COMMANDS = {
                     "registry.db)" },
             timeout = { kind = "value", arg = "DURATION",
                 help = "whole-build timeout (default 30m; 0 = none)" },
+            hold = { kind = "value", arg = "DURATION",
+                help = "when a job fails, keep its machine this long " ..
+                    "and print how to get a shell in it (default " ..
+                    "driver.conf's hold; 0 = never)" },
             env = { kind = "list", arg = "KEY=VALUE",
                 help = "add or override a build variable (repeatable)" },
             json = { kind = "flag", help = "one JSON event per line" },
@@ -182,8 +186,17 @@ M.COMMANDS = {
         },
     },
 }
+M.COMMANDS.release = {
+    summary = "end the hold of a failed build's machine (run --hold)",
+    usage = "djinn-lua release [BUILD_ID...] [--json]",
+    args = { "[BUILD_ID...]" },
+    options = {
+        json = { kind = "flag", help = "JSON instead of text" },
+        help = HELP_OPT,
+    },
+}
 -- The order commands are listed in (help, man page, completion).
-M.COMMAND_ORDER = { "run", "check", "image", "docker" }
+M.COMMAND_ORDER = { "run", "check", "image", "docker", "release" }
 
 local EXIT_TEXT = [[
 Exit status:
@@ -210,6 +223,8 @@ Commands:
   image SUBCOMMAND ...       manage the local QCOW2 image registry
   docker prune               remove leftover containers and volumes of the
                              docker driver (labelled djinn.managed=true)
+  release [BUILD_ID...]      list the builds holding a failed job's machine
+                             (run --hold), or end their holds
   help [COMMAND]             show help for a command
   completion bash            print the bash completion script
   --version                  print the version
@@ -403,6 +418,24 @@ image, the registry cannot be read or does not exist, fsck found a
 problem, the worker could not start, check --boot: unusable), 2 usage error (also: no default
 registry because there is no home directory), 130 interrupted.
 ]],
+    release = [[
+usage: djinn-lua release [BUILD_ID...] [--json]
+
+A build run with --hold (or driver.conf's hold) keeps a failed job's
+machine for a look inside. Without an id: list the held builds (id,
+driver, until when, and the command that gets a shell in it). With ids:
+end those holds now; each runner then tears its machine down and exits
+with the failed job's status. Ctrl-C in the holding run does the same.
+Only your own builds are seen (they live in your state directory,
+$XDG_RUNTIME_DIR/djinn or ${TMPDIR:-/tmp}/djinn-<uid>).
+
+Options:
+  --json      JSON instead of text
+  -h, --help  this help
+
+Exit status: 0 success (also: nothing held), 1 an id is not a held
+build, or its runner did not end within 30 s, 2 usage error.
+]],
     docker = [[
 usage: djinn-lua docker prune [--driver-config FILE]
 
@@ -574,6 +607,14 @@ local function cmd_run(args)
         end
         timeout = t
     end
+    local hold
+    if opts.hold then
+        local t, err = util.parse_duration(opts.hold)
+        if t == nil or t < 0 then
+            return refuse("--hold: " .. (err or "must not be negative"))
+        end
+        hold = t
+    end
     local env = {}
     for _, item in ipairs(opts.env or {}) do
         local k, v = util.split_first(item, "=")
@@ -644,7 +685,7 @@ local function cmd_run(args)
     local options = {
         json = opts.json, strict = opts.strict, tree = opts.tree,
         objects = opts.objects, artifacts = opts.artifacts,
-        stage = opts.stage, timeout = timeout, env = env,
+        stage = opts.stage, timeout = timeout, env = env, hold = hold,
         secrets = secrets, secret_patterns = opts["secret-pattern"],
         limits = limits, driver_config = opts["driver-config"],
         registry = opts.registry,
@@ -1691,6 +1732,75 @@ end
 ---------------------------------------------------------------------------
 -- docker prune
 ---------------------------------------------------------------------------
+-- release [ID...]: list the held builds, or end their holds (the file
+-- <state dir>/release, which the holding runner polls; then wait up to 30 s
+-- for its state directory to go).
+local function cmd_release(args)
+    local opts, pos = parse_opts(args, M.COMMANDS.release.options)
+    if opts == nil then
+        return usage_error("release", pos)
+    end
+    if opts.help or pos[1] == "help" then
+        io.stdout:write(HELP.release)
+        return 0
+    end
+    local state = require "djinn.state"
+    local json = require "djinn.json"
+    local list, err = state.held()
+    if list == nil then
+        eprint("djinn-lua: release: ", err)
+        return 1
+    end
+    if #pos == 0 then
+        if opts.json then
+            local out = json.array()
+            for _, h in ipairs(list) do
+                out[#out + 1] = { build = h.id, driver = h.driver,
+                                  ["until"] = h["until"],
+                                  command = h.command }
+            end
+            print(json.encode(out))
+        elseif #list == 0 then
+            print("no build holds a machine")
+        else
+            for _, h in ipairs(list) do
+                print(string.format("%s  %-6s  until %s  %s", h.id,
+                    tostring(h.driver), os.date("%H:%M:%S", h["until"]),
+                    tostring(h.command)))
+            end
+        end
+        return 0
+    end
+    local byid = {}
+    for _, h in ipairs(list) do byid[h.id] = h end
+    local status, proc, fs = 0, require "djinn.proc", require "djinn.fs"
+    for _, id in ipairs(pos) do
+        local h = byid[id]
+        if h == nil then
+            eprint("djinn-lua: release: ", id, ": no held build of that " ..
+                   "id (djinn-lua release lists them)")
+            status = 1
+        else
+            fs.writefile(h.dir .. "/release", "")
+            local deadline = proc.now() + 30
+            while fs.exists(h.dir) and proc.now() < deadline do
+                proc.sleep(0.1)
+            end
+            if fs.exists(h.dir) then
+                eprint("djinn-lua: release: ", id, ": asked, but its " ..
+                       "runner (pid ", tostring(h.pid), ") did not end " ..
+                       "within 30 s")
+                status = 1
+            elseif opts.json then
+                print(json.encode{ build = id, released = true })
+            else
+                print("released " .. id)
+            end
+        end
+    end
+    return status
+end
+
 local function cmd_docker(args)
     local opts, pos = parse_opts(args, M.COMMANDS.docker.options)
     if opts == nil then
@@ -1832,7 +1942,7 @@ function M.main(argv)
         end
         if HELP[topic] == nil then
             return usage_error(nil, string.format("no help for %q " ..
-                "(commands: run, check, image, docker)", topic))
+                "(commands: run, check, image, docker, release)", topic))
         end
         io.stdout:write(HELP[topic])
         return 0
@@ -1844,13 +1954,15 @@ function M.main(argv)
         return cmd_image(rest)
     elseif cmd == "docker" then
         return cmd_docker(rest)
+    elseif cmd == "release" then
+        return cmd_release(rest)
     elseif cmd == "completion" then
         return require("djinn.completion").main(rest)
     elseif cmd:match("%.lua$") then
         return run_script(argv)
     end
     return usage_error(nil, string.format("unknown command %q (commands: " ..
-        "run, check, image, docker, help; or a SCRIPT.lua)", cmd))
+        "run, check, image, docker, release, help; or a SCRIPT.lua)", cmd))
 end
 
 return M

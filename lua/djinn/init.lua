@@ -32,6 +32,10 @@
 --         is refused saying what to set); false = none
 --       timeout = seconds or a duration string ("30m"); default 30
 --         minutes (djinn.DEFAULT_TIMEOUT); 0 or false = none
+--       hold = seconds or a duration ("10m"): when a job fails, keep its
+--         machine (or container) that long and print how to get a shell
+--         in it; released early by Ctrl-C or `djinn-lua release`. Default
+--         driver.conf's `hold` of the driver block; 0 = never
 --       reap = bool (default true): first clean up after earlier builds
 --         whose runner was killed (djinn.state.reap)
 --       objects = dir (default "."), artifacts = dir (default "."),
@@ -342,6 +346,18 @@ function M.run(manifest, options)
             tostring(options.timeout)) }
     end
     if timeout == 0 then timeout = nil end
+    local hold = options.hold
+    if type(hold) == "string" then
+        local err
+        hold, err = M.util.parse_duration(hold)
+        if hold == nil then
+            return invalid{ "hold: " .. err }
+        end
+    end
+    if hold ~= nil and (type(hold) ~= "number" or hold < 0) then
+        return invalid{ string.format("hold: expected seconds >= 0 or a " ..
+            "duration such as \"10m\", got %s", tostring(options.hold)) }
+    end
     local env, eerr = env_option(options.env)
     if eerr then
         return invalid{ eerr }
@@ -454,6 +470,7 @@ function M.run(manifest, options)
         timeout = timeout, env = env, registry = options.registry,
         signals = options.signals, drivers = options.drivers,
         warnings = c.warnings, tree = tree, build_id = build_id,
+        hold = hold,
     }))
     if tree then tree:remove() end
     if not res[1] then

@@ -22,6 +22,10 @@
 --   w:build_end(r)        r = { status =, duration =, error =, not_run = {jobs},
 --                         warnings = {text...}, exit_code = }: the summary;
 --                         the build's load warnings are repeated in it
+--   w:hold(h)             h = { command =, seconds =, ["until"] = epoch,
+--                         build = id } (run --hold, issue 15): how to get
+--                         a shell in the failed job's machine, and until
+--                         when it is kept; JSON: a "hold" event
 --   w:warn(text)          "warning: text" on err (also in JSON mode, where
 --                         a "warning" event goes to out as well)
 --   w:invalid(errors, summary, code)  the build cannot start (an invalid
@@ -318,6 +322,12 @@ function Text:emit(ev)
         for _, w in ipairs(ev.warnings) do
             self:say("warning: " .. w .. "\n")
         end
+    elseif k == "hold" then
+        self:begin_line()
+        self:say(string.format("\nHolding the machine for %s (until %s) " ..
+            "for a look inside:\n    %s\nRelease it with Ctrl-C or: " ..
+            "djinn-lua release %s\n", util.fmt_duration(ev.seconds),
+            os.date("%H:%M:%S", ev["until"]), ev.command, ev.id))
     elseif k == "warning" then
         self:to_err("warning: " .. ev.message .. "\n")
     elseif k == "error" then
@@ -450,6 +460,10 @@ function Json:emit(ev)
         }, b)
     elseif k == "warning" then
         self:event("warning", { message = ev.message }, b)
+    elseif k == "hold" then
+        self:event("hold", { command = ev.command, seconds = ev.seconds,
+                             ["until"] = ev["until"],
+                             release = "djinn-lua release " .. ev.id }, b)
     elseif k == "invalid_end" then
         self:event("build_end", { status = "invalid", duration = 0,
                                   error = ev.error, exit_code = ev.code,
@@ -579,6 +593,11 @@ function Writer:build_end(r)
                 error = r.error and self:mask(r.error),
                 not_run = r.not_run or {}, warnings = warnings,
                 exit_code = r.exit_code }
+end
+
+function Writer:hold(h)
+    self:_send{ kind = "hold", command = self:mask(h.command),
+                seconds = h.seconds, ["until"] = h["until"], id = h.build }
 end
 
 function Writer:warn(text)

@@ -696,6 +696,53 @@ local function protect(f, ...)
     return true, table.unpack(res, 2, res.n)
 end
 
+-- Keep a failed build's machine for `secs` (run --hold): print the
+-- driver's command to get a shell in it (drv:hold_info()), record the
+-- hold in the build's state directory (djinn-lua release finds it there)
+-- and wait until the time is up, a signal (Ctrl-C, TERM) comes, the
+-- file <state dir>/release appears (djinn-lua release), or the machine
+-- stops. The build's own timeout does not cut it short: the build is
+-- over. o = { proc, fs, log, signals, build, type }
+function M.hold(drv, rec, secs, o)
+    local proc, fs, log = o.proc, o.fs, o.log
+    local ok, info, why = protect(drv.hold_info or function()
+        return nil, "the " .. o.type .. " driver has no machine to keep " ..
+            "(its jobs ran on this machine)"
+    end, drv, secs)
+    if not ok or info == nil then
+        log:line("--hold: nothing is held: " .. tostring(ok and why or info))
+        return
+    end
+    local deadline = proc.now() + secs
+    local h = { command = info.command, seconds = secs,
+                ["until"] = os.time() + math.ceil(secs), build = o.build }
+    if rec and rec.dir then
+        rec:set("hold", { ["until"] = h["until"], command = info.command })
+    end
+    log:hold(h)
+    local release = rec and rec.dir and (rec.dir .. "/release")
+    local why_end = "the hold time is up"
+    while proc.now() < deadline do
+        local sig = o.signals and proc.pending_signal()
+        if sig then
+            why_end = "SIG" .. sig
+            break
+        end
+        if release and fs.exists(release) then
+            why_end = "djinn-lua release"
+            break
+        end
+        local gone = drv.hold_alive and drv:hold_alive()
+        if gone then
+            why_end = gone
+            break
+        end
+        proc.sleep(math.min(0.2, math.max(0.01, deadline - proc.now())))
+    end
+    if rec and rec.dir then rec:set("hold", nil) end
+    log:line("Released the held machine (" .. why_end .. ")")
+end
+
 function M.run(m, opts)
     opts = opts or {}
     local proc = opts.proc or require "djinn.proc"
@@ -868,6 +915,14 @@ function M.run(m, opts)
         end
     end
 
+    -- run --hold (issue 15): a failed job's machine is kept for a look.
+    local hold = opts.hold or config.driver(opts.config, dtype).hold
+    if created == "ok" and status == "failed" and hold and hold > 0 and
+        not ctx:cancelled() then
+        M.hold(drv, rec, hold, { proc = proc, fs = fs, log = log,
+                                 signals = signals, build = build_id,
+                                 type = dtype })
+    end
     if created then
         protect(drv.destroy, drv)
     end

@@ -28,6 +28,11 @@
 --   rec:finish()                removes the directory; no longer current
 --   state.proc_start(pid) -> start time (clock ticks since boot, field 22
 --       of /proc/PID/stat) as a string | nil when no such process
+--   state.held([opts]) -> { { id, dir, driver, until, command, pid } ... }
+--       the builds holding a failed job's machine (run --hold, issue 15)
+--       whose runner is alive; `djinn-lua release` ends a hold by creating
+--       <dir>/release, which the holding runner polls. The reaper leaves
+--       them alone while their runner lives, like every running build.
 --   state.reap([opts]) -> report
 --       For each build directory whose runner is provably dead (no such
 --       pid, or the pid now belongs to a process with another start time):
@@ -362,6 +367,36 @@ local function reap_processes(dir, data, report)
             end
         end
     end
+end
+
+-- The builds holding a failed job's machine (run --hold) whose runner is
+-- alive: { { id =, dir =, driver =, ["until"] =, command =, pid = } ... },
+-- oldest hold first. opts = { base =, env = }. -> list | nil, err
+function M.held(opts)
+    opts = opts or {}
+    local base, err = opts.base, nil
+    if base == nil then
+        base, err = M.base(opts.env)
+        if base == nil then return nil, err end
+    end
+    local out = {}
+    for _, name in ipairs(fs.listdir(base) or {}) do
+        local dir = base .. "/" .. name
+        local text = name:match("^%x+$") and
+            fs.readfile(dir .. "/state", 1024 * 1024)
+        local data = text and json.decode(text)
+        if type(data) == "table" and type(data.hold) == "table" and
+            runner_alive(data.runner) then
+            out[#out + 1] = { id = name, dir = dir, driver = data.driver,
+                              ["until"] = data.hold["until"],
+                              command = data.hold.command,
+                              pid = data.runner.pid }
+        end
+    end
+    table.sort(out, function(a, b)
+        return (a["until"] or 0) < (b["until"] or 0)
+    end)
+    return out
 end
 
 function M.reap(opts)

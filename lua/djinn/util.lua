@@ -157,6 +157,23 @@ end
 local space_byte = { [32] = true, [9] = true, [10] = true, [11] = true,
                      [12] = true, [13] = true }
 
+-- argv as one line a person can paste into a POSIX shell: each argument
+-- as it is when it is made of safe characters only, else in single quotes
+-- (a ' inside as '\''). For display (run --hold); never run through a
+-- shell by djinn-lua.
+function M.shell_join(argv)
+    local out = {}
+    for i, a in ipairs(argv) do
+        a = tostring(a)
+        if a ~= "" and not a:find("[^%w%-_./:=@,+%%]") then
+            out[i] = a
+        else
+            out[i] = "'" .. a:gsub("'", "'\\''") .. "'"
+        end
+    end
+    return table.concat(out, " ")
+end
+
 function M.trim(s)
     -- Most strings have nothing to trim: no pattern matching for them.
     if s ~= "" and not space_byte[s:byte(1)] and

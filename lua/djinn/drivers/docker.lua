@@ -496,8 +496,56 @@ function Driver:execute(job, store)
     pipeline.collect_artifacts(job, log, store,
         function(src) return self:glob(id, src) end,
         function(path, host, max) return self:get(id, path, host, max) end)
-    self:remove_container(id)
+    if status == "failed" then
+        -- Kept until destroy: run --hold looks inside it (hold_info).
+        self.failed = id
+    else
+        self:remove_container(id)
+    end
     return status, cause, exit
+end
+
+-- run --hold: the failed job's container has exited, so its file system
+-- is committed to an image (labelled with the build) and a new container
+-- of it, with the workspace volume, sleeps for the hold; a shell goes in
+-- with docker exec. destroy removes both. -> { command = } | nil, why
+function Driver:hold_info(secs)
+    local id = self.failed
+    if id == nil then return nil, "no failed job container" end
+    local img, err = self.c:commit(id, self.labels)
+    if img == nil then return nil, "docker commit: " .. tostring(err) end
+    self.hold_image = img
+    local cid
+    cid, err = self:new_container{ Image = img,
+        Entrypoint = json.array{ "/bin/sh", "-c",
+            "trap 'exit 0' TERM INT; sleep " .. math.ceil(secs or 600) ..
+            " & wait" } }
+    if cid == nil then return nil, "docker create: " .. tostring(err) end
+    local ok
+    ok, err = self.c:container_start(cid)
+    if not ok then return nil, "docker start: " .. tostring(err) end
+    self.hold_container = cid
+    local host = self.cfg.host
+    local argv = { "docker" }
+    if type(host) == "string" and host ~= "" then
+        argv[#argv + 1] = "-H"
+        argv[#argv + 1] = host
+    end
+    for _, a in ipairs{ "exec", "-it", short(cid), "/bin/sh" } do
+        argv[#argv + 1] = a
+    end
+    return { command = util.shell_join(argv) }
+end
+
+-- nil while the held container runs, else why it is gone.
+function Driver:hold_alive()
+    local cid = self.hold_container
+    if cid == nil then return nil end
+    local r = self.c:call("GET", "/containers/" .. cid .. "/json")
+    if type(r) == "table" and type(r.State) == "table" and
+        r.State.Running == false then
+        return "the held container stopped"
+    end
 end
 
 function Driver:destroy()
@@ -511,6 +559,10 @@ function Driver:destroy()
             self.log:warn("cannot remove container " .. short(id) ..
                           ": " .. tostring(ok and err or r))
         end
+    end
+    if self.hold_image then
+        pcall(self.c.image_remove, self.c, self.hold_image)
+        self.hold_image = nil
     end
     if self.volume then
         local ok, r, err = pcall(self.c.volume_remove, self.c, self.volume)

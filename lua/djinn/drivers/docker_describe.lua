@@ -10,6 +10,9 @@ return {
           doc = "absolute path of the workspace volume in the containers" },
     },
     conf_keys = {
+        hold = { type = "duration",
+                 doc = "run --hold's default: when a job fails, keep a container of the failed job's files " ..
+                       "this long for a look inside (0: never)" },
         host = { type = "string", default = "unix:///var/run/docker.sock",
                  doc = "the engine: unix:///path or tcp://H:P" },
         version = { type = "string",

@@ -22,7 +22,7 @@
 --                                  fixes; false: a warning, then boot
 --   binary "qemu-system-x86_64"
 --   warm true                      start from a warm snapshot (below)
---   warm_max 8G                    the snapshots' total size, per cache
+--   warm_max 8GB                   the snapshots' total size, per cache
 --                                  directory (least recently used go)
 --   warm_skip ["team/ci/x"]        images never snapshotted (as the
 --                                  manifest names them)
@@ -830,10 +830,11 @@ function Driver:boot(o)
         if ok then
             self.warm_started = true
             warm.touch(w.snap)
-        elseif why == "warm" then
-            self:warm_failed(err)
         else
-            return nil, err
+            -- Whatever failed (the state, or a snapshot file removed
+            -- meanwhile), the cold path may still work.
+            if why ~= "warm" then self:kill_qemu() end
+            self:warm_failed(err)
         end
     end
     if not ok then
@@ -912,6 +913,7 @@ function Driver:create(env, objects)
     if w and w.lock then
         -- Ours to make: at the first banner, before any login.
         local ok, err = self:wait_banner(t0)
+        trace.mark("qemu: first banner")
         if ok then
             local snap
             snap, err = self:warm_save(proc.now() - t0)
@@ -919,6 +921,7 @@ function Driver:create(env, objects)
                 log:warn("no warm snapshot was saved: " .. tostring(err))
             end
             self.warm_paused = true
+            trace.mark("qemu: snapshot saved")
         end
         w.lock:unlock()
         w.lock = nil
@@ -1102,6 +1105,45 @@ function Driver:execute(job, store)
         cause = full .. (cause and ("; " .. cause) or "")
     end
     return status, cause, code
+end
+
+-- run --hold: the ssh command that gets a shell in this machine: the
+-- per-build key (lock_root), and the guest's host key pinned in a
+-- known_hosts file of the build's, so ssh neither asks nor trusts blindly.
+-- -> { command = } | nil, why
+function Driver:hold_info()
+    if self.conn == nil or self.port == nil or self:dead() then
+        return nil, "the machine is not running"
+    end
+    local argv = { "ssh", "-p", tostring(self.port) }
+    local function add(...)
+        for _, v in ipairs{ ... } do argv[#argv + 1] = v end
+    end
+    local hk = self.conn.session and self.conn.session:host_key()
+    if hk then
+        local kh = self.dir .. "/known_hosts"
+        if fs.writefile(kh, string.format("[127.0.0.1]:%d %s\n", self.port,
+                                          hk), 384) then
+            add("-o", "UserKnownHostsFile=" .. kh,
+                "-o", "StrictHostKeyChecking=yes")
+        end
+    end
+    if self.key then
+        add("-i", self.key, "-o", "IdentitiesOnly=yes")
+    end
+    add("root@127.0.0.1")
+    local cmd = util.shell_join(argv)
+    if not self.key then
+        cmd = cmd .. "    # no per-build key (lock_root is off or " ..
+            "failed): root's empty password"
+    end
+    return { command = cmd }
+end
+
+-- nil while the held machine runs, else why it is gone.
+function Driver:hold_alive()
+    self:pump(0)
+    return self:dead()
 end
 
 function Driver:destroy()

@@ -12,6 +12,9 @@ return {
                 "other value draws a warning)" },
     },
     conf_keys = {
+        hold = { type = "duration",
+                 doc = "run --hold's default: when a job fails, keep the machine " ..
+                       "this long for a look inside (0: never)" },
         disks = { type = "string", default = "/var/lib/djinn/images",
                   doc = "base images: <disks>/qemu/x86_64/<name>" },
         cpus = { type = "int", default = 1, doc = "-smp" },

@@ -92,6 +92,19 @@ function Driver:execute(job, store)
     return self.conn:execute(job, store, self.ctx, self.log)
 end
 
+-- run --hold: the host outlives the build anyway; what is held is its
+-- session and the job's files in the login's home. -> { command = }
+function Driver:hold_info()
+    local argv = { "ssh", "-p", tostring(self.port) }
+    if self.cfg.identity then
+        argv[#argv + 1] = "-i"
+        argv[#argv + 1] = self.cfg.identity
+    end
+    argv[#argv + 1] = (self.cfg.user or "root") .. "@" ..
+        self.host
+    return { command = require("djinn.util").shell_join(argv) }
+end
+
 function Driver:destroy()
     if self.conn then
         pcall(self.conn.close, self.conn)

@@ -8,6 +8,9 @@ return {
           doc = "the machine: host:port or [v6addr]:port" },
     },
     conf_keys = {
+        hold = { type = "duration",
+                 doc = "run --hold's default: when a job fails, keep the session " ..
+                       "this long for a look inside (0: never)" },
         timeout = { type = "duration", default = 60,
                     doc = "how long to keep trying to connect" },
         user = { type = "string", default = "root", doc = "login user" },

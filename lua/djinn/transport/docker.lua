@@ -451,6 +451,23 @@ function Client:container_remove(id)
     return true
 end
 
+-- POST /commit: the container's file system as a new image (run --hold
+-- keeps a failed job's files so). -> image id | nil, err
+function Client:commit(id, labels)
+    local r, err, code = self:call("POST", "/commit", {
+        query = { container = id, pause = false },
+        json = { Labels = json.object(labels or {}) }, timeout = 300 })
+    if r == nil then return nil, err, code end
+    return type(r) == "table" and r.Id or nil, "docker: commit gave no id"
+end
+
+function Client:image_remove(id)
+    local r, err, code = self:call("DELETE", "/images/" .. id,
+                                   { query = { force = true } })
+    if r == nil and code ~= 404 then return nil, err, code end
+    return true
+end
+
 function Client:put_archive(id, path, data)
     local r, err, code = self:call("PUT", "/containers/" .. id .. "/archive",
         { query = { path = path }, body = data, timeout = 300,
