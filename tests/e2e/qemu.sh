@@ -417,7 +417,7 @@ jobs:
     commands:
       - echo never-run
 EOF
-start T run --registry "$REG" --driver-config "$W/vm.conf" --timeout 30s "$W/slow.yml"
+start T run --registry "$REG" --driver-config "$W/vm.conf" --timeout 60s "$W/slow.yml"
 start S run --registry "$REG" --driver-config "$W/vm.conf" "$W/slow.yml"
 RUN_TMPDIR=$W/tmpk start K run --registry "$REG" --driver-config "$W/vm.conf" "$W/slow.yml"
 wait_for S '^job-started$'

@@ -81,8 +81,11 @@ sql_shell "$W/reg.db" -cmd ".load $B/djinn" <"$W/in" >"$W/held.out" 2>"$W/held.e
 SHELLPID=$!
 exec 3>"$W/in"
 echo "SELECT image_path('team/ci', 'a');" >&3
+# The shell's output to a file is buffered until it ends: it says it has
+# done the first lookup by making a file (the wait is bounded: 60 s).
+echo ".shell touch '$W/first-done'" >&3
 i=0
-while [ "$(wc -l <"$W/held.out")" -lt 1 ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+while [ ! -e "$W/first-done" ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i + 1)); done
 sq "$W/reg.db" "SELECT djinn_setting('store', '$W/store2');"
 ok $rc "another process sets the store"
 echo "SELECT image_path('team/ci', 'a');" >&3
