@@ -261,6 +261,10 @@ Options (also written --option=value):
                         exit 2 for a qemu build without --registry
   --timeout DURATION    whole-build timeout, e.g. 90s, 30m, 1h30m
                         (default 30m; 0 = none)
+  --hold DURATION       when a job fails, keep its machine this long and
+                        print the command that gets a shell in it; ends
+                        on Ctrl-C or `djinn-lua release` (default
+                        driver.conf's hold; 0 = never)
   --env KEY=VALUE       add or override a build variable (repeatable)
   --json                one JSON event per line instead of text; a build
                         that cannot start (invalid manifest, driver.conf

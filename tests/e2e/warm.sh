@@ -194,6 +194,13 @@ runb y "$W/vm.conf" "$W/a.yml"
 ok $rc "a state QEMU cannot load: the build still passes (exit $rc)"
 check "... one warning, the cause, a cold boot" \
 	sh -c "[ \$(grep -c 'warning: .*warm snapshot' '$W/y.log') -eq 1 ] && grep -q 'could not be used' '$W/y.log' && grep -q '^Saved warm snapshot' '$W/y.log'"
+# A snapshot saved by another QEMU version is never loaded.
+chmod u+w "$SNAP" "$SNAP/meta.json"
+jq '.qemu.version = "0.0.1"' "$SNAP/meta.json" >"$W/meta.new" &&
+	cat "$W/meta.new" >"$SNAP/meta.json"
+runb v "$W/vm.conf" "$W/a.yml"
+check "another QEMU version: not loaded, one warning, a cold boot (exit $rc)" \
+	sh -c "[ $rc -eq 0 ] && [ \$(grep -c 'warning: .*warm snapshot' '$W/v.log') -eq 1 ] && grep -q 'saved by QEMU 0.0.1' '$W/v.log' && ! grep -q 'from a warm snapshot' '$W/v.log' && grep -q '^Saved warm snapshot' '$W/v.log'"
 check "no qemu left" test -z "$(qemu_pids)"
 
 # --- interrupted while saving ---------------------------------------------------------

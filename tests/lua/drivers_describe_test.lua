@@ -112,7 +112,7 @@ end
 local _, w = config.parse("driver qemu {\n    memroy 256\n}\n", "vm.conf")
 t:is(w, { 'vm.conf:2:5: driver qemu: unknown key "memroy" (ignored; did ' ..
           'you mean memory? known keys: accel, arch, binary, boot_timeout, ' ..
-          'cpus, disks, image, lock_root, memory, refuse_unusable, ' ..
+          'cpus, disks, hold, image, lock_root, memory, refuse_unusable, ' ..
           'restrict, warm, warm_max, warm_skip)' },
      "config: an unknown key is warned about, with the nearest declared key")
 -- A key no driver declares is refused in every driver block.

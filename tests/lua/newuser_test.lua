@@ -132,15 +132,15 @@ secrets { pattern ["*_X"] }
     t:is(w, {
         'd.conf:2:5: driver qemu: unknown key "memroy" (ignored; did you ' ..
         'mean memory? known keys: accel, arch, binary, boot_timeout, cpus, ' ..
-        'disks, image, lock_root, memory, refuse_unusable, restrict, ' ..
+        'disks, hold, image, lock_root, memory, refuse_unusable, restrict, ' ..
         'warm, warm_max, warm_skip)',
         'd.conf:4:5: driver qemu: unknown key "lock_rot" (ignored; did ' ..
         'you mean lock_root? known keys: accel, arch, binary, ' ..
-        'boot_timeout, cpus, disks, image, lock_root, memory, ' ..
+        'boot_timeout, cpus, disks, hold, image, lock_root, memory, ' ..
         'refuse_unusable, restrict, warm, warm_max, warm_skip)',
         'd.conf:5:5: driver qemu: unknown key "zzzzzz" (ignored; known ' ..
-        'keys: accel, arch, binary, boot_timeout, cpus, disks, image, ' ..
-        'lock_root, memory, refuse_unusable, restrict, warm, warm_max, ' ..
+        'keys: accel, arch, binary, boot_timeout, cpus, disks, hold, ' ..
+        'image, lock_root, memory, refuse_unusable, restrict, warm, warm_max, ' ..
         'warm_skip)',
         'd.conf:7:8: unknown driver "dokcer" (its block is ignored; did ' ..
         'you mean docker? known drivers: docker, os, qemu, ssh)',

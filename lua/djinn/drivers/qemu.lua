@@ -734,19 +734,22 @@ end
 -- Make a machine started from (or paused for) a snapshot its own, after
 -- the driver's login and before any job: the host's time, and a reseeded
 -- kernel RNG. It prints what it did: "warm:vmgenid" (the kernel has the
--- driver that reseeds on the new generation id), "warm:reseeded"
--- (RNDRESEEDCRNG through perl, after mixing in the host's bytes),
--- "warm:noclock". Shell builtins where possible (each process costs tens
+-- driver that reseeds on the new generation id), else "warm:reseeded"
+-- (RNDRESEEDCRNG through perl, after mixing in the host's bytes; perl
+-- starts slowly under TCG, so only without vmgenid), "warm:noclock". Shell builtins where possible (each process costs tens
 -- of milliseconds under TCG); run on its own, or ahead of lock_root's
 -- first command (one round trip less).
 local FIXUP_CMD = [[
 date -u -s "@$1" >/dev/null 2>&1 || date -u -s "@${1%.*}" >/dev/null 2>&1 ||
     echo warm:noclock
-[ -d /sys/bus/acpi/drivers/vmgenid ] && echo warm:vmgenid
 printf '%s' "$2" > /dev/urandom 2>/dev/null
-command -v perl >/dev/null 2>&1 &&
+if [ -d /sys/bus/acpi/drivers/vmgenid ]; then
+    echo warm:vmgenid
+elif command -v perl >/dev/null 2>&1 &&
     perl -e 'open(my $f, ">", "/dev/urandom") or exit 1;
-             ioctl($f, 0x5207, 0) or exit 1' 2>/dev/null && echo warm:reseeded
+             ioctl($f, 0x5207, 0) or exit 1' 2>/dev/null; then
+    echo warm:reseeded
+fi
 set --
 ]]
 
