@@ -10,6 +10,8 @@
 #   show FILE             $W/FILE as TAP comments (last SHOW_LINES lines)
 #   tap_end               the plan line; fails if any point failed
 #   gone PID              the process is gone (or a zombie) within 5 s
+#   qemu_pids_in DIR      the pids of the qemu processes whose command
+#                         line names DIR
 #   sql_shell ARGS...     the stock sqlite3 shell (-batch), with the
 #                         sanitizer runtimes preloaded under ASan
 #                         ($DJINN_SHELL_PRELOAD), bounded by SQL_TIMEOUT
@@ -56,6 +58,15 @@ gone() {
 		i=$((i + 1))
 	done
 	return 1
+}
+# The qemu processes whose command line names DIR (a test's work
+# directory: the driver's state and overlay paths are inside it).
+qemu_pids_in() {
+	for p in /proc/[0-9]*; do
+		case $(cat "$p/cmdline" 2>/dev/null | tr '\0' ' ') in
+		qemu-system*"$1"*) echo "${p#/proc/}" ;;
+		esac
+	done
 }
 sql_shell() {
 	if [ -n "${DJINN_SHELL_PRELOAD:-}" ]; then

@@ -332,31 +332,27 @@ function M.run(manifest, options)
         if summary then all[#all + 1] = summary end
         return nil, table.concat(all, "\n"), code or 2
     end
-    local timeout = options.timeout
-    if type(timeout) == "string" then
-        local err
-        timeout, err = M.util.parse_duration(timeout)
-        if timeout == nil then
-            return invalid{ "timeout: " .. err }
+    -- Seconds, or a duration string; -> seconds | nil, the error.
+    local function duration(name, v, example)
+        if type(v) == "string" then
+            local d, err = M.util.parse_duration(v)
+            if d == nil then return nil, name .. ": " .. err end
+            v = d
         end
+        if type(v) ~= "number" or v < 0 then
+            return nil, string.format("%s: expected seconds >= 0 or a " ..
+                "duration such as \"%s\" (0 = none), got %s", name,
+                example, tostring(v))
+        end
+        return v
     end
-    if type(timeout) ~= "number" or timeout < 0 then
-        return invalid{ string.format("timeout: expected seconds >= 0 or " ..
-            "a duration such as \"30m\" (0 = none), got %s",
-            tostring(options.timeout)) }
-    end
+    local timeout, terr = duration("timeout", options.timeout, "30m")
+    if timeout == nil then return invalid{ terr } end
     if timeout == 0 then timeout = nil end
-    local hold = options.hold
-    if type(hold) == "string" then
-        local err
-        hold, err = M.util.parse_duration(hold)
-        if hold == nil then
-            return invalid{ "hold: " .. err }
-        end
-    end
-    if hold ~= nil and (type(hold) ~= "number" or hold < 0) then
-        return invalid{ string.format("hold: expected seconds >= 0 or a " ..
-            "duration such as \"10m\", got %s", tostring(options.hold)) }
+    local hold, herr = nil, nil
+    if options.hold ~= nil then
+        hold, herr = duration("hold", options.hold, "10m")
+        if hold == nil then return invalid{ herr } end
     end
     local env, eerr = env_option(options.env)
     if eerr then

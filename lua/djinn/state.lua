@@ -211,13 +211,16 @@ function Rec:finish()
     end
 end
 
+-- opts.base, else state.base(opts.env). -> dir | nil, err
+local function base_of(opts)
+    if opts.base then return opts.base end
+    return M.base(opts.env)
+end
+
 function M.begin(dtype, opts)
     opts = opts or {}
-    local base, err = opts.base, nil
-    if base == nil then
-        base, err = M.base(opts.env)
-        if base == nil then return nil, err end
-    end
+    local base, err = base_of(opts)
+    if base == nil then return nil, err end
     local pid = proc.getpid()
     local start = M.proc_start(pid)
     local id, dir = opts.id, nil
@@ -374,11 +377,8 @@ end
 -- oldest hold first. opts = { base =, env = }. -> list | nil, err
 function M.held(opts)
     opts = opts or {}
-    local base, err = opts.base, nil
-    if base == nil then
-        base, err = M.base(opts.env)
-        if base == nil then return nil, err end
-    end
+    local base, err = base_of(opts)
+    if base == nil then return nil, err end
     local out = {}
     for _, name in ipairs(fs.listdir(base) or {}) do
         local dir = base .. "/" .. name

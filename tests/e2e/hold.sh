@@ -35,13 +35,7 @@ unset NO_COLOR
 . "$TOP/tests/e2e_lib.sh"
 
 REG=$W/reg.db
-qemu_pids() {
-	for p in /proc/[0-9]*; do
-		case $(cat "$p/cmdline" 2>/dev/null | tr '\0' ' ') in
-		qemu-system*"$W"*) echo "${p#/proc/}" ;;
-		esac
-	done
-}
+qemu_pids() { qemu_pids_in "$W"; }
 states() { ls "$W/run/djinn" 2>/dev/null | grep -c '^[0-9a-f]*$'; }
 # held NAME CONF MANIFEST HOLD: a run with --hold in the background; waits
 # for its "Release it" line. $hpid, $hcmd (the printed command), $hid.

@@ -43,14 +43,7 @@ unset NO_COLOR
 REG=$W/reg.db
 STORE=$W/images
 WARM=$STORE/warm
-# The qemu processes of this test: their command lines name $W.
-qemu_pids() {
-	for p in /proc/[0-9]*; do
-		case $(cat "$p/cmdline" 2>/dev/null | tr '\0' ' ') in
-		qemu-system*"$W"*) echo "${p#/proc/}" ;;
-		esac
-	done
-}
+qemu_pids() { qemu_pids_in "$W"; }
 conf() { # conf FILE MEMORY [EXTRA LINE]
 	cat >"$1" <<EOF
 driver qemu {
