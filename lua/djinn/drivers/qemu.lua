@@ -736,9 +736,10 @@ end
 -- kernel RNG. It prints what it did: "warm:vmgenid" (the kernel has the
 -- driver that reseeds on the new generation id), else "warm:reseeded"
 -- (RNDRESEEDCRNG through perl, after mixing in the host's bytes; perl
--- starts slowly under TCG, so only without vmgenid), "warm:noclock". Shell builtins where possible (each process costs tens
--- of milliseconds under TCG); run on its own, or ahead of lock_root's
--- first command (one round trip less).
+-- starts slowly under TCG, so only without vmgenid), "warm:noclock".
+-- Shell builtins where possible (each process costs tens of milliseconds
+-- under TCG); run on its own, or ahead of lock_root's first command (one
+-- round trip less).
 local FIXUP_CMD = [[
 date -u -s "@$1" >/dev/null 2>&1 || date -u -s "@${1%.*}" >/dev/null 2>&1 ||
     echo warm:noclock
