@@ -65,10 +65,13 @@ local function identity(path)
              mtime_ns = st.mtime_ns, ctime_ns = st.ctime_ns }
 end
 
-local function same(a, b)
-    return type(a) == "table" and type(b) == "table" and a.dev == b.dev and
-        a.ino == b.ino and a.size == b.size and a.mtime_ns == b.mtime_ns and
-        a.ctime_ns == b.ctime_ns
+-- The first field in which identity a differs from the recorded b, or nil.
+local function differs(a, b)
+    if type(b) ~= "table" then return "record" end
+    for _, k in ipairs{ "size", "mtime_ns", "ctime_ns", "ino", "dev" } do
+        if a[k] ~= b[k] then return k end
+    end
+    return nil
 end
 
 local function writable_dir(dir)
@@ -123,10 +126,14 @@ function M.lookup(dir, name)
         if id == nil then
             return nil, "its " .. f .. " file is missing"
         end
-        if not same(id, meta.files[f]) then
+        local k = differs(id, meta.files[f])
+        if k == "record" then
+            return nil, "its meta.json records no identity for its " .. f ..
+                " file"
+        elseif k then
             return nil, string.format("its %s file changed after it was " ..
-                "saved (size %d, recorded %s)", f, id.size,
-                tostring(meta.files[f].size))
+                "saved (%s %s, recorded %s)", f, k, tostring(id[k]),
+                tostring(meta.files[f][k]))
         end
     end
     return snap

@@ -189,11 +189,19 @@ check "... one warning, the cause, a cold boot" \
 	sh -c "[ \$(grep -c 'warning: .*warm snapshot' '$W/y.log') -eq 1 ] && grep -q 'could not be used' '$W/y.log' && grep -q '^Saved warm snapshot' '$W/y.log'"
 # A snapshot saved by another QEMU version is never loaded.
 chmod u+w "$SNAP" "$SNAP/meta.json"
-jq '.qemu.version = "0.0.1"' "$SNAP/meta.json" >"$W/meta.new" &&
-	cat "$W/meta.new" >"$SNAP/meta.json"
+# (python, not jq: jq 1.6 rounds the nanosecond times to doubles, and the
+# snapshot's recorded identity would no longer match its files)
+python3 - "$SNAP/meta.json" <<'EOF'
+import json, sys
+m = json.load(open(sys.argv[1]))
+m["qemu"]["version"] = "0.0.1"
+json.dump(m, open(sys.argv[1], "w"))
+EOF
 runb v "$W/vm.conf" "$W/a.yml"
+before=$failed
 check "another QEMU version: not loaded, one warning, a cold boot (exit $rc)" \
 	sh -c "[ $rc -eq 0 ] && [ \$(grep -c 'warning: .*warm snapshot' '$W/v.log') -eq 1 ] && grep -q 'saved by QEMU 0.0.1' '$W/v.log' && ! grep -q 'from a warm snapshot' '$W/v.log' && grep -q '^Saved warm snapshot' '$W/v.log'"
+[ $failed -eq $before ] || show v.log
 check "no qemu left" test -z "$(qemu_pids)"
 
 # --- interrupted while saving ---------------------------------------------------------

@@ -162,11 +162,21 @@ t:is(#fs.glob(wd .. "/.tmp-*"), 0, "commit: no temporary directory left")
 -- A changed file: corrupt.
 os.execute("printf x >> " .. snap.state)
 local none, why = warm.lookup(wd, name)
-t:ok(none == nil and tostring(why):find("changed", 1, true),
-     "lookup: a state file that changed is refused, with why")
+t:ok(none == nil and tostring(why):find("changed", 1, true) and
+     tostring(why):find("(size 101, recorded 100)", 1, true),
+     "lookup: a state file that changed is refused, with why: " ..
+     tostring(why))
 -- begin() (with the lock) removes it.
 snap = make(name, 100)
 t:ok(snap ~= nil, "a corrupt snapshot is replaced by the next creator")
+-- Same size, new times: the message names the field that differs.
+fs.touch(snap.disk)
+none, why = warm.lookup(wd, name)
+t:ok(none == nil and tostring(why):find("its disk file changed after it " ..
+     "was saved (mtime_ns ", 1, true),
+     "lookup: a touched disk file is refused, naming mtime_ns: " ..
+     tostring(why))
+snap = make(name, 100)
 -- meta.json that is not one.
 fs.writefile(wd .. "/" .. name .. "/meta.json", "{}")
 none, why = warm.lookup(wd, name)
