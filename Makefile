@@ -26,7 +26,7 @@ WARN = -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
        -Wmissing-prototypes -Wwrite-strings -Wformat=2 -Wundef
 
 EXT_PKGS = sqlite3 zlib libcrypto libzstd jansson libcurl
-RT_PKGS  = lua5.4 yaml-0.1 libssh libcurl libarchive $(EXT_PKGS)
+RT_PKGS  = lua5.4 yaml-0.1 libssh libcurl libarchive hiredis $(EXT_PKGS)
 
 EXT_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(EXT_PKGS))
 EXT_LIBS   := $(shell $(PKG_CONFIG) --libs $(EXT_PKGS))
@@ -57,7 +57,8 @@ VERSION := $(shell git describe --always --dirty 2>/dev/null || echo 0.1)
 all: $(B)/djinn.so $(if $(RT_SRCS),$(B)/djinn-lua $(B)/djinn-lua.bash)
 
 # The bash completion, generated from the option tables of djinn.cli.
-$(B)/djinn-lua.bash: $(B)/djinn-lua lua/djinn/cli.lua lua/djinn/completion.lua
+$(B)/djinn-lua.bash: $(B)/djinn-lua lua/djinn/cli.lua lua/djinn/queue_cli.lua \
+		lua/djinn/completion.lua
 	$(B)/djinn-lua completion bash > $@.tmp && mv $@.tmp $@
 
 $(B)/schema.c: $(SCHEMA) schema/embed.sh

@@ -21,5 +21,6 @@ int luaopen_djinn_json(lua_State *L);
 int luaopen_djinn_tar(lua_State *L);
 int luaopen_djinn_kvm(lua_State *L);
 int luaopen_djinn_ipc(lua_State *L);
+int luaopen_djinn_redis(lua_State *L);
 
 #endif /* DJINN_RUNTIME_H */

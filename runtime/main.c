@@ -66,6 +66,7 @@ static const luaL_Reg preloads[] = {
     {"djinn.tar", luaopen_djinn_tar},
     {"djinn.kvm", luaopen_djinn_kvm},
     {"djinn.ipc", luaopen_djinn_ipc},
+    {"djinn.redis", luaopen_djinn_redis},
     {"djinn.sys", luaopen_djinn_sys},
     {"djinn.term", luaopen_djinn_term},
     {"djinn.mask.core", luaopen_djinn_mask_core},

@@ -195,8 +195,14 @@ M.COMMANDS.release = {
         help = HELP_OPT,
     },
 }
+-- The queue's commands (issue 16) live in djinn.queue_cli.
+local queue_cli = require "djinn.queue_cli"
+for k, v in pairs(queue_cli.COMMANDS) do M.COMMANDS[k] = v end
 -- The order commands are listed in (help, man page, completion).
 M.COMMAND_ORDER = { "run", "check", "image", "docker", "release" }
+for _, k in ipairs(queue_cli.ORDER) do
+    M.COMMAND_ORDER[#M.COMMAND_ORDER + 1] = k
+end
 
 local EXIT_TEXT = [[
 Exit status:
@@ -225,6 +231,15 @@ Commands:
                              docker driver (labelled djinn.managed=true)
   release [BUILD_ID...]      list the builds holding a failed job's machine
                              (run --hold), or end their holds
+
+The build queue on Redis (--redis URL or $DJINN_REDIS):
+  submit [options] MANIFEST  queue a build; prints its number
+  worker [options]           run queued builds on this machine
+  status [BUILD_ID]          a build's status, or the recent builds
+  logs [-f] BUILD_ID         a build's log (-f: live, until it ends)
+  cancel BUILD_ID...         cancel queued or running builds
+  workers                    the workers serving the queue
+
   help [COMMAND]             show help for a command
   completion bash            print the bash completion script
   --version                  print the version
@@ -459,6 +474,7 @@ Exit status: 0 success, 1 something could not be removed, 2 usage error,
 ]],
 }
 
+for k, v in pairs(queue_cli.HELP) do HELP[k] = v end
 M.HELP = HELP
 
 local NULL_SINK = { write = function() end }
@@ -1946,7 +1962,7 @@ function M.main(argv)
         end
         if HELP[topic] == nil then
             return usage_error(nil, string.format("no help for %q " ..
-                "(commands: run, check, image, docker, release)", topic))
+                "(commands: %s)", topic, table.concat(M.COMMAND_ORDER, ", ")))
         end
         io.stdout:write(HELP[topic])
         return 0
@@ -1960,13 +1976,16 @@ function M.main(argv)
         return cmd_docker(rest)
     elseif cmd == "release" then
         return cmd_release(rest)
+    elseif queue_cli.COMMANDS[cmd] then
+        return queue_cli.main(cmd, rest, parse_opts, usage_error)
     elseif cmd == "completion" then
         return require("djinn.completion").main(rest)
     elseif cmd:match("%.lua$") then
         return run_script(argv)
     end
     return usage_error(nil, string.format("unknown command %q (commands: " ..
-        "run, check, image, docker, release, help; or a SCRIPT.lua)", cmd))
+        "%s, help; or a SCRIPT.lua)", cmd,
+        table.concat(M.COMMAND_ORDER, ", ")))
 end
 
 return M

@@ -55,9 +55,11 @@ M.schema = {
 
 -- Keys read outside the driver blocks (no type checked here: the CLI
 -- checks limits and secrets with its own messages).
-M.top_keys = { driver = true, secrets = true, limits = true }
+M.top_keys = { driver = true, secrets = true, limits = true,
+               queue = true }
 M.section_keys = {
     secrets = { patterns = true },
+    queue = { redis = true },
     limits = { max_output = true, max_artifacts = true,
                max_artifact_size = true, max_artifacts_total = true,
                max_objects = true, max_object_size = true,

@@ -1,0 +1,449 @@
+-- djinn.worker: `djinn-lua worker`, the queue's build runner (issue 16).
+--
+-- One process, one loop, no threads. Each build runs as a child
+-- `djinn-lua run --json` in its own process group with PDEATHSIG, so the
+-- loop never blocks on a VM or a job, and a worker that dies (kill -9,
+-- OOM) takes its builds' processes, VMs and containers down with it.
+--
+-- The loop, every turn:
+--   1. each child: forward its complete output lines (JSON events) to the
+--      build's log stream; when it has exited, finish the build
+--      (djinn_finish: recorded only if this worker still owns it);
+--   2. every lease/6: renew each build (djinn_renew). -1: the lease was
+--      lost (another worker runs it now): kill the child at once, record
+--      nothing. 1: cancel requested: SIGTERM its group (run exits 130 as
+--      killed), SIGKILL after a grace;
+--   3. a free slot: first, at most every 0.5 s, take over a build whose
+--      lease ran out (XAUTOCLAIM, idle > lease); else read the next new
+--      entry (XREADGROUP COUNT 1: no prefetch, a build is taken only by
+--      a worker with a free slot).
+-- Redis unreachable: reconnect every 0.5 s; after 0.8 x lease without
+-- it, kill every child (other workers will re-run those builds; fencing
+-- keeps this worker's late results out). SIGTERM: take nothing more,
+-- finish what runs, exit 0; a second SIGTERM (or SIGINT) cancels the
+-- running builds (they close as killed) and exits 130.
+--
+-- M.main(opts) -> exit status. opts: url, name, slots, drivers (a list of
+-- queue names), lease (s), driver_config, registry, out (a line writer),
+-- unfenced (the tests' negative control).
+local queue = require "djinn.queue"
+local proc = require "djinn.proc"
+local fs = require "djinn.fs"
+local json = require "djinn.json"
+local redis = require "djinn.redis"
+
+local M = {}
+
+M.GRACE = 10      -- seconds between SIGTERM and SIGKILL of a cancelled build
+M.STDERR_TAIL = 2000
+
+local W = {}
+W.__index = W
+
+function W:say(fmt, ...)
+    self.out:write(os.date("%H:%M:%S "), string.format(fmt, ...), "\n")
+    if self.out.flush then self.out:flush() end
+end
+
+-- Redis calls through the current connection; an I/O failure drops it
+-- (reconnect() makes a new one).
+function W:call(...)
+    if self.q == nil then return nil, "redis: not connected", "io" end
+    local v, err, kind = self.q:call(...)
+    if v == nil and kind == "io" then
+        self:say("lost Redis (%s); reconnecting", err)
+        self.q:close()
+        self.q = nil
+        self.lost_at = self.lost_at or proc.now()
+    end
+    return v, err, kind
+end
+
+function W:reconnect()
+    if self.q then return true end
+    local now = proc.now()
+    if self.next_connect and now < self.next_connect then return false end
+    self.next_connect = now + 0.5
+    local q, err = queue.open(self.url, { timeout = self.timeout })
+    if q == nil then
+        if not self.said_down then
+            self:say("cannot reach Redis: %s", err)
+            self.said_down = true
+        end
+        return false
+    end
+    if self.lost_at then self:say("reconnected to Redis") end
+    self.q = q
+    self.said_down, self.lost_at = false, nil
+    for _, name in ipairs(self.queues) do
+        q:call("XGROUP", "CREATE", "djinn:q:" .. name, queue.GROUP, "0",
+               "MKSTREAM")
+    end
+    return true
+end
+
+local function keys(b)
+    local id = b.id
+    return "djinn:q:" .. b.queue, "djinn:b:" .. id, "djinn:ev",
+        "djinn:log:" .. id
+end
+
+-- Forward complete lines of the child's stdout to the build's log.
+function W:forward(b, final)
+    local start = 1
+    while true do
+        local nl = b.buf:find("\n", start, true)
+        if nl == nil then break end
+        local line = b.buf:sub(start, nl)
+        start = nl + 1
+        if line:sub(1, 21) == '{"event":"build_end",' then
+            local ev = json.decode(line)
+            if type(ev) == "table" then b.result = ev end
+        end
+        b.pending[#b.pending + 1] = line
+    end
+    b.buf = b.buf:sub(start)
+    if final and b.buf ~= "" then
+        b.pending[#b.pending + 1] = b.buf .. "\n"
+        b.buf = ""
+    end
+    while #b.pending > 0 and self.q do
+        local ok = self:call("XADD", "djinn:log:" .. b.id, "MAXLEN", "~",
+                             queue.LOG_MAXLEN, "*", "a", b.attempt, "e",
+                             b.pending[1])
+        if ok == nil then break end
+        table.remove(b.pending, 1)
+    end
+end
+
+function W:drain(b)
+    while b.child do
+        local data, which = b.child:read(0)
+        if data == nil then
+            if which == "eof" then b.eof = true end
+            break
+        end
+        if which == "stderr" then
+            b.err = (b.err .. data):sub(-M.STDERR_TAIL)
+        else
+            b.buf = b.buf .. data
+        end
+    end
+    self:forward(b)
+end
+
+-- The build's closing status, exit code and error from what its run
+-- printed and how it ended.
+local function outcome(b, how, code)
+    local r = b.result
+    local exit = how == "exit" and code or 128 + (code or 9)
+    if r and r.status == "invalid" then
+        return "failed", r.exit_code or exit, r.error or "invalid manifest"
+    elseif r and queue.TERMINAL[r.status] then
+        return r.status, r.exit_code or exit, r.error
+    end
+    local err = b.err:gsub("%s+$", ""):match("([^\n]*)$")
+    if exit == 130 or b.cancelled then
+        return "killed", 130, "cancelled"
+    end
+    return "failed", exit ~= 0 and exit or 3, string.format(
+        "djinn-lua run ended with %s %s before its result%s", how,
+        tostring(code), err ~= "" and (": " .. err) or "")
+end
+
+function W:finish(b, how, code)
+    self:drain(b)
+    self:forward(b, true)
+    local status, exit, err = outcome(b, how, code)
+    local q, bk, ev, lk = keys(b)
+    local r = self:call("FCALL", "djinn_finish", 4, q, bk, ev, lk, b.entry,
+                        self.consumer, b.id, b.attempt, status, exit,
+                        err or "", self.name,
+                        self.unfenced and "unfenced" or "fenced")
+    if r == 1 then
+        self:say("build %s %s (exit %d)", b.id, status, exit)
+    elseif r == 0 then
+        self:say("build %s: finish rejected: the lease was lost, another " ..
+                 "worker runs it", b.id)
+    else
+        self:say("build %s: finish not recorded (Redis unreachable); " ..
+                 "another worker will run it again", b.id)
+    end
+    self:cleanup(b)
+end
+
+function W:cleanup(b)
+    fs.rm_rf(b.dir)
+    for i, x in ipairs(self.running) do
+        if x == b then table.remove(self.running, i) break end
+    end
+end
+
+function W:kill(b, why)
+    if b.child then
+        b.child:kill("KILL")
+        b.child:wait(5)
+    end
+    self:say("build %s: stopped (%s)", b.id, why)
+    self:cleanup(b)
+end
+
+function W:renew_all()
+    for _, b in ipairs({ table.unpack(self.running) }) do
+        local q, bk = keys(b)
+        local r = self:call("FCALL", "djinn_renew", 2, q, bk, b.entry,
+                            self.consumer, b.attempt)
+        if r == -1 then
+            self:kill(b, "lease lost: another worker took it over")
+        elseif r == 1 and not b.cancelled then
+            b.cancelled = proc.now()
+            self:say("build %s: cancel requested; stopping it", b.id)
+            b.child:kill("TERM")
+        end
+    end
+    self:call("HSET", "djinn:workers", self.consumer, json.encode{
+        name = self.name, host = self.host, pid = proc.getpid(),
+        slots = self.slots, running = #self.running,
+        drivers = json.array(self.queues),
+        seen = tonumber((self:call("TIME") or { os.time() })[1]),
+        draining = self.draining or false })
+end
+
+function W:start(qname, entry)
+    local id = entry[2] and queue.hash(entry[2]).build
+    if id == nil then
+        -- Not a build entry (or one deleted meanwhile): drop it.
+        self:call("XACK", "djinn:q:" .. qname, queue.GROUP, entry[1])
+        return
+    end
+    local b = { id = id, queue = qname, entry = entry[1], buf = "",
+                err = "", pending = {} }
+    local q, bk, ev, lk = keys(b)
+    local r = self:call("FCALL", "djinn_start", 4, q, bk, ev, lk, b.entry,
+                        self.consumer, id, self.max_attempts, self.name)
+    if type(r) ~= "table" then return end
+    local n = tonumber(r[1])
+    if n == 0 then
+        if r[2] == "lost" then
+            self:say("build %s: closed as failed: its worker was lost " ..
+                     "%d times", id, self.max_attempts)
+        elseif r[2] == "killed" then
+            self:say("build %s: closed as killed: cancelled while its " ..
+                     "worker was lost", id)
+        end
+        return
+    end
+    b.attempt = n
+    local h = self.q and self.q:build(id)
+    if h == nil or h.manifest == nil then
+        self:say("build %s: its record is gone", id)
+        return
+    end
+    local derr
+    b.dir, derr = fs.mkdtemp("djinn-build-" .. id .. "-", self.tmp)
+    self.running[#self.running + 1] = b
+    if b.dir == nil then
+        b.err = tostring(derr)
+        self:finish(b, "exit", 3)
+        return
+    end
+    local file = (h.file ~= "" and h.file:match("([^/]+)$")) or
+        ".djinn.yml"
+    fs.mkdir_p(b.dir .. "/objects", 448)
+    fs.writefile(b.dir .. "/objects/" .. file, h.manifest)
+    local argv = { self.exe, "run", "--json", "--objects",
+                   b.dir .. "/objects", "--artifacts",
+                   b.dir .. "/artifacts" }
+    if self.driver_config then
+        argv[#argv + 1] = "--driver-config=" .. self.driver_config
+    end
+    if self.registry then argv[#argv + 1] = "--registry=" .. self.registry end
+    for _, kv in ipairs(json.decode(h.env or "[]") or {}) do
+        argv[#argv + 1] = "--env=" .. kv
+    end
+    argv[#argv + 1] = "--"
+    argv[#argv + 1] = b.dir .. "/objects/" .. file
+    fs.mkdir_p(b.dir .. "/artifacts", 448)
+    local env = proc.environ()
+    env.DJINN_BUILD = id
+    local child, err = proc.spawn{ argv = argv, cwd = b.dir .. "/objects",
+                                   env = env, stdin = "null",
+                                   stdout = "pipe", stderr = "pipe",
+                                   setpgid = true, pdeathsig = true }
+    if child == nil then
+        b.err = tostring(err)
+        self:finish(b, "exit", 3)
+        return
+    end
+    b.child = child
+    self:say("build %s: started (attempt %d, pid %d)", id, n, child:pid())
+end
+
+-- A free slot: a build whose lease ran out first, then a new one.
+function W:take(block)
+    local now = proc.now()
+    if now >= self.next_claim then
+        self.next_claim = now + math.min(0.5, self.lease / 4)
+        for _, name in ipairs(self.queues) do
+            local v = self:call("XAUTOCLAIM", "djinn:q:" .. name,
+                                queue.GROUP, self.consumer,
+                                math.floor(self.lease * 1000),
+                                self.cursor[name] or "0-0", "COUNT", 1)
+            if type(v) == "table" then
+                self.cursor[name] = v[1]
+                for _, e in ipairs(v[2] or {}) do
+                    if e ~= redis.null and #self.running < self.slots then
+                        self:say("taking over build entry %s of %s " ..
+                                 "(lease ran out)", e[1], name)
+                        self:start(name, e)
+                        return true
+                    end
+                end
+            end
+        end
+    end
+    -- New entries: each queue in turn without blocking, then one blocking
+    -- read over all of them. COUNT 1 per stream: with several queues a
+    -- blocking read can return one entry of each (rare); all are started.
+    local n = #self.queues
+    for i = 0, n - 1 do
+        local name = self.queues[(self.turn + i) % n + 1]
+        local v = self:call("XREADGROUP", "GROUP", queue.GROUP,
+                            self.consumer, "COUNT", 1, "STREAMS",
+                            "djinn:q:" .. name, ">")
+        if type(v) == "table" then
+            self.turn = (self.turn + i + 1) % n
+            self:start(name, v[1][2][1])
+            return true
+        end
+    end
+    if block > 0 then
+        local argv = { "XREADGROUP", "GROUP", queue.GROUP, self.consumer,
+                       "COUNT", 1, "BLOCK", math.max(1, math.floor(block *
+                       1000)), "STREAMS" }
+        for _, name in ipairs(self.queues) do
+            argv[#argv + 1] = "djinn:q:" .. name
+        end
+        for _ = 1, n do argv[#argv + 1] = ">" end
+        local v = self:call(table.unpack(argv))
+        if type(v) == "table" then
+            for _, s in ipairs(v) do
+                self:start(s[1]:sub(#"djinn:q:" + 1), s[2][1])
+            end
+            return true
+        end
+    end
+    return false
+end
+
+function W:signals()
+    local sig = proc.pending_signal()
+    while sig do
+        if sig == "INT" or self.draining then
+            if not self.cancelling then
+                self.cancelling = true
+                self:say("stopping: cancelling %d running build(s)",
+                         #self.running)
+                for _, b in ipairs(self.running) do
+                    b.cancelled = proc.now()
+                    if b.child then b.child:kill("TERM") end
+                end
+            end
+        else
+            self.draining = true
+            self:say("SIGTERM: taking no more builds; finishing %d " ..
+                     "(SIGTERM again cancels them)", #self.running)
+        end
+        sig = proc.pending_signal()
+    end
+end
+
+function M.main(opts)
+    local self = setmetatable({
+        url = opts.url, name = opts.name, slots = opts.slots or 1,
+        queues = opts.drivers, lease = opts.lease or 10,
+        driver_config = opts.driver_config, registry = opts.registry,
+        out = opts.out or io.stdout, unfenced = opts.unfenced,
+        max_attempts = opts.max_attempts or queue.MAX_ATTEMPTS,
+        running = {}, cursor = {}, turn = 0, next_claim = 0,
+        timeout = math.max(1, (opts.lease or 10) / 3),
+        tmp = os.getenv("TMPDIR") or "/tmp",
+    }, W)
+    self.exe = assert(fs.realpath("/proc/self/exe"))
+    self.host = (fs.readfile("/proc/sys/kernel/hostname", 256) or
+                 "localhost"):gsub("%s+$", "")
+    self.consumer = string.format("%s:%d:%d", self.name, proc.getpid(),
+                                  os.time())
+    proc.on_signals{ "INT", "TERM" }
+    if not self:reconnect() then
+        return 3
+    end
+    self:say("worker %s: %d slot(s), queues %s, lease %gs, Redis %s",
+             self.consumer, self.slots, table.concat(self.queues, " "),
+             self.lease, self.q.url)
+    local renew_every = math.max(0.1, self.lease / 6)
+    local next_renew = 0
+    while true do
+        self:signals()
+        for _, b in ipairs({ table.unpack(self.running) }) do
+            self:drain(b)
+            local how, code = b.child:wait(0)
+            if how then
+                self:finish(b, how, code)
+            elseif b.cancelled and proc.now() - b.cancelled > M.GRACE then
+                b.child:kill("KILL")
+            end
+        end
+        if self.q == nil then
+            self:reconnect()
+            if self.q == nil and self.lost_at and
+                proc.now() - self.lost_at > 0.8 * self.lease then
+                for _, b in ipairs({ table.unpack(self.running) }) do
+                    self:kill(b, "Redis unreachable for 0.8 x the lease")
+                end
+                self.lost_at = proc.now()
+            end
+        end
+        if self.q and proc.now() >= next_renew then
+            next_renew = proc.now() + renew_every
+            self:renew_all()
+        end
+        if (self.draining or self.cancelling) and #self.running == 0 then
+            break
+        end
+        local took = false
+        if self.q and not self.draining and #self.running < self.slots then
+            -- Block for new work only as long as the running builds'
+            -- output may wait.
+            took = self:take(#self.running > 0 and 0.02 or 0.2)
+        end
+        if not took and (#self.running >= self.slots or self.draining or
+                         self.q == nil) then
+            -- Wait on the first child's output (or just sleep).
+            local b = self.running[1]
+            if b and b.child and not b.eof then
+                local data, which = b.child:read(0.02)
+                if data then
+                    if which == "stderr" then
+                        b.err = (b.err .. data):sub(-M.STDERR_TAIL)
+                    else
+                        b.buf = b.buf .. data
+                    end
+                elseif which == "eof" then
+                    b.eof = true
+                end
+            else
+                proc.sleep(0.02)
+            end
+        end
+    end
+    if self.q then
+        self:call("HDEL", "djinn:workers", self.consumer)
+        self:call("XGROUP", "DELCONSUMER", "djinn:q:" .. self.queues[1],
+                  queue.GROUP, self.consumer)
+    end
+    self:say("worker %s: stopped", self.consumer)
+    return self.cancelling and 130 or 0
+end
+
+return M

@@ -1,0 +1,417 @@
+#!/bin/sh
+# queue.sh - the build queue on a real Redis (issue 16): Debian's
+# redis-server, started here on a Unix socket in a private directory
+# (port 0, no persistence unless a test needs it) and stopped by PID;
+# real `djinn-lua worker` processes running os-driver builds. The plan is
+# the one of ../shared/reference/scale-out.md §5:
+#   basics: submit (+ --follow, --env, --json), status, logs (text, JSON,
+#     resumed with --after), workers, an invalid manifest, a bad and an
+#     unreachable URL;
+#   cancel of a queued, a running and an orphaned build (its worker
+#     killed; closed at takeover without a second start);
+#   SIGTERM drains a worker;
+#   Q1/Q2: 3 workers x 2 slots, 30 builds, one worker kill -9'd and one
+#     frozen (SIGSTOP) past its lease: every build ends once, nothing
+#     pending, no job of the killed worker left;
+#   Q3: the same check catches a double completion when the fencing is
+#     switched off (the negative control), and sees none with it on;
+#   Q5: a build that kills every worker that takes it closes as failed
+#     after 3 lost workers;
+#   Q6: logs -f started before the build shows the restart after a
+#     takeover and exits with the build's status;
+#   Q7: Redis killed (kill -9) and restarted with appendonly: every build
+#     still ends exactly once.
+# TAP on stdout.
+set -u
+TOP=${DJINN_TOP:-$(cd "$(dirname "$0")/../.." && pwd)}
+B=${DJINN_BUILD:-$TOP/build}
+D=$B/djinn-lua
+W=$(mktemp -d "${DJINN_WORK:-${TMPDIR:-/tmp}}/queue_e2e.XXXXXX") || exit 1
+PIDS=
+REDIS_PID=
+cleanup() {
+	for p in $PIDS; do kill -KILL "$p" 2>/dev/null; done
+	[ -n "$REDIS_PID" ] && kill -KILL "$REDIS_PID" 2>/dev/null
+	# Jobs the tests recorded (each job writes its shell's pid).
+	for f in "$W"/jobs/*; do
+		[ -f "$f" ] && kill -KILL "$(cat "$f")" 2>/dev/null
+	done
+	[ -n "${KEEP:-}" ] || rm -rf "$W"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+export TMPDIR=$W/tmp XDG_RUNTIME_DIR=$W/run XDG_CONFIG_HOME=$W/config \
+	XDG_DATA_HOME=$W/data XDG_CACHE_HOME=$W/cache
+mkdir -p "$W/tmp" "$W/run" "$W/jobs" "$W/redis"
+. "$TOP/tests/e2e_lib.sh"
+
+SOCK=$W/redis/redis.sock
+export DJINN_REDIS="unix://$SOCK"
+rcli() { redis-cli -s "$SOCK" "$@"; }
+
+# start_redis [appendonly]: a private redis-server; waits for PING.
+start_redis() {
+	redis-server --port 0 --unixsocket "$SOCK" --unixsocketperm 700 \
+		--dir "$W/redis" --save "" --appendonly "${1:-no}" \
+		--appendfsync always --daemonize no --logfile "$W/redis/log" &
+	REDIS_PID=$!
+	i=0
+	while [ $i -lt 100 ]; do
+		[ "$(rcli PING 2>/dev/null)" = PONG ] && return 0
+		sleep 0.05
+		i=$((i + 1))
+	done
+	return 1
+}
+# worker NAME SLOTS [ENV=VALUE...]: a worker on the os queue, lease 2s.
+worker() {
+	wn=$1
+	ws=$2
+	shift 2
+	env "$@" "$D" worker --name "$wn" --slots "$ws" --drivers os \
+		--lease 2s >"$W/$wn.log" 2>&1 &
+	eval "wpid_$wn=$!"
+	PIDS="$PIDS $!"
+}
+wpid() { eval "echo \$wpid_$1"; }
+# stop_workers: SIGTERM every worker (each finishes what it runs) and
+# wait for them to exit.
+stop_workers() {
+	for p in $PIDS; do kill -TERM "$p" 2>/dev/null; done
+	for p in $PIDS; do wait "$p" 2>/dev/null; done
+	PIDS=
+}
+# manifest FILE SECONDS [EXTRA COMMAND]: an os-driver build that records
+# its job's pid in $W/jobs/<file's name>.<pid>, prints, sleeps, prints.
+manifest() {
+	cat >"$1" <<EOF
+driver:
+  type: os
+stages:
+- test
+jobs:
+- stage: test
+  commands:
+  - echo \$\$ > $W/jobs/$(basename "$1").\$\$
+  - echo "start \${FOO:-}"
+  - ${3:-true}
+  - sleep $2
+  - echo "end"
+EOF
+}
+# status ID -> the build's status
+bstatus() { rcli HGET "djinn:b:$1" status; }
+# wait_for SECONDS CMD...: until CMD succeeds (0) or the time is up (1)
+wait_for() {
+	wt=$(($1 * 10))
+	shift
+	while [ "$wt" -gt 0 ]; do
+		"$@" >/dev/null 2>&1 && return 0
+		sleep 0.1
+		wt=$((wt - 1))
+	done
+	return 1
+}
+terminal() { # terminal ID...: every one has a terminal status
+	for id in "$@"; do
+		case $(bstatus "$id") in
+		passed | passed_with_failures | failed | killed | timed_out) ;;
+		*) return 1 ;;
+		esac
+	done
+}
+running() { [ "$(bstatus "$1")" = running ]; }
+# finishes ID: the number of finish events for build ID
+finishes() {
+	rcli --raw XRANGE djinn:ev - + | awk -v id="$1" '
+		$0 == "type" { t = 1; next } t == 1 { type = $0; t = 0; next }
+		$0 == "build" { b = 1; next }
+		b == 1 { if ($0 == id && type == "finish") c++; b = 0 }
+		END { print c + 0 }'
+}
+starts() {
+	rcli --raw XRANGE djinn:ev - + | awk -v id="$1" '
+		$0 == "type" { t = 1; next } t == 1 { type = $0; t = 0; next }
+		$0 == "build" { b = 1; next }
+		b == 1 { if ($0 == id && type == "start") c++; b = 0 }
+		END { print c + 0 }'
+}
+pending() { rcli XPENDING djinn:q:os workers | head -1; }
+
+start_redis
+ok $? "redis-server started on a private socket (pid $REDIS_PID)"
+
+# --- basics -----------------------------------------------------------------
+manifest "$W/pass.yml" 0
+cat >"$W/fail.yml" <<EOF
+driver:
+  type: os
+stages:
+- test
+jobs:
+- stage: test
+  commands:
+  - echo failing
+  - exit 3
+EOF
+printf 'driver:\n  type: nosuch\nstages: [a]\njobs:\n- stage: a\n  commands: [true]\n' >"$W/bad.yml"
+
+run sub1 submit --env FOO=bar "$W/pass.yml"
+check "submit: exit 0, prints the build number ($(cat "$W/sub1.out"))" \
+	sh -c "[ $rc -eq 0 ] && grep -qx '1' '$W/sub1.out'"
+check "... queued, attempt 0" test "$(bstatus 1)" = queued
+worker w0 2
+check "a worker takes it and it passes" wait_for 20 terminal 1
+check "... status passed" test "$(bstatus 1)" = passed
+run logs1 logs 1
+check "logs: exit 0, the job's output with the variable" \
+	sh -c "[ $rc -eq 0 ] && grep -q '^start bar$' '$W/logs1.out' && grep -q '^build passed' '$W/logs1.out'"
+run logsj logs --json 1
+check "logs --json: every line an event with attempt 1 and an entry id" \
+	sh -c "[ $rc -eq 0 ] && jq -e -s 'length > 3 and all(.[]; .attempt == 1 and (.entry | type) == \"string\" or .event == \"end\")' '$W/logsj.out'"
+check "... the last is the end: passed, exit 0" \
+	sh -c "tail -1 '$W/logsj.out' | jq -e '.event == \"end\" and .status == \"passed\" and .exit_code == 0'"
+third=$(sed -n 3p "$W/logsj.out" | jq -r .entry)
+run logsa logs --json --after "$third" 1
+check "logs --after ENTRY: exactly the entries after it, no duplicate" \
+	sh -c "[ \$(wc -l <'$W/logsa.out') -eq \$((\$(wc -l <'$W/logsj.out') - 3)) ] && ! grep -q '\"$third\"' '$W/logsa.out'"
+run st1 status --json 1
+check "status --json: passed, attempt 1, on w0, exit 0" \
+	sh -c "jq -e '.status == \"passed\" and .attempt == 1 and .worker == \"w0\" and .exit_code == 0' '$W/st1.out'"
+RUN_TIMEOUT=30 run fol submit --follow "$W/fail.yml"
+check "submit --follow of a failing build: exit 1, its output, 'build failed'" \
+	sh -c "[ $rc -eq 1 ] && grep -q '^failing$' '$W/fol.out' && grep -q '^build failed' '$W/fol.out'"
+check "... status failed" test "$(bstatus 2)" = failed
+run bad submit "$W/bad.yml"
+check "an invalid manifest: exit 2, where and what, nothing queued" \
+	sh -c "[ $rc -eq 2 ] && grep -q 'bad.yml:[0-9]*:[0-9]*:' '$W/bad.err' && grep -q 'nothing queued' '$W/bad.err' && [ \$(redis-cli -s '$SOCK' GET djinn:seq) = 2 ]"
+run sec submit --env API_TOKEN=hunter2 "$W/pass.yml"
+check "a secret-named --env: exit 2, refused, nothing queued" \
+	sh -c "[ $rc -eq 2 ] && grep -q 'API_TOKEN: a secret' '$W/sec.err' && [ \$(redis-cli -s '$SOCK' GET djinn:seq) = 2 ] && ! redis-cli -s '$SOCK' --scan | xargs -r -n1 redis-cli -s '$SOCK' DUMP 2>/dev/null | grep -aq hunter2"
+run url submit --redis "http://x" "$W/pass.yml"
+check "a URL that is not Redis's: exit 2, what is allowed" \
+	sh -c "[ $rc -eq 2 ] && grep -q 'redis://' '$W/url.err'"
+run down status --redis "unix://$W/nosuch.sock" 1
+check "an unreachable Redis: exit 3, says where" \
+	sh -c "[ $rc -eq 3 ] && grep -q 'nosuch.sock' '$W/down.err'"
+run wk workers --json
+check "workers --json: w0, 2 slots, the os queue" \
+	sh -c "jq -e '.[] | select(.name == \"w0\") | .slots == 2 and .drivers == [\"os\"]' '$W/wk.out'"
+
+# --- cancel -----------------------------------------------------------------
+cat >"$W/dock.yml" <<EOF
+driver:
+  type: docker
+  image: debian:bookworm
+  workspace: /work
+stages: [a]
+jobs:
+- stage: a
+  commands: [true]
+EOF
+run qd submit "$W/dock.yml"
+qd=$(cat "$W/qd.out")
+run cq cancel "$qd"
+check "cancel of a queued build (no docker worker): killed at once" \
+	sh -c "[ $rc -eq 0 ] && grep -q 'killed' '$W/cq.out' && [ \"\$(redis-cli -s '$SOCK' HGET djinn:b:$qd status)\" = killed ]"
+run lq logs "$qd"
+check "... logs exits 130 (killed)" test "$rc" = 130
+check "... nothing left in its queue" \
+	sh -c "[ \"\$(redis-cli -s '$SOCK' XLEN djinn:q:docker)\" = 0 ]"
+manifest "$W/long.yml" 60
+run lr submit "$W/long.yml"
+lr=$(cat "$W/lr.out")
+wait_for 20 running "$lr" && wait_for 10 sh -c "ls '$W'/jobs/long.yml.* >/dev/null 2>&1"
+ljob=$(cat "$W"/jobs/long.yml.* 2>/dev/null | head -1)
+t0=$(date +%s%N)
+run cr cancel "$lr"
+check "cancel of a running build: 'requested'" \
+	sh -c "[ $rc -eq 0 ] && grep -q 'requested' '$W/cr.out'"
+wait_for 15 terminal "$lr"
+t1=$(date +%s%N)
+check "... killed within 15 s ($(((t1 - t0) / 1000000)) ms)" test "$(bstatus "$lr")" = killed
+check "... its job's process ($ljob) is gone" \
+	sh -c "[ -n '$ljob' ] && ! kill -0 '$ljob' 2>/dev/null"
+check "... ended once" test "$(finishes "$lr")" = 1
+rm -f "$W"/jobs/long.yml.*
+
+# SIGTERM drains: the running build finishes, then the worker exits 0.
+manifest "$W/short.yml" 2
+run sh1 submit "$W/short.yml"
+sh1=$(cat "$W/sh1.out")
+wait_for 20 running "$sh1"
+kill -TERM "$(wpid w0)"
+wait "$(wpid w0)"
+wrc=$?
+check "SIGTERM: the worker finishes its build and exits 0 (exit $wrc)" \
+	sh -c "[ $wrc -eq 0 ] && [ \"\$(redis-cli -s '$SOCK' HGET djinn:b:$sh1 status)\" = passed ]"
+
+# --- Q1/Q2: 30 builds, one worker killed, one frozen ------------------------
+i=1
+first=$(($(rcli GET djinn:seq) + 1))
+while [ $i -le 30 ]; do
+	manifest "$W/b$i.yml" $((i % 2 + 1))
+	"$D" submit "$W/b$i.yml" >/dev/null 2>&1
+	i=$((i + 1))
+done
+last=$(rcli GET djinn:seq)
+ids=$(seq "$first" "$last")
+worker wa 2
+worker wb 2
+worker wc 2
+wait_for 20 sh -c "grep -q 'started' '$W/wb.log'"
+sleep 0.5
+kill -KILL "$(wpid wb)"
+killed_at=$(date +%s)
+wait_for 10 sh -c "grep -q 'started' '$W/wc.log'"
+kill -STOP "$(wpid wc)"
+sleep 5
+kill -CONT "$(wpid wc)"
+wait_for 90 terminal $ids
+ok $? "Q1: all 30 builds ended ($(($(date +%s) - killed_at)) s after the kill)"
+allpass=0
+for id in $ids; do [ "$(bstatus "$id")" = passed ] || allpass=1; done
+ok $allpass "... every one passed"
+once=0
+for id in $ids; do [ "$(finishes "$id")" = 1 ] || once=1; done
+ok $once "... each ended exactly once (one finish event)"
+check "... nothing pending in the queue ($(pending))" test "$(pending)" = 0
+wb_builds=$(sed -n 's/.*build \([0-9]*\): started.*/\1/p' "$W/wb.log")
+restarted=0
+for id in $wb_builds; do
+	rcli --raw XRANGE "djinn:log:$id" - + | grep -qx restart || restarted=1
+done
+check "... the killed worker's builds ($(echo $wb_builds)) were restarted, and say so" \
+	sh -c "[ -n '$wb_builds' ] && [ $restarted -eq 0 ]"
+left=0
+for f in "$W"/jobs/*; do
+	[ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null && left=1
+done
+ok $left "... no job process of any worker is left"
+check "Q2: the frozen worker had builds taken over and recorded none of them" \
+	sh -c "grep -Eq 'finish rejected|lease lost' '$W/wc.log'"
+rm -f "$W"/jobs/*
+
+# --- Q3: the same check with the fencing off catches a double completion ----
+# freeze_case NAME ENV: worker NAME_1 takes a 3 s build and is frozen for
+# 6 s; NAME_2 takes it over after the 2 s lease; then NAME_1 wakes.
+freeze_case() {
+	stop_workers
+	manifest "$W/$1.yml" 3
+	"$D" submit "$W/$1.yml" >"$W/$1.id"
+	fid=$(cat "$W/$1.id")
+	worker "${1}1" 1 "$2"
+	wait_for 20 running "$fid"
+	kill -STOP "$(wpid "${1}1")"
+	worker "${1}2" 1 "$2"
+	sleep 6
+	kill -CONT "$(wpid "${1}1")"
+	wait_for 20 terminal "$fid"
+	sleep 1
+}
+freeze_case fenced DJINN_TEST_UNFENCED=0
+check "Q3: fencing on: a frozen worker's build ends once ($(finishes "$fid"))" \
+	test "$(finishes "$fid")" = 1
+freeze_case unfenced DJINN_TEST_UNFENCED=1
+check "Q3: negative control, fencing off: the check sees two completions ($(finishes "$fid"))" \
+	test "$(finishes "$fid")" -ge 2
+
+# --- cancel of an orphaned build; logs -f across a takeover -------------------
+stop_workers
+manifest "$W/orph.yml" 30
+run or submit "$W/orph.yml"
+orph=$(cat "$W/or.out")
+manifest "$W/follow.yml" 3
+run fo submit "$W/follow.yml"
+fo=$(cat "$W/fo.out")
+timeout 60 "$D" logs -f "$fo" >"$W/follow.out" 2>&1 &
+fpid=$!
+PIDS="$PIDS $fpid"
+worker wo 2
+both_running() { running "$orph" && running "$fo"; }
+wait_for 20 both_running
+wait_for 10 sh -c "grep -q '^start' '$W/follow.out'"
+kill -KILL "$(wpid wo)"
+run oc cancel "$orph"
+check "cancel of a build whose worker was killed: 'requested'" \
+	sh -c "[ $rc -eq 0 ] && grep -q requested '$W/oc.out'"
+worker wp 2
+wait_for 20 terminal "$orph"
+check "... closed as killed when taken over ($(bstatus "$orph"))" test "$(bstatus "$orph")" = killed
+check "... and never started again (1 start event)" test "$(starts "$orph")" = 1
+wait "$fpid"
+frc=$?
+check "logs -f (started before the build): exit 0 as the build" test "$frc" = 0
+check "... shows the restart after the takeover" \
+	grep -q '^restarted: previous worker lost (attempt 2)' "$W/follow.out"
+check "... both attempts' lines, then the end" \
+	sh -c "[ \$(grep -c '^start' '$W/follow.out') -eq 2 ] && tail -3 '$W/follow.out' | grep -q '^build passed'"
+
+# --- Q5: a build that kills every worker that takes it ------------------------
+cat >"$W/poison.yml" <<EOF
+driver:
+  type: os
+stages: [a]
+jobs:
+- stage: a
+  commands:
+  - p=\$\$; while [ "\$p" -gt 1 ]; do if tr '\\0' ' ' </proc/\$p/cmdline | grep -q ' worker '; then kill -9 \$p; fi; p=\$(sed -n 's/^PPid:[[:space:]]*//p' /proc/\$p/status); done
+  - sleep 5
+EOF
+run po submit "$W/poison.yml"
+poison=$(cat "$W/po.out")
+manifest "$W/fine.yml" 0
+run fi submit "$W/fine.yml"
+fine=$(cat "$W/fi.out")
+tries=0
+while [ $tries -lt 8 ] && ! terminal "$poison"; do
+	if ! kill -0 "$(wpid wp)" 2>/dev/null; then
+		tries=$((tries + 1))
+		worker wp 1
+	fi
+	sleep 0.3
+done
+wait_for 20 terminal "$poison"
+check "Q5: the poison build closes as failed after 3 lost workers" \
+	sh -c "[ \"\$(redis-cli -s '$SOCK' HGET djinn:b:$poison status)\" = failed ] && redis-cli -s '$SOCK' HGET djinn:b:$poison error | grep -q 'worker lost 3 times'"
+wait_for 20 terminal "$fine"
+check "... the other build is unaffected (passed)" test "$(bstatus "$fine")" = passed
+
+# --- Q7: Redis killed and restarted with appendonly -------------------------
+stop_workers
+kill -KILL "$REDIS_PID"
+wait "$REDIS_PID" 2>/dev/null
+rm -f "$SOCK"
+start_redis yes
+ok $? "redis-server restarted with appendonly yes"
+first=$(($(rcli GET djinn:seq) + 1))
+i=1
+while [ $i -le 6 ]; do
+	manifest "$W/r$i.yml" 2
+	"$D" submit "$W/r$i.yml" >/dev/null 2>&1
+	i=$((i + 1))
+done
+ids=$(seq "$first" "$(rcli GET djinn:seq)")
+worker wr1 2
+worker wr2 2
+wait_for 20 sh -c "grep -q 'started' '$W/wr1.log'"
+sleep 0.5
+kill -KILL "$REDIS_PID"
+wait "$REDIS_PID" 2>/dev/null
+rm -f "$SOCK"
+start_redis yes
+ok $? "Q7: Redis killed mid-run and restarted from its AOF"
+wait_for 60 terminal $ids
+ok $? "... every build ended"
+once=0
+for id in $ids; do [ "$(finishes "$id")" = 1 ] || once=1; done
+ok $once "... each exactly once"
+check "... nothing pending" test "$(pending)" = 0
+check "... the workers reconnected" \
+	sh -c "grep -q 'lost Redis' '$W/wr1.log' && grep -q 'passed' '$W/wr1.log'"
+
+stop_workers
+rcli SHUTDOWN NOSAVE >/dev/null 2>&1
+wait "$REDIS_PID" 2>/dev/null
+REDIS_PID=
+tap_end
