@@ -222,6 +222,12 @@ $(B)/qcow2_bench: bench/qcow2_bench.c ext/qcow2.c ext/qcow2.h ext/jsonstr.c ext/
 		bench/qcow2_bench.c ext/qcow2.c ext/jsonstr.c \
 		$(LDFLAGS) $(shell $(PKG_CONFIG) --libs zlib libzstd jansson)
 
+# The build queue in one command: a private Redis, two workers, the
+# os-driver examples submitted and one followed (examples/queue-demo.sh).
+.PHONY: queue-demo
+queue-demo: all
+	sh examples/queue-demo.sh $(B)
+
 # The VM demo: build everything, build the tiny image once (cached in
 # $(B)/vm), register it as demo/tiny in the default registry (skipped when
 # the same file is already registered) and run examples/hello.yml in it.

@@ -12,6 +12,8 @@
 #   url-import.sh       image register URL vs curl + sha256sum + sync
 #   manifest-load.sh    manifest load vs libyaml's event loop
 #   qcow2-bench.sh      the QCOW2 validator vs qemu-img check
+#   queue.sh            the build queue: overhead vs run, throughput,
+#                       recovery, live log lag (private redis-server)
 # Not here: bench/vm-bench.sh (`make vm-bench`, boots VMs).
 # Each bench is timed by the wall clock on whatever else the machine is
 # doing: run it on an idle machine, and read the spread.
@@ -24,7 +26,7 @@ BENCH_TSV=$(mktemp "${TMPDIR:-/tmp}/bench-tsv.XXXXXX") || exit 1
 trap 'rm -f "$BENCH_TSV"' EXIT
 trap 'exit 130' INT TERM
 failed=0
-for name in output docker-output registry-lookup url-import manifest-load qcow2-bench; do
+for name in output docker-output registry-lookup url-import manifest-load qcow2-bench queue; do
 	script=$TOP/bench/$name.sh
 	# shellcheck disable=SC2053 # BENCH is a pattern
 	[[ -n ${BENCH:-} && $name != ${BENCH} && $name != *${BENCH}* ]] && continue

@@ -9,7 +9,7 @@
 --                       per queued build, deleted when it closes
 --   djinn:b:<id>        hash: status, attempt (the fencing token), worker,
 --                       cancel, error, exit, manifest, file, queue, env,
---                       submitted, started, finished
+--                       objects (a tar), submitted, started, finished
 --   djinn:log:<id>      stream: {a = attempt, e = one `run --json` event
 --                       line} entries; {a, restart = why} when a build is
 --                       re-run; one closing {a, end = status, x = exit}
@@ -295,14 +295,15 @@ M.hash = hash
 local function bkey(id) return "djinn:b:" .. id end
 local function lkey(id) return "djinn:log:" .. id end
 
--- opts: manifest text, file (its name), queue, env (list of K=V),
--- max_attempts. -> id | nil, why
+-- opts: text (the manifest), file (its name), queue, env (list of K=V),
+-- objects (a tar of them, or ""). -> id | nil, why
 function Q:submit(opts)
     local id, err = self:call("INCR", "djinn:seq")
     if id == nil then return nil, err end
     local fields = { "manifest", opts.text, "file", opts.file or "",
                      "queue", opts.queue,
-                     "env", json.encode(json.array(opts.env or {})) }
+                     "env", json.encode(json.array(opts.env or {})),
+                     "objects", opts.objects or "" }
     local q = "djinn:q:" .. opts.queue
     local entry
     entry, err = self:call("FCALL", "djinn_submit", 3, q, bkey(id),

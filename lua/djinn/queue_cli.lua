@@ -29,6 +29,9 @@ M.COMMANDS = {
             redis = REDIS_OPT, ["driver-config"] = CONF_OPT,
             env = { kind = "list", arg = "KEY=VALUE",
                 help = "set a build variable (repeatable)" },
+            objects = { kind = "value", arg = "DIR",
+                help = "where the manifest's objects are read from " ..
+                    "(default .); sent with the build, 5 MiB at most" },
             follow = { kind = "flag",
                 help = "print the build's log until it ends; exit as " ..
                     "the build did" },
@@ -112,6 +115,9 @@ nothing is queued.
 Options:
 ]] .. URL_TEXT .. [[
   --env KEY=VALUE       set a build variable (repeatable)
+  --objects DIR         where the manifest's objects are read from
+                        (default .); they travel with the build, 5 MiB
+                        at most
   --follow              then print the build's log as it runs, and exit
                         as the build did (run's exit codes)
   --json                print {"build": N} (with --follow, the events)
@@ -349,17 +355,16 @@ function M.replay(w, ev)
         w:_sink{ kind = "invalid_end", error = ev.error,
                  code = ev.exit_code }
     elseif k == "build_end" then
-        local nr = {}
-        for _, name in ipairs(type(ev.not_run) == "table" and ev.not_run
-                              or {}) do
-            local stage, job = tostring(name):match("^([^/]*)/(.*)$")
-            nr[#nr + 1] = { stage = stage or "?", name = job or name }
-        end
         w:_sink{ kind = "build_end", status = ev.status,
                  duration = ev.duration or 0,
-                 error = ev.error, not_run = nr,
+                 error = ev.error, not_run = {},
                  warnings = type(ev.warnings) == "table" and ev.warnings or
                      {} }
+        -- (the JSON names the jobs not run without their stages)
+        if type(ev.not_run) == "table" and #ev.not_run > 0 then
+            w:_sink{ kind = "line", text = "not run: " ..
+                     table.concat(ev.not_run, ", ") }
+        end
     elseif k == "warning" then
         w:_sink{ kind = "warning", message = ev.message }
     elseif k == "error" then
@@ -369,6 +374,54 @@ function M.replay(w, ev)
                  ["until"] = ev["until"],
                  id = tostring(ev.release or ""):match("(%S+)$") }
     end
+end
+
+-- The manifest's objects, read from dir, as one tar (at most
+-- M.MAX_OBJECTS bytes of files): -> tar string ("" when there are none) |
+-- nil, why
+M.MAX_OBJECTS = 5 * 1024 * 1024
+local function pack_objects(m, dir)
+    local fs = require "djinn.fs"
+    local entries, total, seen = {}, 0, {}
+    local function add(rel)
+        if seen[rel] then return true end
+        seen[rel] = true
+        local path = dir .. "/" .. rel
+        local st = fs.stat(path)
+        if st == nil then
+            return nil, string.format("object %s: no such file in %s " ..
+                "(--objects DIR)", rel, dir)
+        elseif st.type == "dir" then
+            entries[#entries + 1] = { name = rel, type = "dir" }
+            for _, n in ipairs(fs.listdir(path) or {}) do
+                local ok, why = add(rel .. "/" .. n)
+                if not ok then return nil, why end
+            end
+        elseif st.type == "file" then
+            total = total + st.size
+            if total > M.MAX_OBJECTS then
+                return nil, string.format("the objects are over the " ..
+                    "queue's limit of %d MiB (at %s); objects this large " ..
+                    "need a build run where they are (djinn-lua run)",
+                    M.MAX_OBJECTS >> 20, rel)
+            end
+            entries[#entries + 1] = { name = rel, path = path }
+        else
+            return nil, "object " .. rel .. ": not a file or a directory"
+        end
+        return true
+    end
+    for _, o in ipairs(m.objects or {}) do
+        local rel = o.src and util.safe_relpath(o.src)
+        if rel == nil then
+            return nil, "object " .. tostring(o.src) .. ": not a path " ..
+                "inside the objects directory"
+        end
+        local ok, why = add(rel)
+        if not ok then return nil, why end
+    end
+    if #entries == 0 then return "" end
+    return require("djinn.tar").create(entries)
 end
 
 local function cmd_submit(q, opts, pos)
@@ -409,9 +462,15 @@ local function cmd_submit(q, opts, pos)
             end
         end
     end
+    local objects, oerr = pack_objects(m, opts.objects or ".")
+    if objects == nil then
+        eprint("djinn-lua submit: ", oerr, "; nothing queued")
+        return 2
+    end
     local qname = queue.queue_of(m.driver)
     local id, err = q:submit{ text = text, file = util.basename(file),
-                              queue = qname, env = opts.env }
+                              queue = qname, env = opts.env,
+                              objects = objects }
     if id == nil then
         eprint("djinn-lua submit: ", err)
         return 3

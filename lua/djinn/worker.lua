@@ -250,7 +250,19 @@ function W:start(qname, entry)
     local file = (h.file ~= "" and h.file:match("([^/]+)$")) or
         ".djinn.yml"
     fs.mkdir_p(b.dir .. "/objects", 448)
-    fs.writefile(b.dir .. "/objects/" .. file, h.manifest)
+    fs.mkdir_p(b.dir .. "/manifest", 448)
+    fs.writefile(b.dir .. "/manifest/" .. file, h.manifest)
+    if h.objects and h.objects ~= "" then
+        local ok, names, terr = pcall(require("djinn.tar").extract,
+                                      h.objects, b.dir .. "/objects")
+        if not ok or names == nil then
+            terr = ok and terr or names
+            b.err = "the build's objects could not be unpacked: " ..
+                tostring(terr)
+            self:finish(b, "exit", 3)
+            return
+        end
+    end
     local argv = { self.exe, "run", "--json", "--objects",
                    b.dir .. "/objects", "--artifacts",
                    b.dir .. "/artifacts" }
@@ -262,7 +274,7 @@ function W:start(qname, entry)
         argv[#argv + 1] = "--env=" .. kv
     end
     argv[#argv + 1] = "--"
-    argv[#argv + 1] = b.dir .. "/objects/" .. file
+    argv[#argv + 1] = b.dir .. "/manifest/" .. file
     fs.mkdir_p(b.dir .. "/artifacts", 448)
     local env = proc.environ()
     env.DJINN_BUILD = id

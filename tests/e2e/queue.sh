@@ -4,7 +4,7 @@
 # (port 0, no persistence unless a test needs it) and stopped by PID;
 # real `djinn-lua worker` processes running os-driver builds. The plan is
 # the one of ../shared/reference/scale-out.md §5:
-#   basics: submit (+ --follow, --env, --json), status, logs (text, JSON,
+#   basics: submit (+ --follow, --env, --objects, --json), status, logs (text, JSON,
 #     resumed with --after), workers, an invalid manifest, a bad and an
 #     unreachable URL;
 #   cancel of a queued, a running and an orphaned build (its worker
@@ -188,6 +188,18 @@ check "an invalid manifest: exit 2, where and what, nothing queued" \
 run sec submit --env API_TOKEN=hunter2 "$W/pass.yml"
 check "a secret-named --env: exit 2, refused, nothing queued" \
 	sh -c "[ $rc -eq 2 ] && grep -q 'API_TOKEN: a secret' '$W/sec.err' && [ \$(redis-cli -s '$SOCK' GET djinn:seq) = 2 ] && ! redis-cli -s '$SOCK' --scan | xargs -r -n1 redis-cli -s '$SOCK' DUMP 2>/dev/null | grep -aq hunter2"
+RUN_TIMEOUT=60 run obj submit --objects "$TOP/examples/files" --follow "$TOP/examples/os-hello.yml"
+check "submit --objects: the objects travel with the build (examples/os-hello.yml passes)" \
+	sh -c "[ $rc -eq 0 ] && grep -q 'Placing object greeting.txt' '$W/obj.out' && grep -q '^tests passed' '$W/obj.out'"
+mkdir -p "$W/big"
+head -c 6000000 /dev/zero >"$W/big/greeting.txt"
+seq_before=$(rcli GET djinn:seq)
+run big submit --objects "$W/big" "$TOP/examples/os-hello.yml"
+check "objects over 5 MiB: exit 2, the limit named, nothing queued" \
+	sh -c "[ $rc -eq 2 ] && grep -q 'limit of 5 MiB' '$W/big.err' && [ \$(redis-cli -s '$SOCK' GET djinn:seq) = $seq_before ]"
+run nobj submit --objects "$W/tmp" "$TOP/examples/os-hello.yml"
+check "a missing object: exit 2, which and where" \
+	sh -c "[ $rc -eq 2 ] && grep -q 'object greeting.txt: no such file' '$W/nobj.err'"
 run url submit --redis "http://x" "$W/pass.yml"
 check "a URL that is not Redis's: exit 2, what is allowed" \
 	sh -c "[ $rc -eq 2 ] && grep -q 'redis://' '$W/url.err'"

@@ -1,0 +1,167 @@
+#!/bin/bash
+# bench/queue.sh [BUILD] - the build queue on a private redis-server
+# (issue 16), side by side where there is a reference:
+#   1. overhead per build: a trivial os-driver build through `submit
+#      --follow` (submit -> worker -> finish -> the follower exits) vs the
+#      same `djinn-lua run` directly (RUNS interleaved runs, medians);
+#   2. throughput: N (default 500, QUEUE_N) trivial builds queued, then 3
+#      workers x 4 slots start: builds/s until the last ends, and each
+#      worker's share (balance = busiest / least busy);
+#   3. recovery: a worker killed (kill -9) while it runs a build: from the
+#      kill to the build's start on the other worker (lease 2 s; 5 times,
+#      median);
+#   4. live log lag: a job printing a nanosecond timestamp every 50 ms,
+#      followed by `logs -f --json` elsewhere: arrival minus the stamp
+#      (median and 95th percentile of 40 lines).
+# Redis runs on a Unix socket in a private directory and is stopped by PID.
+set -u
+TOP=$(cd "$(dirname "$0")/.." && pwd)
+B=$(cd "${1:-$TOP/build}" && pwd) || exit 2
+D=$B/djinn-lua
+RUNS=${RUNS:-7}
+N=${QUEUE_N:-500}
+# shellcheck source=bench/lib.sh
+. "$TOP/bench/lib.sh"
+W=$(mktemp -d "${TMPDIR:-/tmp}/queue-bench.XXXXXX") || exit 1
+PIDS=
+cleanup() {
+	for p in $PIDS; do kill -KILL "$p" 2>/dev/null; done
+	for p in $PIDS; do wait "$p" 2>/dev/null; done
+	rm -rf "$W"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+export TMPDIR=$W/tmp XDG_RUNTIME_DIR=$W/run XDG_CONFIG_HOME=$W/config \
+	XDG_DATA_HOME=$W/data
+mkdir -p "$W/tmp" "$W/run"
+SOCK=$W/redis.sock
+export DJINN_REDIS="unix://$SOCK"
+rcli() { redis-cli -s "$SOCK" "$@"; }
+redis-server --port 0 --unixsocket "$SOCK" --unixsocketperm 700 --dir "$W" \
+	--save "" --appendonly no --logfile "$W/redis.log" &
+PIDS="$PIDS $!"
+for _ in $(seq 100); do [ "$(rcli PING 2>/dev/null)" = PONG ] && break; sleep 0.05; done
+worker() { # worker NAME SLOTS LEASE
+	"$D" worker --name "$1" --slots "$2" --drivers os --lease "$3" \
+		>"$W/$1.log" 2>&1 &
+	eval "wpid_$1=$!"
+	PIDS="$PIDS $!"
+}
+stop_workers() {
+	for p in $PIDS; do [ "$p" = "${PIDS%% *}" ] || kill -TERM "$p" 2>/dev/null; done
+	sleep 0.5
+}
+cat >"$W/t.yml" <<EOF
+driver:
+  type: os
+stages: [a]
+jobs:
+- stage: a
+  commands: [true]
+EOF
+
+# 1. overhead
+worker w1 1 10s
+sleep 0.5
+queued() { "$D" submit --follow "$W/t.yml" >/dev/null 2>&1; }
+direct() { "$D" run "$W/t.yml" >/dev/null 2>&1; }
+bench_compare "queue: trivial os build, submit --follow" "$RUNS" 0 queued \
+	direct "djinn-lua run"
+kill -TERM "$wpid_w1"
+wait "$wpid_w1" 2>/dev/null
+
+# 2. throughput
+first=$(($(rcli GET djinn:seq) + 1))
+t0=$EPOCHREALTIME
+for _ in $(seq "$N"); do "$D" submit "$W/t.yml" >/dev/null || exit 1; done
+t1=$EPOCHREALTIME
+last=$(rcli GET djinn:seq)
+count_done() {
+	rcli --raw XRANGE djinn:ev - + | awk -v lo="$first" -v hi="$last" '
+		$0 == "type" { t = 1; next } t == 1 { type = $0; t = 0; next }
+		$0 == "build" { b = 1; next }
+		b == 1 { if (type == "finish" && $0 + 0 >= lo && $0 + 0 <= hi) c++; b = 0 }
+		END { print c + 0 }'
+}
+t2=$EPOCHREALTIME
+worker ta 4 10s
+worker tb 4 10s
+worker tc 4 10s
+while [ "$(count_done)" -lt "$N" ]; do sleep 0.2; done
+t3=$EPOCHREALTIME
+shares=$(for w in ta tb tc; do grep -c ' passed (exit 0)' "$W/$w.log"; done | tr '\n' ' ')
+awk -v n="$N" -v a="$t0" -v b="$t1" -v c="$t2" -v d="$t3" -v s="$shares" 'BEGIN {
+	split(s, x, " "); mx = x[1]; mn = x[1]
+	for (i = 2; i <= 3; i++) { if (x[i] > mx) mx = x[i]; if (x[i] < mn) mn = x[i] }
+	printf "queue: %d submits in %.2f s (%.1f ms each, one process per submit)\n", n, b - a, (b - a) * 1000 / n
+	printf "queue: %d trivial builds on 3 workers x 4 slots in %.2f s: %.1f builds/s; shares %s(balance %.2f)\n", n, d - c, n / (d - c), s, (mn > 0 ? mx / mn : 0)
+}'
+for w in ta tb tc; do eval "kill -TERM \$wpid_$w"; done
+sleep 1
+
+# 3. recovery
+cat >"$W/long.yml" <<EOF
+driver:
+  type: os
+stages: [a]
+jobs:
+- stage: a
+  commands: [sleep 3]
+EOF
+: >"$W/recovery"
+for _ in 1 2 3 4 5; do
+	worker ra 1 2s
+	worker rb 1 2s
+	sleep 0.3
+	id=$("$D" submit "$W/long.yml")
+	while [ "$(rcli HGET "djinn:b:$id" status)" != running ]; do sleep 0.02; done
+	who=$(rcli HGET "djinn:b:$id" worker)
+	other=ra
+	[ "$who" = ra ] && other=rb
+	eval "victim=\$wpid_$who"
+	# shellcheck disable=SC2154 # set by eval
+	kill -KILL "$victim"
+	tk=$EPOCHREALTIME
+	wait "$victim" 2>/dev/null
+	while [ "$(rcli HGET "djinn:b:$id" attempt)" != 2 ]; do sleep 0.01; done
+	tr=$EPOCHREALTIME
+	awk -v a="$tk" -v b="$tr" 'BEGIN { printf "%.3f\n", b - a }' >>"$W/recovery"
+	while [ "$(rcli HGET "djinn:b:$id" status)" = running ]; do sleep 0.05; done
+	eval "kill -TERM \$wpid_$other"
+	sleep 0.3
+done
+echo "queue: kill -9 of a worker -> its build started elsewhere (lease 2 s): median $(bench_median <"$W/recovery") s [$(sort -g "$W/recovery" | head -1)-$(sort -g "$W/recovery" | tail -1)]"
+
+# 4. live log lag
+cat >"$W/lag.yml" <<EOF
+driver:
+  type: os
+stages: [a]
+jobs:
+- stage: a
+  commands:
+  - 'for i in \$(seq 40); do echo "STAMP \$(date +%s%N)"; sleep 0.05; done'
+EOF
+worker lw 1 10s
+sleep 0.3
+id=$("$D" submit "$W/lag.yml")
+"$D" logs -f --json "$id" | python3 -c '
+import json, sys, time
+lags = []
+for line in sys.stdin:
+    now = time.time_ns()
+    try:
+        ev = json.loads(line)
+    except ValueError:
+        continue
+    for part in (ev.get("data") or "").split("\n"):
+        if part.startswith("STAMP "):
+            lags.append((now - int(part[6:])) / 1e6)
+lags.sort()
+if not lags:
+    print("queue: live log lag: no stamped line arrived"); sys.exit(1)
+med = lags[len(lags) // 2]
+p95 = lags[min(len(lags) - 1, int(len(lags) * 0.95))]
+print("queue: live log lag (job prints -> logs -f prints), %d lines: median %.1f ms, p95 %.1f ms, max %.1f ms" % (len(lags), med, p95, lags[-1]))
+'
+kill -TERM "$wpid_lw"
