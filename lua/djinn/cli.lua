@@ -238,6 +238,7 @@ The build queue on Redis (--redis URL or $DJINN_REDIS):
   status [BUILD_ID]          a build's status, or the recent builds
   logs [-f] BUILD_ID         a build's log (-f: live, until it ends)
   cancel BUILD_ID...         cancel queued or running builds
+  artifacts BUILD_ID DIR     fetch an ended build's artifacts
   workers                    the workers serving the queue
 
   help [COMMAND]             show help for a command

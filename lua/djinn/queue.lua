@@ -9,7 +9,9 @@
 --                       per queued build, deleted when it closes
 --   djinn:b:<id>        hash: status, attempt (the fencing token), worker,
 --                       cancel, error, exit, manifest, file, queue, env,
---                       objects (a tar), submitted, started, finished
+--                       objects (a tar), artifacts (the attempt whose
+--                       set is the build's), submitted, started, finished
+--   djinn:art:<id>:<n>  string: attempt n's artifacts as a tar (EX 7 days)
 --   djinn:log:<id>      stream: {a = attempt, e = one `run --json` event
 --                       line} entries; {a, restart = why} when a build is
 --                       re-run; one closing {a, end = status, x = exit}
@@ -131,12 +133,14 @@ redis.register_function('djinn_renew', function(k, a)
   return redis.call('HGET', k[2], 'cancel') == '1' and 1 or 0
 end)
 -- djinn_finish KEYS q, b, ev, log  ARGV entry, me, id, attempt, status,
--- exit, error, worker name [, 'unfenced': the tests' negative control,
--- which skips the check]  -> 1 recorded | 0 rejected (lease lost)
+-- exit, error, worker name, 'fenced' | 'unfenced' (the tests' negative
+-- control, which skips the check), '1' when this attempt stored
+-- artifacts  -> 1 recorded | 0 rejected (lease lost)
 redis.register_function('djinn_finish', function(k, a)
   if a[9] ~= 'unfenced' and (owner(k[1], a[1]) ~= a[2] or
      redis.call('HGET', k[2], 'attempt') ~= a[4] or
      redis.call('HGET', k[2], 'status') ~= 'running') then return 0 end
+  if a[10] == '1' then redis.call('HSET', k[2], 'artifacts', a[4]) end
   close({k[2], k[4], k[3]}, a[3], a[5], a[4], a[7], a[6], a[8])
   done(k[1], a[1])
   return 1

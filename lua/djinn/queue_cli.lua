@@ -1,5 +1,5 @@
 -- djinn.queue_cli: the queue's commands (issue 16): submit, worker,
--- status, logs, cancel, workers. djinn.cli merges COMMANDS and HELP into
+-- status, logs, cancel, artifacts, workers. djinn.cli merges COMMANDS and HELP into
 -- its own tables (so the parser, the help test, the man page test and the
 -- completion see them) and calls M.main(cmd, args).
 --
@@ -19,7 +19,8 @@ local CONF_OPT = { kind = "value", arg = "FILE",
 local JSON_OPT = { kind = "flag", help = "JSON instead of text" }
 local HELP_OPT = { kind = "flag", help = "show the help of the command" }
 
-M.ORDER = { "submit", "worker", "status", "logs", "cancel", "workers" }
+M.ORDER = { "submit", "worker", "status", "logs", "cancel", "artifacts",
+            "workers" }
 M.COMMANDS = {
     submit = {
         summary = "queue a build for the workers (prints its number)",
@@ -84,6 +85,13 @@ M.COMMANDS = {
         summary = "cancel a queued or running build",
         usage = "djinn-lua cancel [--redis URL] [--json] BUILD_ID...",
         args = { "BUILD_ID..." },
+        options = { redis = REDIS_OPT, ["driver-config"] = CONF_OPT,
+                    json = JSON_OPT, help = HELP_OPT },
+    },
+    artifacts = {
+        summary = "fetch a queued build's artifacts into a directory",
+        usage = "djinn-lua artifacts [--redis URL] [--json] BUILD_ID DIR",
+        args = { "BUILD_ID", "DIR" },
         options = { redis = REDIS_OPT, ["driver-config"] = CONF_OPT,
                     json = JSON_OPT, help = HELP_OPT },
     },
@@ -207,6 +215,23 @@ Options:
 
 Exit status: 0 every build was cancelled (or asked to stop), 1 one was
 unknown or had already ended, 2 usage error, 3 Redis unreachable.
+]],
+    artifacts = [[
+usage: djinn-lua artifacts [--redis URL] [--json] BUILD_ID DIR
+
+Write the artifacts of an ended build into DIR (created if missing; an
+existing file of the same name is replaced), as `run --artifacts DIR`
+would have. They are the set of the attempt that ended the build (never a
+lost worker's); a worker sends back at most 64 MiB of them, and they are
+kept 7 days.
+
+Options:
+]] .. URL_TEXT .. [[
+  --json                {"build": N, "attempt": N, "files": [...]}
+  -h, --help            this help
+
+Exit status: 0 written, 1 no such build, not ended yet, or no artifacts,
+2 usage error, 3 Redis unreachable.
 ]],
     workers = [[
 usage: djinn-lua workers [--redis URL] [--json]
@@ -597,6 +622,58 @@ local function cmd_cancel(q, opts, pos)
     return rc
 end
 
+local function cmd_artifacts(q, opts, pos)
+    local json = require "djinn.json"
+    local id, dir = pos[1], pos[2]
+    local b, err = q:build(id)
+    if b == nil then
+        eprint("djinn-lua artifacts: ", err)
+        return 3
+    end
+    if b.status == nil then
+        eprint("djinn-lua artifacts: no build ", id)
+        return 1
+    end
+    if not require("djinn.queue").TERMINAL[b.status] then
+        eprint("djinn-lua artifacts: build ", id, " has not ended (",
+               b.status, "); try again when it has (logs -f waits)")
+        return 1
+    end
+    if b.artifacts == nil then
+        eprint("djinn-lua artifacts: build ", id, " sent back no artifacts")
+        return 1
+    end
+    local data
+    data, err = q:call("GET", "djinn:art:" .. id .. ":" .. b.artifacts)
+    if data == nil then
+        eprint("djinn-lua artifacts: ", err)
+        return 3
+    end
+    if type(data) ~= "string" then
+        eprint("djinn-lua artifacts: build ", id, "'s artifacts have ",
+               "expired")
+        return 1
+    end
+    local fs = require "djinn.fs"
+    local ok, merr = fs.mkdir_p(dir)
+    if not ok then
+        eprint("djinn-lua artifacts: ", merr)
+        return 1
+    end
+    local names, xerr = require("djinn.tar").extract(data, dir)
+    if names == nil then
+        eprint("djinn-lua artifacts: ", xerr)
+        return 1
+    end
+    if opts.json then
+        print(json.encode{ build = tonumber(id), attempt =
+                           tonumber(b.artifacts), files = json.array(names) })
+    else
+        for _, n in ipairs(names) do print(dir .. "/" .. n) end
+    end
+    return 0
+end
+
 local function cmd_workers(q, opts)
     local json = require "djinn.json"
     local list, err = q:workers(60)
@@ -702,11 +779,14 @@ function M.main(cmd, args, parse_opts, usage_error)
         return cmd_worker(opts)
     end
     if (cmd == "logs" and #pos ~= 1) or (cmd == "status" and #pos > 1) or
+        (cmd == "artifacts" and #pos ~= 2) or
         ((cmd == "workers") and #pos > 0) or
         (cmd == "submit" and #pos > 1) then
         return usage_error(cmd, "usage: " .. M.COMMANDS[cmd].usage)
     end
-    for _, id in ipairs(cmd ~= "submit" and pos or {}) do
+    local ids = cmd ~= "submit" and pos or {}
+    if cmd == "artifacts" then ids = { pos[1] } end
+    for _, id in ipairs(ids) do
         if not id:match("^%d+$") then
             return usage_error(cmd, "a build id is a number, not " ..
                                string.format("%q", id))
@@ -729,6 +809,8 @@ function M.main(cmd, args, parse_opts, usage_error)
         end
     elseif cmd == "cancel" then
         r = cmd_cancel(q, opts, pos)
+    elseif cmd == "artifacts" then
+        r = cmd_artifacts(q, opts, pos)
     else
         r = cmd_workers(q, opts)
     end

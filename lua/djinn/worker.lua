@@ -36,6 +36,7 @@ local M = {}
 
 M.GRACE = 10      -- seconds between SIGTERM and SIGKILL of a cancelled build
 M.STDERR_TAIL = 2000
+M.MAX_ARTIFACTS = 64 * 1024 * 1024 -- bytes of artifacts sent back per build
 
 local W = {}
 W.__index = W
@@ -151,15 +152,65 @@ local function outcome(b, how, code)
         tostring(code), err ~= "" and (": " .. err) or "")
 end
 
+-- The artifacts the run collected, as one tar under
+-- djinn:art:<id>:<attempt> (the finish records which attempt's set is the
+-- build's). Over M.MAX_ARTIFACTS: a line in the log, nothing stored.
+-- -> "1" stored | "" none
+function W:store_artifacts(b)
+    local root = b.dir and b.dir .. "/artifacts"
+    local entries, total, over = {}, 0, nil
+    local function walk(rel)
+        local path = root .. (rel ~= "" and ("/" .. rel) or "")
+        for _, n in ipairs(fs.listdir(path) or {}) do
+            local r = rel ~= "" and (rel .. "/" .. n) or n
+            local st = fs.lstat(path .. "/" .. n)
+            if st and st.type == "dir" then
+                entries[#entries + 1] = { name = r, type = "dir" }
+                walk(r)
+            elseif st and st.type == "file" then
+                total = total + st.size
+                if total > M.MAX_ARTIFACTS then over = over or r end
+                entries[#entries + 1] = { name = r,
+                                          path = path .. "/" .. n }
+            end
+        end
+    end
+    if root == nil or not fs.exists(root) then return "" end
+    walk("")
+    local files = 0
+    for _, e in ipairs(entries) do if e.path then files = files + 1 end end
+    if files == 0 then return "" end
+    local function note(text)
+        b.pending[#b.pending + 1] = json.encode{ event = "output",
+            data = text .. "\n", job = json.null } .. "\n"
+        self:forward(b)
+    end
+    if over then
+        note(string.format("artifact error: the artifacts are over the " ..
+            "queue's limit of %d MiB (at %s); none were sent back",
+            M.MAX_ARTIFACTS >> 20, over))
+        return ""
+    end
+    local data, err = require("djinn.tar").create(entries)
+    if data == nil then
+        note("artifact error: " .. tostring(err) .. "; none were sent back")
+        return ""
+    end
+    local ok = self:call("SET", "djinn:art:" .. b.id .. ":" .. b.attempt,
+                         data, "EX", queue.EXPIRE)
+    return ok and "1" or ""
+end
+
 function W:finish(b, how, code)
     self:drain(b)
     self:forward(b, true)
     local status, exit, err = outcome(b, how, code)
+    local arts = self:store_artifacts(b)
     local q, bk, ev, lk = keys(b)
     local r = self:call("FCALL", "djinn_finish", 4, q, bk, ev, lk, b.entry,
                         self.consumer, b.id, b.attempt, status, exit,
                         err or "", self.name,
-                        self.unfenced and "unfenced" or "fenced")
+                        self.unfenced and "unfenced" or "fenced", arts)
     if r == 1 then
         self:say("build %s %s (exit %d)", b.id, status, exit)
     elseif r == 0 then

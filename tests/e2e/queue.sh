@@ -191,6 +191,16 @@ check "a secret-named --env: exit 2, refused, nothing queued" \
 RUN_TIMEOUT=60 run obj submit --objects "$TOP/examples/files" --follow "$TOP/examples/os-hello.yml"
 check "submit --objects: the objects travel with the build (examples/os-hello.yml passes)" \
 	sh -c "[ $rc -eq 0 ] && grep -q 'Placing object greeting.txt' '$W/obj.out' && grep -q '^tests passed' '$W/obj.out'"
+objid=$(head -1 "$W/obj.out")
+run art artifacts "$objid" "$W/arts"
+check "artifacts ID DIR: the build's artifacts, as run would write them" \
+	sh -c "[ $rc -eq 0 ] && [ -f '$W/arts/app.txt' ] && [ \"\$(cat '$W/arts/parts/one.part')\" = one ] && grep -q object '$W/arts/app.txt'"
+run artj artifacts --json "$objid" "$W/arts2"
+check "... --json: the attempt and the files" \
+	sh -c "jq -e '.attempt == 1 and (.files | index(\"app.txt\"))' '$W/artj.out'"
+run art1 artifacts 1 "$W/arts3"
+check "artifacts of a build that made none: exit 1, says so" \
+	sh -c "[ $rc -eq 1 ] && grep -q 'sent back no artifacts' '$W/art1.err'"
 mkdir -p "$W/big"
 head -c 6000000 /dev/zero >"$W/big/greeting.txt"
 seq_before=$(rcli GET djinn:seq)
