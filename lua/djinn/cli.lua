@@ -70,6 +70,10 @@ M.COMMANDS = {
             json = { kind = "flag", help = "one JSON event per line" },
             strict = { kind = "flag",
                 help = "a load warning fails the build (exit 1)" },
+            -- SHA256:SIZE:URL, from djinn-lua worker (the image a queued
+            -- build was pinned to at submit; djinn.fetch_pinned)
+            ["image-pin"] = { kind = "value", arg = "PIN", internal = true,
+                help = "(the worker's) the build's pinned image" },
             tree = { kind = "optional-dir", arg = "DIR",
                 help = "copy DIR (default: the git checkout) into the build" },
             secret = { kind = "list", arg = "KEY=VALUE",
@@ -700,11 +704,20 @@ local function cmd_run(args)
         limits.max_artifacts = math.tointeger(c)
     end
 
+    local pin
+    if opts["image-pin"] then
+        local sha, size, url = opts["image-pin"]:match("^(%x+):(%d*):(.*)$")
+        if sha == nil then
+            return usage_error("run", "--image-pin: expected SHA256:SIZE:URL")
+        end
+        pin = { sha256 = sha, size = tonumber(size), url = url }
+    end
     -- Everything else is djinn.run's (one door: the library and the
     -- command line load, check, report and run a build the same way,
     -- with the same defaults: timeout, driver.conf, registry, reaper).
     local options = {
         json = opts.json, strict = opts.strict, tree = opts.tree,
+        image_pin = pin,
         objects = opts.objects, artifacts = opts.artifacts,
         stage = opts.stage, timeout = timeout, env = env, hold = hold,
         secrets = secrets, secret_patterns = opts["secret-pattern"],

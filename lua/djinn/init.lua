@@ -309,6 +309,69 @@ local function merge_limits(cfg, limits)
     return l
 end
 
+-- A queued build's image, pinned at submit to {sha256, size, url}: found
+-- in (or first downloaded into) registry as cache/sha-<sha256>, by
+-- db:register with the hash pinned (streamed while hashing, the
+-- fail-closed validator, an atomic commit: nothing partial is ever left).
+-- One download per image even when several builds need it at once (a
+-- lock beside the registry). -> nil | why (an infrastructure error)
+function M.fetch_pinned(regpath, pin, log)
+    local fs, ipc = require "djinn.fs", require "djinn.ipc"
+    local registry = require "djinn.registry"
+    if type(pin.sha256) ~= "string" or not pin.sha256:match("^%x+$") or
+        #pin.sha256 ~= 64 then
+        return "the pinned image's SHA-256 is not 64 hex digits"
+    end
+    if regpath == nil then
+        return "a pinned image needs a registry to cache it in (--registry)"
+    end
+    local name = "sha-" .. pin.sha256
+    local lock, lerr = ipc.lock(fs.dirname(regpath) .. "/.fetch-" ..
+                                pin.sha256 .. ".lock", 1800)
+    if lock == nil then
+        return "image cache lock: " .. tostring(lerr)
+    end
+    local db, err = registry.open(regpath)
+    if db == nil then
+        lock:unlock()
+        return "image cache " .. regpath .. ": " .. tostring(err)
+    end
+    local path, sha = db:resolve("cache", name)
+    if path and sha == pin.sha256 then
+        log:line("Image sha256:" .. pin.sha256:sub(1, 12) ..
+                 " is in the worker's cache")
+        db:close()
+        lock:unlock()
+        return nil
+    end
+    if pin.url == nil or pin.url == "" then
+        db:close()
+        lock:unlock()
+        return "image sha256:" .. pin.sha256:sub(1, 12) .. " is not in " ..
+            "this worker's cache and the build has no image URL to fetch " ..
+            "it from (submit with --image-url, or queue { image_url } in " ..
+            "the submitter's driver.conf)"
+    end
+    local t0 = require("djinn.proc").now()
+    log:line("Fetching image sha256:" .. pin.sha256:sub(1, 12) .. " from " ..
+             pin.url)
+    local id, info = db:register("cache", name, pin.url, {
+        sha256 = pin.sha256,
+        max_size = tonumber(pin.size) and (tonumber(pin.size) + 0) or nil,
+        stall_timeout = 60, connect_timeout = 20,
+    })
+    db:close()
+    lock:unlock()
+    if id == nil then
+        return "image sha256:" .. pin.sha256:sub(1, 12) .. " from " ..
+            pin.url .. ": " .. tostring(info)
+    end
+    log:line(string.format("Fetched and validated the image (%s) in %.1fs",
+        require("djinn.log").fmt_bytes(info and info.bytes or 0),
+        require("djinn.proc").now() - t0))
+    return nil
+end
+
 function M.run(manifest, options)
     options = M.defaults(options)
     -- One id per build, made here: the state directory's name, the
@@ -445,6 +508,20 @@ function M.run(manifest, options)
         log:build_start{ manifest = m.file, driver = m.driver.type }
         log:build_end(result)
         return result
+    end
+    if options.image_pin and m.driver.type == "qemu" then
+        local ferr = M.fetch_pinned(options.registry, options.image_pin, log)
+        if ferr then
+            local result = {
+                status = "failed", exit_code = 3, duration = 0, jobs = {},
+                not_run = {}, infra = true, warnings = c.warnings,
+                error = ferr,
+            }
+            log:build_start{ manifest = m.file, driver = m.driver.type }
+            log:build_end(result)
+            return result
+        end
+        m.namespace, m.driver.image = "cache", "sha-" .. options.image_pin.sha256
     end
     local tree
     if options.tree then

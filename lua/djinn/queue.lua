@@ -9,7 +9,8 @@
 --                       per queued build, deleted when it closes
 --   djinn:b:<id>        hash: status, attempt (the fencing token), worker,
 --                       cancel, error, exit, manifest, file, queue, env,
---                       objects (a tar), artifacts (the attempt whose
+--                       objects (a tar), image (SHA256:SIZE:URL, a qemu
+--                       build's pinned image), artifacts (the attempt whose
 --                       set is the build's), submitted, started, finished
 --   djinn:art:<id>:<n>  string: attempt n's artifacts as a tar (EX 7 days)
 --   djinn:log:<id>      stream: {a = attempt, e = one `run --json` event
@@ -307,7 +308,8 @@ function Q:submit(opts)
     local fields = { "manifest", opts.text, "file", opts.file or "",
                      "queue", opts.queue,
                      "env", json.encode(json.array(opts.env or {})),
-                     "objects", opts.objects or "" }
+                     "objects", opts.objects or "",
+                     "image", opts.image or "" }
     local q = "djinn:q:" .. opts.queue
     local entry
     entry, err = self:call("FCALL", "djinn_submit", 3, q, bkey(id),

@@ -33,6 +33,13 @@ M.COMMANDS = {
             objects = { kind = "value", arg = "DIR",
                 help = "where the manifest's objects are read from " ..
                     "(default .); sent with the build, 5 MiB at most" },
+            registry = { kind = "value", arg = "DB",
+                help = "where a qemu build's image is pinned from " ..
+                    "(default as for run)" },
+            ["image-url"] = { kind = "value", arg = "URL",
+                help = "the base URL serving the registry's store " ..
+                    "(<URL>/<sha256>.qcow2; default $DJINN_IMAGE_URL, " ..
+                    "then driver.conf's queue block)" },
             follow = { kind = "flag",
                 help = "print the build's log until it ends; exit as " ..
                     "the build did" },
@@ -126,6 +133,12 @@ Options:
   --objects DIR         where the manifest's objects are read from
                         (default .); they travel with the build, 5 MiB
                         at most
+  --registry DB         a qemu build's image is pinned at submit to its
+                        SHA-256 in this registry (default as for run)
+  --image-url URL       where workers fetch it: <URL>/<sha256>.qcow2, any
+                        static HTTP server over the registry's store
+                        (default $DJINN_IMAGE_URL, then image_url in
+                        driver.conf's queue block)
   --follow              then print the build's log as it runs, and exit
                         as the build did (run's exit codes)
   --json                print {"build": N} (with --follow, the events)
@@ -449,6 +462,36 @@ local function pack_objects(m, dir)
     return require("djinn.tar").create(entries)
 end
 
+-- A qemu build's image, pinned now to {sha256, size, url} from the
+-- submitter's registry (Djinn resolves the name when the build runs, so a
+-- re-registered image changes a queued build; here it never does).
+-- -> pin | false (not pinned: another driver, or a base image a worker
+-- finds under its own disks) | nil, why
+local function pin_image(m, opts)
+    if m.driver.type ~= "qemu" then return false end
+    local paths = require "djinn.paths"
+    local regpath = opts.registry or paths.default_registry()
+    local img, why = require("djinn.images").resolve{
+        image = m.driver.image, registry = regpath,
+        namespace = m.namespace, arch = m.driver.arch or "x86_64" }
+    if img == nil then return nil, why end
+    if img.sha256 == nil then return false end
+    local st = require("djinn.fs").stat(img.path)
+    local base = opts["image-url"] or os.getenv("DJINN_IMAGE_URL")
+    if base == nil or base == "" then
+        local cfg = opts["driver-config"] or paths.default_driver_config()
+        if cfg and require("djinn.fs").exists(cfg) then
+            local c = require("djinn.config").load(cfg)
+            base = c and type(c.queue) == "table" and c.queue.image_url
+        end
+    end
+    local url = ""
+    if type(base) == "string" and base ~= "" then
+        url = base:gsub("/+$", "") .. "/" .. img.sha256 .. ".qcow2"
+    end
+    return { sha256 = img.sha256, size = st and st.size or 0, url = url }
+end
+
 local function cmd_submit(q, opts, pos)
     local manifest = require "djinn.manifest"
     local queue = require "djinn.queue"
@@ -492,10 +535,18 @@ local function cmd_submit(q, opts, pos)
         eprint("djinn-lua submit: ", oerr, "; nothing queued")
         return 2
     end
+    local pin, perr = pin_image(m, opts)
+    if pin == nil then
+        eprint("djinn-lua submit: ", perr, "; nothing queued")
+        return 2
+    end
     local qname = queue.queue_of(m.driver)
     local id, err = q:submit{ text = text, file = util.basename(file),
                               queue = qname, env = opts.env,
-                              objects = objects }
+                              objects = objects,
+                              image = pin ~= false and
+                                  string.format("%s:%d:%s", pin.sha256,
+                                                pin.size, pin.url) or "" }
     if id == nil then
         eprint("djinn-lua submit: ", err)
         return 3

@@ -321,6 +321,9 @@ function W:start(qname, entry)
         argv[#argv + 1] = "--driver-config=" .. self.driver_config
     end
     if self.registry then argv[#argv + 1] = "--registry=" .. self.registry end
+    if h.image and h.image ~= "" then
+        argv[#argv + 1] = "--image-pin=" .. h.image
+    end
     for _, kv in ipairs(json.decode(h.env or "[]") or {}) do
         argv[#argv + 1] = "--env=" .. kv
     end

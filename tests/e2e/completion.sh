@@ -64,7 +64,7 @@ mkdir -p "$W/cwd/confdir" "$W/cwd/out"
 : >"$W/cwd/script.lua"
 cd "$W/cwd" || exit 1
 
-is "--help --version check completion docker help image release run script.lua" "first word: the commands and scripts" djinn-lua ''
+is "--help --version artifacts cancel check completion docker help image logs release run script.lua status submit worker workers" "first word: the commands and scripts" djinn-lua ''
 is "run" "first word: a prefix" djinn-lua ru
 is "script.lua" "first word: a .lua script" djinn-lua scr
 is "--help --version" "first word: --" djinn-lua --
@@ -89,6 +89,6 @@ is "" "run --timeout: no completion for a duration" djinn-lua run --timeout ''
 is "build.yml" "run: the manifest is a file" djinn-lua run --json bu
 is "build.yml" "image register NS NAME: FILE is a file" djinn-lua image register ns nm bu
 is "" "image register NS: NAME is not a file" djinn-lua image register ns bu
-is "check docker image release run" "help: the commands" djinn-lua help ''
+is "artifacts cancel check docker image logs release run status submit worker workers" "help: the commands" djinn-lua help ''
 echo "1..$n"
 [ "$failed" -eq 0 ]
