@@ -517,7 +517,10 @@ local function parse_opts(args, spec)
             local kind = spec[name] and spec[name].kind
             if kind == nil then
                 local known = {}
-                for k in pairs(spec) do known[#known + 1] = "--" .. k end
+                for k, o in pairs(spec) do
+                    -- (internal: between djinn-lua and its own workers)
+                    if not o.internal then known[#known + 1] = "--" .. k end
+                end
                 table.sort(known)
                 return nil, string.format("unknown option --%s (known: %s)",
                                           name, table.concat(known, ", "))

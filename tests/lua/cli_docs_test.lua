@@ -79,7 +79,8 @@ for _, cmd in ipairs(cli.COMMAND_ORDER) do
     end
 end
 
--- The parser reads the table: an unknown option lists exactly its names,
+-- The parser reads the table: an unknown option lists exactly its names
+-- (but the internal ones),
 -- and each kind parses as documented (through main, as a user types it).
 local function run_main(argv)
     local path = os.tmpname()
@@ -97,7 +98,9 @@ end
 for _, cmd in ipairs(cli.COMMAND_ORDER) do
     local known = {}
     for _, o in ipairs(sorted(cli.COMMANDS[cmd].options)) do
-        known[#known + 1] = "--" .. o
+        if not cli.COMMANDS[cmd].options[o].internal then
+            known[#known + 1] = "--" .. o
+        end
     end
     local rc, err = run_main{ cmd, "--no-such-option" }
     t:is(rc, 2, cmd .. " --no-such-option: exit 2")
