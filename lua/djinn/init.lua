@@ -326,6 +326,7 @@ function M.fetch_pinned(regpath, pin, log)
         return "a pinned image needs a registry to cache it in (--registry)"
     end
     local name = "sha-" .. pin.sha256
+    fs.mkdir_p(fs.dirname(regpath), 448)
     local lock, lerr = ipc.lock(fs.dirname(regpath) .. "/.fetch-" ..
                                 pin.sha256 .. ".lock", 1800)
     if lock == nil then

@@ -291,7 +291,8 @@ function W:start(qname, entry)
         return
     end
     local derr
-    b.dir, derr = fs.mkdtemp("djinn-build-" .. id .. "-", self.tmp)
+    b.dir, derr = fs.mkdtemp(string.format("djinn-build-%d-%s-",
+                                           proc.getpid(), id), self.tmp)
     self.running[#self.running + 1] = b
     if b.dir == nil then
         b.err = tostring(derr)
@@ -402,6 +403,21 @@ function W:take(block)
     return false
 end
 
+-- Build directories of workers that died (kill -9 leaves them; their
+-- runs and VMs died with them): djinn-build-<worker pid>-<id>-XXXXXX
+-- whose worker is gone, or is no longer a djinn-lua process.
+function W:remove_stale()
+    for _, n in ipairs(fs.listdir(self.tmp) or {}) do
+        local pid = n:match("^djinn%-build%-(%d+)%-%d+%-")
+        if pid and tonumber(pid) ~= proc.getpid() then
+            local cmd = fs.readfile("/proc/" .. pid .. "/cmdline", 4096)
+            if cmd == nil or not cmd:find("djinn-lua", 1, true) then
+                fs.rm_rf(self.tmp .. "/" .. n)
+            end
+        end
+    end
+end
+
 function W:signals()
     local sig = proc.pending_signal()
     while sig do
@@ -441,6 +457,7 @@ function M.main(opts)
     self.consumer = string.format("%s:%d:%d", self.name, proc.getpid(),
                                   os.time())
     proc.on_signals{ "INT", "TERM" }
+    self:remove_stale()
     if not self:reconnect() then
         return 3
     end
