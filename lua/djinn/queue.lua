@@ -1,8 +1,8 @@
 -- djinn.queue: the build queue on Redis (issue 16), shared by `djinn-lua
 -- submit`, `worker`, `status`, `logs`, `cancel` and `workers`.
 --
--- KEYS (one Redis; the design and the facts it rests on are in
--- ../shared/reference/scale-out.md and docs/queue.md):
+-- KEYS (one Redis; the design, the guarantees and the facts it rests on
+-- are in docs/queue.md):
 --   djinn:seq           build number counter (INCR)
 --   djinn:q:<queue>     a stream per driver queue (os, docker, ssh,
 --                       qemu-x86_64), consumer group "workers"; one entry

@@ -522,8 +522,17 @@ function M.main(opts)
     end
     if self.q then
         self:call("HDEL", "djinn:workers", self.consumer)
-        self:call("XGROUP", "DELCONSUMER", "djinn:q:" .. self.queues[1],
-                  queue.GROUP, self.consumer)
+        -- Forget this consumer where it holds nothing: deleting one with
+        -- pending entries would drop them (a build whose finish could not
+        -- be recorded must stay claimable by the others).
+        for _, name in ipairs(self.queues) do
+            local p = self:call("XPENDING", "djinn:q:" .. name, queue.GROUP,
+                                "-", "+", 1, self.consumer)
+            if type(p) == "table" and #p == 0 then
+                self:call("XGROUP", "DELCONSUMER", "djinn:q:" .. name,
+                          queue.GROUP, self.consumer)
+            end
+        end
     end
     self:say("worker %s: stopped", self.consumer)
     return self.cancelling and 130 or 0

@@ -3,7 +3,7 @@
 # redis-server, started here on a Unix socket in a private directory
 # (port 0, no persistence unless a test needs it) and stopped by PID;
 # real `djinn-lua worker` processes running os-driver builds. The plan is
-# the one of ../shared/reference/scale-out.md §5:
+# the team's scale-out research note's (its §5; docs/queue.md says what holds):
 #   basics: submit (+ --follow, --env, --objects, --json), status, logs (text, JSON,
 #     resumed with --after), workers, an invalid manifest, a bad and an
 #     unreachable URL;
@@ -47,7 +47,7 @@ mkdir -p "$W/tmp" "$W/run" "$W/jobs" "$W/redis"
 
 SOCK=$W/redis/redis.sock
 export DJINN_REDIS="unix://$SOCK"
-rcli() { redis-cli -s "$SOCK" "$@"; }
+. "$TOP/tests/queue_lib.sh"
 
 # start_redis [appendonly]: a private redis-server; waits for PING.
 start_redis() {
@@ -98,43 +98,6 @@ jobs:
   - sleep $2
   - echo "end"
 EOF
-}
-# status ID -> the build's status
-bstatus() { rcli HGET "djinn:b:$1" status; }
-# wait_for SECONDS CMD...: until CMD succeeds (0) or the time is up (1)
-wait_for() {
-	wt=$(($1 * 10))
-	shift
-	while [ "$wt" -gt 0 ]; do
-		"$@" >/dev/null 2>&1 && return 0
-		sleep 0.1
-		wt=$((wt - 1))
-	done
-	return 1
-}
-terminal() { # terminal ID...: every one has a terminal status
-	for id in "$@"; do
-		case $(bstatus "$id") in
-		passed | passed_with_failures | failed | killed | timed_out) ;;
-		*) return 1 ;;
-		esac
-	done
-}
-running() { [ "$(bstatus "$1")" = running ]; }
-# finishes ID: the number of finish events for build ID
-finishes() {
-	rcli --raw XRANGE djinn:ev - + | awk -v id="$1" '
-		$0 == "type" { t = 1; next } t == 1 { type = $0; t = 0; next }
-		$0 == "build" { b = 1; next }
-		b == 1 { if ($0 == id && type == "finish") c++; b = 0 }
-		END { print c + 0 }'
-}
-starts() {
-	rcli --raw XRANGE djinn:ev - + | awk -v id="$1" '
-		$0 == "type" { t = 1; next } t == 1 { type = $0; t = 0; next }
-		$0 == "build" { b = 1; next }
-		b == 1 { if ($0 == id && type == "start") c++; b = 0 }
-		END { print c + 0 }'
 }
 pending() { rcli XPENDING djinn:q:os workers | head -1; }
 

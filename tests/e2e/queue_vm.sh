@@ -46,34 +46,7 @@ export TMPDIR=$W/tmp XDG_RUNTIME_DIR=$W/run XDG_CONFIG_HOME=$W/config \
 mkdir -p "$W/tmp" "$W/run" "$W/redis" "$W/bad"
 SOCK=$W/redis/redis.sock
 export DJINN_REDIS="unix://$SOCK"
-rcli() { redis-cli -s "$SOCK" "$@"; }
-bstatus() { rcli HGET "djinn:b:$1" status; }
-wait_for() { # wait_for SECONDS CMD...
-	wt=$(($1 * 10))
-	shift
-	while [ "$wt" -gt 0 ]; do
-		"$@" >/dev/null 2>&1 && return 0
-		sleep 0.1
-		wt=$((wt - 1))
-	done
-	return 1
-}
-terminal() {
-	for id in "$@"; do
-		case $(bstatus "$id") in
-		passed | passed_with_failures | failed | killed | timed_out) ;;
-		*) return 1 ;;
-		esac
-	done
-}
-running() { [ "$(bstatus "$1")" = running ]; }
-finishes() {
-	rcli --raw XRANGE djinn:ev - + | awk -v id="$1" '
-		$0 == "type" { t = 1; next } t == 1 { type = $0; t = 0; next }
-		$0 == "build" { b = 1; next }
-		b == 1 { if ($0 == id && type == "finish") c++; b = 0 }
-		END { print c + 0 }'
-}
+. "$TOP/tests/queue_lib.sh"
 worker() { # worker NAME
 	"$D" worker --name "$1" --slots 1 --drivers qemu --lease 3s \
 		--registry "$W/worker/cache.db" --driver-config "$W/vm.conf" \

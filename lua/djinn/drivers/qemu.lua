@@ -631,15 +631,21 @@ end
 function Driver:wait_banner(t0)
     local ssh = require "djinn.ssh"
     local deadline = t0 + self.boot_timeout
+    -- Each attempt waits longer than the last, up to 3 s: a guest whose
+    -- sshd takes more than the first 0.3 s to answer a connection
+    -- (OpenSSH re-executes itself per connection; under TCG on a loaded
+    -- machine that took seconds) must not be cut off at every attempt.
+    local attempt = 0.3
     while true do
         self:pump(0)
         local dead = self:disk_stopped() or self:dead()
         if dead then return nil, self:boot_failure(dead) end
         local reason = self.ctx:cancelled()
         if reason then return nil, self.ctx:cause() or reason end
-        if ssh.wait_banner("127.0.0.1", self.port, 0.3, 0.3, 0.02) then
+        if ssh.wait_banner("127.0.0.1", self.port, attempt, attempt, 0.02) then
             return true
         end
+        attempt = math.min(3, attempt * 1.5)
         if self.log.progress then
             self.log:progress("boot", string.format("Booting machine " ..
                 "with image %s: %.1fs", self.image, proc.now() - t0))

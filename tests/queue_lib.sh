@@ -1,0 +1,41 @@
+# shellcheck shell=sh
+# tests/queue_lib.sh - helpers of the queue's e2e suites (queue.sh,
+# queue_vm.sh), sourced after e2e_lib.sh with SOCK (the private Redis's
+# socket) set:
+#   rcli ARGS...          redis-cli on SOCK
+#   bstatus ID            the build's status
+#   wait_for SECONDS CMD  until CMD succeeds (0) or the time is up (1)
+#   terminal ID...        every one has a terminal status
+#   running ID            its status is running
+#   finishes ID, starts ID  how many finish / start events it has
+rcli() { redis-cli -s "$SOCK" "$@"; }
+bstatus() { rcli HGET "djinn:b:$1" status; }
+wait_for() {
+	wt=$(($1 * 10))
+	shift
+	while [ "$wt" -gt 0 ]; do
+		"$@" >/dev/null 2>&1 && return 0
+		sleep 0.1
+		wt=$((wt - 1))
+	done
+	return 1
+}
+terminal() {
+	for id in "$@"; do
+		case $(bstatus "$id") in
+		passed | passed_with_failures | failed | killed | timed_out) ;;
+		*) return 1 ;;
+		esac
+	done
+}
+running() { [ "$(bstatus "$1")" = running ]; }
+# events TYPE ID: the number of TYPE events of build ID in djinn:ev
+events() {
+	rcli --raw XRANGE djinn:ev - + | awk -v id="$2" -v want="$1" '
+		$0 == "type" { t = 1; next } t == 1 { type = $0; t = 0; next }
+		$0 == "build" { b = 1; next }
+		b == 1 { if ($0 == id && type == want) c++; b = 0 }
+		END { print c + 0 }'
+}
+finishes() { events finish "$1"; }
+starts() { events start "$1"; }
