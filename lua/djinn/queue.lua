@@ -382,10 +382,7 @@ function M.render(entry, out, json_out, state)
     local f = entry.f
     local attempt = tonumber(f.a) or 0
     if f.e then
-        if json_out then
-            out:write(f.e:sub(1, -3), ',"attempt":', attempt, "}\n")
-            return
-        end
+        -- (with --json, logs prints event lines itself, with their entry)
         local ev = json.decode(f.e)
         if type(ev) ~= "table" then return end
         state.sink(ev)

@@ -295,8 +295,9 @@ local function open(cmd, opts)
         return nil, 2
     end
     local queue = require "djinn.queue"
-    if queue.parse_url(url) == nil then
-        eprint("djinn-lua ", cmd, ": ", select(2, queue.parse_url(url)))
+    local spec, perr = queue.parse_url(url)
+    if spec == nil then
+        eprint("djinn-lua ", cmd, ": ", perr)
         return nil, 2
     end
     local q, err = queue.open(url)

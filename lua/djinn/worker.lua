@@ -117,19 +117,24 @@ function W:forward(b, final)
     end
 end
 
-function W:drain(b)
-    while b.child do
-        local data, which = b.child:read(0)
-        if data == nil then
-            if which == "eof" then b.eof = true end
-            break
-        end
-        if which == "stderr" then
-            b.err = (b.err .. data):sub(-M.STDERR_TAIL)
-        else
-            b.buf = b.buf .. data
-        end
+-- One read of the child's output (waiting up to timeout): kept for
+-- forward() (stdout) or as the stderr tail. -> whether data came
+local function absorb(b, timeout)
+    local data, which = b.child:read(timeout)
+    if data == nil then
+        if which == "eof" then b.eof = true end
+        return false
     end
+    if which == "stderr" then
+        b.err = (b.err .. data):sub(-M.STDERR_TAIL)
+    else
+        b.buf = b.buf .. data
+    end
+    return true
+end
+
+function W:drain(b)
+    while b.child and absorb(b, 0) do end
     self:forward(b)
 end
 
@@ -505,16 +510,7 @@ function M.main(opts)
             -- Wait on the first child's output (or just sleep).
             local b = self.running[1]
             if b and b.child and not b.eof then
-                local data, which = b.child:read(0.02)
-                if data then
-                    if which == "stderr" then
-                        b.err = (b.err .. data):sub(-M.STDERR_TAIL)
-                    else
-                        b.buf = b.buf .. data
-                    end
-                elseif which == "eof" then
-                    b.eof = true
-                end
+                absorb(b, 0.02)
             else
                 proc.sleep(0.02)
             end
