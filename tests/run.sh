@@ -86,9 +86,11 @@ suite() {
 	fi
 	echo "# suite: $name"
 	out=$WORK/suite.out
+	t0=$(date +%s)
 	(cd "$WORK" && timeout -k 10 "$SUITE_TIMEOUT" "$@") >"$out" 2>&1
 	rc=$?
 	cat "$out"
+	echo "# suite $name took $(($(date +%s) - t0)) s"
 	p=$(grep -c '^ok ' "$out")
 	f=$(grep -c '^not ok ' "$out")
 	plans=$(grep -c '^1\.\.[0-9][0-9]*' "$out")
