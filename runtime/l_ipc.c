@@ -3,12 +3,15 @@
 ** for the warm VM snapshot cache (issue 15).
 **
 ** Lua API (operational failures return nil, msg; misuse raises):
-**   ipc.lock(path [, wait_s = 0]) -> lock | nil, msg [, "busy"]
-**       An exclusive flock(2) on path (created 0600 when missing, never
-**       through a symbolic link). Held by another process: retried every
-**       20 ms for up to wait_s seconds, then nil, "ipc.lock: PATH: held
-**       by another process", "busy". The kernel releases it when the
-**       process dies, so a killed holder never leaves a stale lock.
+**   ipc.lock(path [, wait_s = 0 [, mode = "exclusive"]])
+**                                -> lock | nil, msg [, "busy"]
+**       A flock(2) on path (created 0600 when missing, never through a
+**       symbolic link), exclusive or "shared" (many shared holders, no
+**       exclusive one: the image cache's "in use" marks, issue 16). Held
+**       by another process: retried every 20 ms for up to wait_s
+**       seconds, then nil, "ipc.lock: PATH: held by another process",
+**       "busy". The kernel releases it when the process dies, so a killed
+**       holder never leaves a stale lock.
 **   lock:unlock()                -> true (also __close and __gc)
 **   ipc.listen_unix(path)        -> listener | nil, msg
 **       A SOCK_STREAM socket bound to path (which must not exist; the
@@ -94,6 +97,9 @@ static int l_ipc_lock(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
     double wait = luaL_optnumber(L, 2, 0);
+    static const char *const modes[] = {"exclusive", "shared", NULL};
+    int how =
+        luaL_checkoption(L, 3, "exclusive", modes) == 1 ? LOCK_SH : LOCK_EX;
     double deadline;
     struct lock *k;
 
@@ -109,7 +115,7 @@ static int l_ipc_lock(lua_State *L)
     for (;;) {
         struct timespec ts = {0, 20 * 1000 * 1000};
 
-        if (flock(k->fd, LOCK_EX | LOCK_NB) == 0)
+        if (flock(k->fd, how | LOCK_NB) == 0)
             return 1;
         if (errno == EINTR)
             continue;

@@ -11,8 +11,8 @@
 **   - opens the standard libraries and registers the C modules
 **     (djinn.yaml, djinn.proc, djinn.fs, djinn.registry, djinn.qcow2,
 **     djinn.ssh, djinn.http, djinn.json, djinn.tar, djinn.kvm, djinn.sys,
-**     djinn.term, djinn.mask.core) in package.preload; package.cpath is
-**     emptied (no foreign C modules);
+**     djinn.term, djinn.mask.core, djinn.crypto) in package.preload;
+**     package.cpath is emptied (no foreign C modules);
 **   - sets package.path: "<exe dir>/../lua/?.lua;<exe dir>/../lua/?/init.lua"
 **     when <exe dir>/../lua/djinn/cli.lua exists (build tree), then
 **     <exe dir>/../share/djinn/lua when it holds djinn/cli.lua (an
@@ -70,6 +70,7 @@ static const luaL_Reg preloads[] = {
     {"djinn.sys", luaopen_djinn_sys},
     {"djinn.term", luaopen_djinn_term},
     {"djinn.mask.core", luaopen_djinn_mask_core},
+    {"djinn.crypto", luaopen_djinn_crypto},
     {NULL, NULL},
 };
 

@@ -8,6 +8,9 @@
 #   terminal ID...        every one has a terminal status
 #   running ID            its status is running
 #   finishes ID, starts ID  how many finish / start events it has
+#   start_redis [appendonly]  a private redis-server on SOCK (its files in
+#                         $W/redis, which must exist), REDIS_PID set; waits
+#                         for PING (1: it never answered)
 rcli() { redis-cli -s "$SOCK" "$@"; }
 bstatus() { rcli HGET "djinn:b:$1" status; }
 wait_for() {
@@ -39,3 +42,17 @@ events() {
 }
 finishes() { events finish "$1"; }
 starts() { events start "$1"; }
+
+start_redis() {
+	redis-server --port 0 --unixsocket "$SOCK" --unixsocketperm 700 \
+		--dir "$W/redis" --save "" --appendonly "${1:-no}" \
+		--appendfsync always --daemonize no --logfile "$W/redis/log" &
+	REDIS_PID=$!
+	i=0
+	while [ $i -lt 100 ]; do
+		[ "$(rcli PING 2>/dev/null)" = PONG ] && return 0
+		sleep 0.05
+		i=$((i + 1))
+	done
+	return 1
+}

@@ -74,6 +74,11 @@ M.COMMANDS = {
             -- build was pinned to at submit; djinn.fetch_pinned)
             ["image-pin"] = { kind = "value", arg = "PIN", internal = true,
                 help = "(the worker's) the build's pinned image" },
+            -- bytes, from djinn-lua worker --cache-max: the image cache's
+            -- budget, kept by evicting least recently used images
+            ["image-cache-max"] = { kind = "value", arg = "BYTES",
+                internal = true,
+                help = "(the worker's) the image cache's byte budget" },
             tree = { kind = "optional-dir", arg = "DIR",
                 help = "copy DIR (default: the git checkout) into the build" },
             secret = { kind = "list", arg = "KEY=VALUE",
@@ -652,40 +657,9 @@ local function cmd_run(args)
         env[#env + 1] = item
     end
     -- Secrets: --secret KEY=VALUE and --secret-file FILE (also job env).
-    local mask = require "djinn.mask"
-    local secrets = {}
-    local function add_secret(k, v, where)
-        if v == nil or k == nil or not k:match("^[%a_][%w_]*$") then
-            return string.format("%s: expected KEY=VALUE with KEY a " ..
-                                 "variable name", where)
-        end
-        local why = mask.check(k, v)
-        if why then return where .. ": " .. why end
-        secrets[#secrets + 1] = k .. "=" .. v
-    end
-    for _, item in ipairs(opts.secret or {}) do
-        local k, v = util.split_first(item, "=")
-        local bad = add_secret(k, v, "--secret " .. (k or "?"))
-        if bad then return refuse(bad) end
-    end
-    for _, file in ipairs(opts["secret-file"] or {}) do
-        local f, ferr = io.open(file, "rb")
-        if f == nil then
-            return refuse("--secret-file: " .. ferr)
-        end
-        local n = 0
-        for l in f:lines() do
-            n = n + 1
-            l = l:gsub("\r$", "")
-            if not l:match("^%s*$") and not l:match("^%s*#") then
-                local k, v = util.split_first(l, "=")
-                local bad = add_secret(k and k:match("^%s*(.-)%s*$"), v,
-                                       string.format("%s:%d", file, n))
-                if bad then f:close(); return refuse(bad) end
-            end
-        end
-        f:close()
-    end
+    local secrets, serr = require("djinn.mask").collect(opts.secret,
+                                                        opts["secret-file"])
+    if secrets == nil then return refuse(serr) end
     local limits = {}
     for _, o in ipairs{ "max-output", "max-artifact-size",
                         "max-artifacts-total" } do
@@ -715,12 +689,19 @@ local function cmd_run(args)
         end
         pin = { sha256 = sha, size = tonumber(size), url = url }
     end
+    local cache_max
+    if opts["image-cache-max"] then
+        cache_max = math.tointeger(tonumber(opts["image-cache-max"]))
+        if cache_max == nil or cache_max < 0 then
+            return usage_error("run", "--image-cache-max: expected bytes")
+        end
+    end
     -- Everything else is djinn.run's (one door: the library and the
     -- command line load, check, report and run a build the same way,
     -- with the same defaults: timeout, driver.conf, registry, reaper).
     local options = {
         json = opts.json, strict = opts.strict, tree = opts.tree,
-        image_pin = pin,
+        image_pin = pin, image_cache_max = cache_max,
         objects = opts.objects, artifacts = opts.artifacts,
         stage = opts.stage, timeout = timeout, env = env, hold = hold,
         secrets = secrets, secret_patterns = opts["secret-pattern"],

@@ -59,7 +59,8 @@ M.top_keys = { driver = true, secrets = true, limits = true,
                queue = true }
 M.section_keys = {
     secrets = { patterns = true },
-    queue = { redis = true, image_url = true },
+    queue = { redis = true, image_url = true, key_file = true,
+              cache_max = true },
     limits = { max_output = true, max_artifacts = true,
                max_artifact_size = true, max_artifacts_total = true,
                max_objects = true, max_object_size = true,

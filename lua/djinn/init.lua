@@ -60,6 +60,9 @@
 --         count or size >= 0, else the build is refused); max_output
 --         goes to the log writer, the rest to the pipeline,
 --       notes = { warning... } printed before anything else,
+--       image_pin = { sha256 =, size =, url = } (djinn-lua worker: a
+--         queued build's image, M.fetch_pinned), image_cache_max = bytes
+--         (the worker's image cache budget),
 --       default_driver_config = path | false: the file tried when
 --         driver_config is not given (normally djinn.paths')
 --     THE BUILD ID: djinn.run makes one id per build (djinn.state.new_id,
@@ -314,8 +317,63 @@ end
 -- db:register with the hash pinned (streamed while hashing, the
 -- fail-closed validator, an atomic commit: nothing partial is ever left).
 -- One download per image even when several builds need it at once (a
--- lock beside the registry). -> nil | why (an infrastructure error)
-function M.fetch_pinned(regpath, pin, log)
+-- lock beside the registry).
+--
+-- The cache's byte budget (opts.cache_max, bytes; nil: none): before a
+-- download, the least recently used images are removed until the new one
+-- fits, never one in use. "In use" is a shared flock on
+-- <registry dir>/.use-<sha256>.lock that the build holds from before its
+-- lookup to its end (the kernel drops it when the build dies); eviction
+-- takes that lock exclusively without waiting, so it passes over an image
+-- in use, and a build that comes for an image being evicted waits, then
+-- finds it gone and downloads it again. The lock file's mtime, touched at
+-- each use, is the "recently used" order.
+-- -> nil, the use lock (keep it until the build ends) | why (an
+-- infrastructure error)
+local function use_lock_path(dir, sha)
+    return dir .. "/.use-" .. sha .. ".lock"
+end
+
+-- Remove cached images, least recently used first, until `need` more
+-- bytes fit under max; -> removed names, bytes still over (0: fits).
+function M.evict_cache(db, dir, max, need, log)
+    local fs, ipc = require "djinn.fs", require "djinn.ipc"
+    local rows = db:query("SELECT name, sha256, file_size FROM image_list " ..
+                          "WHERE namespace = 'cache'") or {}
+    local total = need
+    for _, r in ipairs(rows) do
+        total = total + (tonumber(r.file_size) or 0)
+        local st = fs.lstat(use_lock_path(dir, r.sha256 or ""))
+        r.used = st and st.mtime_ns or 0
+    end
+    table.sort(rows, function(a, b) return a.used < b.used end)
+    local removed = {}
+    for _, r in ipairs(rows) do
+        if total <= max then break end
+        local lock = r.sha256 and ipc.lock(use_lock_path(dir, r.sha256), 0)
+        if lock then
+            if db:remove("cache", r.name) then
+                total = total - (tonumber(r.file_size) or 0)
+                removed[#removed + 1] = r.name
+                if log then
+                    log:line(string.format("Evicted image sha256:%s (%s) " ..
+                        "from the worker's cache (least recently used)",
+                        tostring(r.sha256):sub(1, 12),
+                        require("djinn.log").fmt_bytes(
+                            tonumber(r.file_size) or 0)))
+                end
+            end
+            -- The lock file stays (empty): unlinking it would let a
+            -- build that opened it just before hold its shared lock on a
+            -- name nobody else can see any more.
+            lock:unlock()
+        end
+    end
+    return removed, math.max(0, total - max)
+end
+
+function M.fetch_pinned(regpath, pin, log, opts)
+    opts = opts or {}
     local fs, ipc = require "djinn.fs", require "djinn.ipc"
     local registry = require "djinn.registry"
     if type(pin.sha256) ~= "string" or not pin.sha256:match("^%x+$") or
@@ -326,16 +384,31 @@ function M.fetch_pinned(regpath, pin, log)
         return "a pinned image needs a registry to cache it in (--registry)"
     end
     local name = "sha-" .. pin.sha256
-    fs.mkdir_p(fs.dirname(regpath), 448)
-    local lock, lerr = ipc.lock(fs.dirname(regpath) .. "/.fetch-" ..
-                                pin.sha256 .. ".lock", 1800)
+    local dir = fs.dirname(regpath)
+    fs.mkdir_p(dir, 448)
+    local use, uerr = ipc.lock(use_lock_path(dir, pin.sha256), 1800,
+                               "shared")
+    if use == nil then
+        return "image cache lock: " .. tostring(uerr)
+    end
+    fs.touch(use_lock_path(dir, pin.sha256))
+    local lock, lerr = ipc.lock(dir .. "/.fetch-" .. pin.sha256 .. ".lock",
+                                1800)
     if lock == nil then
+        use:unlock()
         return "image cache lock: " .. tostring(lerr)
     end
     local db, err = registry.open(regpath)
     if db == nil then
         lock:unlock()
+        use:unlock()
         return "image cache " .. regpath .. ": " .. tostring(err)
+    end
+    local function fail(why)
+        db:close()
+        lock:unlock()
+        use:unlock()
+        return why
     end
     local path, sha = db:resolve("cache", name)
     if path and sha == pin.sha256 then
@@ -343,34 +416,47 @@ function M.fetch_pinned(regpath, pin, log)
                  " is in the worker's cache")
         db:close()
         lock:unlock()
-        return nil
+        return nil, use
     end
     if pin.url == nil or pin.url == "" then
-        db:close()
-        lock:unlock()
-        return "image sha256:" .. pin.sha256:sub(1, 12) .. " is not in " ..
-            "this worker's cache and the build has no image URL to fetch " ..
-            "it from (submit with --image-url, or queue { image_url } in " ..
-            "the submitter's driver.conf)"
+        return fail("image sha256:" .. pin.sha256:sub(1, 12) .. " is not " ..
+            "in this worker's cache and the build has no image URL to " ..
+            "fetch it from (submit with --image-url, or queue { image_url } " ..
+            "in the submitter's driver.conf)")
+    end
+    local size = tonumber(pin.size) or 0
+    if opts.cache_max then
+        if size > opts.cache_max then
+            return fail(string.format("image sha256:%s is %s, over the " ..
+                "worker's image cache budget of %s (worker --cache-max)",
+                pin.sha256:sub(1, 12), M.log.fmt_bytes(size),
+                M.log.fmt_bytes(opts.cache_max)))
+        end
+        local _, over = M.evict_cache(db, dir, opts.cache_max, size, log)
+        if over > 0 then
+            log:line(string.format("The worker's image cache stays %s over " ..
+                "its budget: the images that would make room are in use",
+                M.log.fmt_bytes(over)))
+        end
     end
     local t0 = require("djinn.proc").now()
     log:line("Fetching image sha256:" .. pin.sha256:sub(1, 12) .. " from " ..
              pin.url)
     local id, info = db:register("cache", name, pin.url, {
         sha256 = pin.sha256,
-        max_size = tonumber(pin.size) and (tonumber(pin.size) + 0) or nil,
+        max_size = size > 0 and size or nil,
         stall_timeout = 60, connect_timeout = 20,
     })
+    if id == nil then
+        return fail("image sha256:" .. pin.sha256:sub(1, 12) .. " from " ..
+            pin.url .. ": " .. tostring(info))
+    end
     db:close()
     lock:unlock()
-    if id == nil then
-        return "image sha256:" .. pin.sha256:sub(1, 12) .. " from " ..
-            pin.url .. ": " .. tostring(info)
-    end
     log:line(string.format("Fetched and validated the image (%s) in %.1fs",
-        require("djinn.log").fmt_bytes(info and info.bytes or 0),
+        M.log.fmt_bytes(info and info.bytes or 0),
         require("djinn.proc").now() - t0))
-    return nil
+    return nil, use
 end
 
 function M.run(manifest, options)
@@ -510,8 +596,11 @@ function M.run(manifest, options)
         log:build_end(result)
         return result
     end
+    local image_use
     if options.image_pin and m.driver.type == "qemu" then
-        local ferr = M.fetch_pinned(options.registry, options.image_pin, log)
+        local ferr
+        ferr, image_use = M.fetch_pinned(options.registry, options.image_pin,
+                                         log, { cache_max = options.image_cache_max })
         if ferr then
             local result = {
                 status = "failed", exit_code = 3, duration = 0, jobs = {},
@@ -547,6 +636,7 @@ function M.run(manifest, options)
         hold = hold,
     }))
     if tree then tree:remove() end
+    if image_use then image_use:unlock() end
     if not res[1] then
         error(res[2], 0)
     end

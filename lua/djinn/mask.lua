@@ -5,6 +5,8 @@
 --   m:flush()     -> the held-back rest (end of the job / stream closed)
 --   m:mask(text)  -> a whole string, masked (no state kept)
 --   m:empty()     -> true when there is nothing to mask
+--   mask.collect(items, files) -> { "K=V", ... } | nil, why: the secrets
+--     of --secret K=V items and --secret-file files (run and submit)
 --   mask.patterns(configured, extra) -> the secret env-name globs in
 --     effect: `configured` (driver.conf's secrets.patterns) or the
 --     defaults, then `extra` (--secret-pattern, secret_patterns)
@@ -38,6 +40,44 @@ function M.check(name, value)
                              M.MIN_LEN, #value)
     end
     return nil
+end
+
+-- The secrets of --secret KEY=VALUE items and --secret-file FILEs
+-- (KEY=VALUE lines; blank lines and # comments skipped), as run and
+-- submit take them. -> { "KEY=VALUE", ... } | nil, "where: what is wrong"
+function M.collect(items, files)
+    local out = {}
+    local function add(k, v, where)
+        if v == nil or k == nil or not k:match("^[%a_][%w_]*$") then
+            return string.format("%s: expected KEY=VALUE with KEY a " ..
+                                 "variable name", where)
+        end
+        local why = M.check(k, v)
+        if why then return where .. ": " .. why end
+        out[#out + 1] = k .. "=" .. v
+    end
+    for _, item in ipairs(items or {}) do
+        local k, v = item:match("^([^=]*)=(.*)$")
+        local bad = add(k, v, "--secret " .. (k or item:match("^[%w_]*")))
+        if bad then return nil, bad end
+    end
+    for _, file in ipairs(files or {}) do
+        local f, ferr = io.open(file, "rb")
+        if f == nil then return nil, "--secret-file: " .. ferr end
+        local n = 0
+        for l in f:lines() do
+            n = n + 1
+            l = l:gsub("\r$", "")
+            if not l:match("^%s*$") and not l:match("^%s*#") then
+                local k, v = l:match("^([^=]*)=(.*)$")
+                local bad = add(k and k:match("^%s*(.-)%s*$"), v,
+                                string.format("%s:%d", file, n))
+                if bad then f:close(); return nil, bad end
+            end
+        end
+        f:close()
+    end
+    return out
 end
 
 function M.new(secrets)

@@ -9,7 +9,9 @@
 --                       per queued build, deleted when it closes
 --   djinn:b:<id>        hash: status, attempt (the fencing token), worker,
 --                       cancel, error, exit, manifest, file, queue, env,
---                       objects (a tar), image (SHA256:SIZE:URL, a qemu
+--                       objects (a tar), secrets (a JSON list of K=V
+--                       sealed with the queue key, djinn.crypto: never in
+--                       clear), image (SHA256:SIZE:URL, a qemu
 --                       build's pinned image), artifacts (the attempt whose
 --                       set is the build's), submitted, started, finished
 --   djinn:art:<id>:<n>  string: attempt n's artifacts as a tar (EX 7 days)
@@ -224,6 +226,13 @@ function M.redact(url)
     return (tostring(url):gsub("^(redis://)[^@/]*@", "%1***@"))
 end
 
+-- What a build's sealed secrets are bound to (the AEAD's associated
+-- data): its manifest, so a sealed value moved to another build does
+-- not open.
+function M.secrets_aad(manifest_text)
+    return "djinn-secrets-v1\0" .. manifest_text
+end
+
 function M.queue_of(driver)
     if type(driver) == "table" then
         if driver.type == "qemu" then
@@ -301,7 +310,8 @@ local function bkey(id) return "djinn:b:" .. id end
 local function lkey(id) return "djinn:log:" .. id end
 
 -- opts: text (the manifest), file (its name), queue, env (list of K=V),
--- objects (a tar of them, or ""). -> id | nil, why
+-- objects (a tar of them, or ""), secrets (sealed: djinn.crypto), image.
+-- -> id | nil, why
 function Q:submit(opts)
     local id, err = self:call("INCR", "djinn:seq")
     if id == nil then return nil, err end
@@ -309,6 +319,7 @@ function Q:submit(opts)
                      "queue", opts.queue,
                      "env", json.encode(json.array(opts.env or {})),
                      "objects", opts.objects or "",
+                     "secrets", opts.secrets or "",
                      "image", opts.image or "" }
     local q = "djinn:q:" .. opts.queue
     local entry

@@ -11,12 +11,19 @@ local util = require "djinn.util"
 
 local M = {}
 
+-- The worker's image cache budget when neither --cache-max nor
+-- queue { cache_max } gives one.
+M.CACHE_MAX = 20 * 1024 * 1024 * 1024
+
 local REDIS_OPT = { kind = "value", arg = "URL",
     help = "redis://[:PASSWORD@]HOST[:PORT][/DB] or unix:///PATH " ..
         "(default $DJINN_REDIS, then driver.conf's queue block)" }
 local CONF_OPT = { kind = "value", arg = "FILE",
     help = "driver.conf (for its queue block; default as for run)" }
 local JSON_OPT = { kind = "flag", help = "JSON instead of text" }
+local QKEY_OPT = { kind = "value", arg = "FILE",
+    help = "the key secrets are sealed with (default $DJINN_QUEUE_KEY, " ..
+        "then driver.conf's queue block)" }
 local HELP_OPT = { kind = "flag", help = "show the help of the command" }
 
 M.ORDER = { "submit", "worker", "status", "logs", "cancel", "artifacts",
@@ -30,6 +37,12 @@ M.COMMANDS = {
             redis = REDIS_OPT, ["driver-config"] = CONF_OPT,
             env = { kind = "list", arg = "KEY=VALUE",
                 help = "set a build variable (repeatable)" },
+            secret = { kind = "list", arg = "KEY=VALUE",
+                help = "a secret build variable, sealed with the queue " ..
+                    "key and masked in all output (repeatable)" },
+            ["secret-file"] = { kind = "list", arg = "FILE",
+                help = "KEY=VALUE lines read as --secret" },
+            ["queue-key"] = QKEY_OPT,
             objects = { kind = "value", arg = "DIR",
                 help = "where the manifest's objects are read from " ..
                     "(default .); sent with the build, 5 MiB at most" },
@@ -58,13 +71,19 @@ M.COMMANDS = {
                 help = "builds run at once (default 1)" },
             drivers = { kind = "value", arg = "LIST",
                 help = "the driver queues served, comma-separated " ..
-                    "(default qemu,docker; os only when listed)" },
+                    "(default: qemu and docker if they run here; os " ..
+                    "only when listed)" },
             lease = { kind = "value", arg = "DURATION",
                 help = "how long a silent worker keeps its builds " ..
                     "(default 10s; renewed every sixth of it)" },
             registry = { kind = "value", arg = "DB",
                 help = "the image registry of the builds (default as " ..
                     "for run)" },
+            ["cache-max"] = { kind = "value", arg = "SIZE",
+                help = "the image cache's budget (default 20GB, or " ..
+                    "driver.conf's queue block); least recently used " ..
+                    "images go first" },
+            ["queue-key"] = QKEY_OPT,
             help = HELP_OPT,
         },
     },
@@ -129,7 +148,17 @@ nothing is queued.
 
 Options:
 ]] .. URL_TEXT .. [[
-  --env KEY=VALUE       set a build variable (repeatable)
+  --env KEY=VALUE       set a build variable (repeatable); a name that
+                        marks a secret (*_PASSWORD, *_SECRET, *_TOKEN,
+                        *_KEY) is refused: give it as --secret
+  --secret KEY=VALUE    a secret build variable (repeatable): sealed
+                        with the queue key (AES-256-GCM) before it is
+                        sent, opened by the worker, masked in all output
+  --secret-file FILE    KEY=VALUE lines (# comments) read as --secret
+  --queue-key FILE      the queue key: 64 hex digits, mode 0600 (default
+                        $DJINN_QUEUE_KEY, then key_file in driver.conf's
+                        queue block); make one with
+                        (umask 077; openssl rand -hex 32 >FILE)
   --objects DIR         where the manifest's objects are read from
                         (default .); they travel with the build, 5 MiB
                         at most
@@ -164,18 +193,30 @@ Options:
   --name NAME           this worker's name (default the host name)
   --slots N             builds run at once (default 1)
   --drivers LIST        the driver queues served, comma-separated
-                        (default qemu,docker; the os driver, which runs
-                        jobs on this machine itself, only when listed)
+                        (default: those of qemu and docker this machine
+                        can run, checked at start; the os driver, which
+                        runs jobs on this machine itself, only when
+                        listed). A listed qemu or docker that cannot run
+                        here is refused.
   --lease DURATION      how long a silent worker keeps its builds
                         (default 10s)
   --registry DB         the image registry the builds use (default as
-                        for run)
+                        for run); pinned images are cached in it
+  --cache-max SIZE      the image cache's byte budget (default 20GB, or
+                        cache_max in driver.conf's queue block): before
+                        a download, least recently used images are
+                        removed, never one a build is using
+  --queue-key FILE      the key that opens builds' secrets (default
+                        $DJINN_QUEUE_KEY, then key_file in driver.conf's
+                        queue block); without it a build with secrets
+                        fails (exit 3)
   -h, --help            this help
 
 SIGTERM: take no more builds, finish those running, exit 0. A second
 SIGTERM, or SIGINT, cancels them (they close as killed) and exits 130.
 
-Exit status: 0 stopped by SIGTERM, 2 usage error, 3 Redis unreachable
+Exit status: 0 stopped by SIGTERM, 2 usage error (also: no driver
+this machine can run, an unusable queue key), 3 Redis unreachable
 at start, 130 stopped by SIGINT.
 ]],
     status = [[
@@ -265,27 +306,113 @@ local function eprint(...)
     io.stderr:write(table.concat({ ... }, ""), "\n")
 end
 
+-- driver.conf (--driver-config, else the default file when it exists),
+-- loaded once per command: -> cfg | false (no file) | nil, why
+local function load_conf(opts)
+    if opts._conf ~= nil then return opts._conf, opts._conf_err end
+    local paths = require "djinn.paths"
+    local path = opts["driver-config"] or paths.default_driver_config()
+    opts._conf = false
+    if path and (opts["driver-config"] or require("djinn.fs").exists(path)) then
+        local cfg, err = require("djinn.config").load(path)
+        if cfg == nil then
+            opts._conf = nil
+            opts._conf_err = type(err) == "table" and
+                table.concat(err, "\n") or tostring(err)
+        else
+            opts._conf = cfg
+        end
+    end
+    return opts._conf, opts._conf_err
+end
+
+-- A key of driver.conf's queue block, or nil.
+local function conf_queue(opts, key)
+    local cfg = load_conf(opts)
+    local q = cfg and cfg.queue
+    return type(q) == "table" and q[key] or nil
+end
+
 -- The Redis URL of the command: -> url | nil, why
 local function redis_url(opts)
     if opts.redis then return opts.redis end
     local env = os.getenv("DJINN_REDIS")
     if env and env ~= "" then return env end
-    local config = require "djinn.config"
-    local paths = require "djinn.paths"
-    local path = opts["driver-config"] or paths.default_driver_config()
-    if path and require("djinn.fs").exists(path) then
-        local cfg, err = config.load(path)
-        if cfg == nil then
-            return nil, type(err) == "table" and table.concat(err, "\n") or
-                tostring(err)
-        end
-        local q = cfg.queue
-        if type(q) == "table" and type(q.redis) == "string" then
-            return q.redis
-        end
-    end
+    local cfg, err = load_conf(opts)
+    if cfg == nil then return nil, err end
+    local url = conf_queue(opts, "redis")
+    if type(url) == "string" then return url end
     return nil, "no Redis URL: give --redis URL, set DJINN_REDIS, or " ..
         "write queue { redis \"redis://HOST:PORT\" } in driver.conf"
+end
+
+-- The executable a command name runs (a name with "/" as it is, else
+-- the first match on $PATH), or nil.
+local function which(name)
+    local fs = require "djinn.fs"
+    local function exe(p)
+        local st = fs.stat(p)
+        return st and st.type == "file" and st.mode & 73 ~= 0
+    end
+    if name:find("/", 1, true) then return exe(name) and name or nil end
+    for dir in (os.getenv("PATH") or "/usr/bin:/bin"):gmatch("[^:]+") do
+        if exe(dir .. "/" .. name) then return dir .. "/" .. name end
+    end
+    return nil
+end
+
+-- Can this machine run driver d's builds? (the worker's --drivers)
+-- -> true | false, why
+function M.can_run(d, cfg)
+    local config = require "djinn.config"
+    if d == "qemu" or d:match("^qemu%-") then
+        local bin = config.driver(cfg or nil, "qemu").binary or
+            "qemu-system-x86_64"
+        if which(bin) == nil then
+            return false, "qemu: " .. bin .. " is not installed (not " ..
+                "found on PATH; set binary in driver.conf's qemu block)"
+        end
+        return true
+    elseif d == "docker" then
+        local host = config.driver(cfg or nil, "docker").host
+        local c, err = require("djinn.transport.docker").connect{
+            host = host, timeout = 5 }
+        if c == nil then return false, err end
+        return true
+    end
+    return true
+end
+
+-- The queue's secret key (32 bytes, for djinn.crypto.seal/open): the file
+-- --queue-key, else $DJINN_QUEUE_KEY, else queue { key_file } of
+-- driver.conf; 64 hex digits, readable by its owner only.
+-- -> key | false (none configured) | nil, why
+function M.queue_key(opts)
+    local path = opts["queue-key"]
+    if path == nil or path == "" then path = os.getenv("DJINN_QUEUE_KEY") end
+    if path == nil or path == "" then path = conf_queue(opts, "key_file") end
+    if path == nil or path == "" then return false end
+    if type(path) ~= "string" then
+        return nil, "queue.key_file: expected a file name"
+    end
+    local fs = require "djinn.fs"
+    local st, serr = fs.stat(path)
+    if st == nil then return nil, "queue key " .. tostring(serr) end
+    if st.mode & 63 ~= 0 then
+        return nil, string.format("queue key %s: readable by others " ..
+            "(mode %o); it must be readable by its owner only " ..
+            "(chmod 600 %s)", path, st.mode & 511, path)
+    end
+    local text = fs.readfile(path, 4096) or ""
+    local hex = text:match("^%s*(%x+)%s*$")
+    if hex == nil or #hex ~= 64 then
+        return nil, "queue key " .. path .. ": expected 64 hex digits " ..
+            "(256 bits; make one with: (umask 077; openssl rand -hex 32 " ..
+            ">" .. path .. "))"
+    end
+    return (hex:gsub("%x%x", function(h)
+        return string.char(tonumber(h, 16))
+    end))
 end
 
 local function open(cmd, opts)
@@ -480,11 +607,7 @@ local function pin_image(m, opts)
     local st = require("djinn.fs").stat(img.path)
     local base = opts["image-url"] or os.getenv("DJINN_IMAGE_URL")
     if base == nil or base == "" then
-        local cfg = opts["driver-config"] or paths.default_driver_config()
-        if cfg and require("djinn.fs").exists(cfg) then
-            local c = require("djinn.config").load(cfg)
-            base = c and type(c.queue) == "table" and c.queue.image_url
-        end
+        base = conf_queue(opts, "image_url")
     end
     local url = ""
     if type(base) == "string" and base ~= "" then
@@ -513,7 +636,7 @@ local function cmd_submit(q, opts, pos)
         return 2
     end
     -- A variable whose name marks it a secret (run's default patterns)
-    -- would sit in clear in Redis: refused until secrets travel encrypted.
+    -- would sit in clear in Redis: it must come as --secret.
     local mask = require "djinn.mask"
     for _, kv in ipairs(opts.env or {}) do
         local k = kv:match("^([%a_][%w_]*)=")
@@ -524,12 +647,39 @@ local function cmd_submit(q, opts, pos)
         for _, pat in ipairs(mask.DEFAULT_PATTERNS) do
             if mask.glob_match(pat, k) then
                 eprint("djinn-lua submit: --env ", k, ": a secret (its ",
-                       "name matches ", pat, "); the queue would store it ",
-                       "in clear, so secrets are not accepted by submit ",
-                       "yet: give the workers their own")
+                       "name matches ", pat, "), which the queue would ",
+                       "store in clear: give it as --secret ", k, "=... ",
+                       "(sealed with the queue key); nothing queued")
                 return 2
             end
         end
+    end
+    local sealed = ""
+    local secrets, serr = mask.collect(opts.secret, opts["secret-file"])
+    if secrets == nil then
+        eprint("djinn-lua submit: ", serr, "; nothing queued")
+        return 2
+    end
+    if #secrets > 0 then
+        for _, kv in ipairs(secrets) do
+            if kv:find("[\r\n]") then
+                eprint("djinn-lua submit: --secret ", kv:match("^[^=]*"),
+                       ": a value with a line break cannot travel ",
+                       "through the queue; nothing queued")
+                return 2
+            end
+        end
+        local key, kerr = M.queue_key(opts)
+        if not key then
+            eprint("djinn-lua submit: ", kerr or ("secrets need the " ..
+                   "queue key the workers have: --queue-key FILE, " ..
+                   "$DJINN_QUEUE_KEY or queue { key_file \"FILE\" } in " ..
+                   "driver.conf (make one with: (umask 077; openssl rand " ..
+                   "-hex 32 >FILE))"), "; nothing queued")
+            return 2
+        end
+        sealed = require("djinn.crypto").seal(key,
+            require("djinn.json").encode(secrets), require("djinn.queue").secrets_aad(text))
     end
     local objects, oerr = pack_objects(m, opts.objects or ".")
     if objects == nil then
@@ -544,7 +694,7 @@ local function cmd_submit(q, opts, pos)
     local qname = queue.queue_of(m.driver)
     local id, err = q:submit{ text = text, file = util.basename(file),
                               queue = qname, env = opts.env,
-                              objects = objects,
+                              objects = objects, secrets = sealed,
                               image = pin ~= false and
                                   string.format("%s:%d:%s", pin.sha256,
                                                 pin.size, pin.url) or "" }
@@ -784,8 +934,8 @@ local function cmd_worker(opts)
         end
     end
     local known = require("djinn.manifest").driver_types
-    local drivers = {}
-    for d in (opts.drivers or "qemu,docker"):gmatch("[^,%s]+") do
+    local listed = {}
+    for d in (opts.drivers or ""):gmatch("[^,%s]+") do
         local ok = false
         for _, t in ipairs(known) do if t == d then ok = true end end
         if not ok and not d:match("^qemu%-") then
@@ -793,10 +943,52 @@ local function cmd_worker(opts)
                    " (known: ", table.concat(known, ", "), ")")
             return 2
         end
-        drivers[#drivers + 1] = queue.queue_of(d)
+        listed[#listed + 1] = d
+    end
+    if opts.drivers and #listed == 0 then
+        eprint("djinn-lua worker: --drivers: no driver given")
+        return 2
+    end
+    -- The isolating drivers must be runnable here: listed ones are
+    -- checked (a worker taking builds it cannot run would fail them all),
+    -- and without --drivers the worker serves those that are.
+    local cfg, cerr = load_conf(opts)
+    if cfg == nil then
+        eprint("djinn-lua worker: ", cerr)
+        return 2
+    end
+    local drivers, why = {}, {}
+    for _, d in ipairs(#listed > 0 and listed or { "qemu", "docker" }) do
+        local ok, no = M.can_run(d, cfg)
+        if ok then
+            drivers[#drivers + 1] = queue.queue_of(d)
+        elseif #listed > 0 then
+            eprint("djinn-lua worker: --drivers ", d, ": ", no)
+            return 2
+        else
+            why[#why + 1] = no
+        end
     end
     if #drivers == 0 then
-        eprint("djinn-lua worker: --drivers: no driver given")
+        eprint("djinn-lua worker: this machine can run no isolating ",
+               "driver (", table.concat(why, "; "), "); give --drivers ",
+               "(os runs jobs on this machine itself)")
+        return 2
+    end
+    local cache_max = opts["cache-max"] or
+        (cfg and type(cfg.queue) == "table" and cfg.queue.cache_max) or
+        M.CACHE_MAX
+    if type(cache_max) == "string" then
+        local b, berr = util.parse_size(cache_max)
+        if b == nil then
+            eprint("djinn-lua worker: --cache-max ", cache_max, ": ", berr)
+            return 2
+        end
+        cache_max = b
+    end
+    if math.type(cache_max) ~= "integer" or cache_max < 0 then
+        eprint("djinn-lua worker: queue.cache_max: expected a size such ",
+               "as 20G, got ", tostring(cache_max))
         return 2
     end
     local name = opts.name or ((require("djinn.fs").readfile(
@@ -806,10 +998,15 @@ local function cmd_worker(opts)
                "'.', '_' and '-' only")
         return 2
     end
+    local key, kerr = M.queue_key(opts)
+    if key == nil then
+        eprint("djinn-lua worker: ", kerr)
+        return 2
+    end
     return require("djinn.worker").main{
         url = url, name = name, slots = slots, drivers = drivers,
         lease = lease, driver_config = opts["driver-config"],
-        registry = opts.registry,
+        registry = opts.registry, cache_max = cache_max, key = key or nil,
         unfenced = os.getenv("DJINN_TEST_UNFENCED") == "1",
     }
 end

@@ -24,8 +24,10 @@
 -- running builds (they close as killed) and exits 130.
 --
 -- M.main(opts) -> exit status. opts: url, name, slots, drivers (a list of
--- queue names), lease (s), driver_config, registry, out (a line writer),
--- unfenced (the tests' negative control).
+-- queue names), lease (s), driver_config, registry, cache_max (bytes:
+-- the image cache's budget, given to each run), key (the queue key that
+-- opens builds' secrets, or nil), out (a line writer), unfenced (the
+-- tests' negative control).
 local queue = require "djinn.queue"
 local proc = require "djinn.proc"
 local fs = require "djinn.fs"
@@ -91,6 +93,10 @@ end
 
 -- Forward complete lines of the child's stdout to the build's log.
 function W:forward(b, final)
+    if b.secrets_file and (b.buf ~= "" or final) then
+        os.remove(b.secrets_file)
+        b.secrets_file = nil
+    end
     local start = 1
     while true do
         local nl = b.buf:find("\n", start, true)
@@ -141,6 +147,7 @@ end
 -- The build's closing status, exit code and error from what its run
 -- printed and how it ended.
 local function outcome(b, how, code)
+    if b.fail then return "failed", 3, b.fail end
     local r = b.result
     local exit = how == "exit" and code or 128 + (code or 9)
     if r and r.status == "invalid" then
@@ -149,6 +156,7 @@ local function outcome(b, how, code)
         return r.status, r.exit_code or exit, r.error
     end
     local err = b.err:gsub("%s+$", ""):match("([^\n]*)$")
+    if b.mask then err = b.mask:mask(err) end
     if exit == 130 or b.cancelled then
         return "killed", 130, "cancelled"
     end
@@ -300,7 +308,8 @@ function W:start(qname, entry)
                                            proc.getpid(), id), self.tmp)
     self.running[#self.running + 1] = b
     if b.dir == nil then
-        b.err = tostring(derr)
+        b.fail = "the worker could not make the build's directory: " ..
+            tostring(derr)
         self:finish(b, "exit", 3)
         return
     end
@@ -314,7 +323,7 @@ function W:start(qname, entry)
                                       h.objects, b.dir .. "/objects")
         if not ok or names == nil then
             terr = ok and terr or names
-            b.err = "the build's objects could not be unpacked: " ..
+            b.fail = "the build's objects could not be unpacked: " ..
                 tostring(terr)
             self:finish(b, "exit", 3)
             return
@@ -330,8 +339,35 @@ function W:start(qname, entry)
     if h.image and h.image ~= "" then
         argv[#argv + 1] = "--image-pin=" .. h.image
     end
+    if self.cache_max then
+        argv[#argv + 1] = "--image-cache-max=" .. self.cache_max
+    end
     for _, kv in ipairs(json.decode(h.env or "[]") or {}) do
         argv[#argv + 1] = "--env=" .. kv
+    end
+    if h.secrets and h.secrets ~= "" then
+        local list, why = self:open_secrets(h)
+        if list == nil then
+            b.fail = why
+            self:finish(b, "exit", 3)
+            return
+        end
+        local values = {}
+        for i, kv in ipairs(list) do values[i] = kv:match("=(.*)$") end
+        b.mask = require("djinn.mask").new(values)
+        -- For the child's option parsing only: removed at its first
+        -- output line (it has read the file by then), or with the
+        -- build's directory.
+        b.secrets_file = b.dir .. "/secrets"
+        local ok, werr = fs.writefile(b.secrets_file,
+                                      table.concat(list, "\n") .. "\n", 384)
+        if not ok then
+            b.fail = "the worker could not write the build's secrets: " ..
+                tostring(werr)
+            self:finish(b, "exit", 3)
+            return
+        end
+        argv[#argv + 1] = "--secret-file=" .. b.secrets_file
     end
     argv[#argv + 1] = "--"
     argv[#argv + 1] = b.dir .. "/manifest/" .. file
@@ -343,12 +379,34 @@ function W:start(qname, entry)
                                    stdout = "pipe", stderr = "pipe",
                                    setpgid = true, pdeathsig = true }
     if child == nil then
-        b.err = tostring(err)
+        b.fail = "the worker could not start djinn-lua run: " ..
+            tostring(err)
         self:finish(b, "exit", 3)
         return
     end
     b.child = child
     self:say("build %s: started (attempt %d, pid %d)", id, n, child:pid())
+end
+
+-- A build's secrets, opened with this worker's queue key.
+-- -> { "K=V", ... } | nil, why (an infrastructure error)
+function W:open_secrets(h)
+    if not self.key then
+        return nil, "the build has secrets and this worker has no queue " ..
+            "key to open them (worker --queue-key FILE, $DJINN_QUEUE_KEY " ..
+            "or queue { key_file } in driver.conf)"
+    end
+    local text, err = require("djinn.crypto").open(self.key, h.secrets,
+        queue.secrets_aad(h.manifest or ""))
+    if text == nil then
+        return nil, "the build's secrets do not open with this worker's " ..
+            "queue key (" .. err:gsub("^crypto%.open: ", "") .. ")"
+    end
+    local list = json.decode(text)
+    if type(list) ~= "table" then
+        return nil, "the build's secrets are not a list"
+    end
+    return list
 end
 
 -- A free slot: a build whose lease ran out first, then a new one.
@@ -450,6 +508,7 @@ function M.main(opts)
         url = opts.url, name = opts.name, slots = opts.slots or 1,
         queues = opts.drivers, lease = opts.lease or 10,
         driver_config = opts.driver_config, registry = opts.registry,
+        cache_max = opts.cache_max, key = opts.key,
         out = opts.out or io.stdout, unfenced = opts.unfenced,
         max_attempts = opts.max_attempts or queue.MAX_ATTEMPTS,
         running = {}, cursor = {}, turn = 0, next_claim = 0,

@@ -49,20 +49,6 @@ SOCK=$W/redis/redis.sock
 export DJINN_REDIS="unix://$SOCK"
 . "$TOP/tests/queue_lib.sh"
 
-# start_redis [appendonly]: a private redis-server; waits for PING.
-start_redis() {
-	redis-server --port 0 --unixsocket "$SOCK" --unixsocketperm 700 \
-		--dir "$W/redis" --save "" --appendonly "${1:-no}" \
-		--appendfsync always --daemonize no --logfile "$W/redis/log" &
-	REDIS_PID=$!
-	i=0
-	while [ $i -lt 100 ]; do
-		[ "$(rcli PING 2>/dev/null)" = PONG ] && return 0
-		sleep 0.05
-		i=$((i + 1))
-	done
-	return 1
-}
 # worker NAME SLOTS [ENV=VALUE...]: a worker on the os queue, lease 2s.
 worker() {
 	wn=$1

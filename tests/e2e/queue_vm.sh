@@ -73,10 +73,7 @@ PORT=$(sed -n 's/.* port \([0-9]*\).*/\1/p' "$W/http.out" | head -1)
 check "an HTTP server over the store on 127.0.0.1:$PORT" test -n "$PORT"
 URL=http://127.0.0.1:$PORT
 
-redis-server --port 0 --unixsocket "$SOCK" --unixsocketperm 700 \
-	--dir "$W/redis" --save "" --appendonly no --logfile "$W/redis/log" &
-REDIS_PID=$!
-wait_for 10 sh -c "[ \"\$(redis-cli -s '$SOCK' PING)\" = PONG ]"
+start_redis
 ok $? "redis-server on a private socket"
 cat >"$W/vm.conf" <<EOF
 driver qemu {

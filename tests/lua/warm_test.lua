@@ -48,6 +48,26 @@ c:wait(5)
 local l3 = ipc.lock(dir .. "/y.lock", 5)
 t:ok(l3 ~= nil, "lock: a killed holder's lock is free")
 if l3 then l3:unlock() end
+-- Shared locks (the image cache's "in use"): many shared holders, no
+-- exclusive one while they hold; flock(1) -s agrees with ours.
+local s1 = ipc.lock(dir .. "/s.lock", 0, "shared")
+local s2 = ipc.lock(dir .. "/s.lock", 0, "shared")
+t:ok(s1 ~= nil and s2 ~= nil, "lock shared: two shared holders")
+local sx, _, scode = ipc.lock(dir .. "/s.lock", 0.1)
+t:ok(sx == nil and scode == "busy", "lock shared: no exclusive one meanwhile")
+c = assert(proc.spawn{ argv = { "flock", "-n", "-s", dir .. "/s.lock",
+                                "true" } })
+_, how, st = collect(c)
+t:ok(how == "exit" and st == 0, "lock shared: flock -s (another process) shares it")
+s1:unlock()
+s2:unlock()
+local sxx = ipc.lock(dir .. "/s.lock", 0)
+t:ok(sxx ~= nil, "lock shared: exclusive once the shared holders are gone")
+t:ok(ipc.lock(dir .. "/s.lock", 0, "shared") == nil,
+     "lock shared: no shared holder while it is held exclusively")
+sxx:unlock()
+t:ok(not pcall(ipc.lock, dir .. "/s.lock", 0, "both"),
+     "lock: an unknown mode is an argument error")
 os.execute("ln -s /etc/passwd " .. dir .. "/link.lock")
 t:ok(ipc.lock(dir .. "/link.lock") == nil,
      "lock: never through a symbolic link")
