@@ -10,6 +10,7 @@
 #   show FILE             $W/FILE as TAP comments (last SHOW_LINES lines)
 #   tap_end               the plan line; fails if any point failed
 #   gone PID              the process is gone (or a zombie) within 5 s
+#   wait_for SECONDS CMD...  until CMD succeeds (0) or the time is up (1)
 #   qemu_pids_in DIR      the pids of the qemu processes whose command
 #                         line names DIR
 #   sql_shell ARGS...     the stock sqlite3 shell (-batch), with the
@@ -44,6 +45,16 @@ run() {
 has() { grep -q -e "$2" "$W/$1"; }
 hasF() { grep -q -F -e "$2" "$W/$1"; }
 show() { sed 's/^/# /' "$W/$1" | tail -n "${SHOW_LINES:-1000}"; }
+wait_for() {
+	wt=$(($1 * 10))
+	shift
+	while [ "$wt" -gt 0 ]; do
+		"$@" >/dev/null 2>&1 && return 0
+		sleep 0.1
+		wt=$((wt - 1))
+	done
+	return 1
+}
 tap_end() {
 	echo "1..$n"
 	[ "$failed" -eq 0 ]

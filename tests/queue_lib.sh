@@ -4,7 +4,6 @@
 # socket) set:
 #   rcli ARGS...          redis-cli on SOCK
 #   bstatus ID            the build's status
-#   wait_for SECONDS CMD  until CMD succeeds (0) or the time is up (1)
 #   terminal ID...        every one has a terminal status
 #   running ID            its status is running
 #   finishes ID, starts ID  how many finish / start events it has
@@ -13,16 +12,6 @@
 #                         for PING (1: it never answered)
 rcli() { redis-cli -s "$SOCK" "$@"; }
 bstatus() { rcli HGET "djinn:b:$1" status; }
-wait_for() {
-	wt=$(($1 * 10))
-	shift
-	while [ "$wt" -gt 0 ]; do
-		"$@" >/dev/null 2>&1 && return 0
-		sleep 0.1
-		wt=$((wt - 1))
-	done
-	return 1
-}
 terminal() {
 	for id in "$@"; do
 		case $(bstatus "$id") in

@@ -17,6 +17,9 @@
 # files can name them as 'fixtures/<name>.qcow2'. The directory is removed at
 # the end, whatever happened.
 #
+# After each suite, "# NAME took N s" (its wall time: what CI's 90
+# minutes are spent on).
+#
 # Every suite must print exactly one TAP plan ("1..N") and N must equal the
 # points it printed: a suite that stops early (exit 0 before its plan) or
 # loses points is a failure, named in a "not ok - suite ..." line.
@@ -29,6 +32,14 @@
 # QUICK=1 (make check) leaves out the e2e suites whose "# needs:" header
 # line names a guest (a QEMU VM boot), dockerd or root: the everyday
 # subset, without daemons, VMs or privileges.
+# SKIP_NEEDS=REGEX leaves out, saying so, the e2e suites whose "# needs:"
+# line matches it (CI: `SKIP_NEEDS=guest make asan`, since the VM suites
+# spend their time in QEMU under TCG, not in our code, and run in the
+# plain `make test` anyway).
+# E2E=0 runs no e2e suite (CI's sanitizer pass: the C, SQL and Lua
+# suites).
+# SKIP_SLOW=1 leaves out, saying so, the e2e suites with a "# slow:"
+# header line (minutes of exhaustive fault injection).
 # FIXTURES=0 builds no fixtures (the runner's own test needs none).
 # E2E_DIR=DIR runs the e2e suites of DIR instead of tests/e2e (the
 # runner's own test, tests/e2e/runner.sh).
@@ -90,7 +101,7 @@ suite() {
 	(cd "$WORK" && timeout -k 10 "$SUITE_TIMEOUT" "$@") >"$out" 2>&1
 	rc=$?
 	cat "$out"
-	echo "# suite $name took $(($(date +%s) - t0)) s"
+	echo "# $name took $(($(date +%s) - t0)) s"
 	p=$(grep -c '^ok ' "$out")
 	f=$(grep -c '^not ok ' "$out")
 	plans=$(grep -c '^1\.\.[0-9][0-9]*' "$out")
@@ -163,11 +174,20 @@ if [ -n "$VG" ] && [ -x "$B/djinn-lua" ]; then
 		fi
 		echo "1..1"' sh $VG "$B/djinn-lua"
 fi
-if [ -z "$VG" ]; then
+if [ -z "$VG" ] && [ "${E2E:-1}" = 1 ]; then
 	for t in "$E2E_DIR"/*.sh; do
 		[ -f "$t" ] || continue
 		if [ "${QUICK:-}" = 1 ] &&
 			grep -q -E '^# needs:.*(guest|dockerd|root)' "$t"; then
+			continue
+		fi
+		if [ "${SKIP_SLOW:-}" = 1 ] && grep -q '^# slow:' "$t"; then
+			echo "# e2e/$(basename "$t" .sh) left out: it is slow (SKIP_SLOW=1)"
+			continue
+		fi
+		if [ -n "${SKIP_NEEDS:-}" ] &&
+			grep -q -E "^# needs:.*($SKIP_NEEDS)" "$t"; then
+			echo "# e2e/$(basename "$t" .sh) left out: it needs $SKIP_NEEDS (SKIP_NEEDS)"
 			continue
 		fi
 		suite "e2e/$(basename "$t" .sh)" sh "$t"

@@ -35,16 +35,6 @@ export TMPDIR=$W/tmp XDG_RUNTIME_DIR=$W/run XDG_CONFIG_HOME=$W/config \
 	XDG_DATA_HOME=$W/data XDG_CACHE_HOME=$W/cache
 mkdir -p "$W/tmp" "$W/run" "$W/cache"
 . "$TOP/tests/e2e_lib.sh"
-wait_for() {
-	wt=$(($1 * 10))
-	shift
-	while [ "$wt" -gt 0 ]; do
-		"$@" >/dev/null 2>&1 && return 0
-		sleep 0.1
-		wt=$((wt - 1))
-	done
-	return 1
-}
 
 # Four images of different content (virtual sizes differ), each the same
 # size on disk.

@@ -3,7 +3,9 @@
 # before its TAP plan, or plans more points than it prints, fails the run,
 # named in a "not ok - suite ..." line, even when it exits 0; SUITE=
 # filters; QUICK=1 leaves out suites whose "# needs:" line names a guest,
-# dockerd or root.
+# dockerd or root; SKIP_NEEDS=REGEX those whose line matches, saying so;
+# SKIP_SLOW=1 those with a "# slow:" line; E2E=0 every e2e suite;
+# each suite's wall time is printed.
 set -u
 TOP=$DJINN_TOP
 B=$DJINN_BUILD
@@ -56,4 +58,23 @@ runner quick QUICK=1 SUITE='e2e/[dg]*'
 	grep -q "^# suite: e2e/good" "$W/quick.out"
 ok $? "QUICK=1 leaves out a suite whose needs line names dockerd"
 show quick.out
+
+runner skip SKIP_NEEDS='guest|dockerd' SUITE='e2e/[dg]*'
+[ "$rc" -eq 0 ] && ! grep -q "^# suite: e2e/daemon" "$W/skip.out" &&
+	grep -q "^# suite: e2e/good" "$W/skip.out"
+ok $? "SKIP_NEEDS='guest|dockerd' leaves out a suite whose needs line names dockerd"
+hasF skip.out "# e2e/daemon left out: it needs guest|dockerd (SKIP_NEEDS)"
+ok $? "... and says so"
+printf 'echo "ok 1 - s"\necho "1..1"\n# slow: a test of SKIP_SLOW\n' >"$W/suites/slow.sh"
+runner noslow SKIP_SLOW=1 ONLY='e2e/[gs][ol]o[dw]'
+[ "$rc" -eq 0 ] && ! grep -q "^# suite: e2e/slow" "$W/noslow.out" &&
+	hasF noslow.out "# e2e/slow left out: it is slow (SKIP_SLOW=1)" &&
+	grep -q "^# suite: e2e/good" "$W/noslow.out"
+ok $? "SKIP_SLOW=1 leaves out a suite with a '# slow:' line, saying so"
+runner noe2e E2E=0 ONLY='e2e/*'
+[ "$rc" -ne 0 ] && ! grep -q "^# suite: e2e/" "$W/noe2e.out" &&
+	[ "$(tail -n 1 "$W/noe2e.out")" = "0 passed, 0 failed" ]
+ok $? "E2E=0 runs no e2e suite (and a run of nothing fails: rc $rc)"
+grep -q "^# e2e/good took [0-9]* s$" "$W/skip.out"
+ok $? "each suite's wall time is printed"
 tap_end
