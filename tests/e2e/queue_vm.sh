@@ -140,7 +140,7 @@ lrc=$?
 check "other bytes than were pinned: the build fails, exit 3 (exit $lrc)" \
 	sh -c "[ $lrc -eq 3 ] && [ \"\$(redis-cli -s '$SOCK' HGET djinn:b:$id3 status)\" = failed ] && grep -qi 'sha-\?256' '$W/l3.out'"
 check "... nothing of it in the cache (no row, no file)" \
-	sh -c "! '$D' image info --registry '$W/worker/cache.db' cache sha-$OSHA >/dev/null 2>&1 && ! ls '$W/worker'/*/'$OSHA'* >/dev/null 2>&1 && [ -z \"\$(find '$W/worker' -newer '$W/s3.out' -type f ! -name 'cache.db*' ! -name '.fetch-*.lock')\" ]"
+	sh -c "! '$D' image info --registry '$W/worker/cache.db' cache sha-$OSHA >/dev/null 2>&1 && ! ls '$W/worker'/*/'$OSHA'* >/dev/null 2>&1 && [ -z \"\$(find '$W/worker' -newer '$W/s3.out' -type f ! -name 'cache.db*' ! -name '.fetch-*.lock' ! -name '.use-*.lock')\" ]"
 # The right hash of bytes that are not a valid image: the worker's
 # validator refuses it (the pin is written into the queued build).
 BAD=$W/bad/notqcow2.img

@@ -36,21 +36,20 @@
 # kind ("before"/"after" the operation took effect; "not fired" when the
 # occurrence was not reached in that run).
 #
-# slow: several hundred kill points, each a shell under strace (about 5
+# slow: about 600 kill points, each a shell under strace (about 10
 # minutes; SKIP_SLOW=1 leaves it out)
 #
 # TAP: one point per (operation, signal, system call); each failing N gets a
 # "# " line with what was found and how to rerun only it.
 #
 # Knobs (environment):
-#   DJINN_FAULT_CAP=16      every occurrence up to this many per system call
-#   DJINN_FAULT_SAMPLE=6    then at most this many more, evenly spread, the
+#   DJINN_FAULT_CAP=30      every occurrence up to this many per system call
+#   DJINN_FAULT_SAMPLE=10   then at most this many more, evenly spread, the
 #                           last occurrence always among them
-#   DJINN_FAULT_SIGCAP=4    the same cap for INT and TERM
+#   DJINN_FAULT_SIGCAP=8    the same cap for INT and TERM
 #                           (6, 2 and 2 under an ASan build of djinn.so;
-#                           30, 10 and 8 exercise 608 points in about 10
-#                           minutes, too long for CI's 90: run them so
-#                           before a change to the store's write paths)
+#                           halving the caps saves only about a tenth of
+#                           the points: most calls occur only a few times)
 #   DJINN_FAULT_SIGNALS="KILL TERM INT"
 #   DJINN_FAULT_OPS="register remove-shared remove-unique repair"
 #   DJINN_FAULT_ONLY="OP:SIG:SYSCALL[:N] ..." only these points
@@ -73,9 +72,9 @@ if [ -n "${DJINN_SHELL_PRELOAD:-}" ]; then
 	SAMPLE=${DJINN_FAULT_SAMPLE:-2}
 	SIGCAP=${DJINN_FAULT_SIGCAP:-2}
 else
-	CAP=${DJINN_FAULT_CAP:-16}
-	SAMPLE=${DJINN_FAULT_SAMPLE:-6}
-	SIGCAP=${DJINN_FAULT_SIGCAP:-4}
+	CAP=${DJINN_FAULT_CAP:-30}
+	SAMPLE=${DJINN_FAULT_SAMPLE:-10}
+	SIGCAP=${DJINN_FAULT_SIGCAP:-8}
 fi
 SIGNALS=${DJINN_FAULT_SIGNALS:-KILL TERM INT}
 OPS=${DJINN_FAULT_OPS:-register remove-shared remove-unique repair}
