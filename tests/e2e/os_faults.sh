@@ -47,6 +47,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 export XDG_CONFIG_HOME="$W/config" XDG_DATA_HOME="$W/data"
+# The build directories of the runs killed below stay for the next run's
+# reaper: in the suite's own directory, not the machine's /tmp.
+export TMPDIR="$W/tmp"
+mkdir -p "$TMPDIR"
 
 . "$TOP/tests/e2e_lib.sh"
 
