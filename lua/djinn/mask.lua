@@ -22,6 +22,7 @@
 -- beginning of some secret. Secrets shorter than M.MIN_LEN are refused
 -- by M.check (Djinn's rule), duplicates are ignored.
 local core = require "djinn.mask.core"
+local util = require "djinn.util"
 
 local M = {}
 
@@ -57,8 +58,8 @@ function M.collect(items, files)
         out[#out + 1] = k .. "=" .. v
     end
     for _, item in ipairs(items or {}) do
-        local k, v = item:match("^([^=]*)=(.*)$")
-        local bad = add(k, v, "--secret " .. (k or item:match("^[%w_]*")))
+        local k, v = util.split_first(item, "=")
+        local bad = add(k, v, "--secret " .. (k or "?"))
         if bad then return nil, bad end
     end
     for _, file in ipairs(files or {}) do
@@ -69,7 +70,7 @@ function M.collect(items, files)
             n = n + 1
             l = l:gsub("\r$", "")
             if not l:match("^%s*$") and not l:match("^%s*#") then
-                local k, v = l:match("^([^=]*)=(.*)$")
+                local k, v = util.split_first(l, "=")
                 local bad = add(k and k:match("^%s*(.-)%s*$"), v,
                                 string.format("%s:%d", file, n))
                 if bad then f:close(); return nil, bad end

@@ -679,7 +679,8 @@ local function cmd_submit(q, opts, pos)
             return 2
         end
         sealed = require("djinn.crypto").seal(key,
-            require("djinn.json").encode(secrets), require("djinn.queue").secrets_aad(text))
+            require("djinn.json").encode(secrets),
+            require("djinn.queue").secrets_aad(text))
     end
     local objects, oerr = pack_objects(m, opts.objects or ".")
     if objects == nil then
@@ -975,8 +976,7 @@ local function cmd_worker(opts)
                "(os runs jobs on this machine itself)")
         return 2
     end
-    local cache_max = opts["cache-max"] or
-        (cfg and type(cfg.queue) == "table" and cfg.queue.cache_max) or
+    local cache_max = opts["cache-max"] or conf_queue(opts, "cache_max") or
         M.CACHE_MAX
     if type(cache_max) == "string" then
         local b, berr = util.parse_size(cache_max)
@@ -988,7 +988,7 @@ local function cmd_worker(opts)
     end
     if math.type(cache_max) ~= "integer" or cache_max < 0 then
         eprint("djinn-lua worker: queue.cache_max: expected a size such ",
-               "as 20G, got ", tostring(cache_max))
+               "as 20GB, got ", tostring(cache_max))
         return 2
     end
     local name = opts.name or ((require("djinn.fs").readfile(
