@@ -27,11 +27,16 @@ WARN = -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
 
 EXT_PKGS = sqlite3 zlib libcrypto libzstd jansson libcurl
 RT_PKGS  = lua5.4 yaml-0.1 libssh libcurl libarchive hiredis $(EXT_PKGS)
+# djinn-lua itself links only what every start needs; libssh, libcurl and
+# libarchive are in modules of their own (runtime/lazy.c), loaded when
+# first required: each start then maps 12 shared objects instead of 50.
+EXE_PKGS = lua5.4 yaml-0.1 hiredis sqlite3 zlib libcrypto libzstd jansson
 
 EXT_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(EXT_PKGS))
 EXT_LIBS   := $(shell $(PKG_CONFIG) --libs $(EXT_PKGS))
 RT_CFLAGS  := $(shell $(PKG_CONFIG) --cflags $(RT_PKGS))
 RT_LIBS    := $(shell $(PKG_CONFIG) --libs $(RT_PKGS))
+EXE_LIBS   := $(shell $(PKG_CONFIG) --libs $(EXE_PKGS))
 
 EXT_SRCS  = $(wildcard ext/*.c)
 RT_SRCS   = $(wildcard runtime/*.c)
@@ -44,17 +49,25 @@ SCHEMA    = $(sort $(wildcard schema/[0-9][0-9][0-9]_*.sql))
 PIC_OBJS  = $(EXT_SRCS:%.c=$(B)/pic/%.o) $(B)/pic/schema.o
 CORE_OBJS = $(EXT_SRCS:%.c=$(B)/core/%.o) $(B)/core/schema.o
 RT_OBJS   = $(RT_SRCS:%.c=$(B)/rt/%.o)
+# The lazily loaded modules (runtime/lazy.c): their objects, and the rest.
+SSH_OBJS  = $(patsubst %.c,$(B)/rt/%.o,$(wildcard runtime/l_ssh*.c))
+HTTP_OBJS = $(B)/rt/runtime/l_http.o $(B)/rt/ext/fetch.o $(B)/rt/ext/url.o
+TAR_OBJS  = $(B)/rt/runtime/l_tar.o
+MODS      = $(B)/mod/ssh.so $(B)/mod/http.so $(B)/mod/tar.so
+EXE_OBJS  = $(filter-out $(SSH_OBJS) $(HTTP_OBJS) $(TAR_OBJS),$(RT_OBJS)) \
+	$(filter-out $(B)/core/ext/fetch.o,$(CORE_OBJS))
 CTESTS    = $(CTEST_SRCS:tests/c/%.c=$(B)/tests/%)
 
 EXT_DEFS = -D_POSIX_C_SOURCE=200809L -Iext -I$(B)
 RT_DEFS  = -D_DEFAULT_SOURCE -D_GNU_SOURCE -Iext -Iruntime -I$(B) \
            -DDJINN_LUADIR='"$(PREFIX)/share/djinn/lua"' \
+           -DDJINN_LIBDIR='"$(PREFIX)/lib/djinn"' \
            -DDJINN_VERSION='"$(VERSION)"'
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo 0.1)
 
 .PHONY: all test check asan valgrind fuzz lint format-check clean install \
 	uninstall demo
-all: $(B)/djinn.so $(if $(RT_SRCS),$(B)/djinn-lua $(B)/djinn-lua.bash)
+all: $(B)/djinn.so $(if $(RT_SRCS),$(B)/djinn-lua $(MODS) $(B)/djinn-lua.bash)
 
 # The bash completion, generated from the option tables of djinn.cli.
 $(B)/djinn-lua.bash: $(B)/djinn-lua lua/djinn/cli.lua lua/djinn/queue_cli.lua \
@@ -78,13 +91,26 @@ $(B)/core/schema.o: $(B)/schema.c
 	$(CC) $(CFLAGS) $(WARN) -DSQLITE_CORE $(EXT_DEFS) $(EXT_CFLAGS) -c $< -o $@
 $(B)/rt/%.o: %.c ext/*.h $(wildcard runtime/*.h)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(WARN) -DSQLITE_CORE $(RT_DEFS) $(RT_CFLAGS) -c $< -o $@
+	$(CC) $(CFLAGS) $(WARN) -fPIC -DSQLITE_CORE $(RT_DEFS) $(RT_CFLAGS) -c $< -o $@
 
 $(B)/djinn.so: $(PIC_OBJS)
 	$(CC) $(CFLAGS) -shared -o $@ $^ $(LDFLAGS) $(EXT_LIBS)
 
-$(B)/djinn-lua: $(RT_OBJS) $(CORE_OBJS)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(RT_LIBS) -lm
+$(B)/djinn-lua: $(EXE_OBJS)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(EXE_LIBS) -lm
+
+# Each module has its own copy of runtime/util.c's helpers (-Bsymbolic:
+# its calls stay inside it); Lua and SQLite come from djinn-lua's process.
+MOD_LINK = $(CC) $(CFLAGS) -shared -Wl,-Bsymbolic -o $@ $^ $(LDFLAGS)
+$(B)/mod/ssh.so: $(SSH_OBJS) $(B)/rt/runtime/util.o
+	@mkdir -p $(@D)
+	$(MOD_LINK) $(shell $(PKG_CONFIG) --libs libssh)
+$(B)/mod/http.so: $(HTTP_OBJS) $(B)/rt/runtime/util.o
+	@mkdir -p $(@D)
+	$(MOD_LINK) $(shell $(PKG_CONFIG) --libs libcurl libcrypto)
+$(B)/mod/tar.so: $(TAR_OBJS) $(B)/rt/runtime/util.o
+	@mkdir -p $(@D)
+	$(MOD_LINK) $(shell $(PKG_CONFIG) --libs libarchive)
 
 $(B)/tests/%: tests/c/%.c tests/c/tap.h $(CORE_OBJS)
 	@mkdir -p $(@D)
@@ -181,6 +207,7 @@ MAN1       = $(SHARE)/man/man1
 BASHCOMP   = $(SHARE)/bash-completion/completions
 INST_FILES = $(DESTDIR)$(PREFIX)/bin/djinn-lua \
 	$(DESTDIR)$(PREFIX)/lib/djinn/djinn.so \
+	$(MODS:$(B)/mod/%=$(DESTDIR)$(PREFIX)/lib/djinn/%) \
 	$(LUA_FILES:lua/%=$(SHARE)/djinn/lua/%) \
 	$(EX_FILES:%=$(SHARE)/djinn/%) \
 	$(VM_FILES:tests/vm/%=$(SHARE)/djinn/vm/%) \
@@ -189,6 +216,8 @@ INST_FILES = $(DESTDIR)$(PREFIX)/bin/djinn-lua \
 install: all
 	install -D -m 755 $(B)/djinn.so $(DESTDIR)$(PREFIX)/lib/djinn/djinn.so
 	install -D -m 755 $(B)/djinn-lua $(DESTDIR)$(PREFIX)/bin/djinn-lua
+	for f in $(MODS:$(B)/mod/%=%); do \
+		install -D -m 755 $(B)/mod/$$f $(DESTDIR)$(PREFIX)/lib/djinn/$$f || exit 1; done
 	for f in $(LUA_FILES:lua/%=%); do \
 		install -D -m 644 lua/$$f $(SHARE)/djinn/lua/$$f || exit 1; done
 	for f in $(EX_FILES); do \

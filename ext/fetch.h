@@ -24,6 +24,8 @@
 
 #include <sqlite3.h>
 
+#include "url.h" /* dj_url_is, dj_url_redact */
+
 /* The defaults of struct dj_fetch_opts (a 0 field takes them). */
 #define DJ_FETCH_MAX_SIZE (64LL << 30) /* bytes */
 #define DJ_FETCH_CONNECT_TIMEOUT 30    /* s */
@@ -70,12 +72,5 @@ struct dj_fetch_result {
 int dj_fetch(const char *url, const struct dj_fetch_opts *o, dj_fetch_sink sink,
              dj_fetch_progress progress, void *arg, struct dj_fetch_result *res,
              char **err);
-
-/* s has the form scheme://... (any scheme; dj_fetch says which it takes). */
-int dj_url_is(const char *s);
-
-/* url without "user[:password]@" in its authority, otherwise unchanged
-** (case kept). NULL: out of memory. */
-char *dj_url_redact(const char *url);
 
 #endif /* DJINN_FETCH_H */

@@ -9,9 +9,9 @@
 **     djinn.c       the entry point: registers every SQL function, applies
 **                   the schema (calls all below)
 **     registry.c    namespaces, images, settings: SQL functions and the
-**                   name rules (uses store.c, fetch.c, schema.c)
+**                   name rules (uses store.c, fetch.c, url.c, schema.c)
 **     fetch.c       a download from a URL into a sink, over libcurl: the
-**                   URL import of image_register (uses schema.c)
+**                   URL import of image_register (uses schema.c, url.c)
 **     store.c       the content-addressed file store: paths, owner marker,
 **                   temp files, streaming ingest, link/rename, removal,
 **                   fsck, image_verify (uses schema.c, qcow2.c,
@@ -19,6 +19,9 @@
 **     sql_qcow2.c   the qcow2_* SQL functions (uses schema.c, qcow2.c)
 **     schema.c      this file: migrations, transactions, settings, the
 **                   helpers of SQL functions (uses SQLite only)
+**     url.c         URL syntax and redaction (uses SQLite only; apart
+**                   from fetch.c so that djinn-lua links it without
+**                   libcurl)
 **     qcow2.c       the QCOW2 validator (no SQLite; uses jsonstr.c)
 **     jsonstr.c     the one rule for JSON strings, over jansson (no SQLite)
 **

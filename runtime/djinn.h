@@ -23,4 +23,9 @@ int luaopen_djinn_kvm(lua_State *L);
 int luaopen_djinn_ipc(lua_State *L);
 int luaopen_djinn_redis(lua_State *L);
 
+/* lazy.c: package.preload entries (the table at the top of the stack)
+ * for djinn.ssh, djinn.http and djinn.tar, which are shared objects of
+ * their own, loaded when first required. */
+void dj_lazy_preload(lua_State *L);
+
 #endif /* DJINN_RUNTIME_H */

@@ -26,6 +26,21 @@
 **
 ** A stream filter is thus: out, held = term.sanitize(held .. chunk), and
 ** term.sanitize(held, true) at the end.
+**
+**   term.columns(header, rows) -> text
+**       A table for people: header and every row (arrays of strings,
+**       one per column) as lines of cells padded with spaces to
+**       the widest cell of their column (in bytes), two spaces between
+**       columns, no padding after the last cell, each line ending in
+**       "\n". A row shorter than the header leaves its last columns out.
+**       Built in one buffer (issue 13: 10,000 rows of `image ls` took
+**       70 ms in Lua).
+**
+**   term.size(n) -> "512 B" | "1.5 KiB" | "10.0 GiB" ...
+**       A byte count for people, in B, KiB, MiB, GiB or TiB (1024-based,
+**       the largest unit that leaves 1 or more, TiB at most; one decimal
+**       past B). Not a number: "-". (3 µs per call in Lua, where `image
+**       ls` calls it twice per image.)
 */
 #include <stdio.h>
 #include <string.h>
@@ -193,8 +208,137 @@ static int l_term_sanitize(lua_State *L)
     return 2;
 }
 
+/* The cell j (1-based) of the array at idx, or NULL past its end; raises
+ * for a cell that is not a string. */
+static const char *term_cell(lua_State *L, int idx, lua_Integer j, size_t *len)
+{
+    const char *s;
+
+    int t = lua_rawgeti(L, idx, j);
+
+    if (t == LUA_TNIL) {
+        lua_pop(L, 1);
+        return NULL;
+    }
+    if (t != LUA_TSTRING)
+        luaL_error(L, "term.columns: cell %I is a %s (cells are strings)", j,
+                   luaL_typename(L, -1));
+    s = lua_tolstring(L, -1, len);
+    lua_pop(L, 1); /* (the string stays reachable from its table) */
+    return s;
+}
+
+/*
+** The line of the array at idx: its length padded to widths w[1..n]
+** (out NULL), or written to out.
+*/
+static size_t term_line(lua_State *L, int idx, const size_t *w, lua_Integer n,
+                        char *out)
+{
+    lua_Integer j;
+    size_t len, at = 0, pad;
+    const char *s = n >= 1 ? term_cell(L, idx, 1, &len) : NULL;
+
+    for (j = 1; s != NULL; j++) {
+        size_t nlen = 0;
+        const char *next = j < n ? term_cell(L, idx, j + 1, &nlen) : NULL;
+
+        if (out != NULL)
+            memcpy(out + at, s, len);
+        at += len;
+        if (next == NULL)
+            break;
+        pad = w[j] - len + 2;
+        if (out != NULL)
+            memset(out + at, ' ', pad);
+        at += pad;
+        s = next;
+        len = nlen;
+    }
+    if (out != NULL)
+        out[at] = '\n';
+    return at + 1;
+}
+
+static int l_term_columns(lua_State *L)
+{
+    lua_Integer n, nrows, i, j;
+    size_t *w, len, total;
+    char *out;
+
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 2);
+    n = (lua_Integer)lua_rawlen(L, 1);
+    nrows = (lua_Integer)lua_rawlen(L, 2);
+    luaL_argcheck(L, n <= 1024, 1, "at most 1024 columns");
+    w = (size_t *)lua_newuserdatauv(L, sizeof(size_t) * (size_t)(n + 1), 0);
+    for (j = 1; j <= n; j++)
+        if (term_cell(L, 1, j, &w[j]) == NULL)
+            w[j] = 0;
+    for (i = 1; i <= nrows; i++) {
+        if (lua_rawgeti(L, 2, i) != LUA_TTABLE)
+            return luaL_error(L, "term.columns: row %I is a %s (arrays)", i,
+                              luaL_typename(L, -1));
+        for (j = 1; j <= n; j++) {
+            if (term_cell(L, -1, j, &len) == NULL)
+                break;
+            if (len > w[j])
+                w[j] = len;
+        }
+        lua_pop(L, 1);
+    }
+    /* The exact length, then the text in one block (no Lua value is
+     * called between the passes: the cells cannot change). */
+    total = term_line(L, 1, w, n, NULL);
+    for (i = 1; i <= nrows; i++) {
+        lua_rawgeti(L, 2, i);
+        total += term_line(L, -1, w, n, NULL);
+        lua_pop(L, 1);
+    }
+    out = (char *)lua_newuserdatauv(L, total, 0);
+    len = term_line(L, 1, w, n, out);
+    for (i = 1; i <= nrows; i++) {
+        lua_rawgeti(L, 2, i);
+        len += term_line(L, -1, w, n, out + len);
+        lua_pop(L, 1);
+    }
+    lua_pushlstring(L, out, len);
+    return 1;
+}
+
+static int l_term_size(lua_State *L)
+{
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    char buf[64];
+    double n;
+    int i = 0;
+
+    if (lua_type(L, 1) != LUA_TNUMBER) {
+        lua_pushliteral(L, "-");
+        return 1;
+    }
+    n = lua_tonumber(L, 1);
+    if (lua_isinteger(L, 1) && n < 1024) {
+        lua_pushfstring(L, "%I B", lua_tointeger(L, 1));
+        return 1;
+    }
+    while (n >= 1024 && i < 4) {
+        n /= 1024;
+        i++;
+    }
+    if (i == 0)
+        snprintf(buf, sizeof(buf), "%.0f B", n);
+    else
+        snprintf(buf, sizeof(buf), "%.1f %s", n, units[i]);
+    lua_pushstring(L, buf);
+    return 1;
+}
+
 static const luaL_Reg term_funcs[] = {
+    {"size", l_term_size},
     {"sanitize", l_term_sanitize},
+    {"columns", l_term_columns},
     {NULL, NULL},
 };
 

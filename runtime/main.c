@@ -10,8 +10,10 @@
 ** pmain():
 **   - opens the standard libraries and registers the C modules
 **     (djinn.yaml, djinn.proc, djinn.fs, djinn.registry, djinn.qcow2,
-**     djinn.ssh, djinn.http, djinn.json, djinn.tar, djinn.kvm, djinn.sys,
-**     djinn.term, djinn.mask.core, djinn.crypto) in package.preload;
+**     djinn.json, djinn.kvm, djinn.ipc, djinn.redis, djinn.sys,
+**     djinn.term, djinn.mask.core, djinn.crypto) in package.preload,
+**     and there too the openers of djinn.ssh, djinn.http and djinn.tar,
+**     which load their shared objects when first required (lazy.c);
 **     package.cpath is emptied (no foreign C modules);
 **   - sets package.path: "<exe dir>/../lua/?.lua;<exe dir>/../lua/?/init.lua"
 **     when <exe dir>/../lua/djinn/cli.lua exists (build tree), then
@@ -60,10 +62,7 @@ static const luaL_Reg preloads[] = {
     {"djinn.fs", luaopen_djinn_fs},
     {"djinn.registry", luaopen_djinn_registry},
     {"djinn.qcow2", luaopen_djinn_qcow2},
-    {"djinn.ssh", luaopen_djinn_ssh},
-    {"djinn.http", luaopen_djinn_http},
     {"djinn.json", luaopen_djinn_json},
-    {"djinn.tar", luaopen_djinn_tar},
     {"djinn.kvm", luaopen_djinn_kvm},
     {"djinn.ipc", luaopen_djinn_ipc},
     {"djinn.redis", luaopen_djinn_redis},
@@ -139,6 +138,7 @@ static void set_paths(lua_State *L)
     lua_setfield(L, -2, "cpath");
     lua_getfield(L, -1, "preload");
     luaL_setfuncs(L, preloads, 0);
+    dj_lazy_preload(L);
     lua_pop(L, 2);
 }
 

@@ -836,43 +836,16 @@ local function open_registry(path, sub, explicit)
     return db
 end
 
--- Print rows as columns as wide as their widest cell.
+-- Print rows as columns as wide as their widest cell: one write of the
+-- text djinn.term.columns builds (10,000 images were 10,000 write calls,
+-- then 70 ms of padding and joining in Lua; issue 13).
 local function print_columns(header, rows)
-    local w = {}
-    for i, h in ipairs(header) do w[i] = #h end
-    for _, r in ipairs(rows) do
-        for i, c in ipairs(r) do
-            if #c > w[i] then w[i] = #c end
-        end
-    end
-    -- One write for the whole table (print flushes every line: 10,000
-    -- images were 10,000 write calls, most of `image ls`'s time; issue 13).
-    local lines = {}
-    local function line(cells)
-        local out = {}
-        for i, c in ipairs(cells) do
-            out[i] = i < #cells and (c .. string.rep(" ", w[i] - #c)) or c
-        end
-        lines[#lines + 1] = table.concat(out, "  ")
-    end
-    line(header)
-    for _, r in ipairs(rows) do line(r) end
-    lines[#lines + 1] = ""
-    io.stdout:write(table.concat(lines, "\n"))
+    io.stdout:write(require("djinn.term").columns(header, rows))
     io.stdout:flush()
 end
 
-local SIZE_UNITS = { "B", "KiB", "MiB", "GiB", "TiB" }
-local function human_size(n)
-    if type(n) ~= "number" then return "-" end
-    local i = 1
-    while n >= 1024 and i < #SIZE_UNITS do
-        n = n / 1024
-        i = i + 1
-    end
-    return i == 1 and string.format("%d B", n) or
-        string.format("%.1f %s", n, SIZE_UNITS[i])
-end
+-- A byte count for people: "1.5 MiB" (djinn.term.size).
+local human_size = require("djinn.term").size
 
 -- Print a QCOW2 check report; returns whether the image is valid.
 local function print_report(path, rep)

@@ -24,6 +24,28 @@ out=$("$T/root/usr/bin/djinn-lua" --version 2>&1)
 case $out in "djinn-lua "*) r=0 ;; *) r=1 ;; esac
 ok $r "installed djinn-lua finds its Lua modules: $out"
 
+# djinn.ssh, djinn.http and djinn.tar are shared objects of their own,
+# found beside the moved tree (<bin>/../lib/djinn), loaded on require.
+cat >"$T/mods.lua" <<'LUA'
+local names = {}
+for _, m in ipairs { "ssh", "http", "tar" } do
+    local mod = require("djinn." .. m)
+    names[#names + 1] = m .. "=" .. type(mod)
+end
+print(table.concat(names, " "))
+LUA
+out=$("$T/root/usr/bin/djinn-lua" "$T/mods.lua" 2>&1)
+[ "$out" = "ssh=table http=table tar=table" ]
+ok $? "installed djinn-lua loads djinn.ssh, djinn.http, djinn.tar: $out"
+# Without its module file, a require says which file it looked for where.
+mv "$T/root/usr/lib/djinn/tar.so" "$T/tar.so.away"
+out=$("$T/root/usr/bin/djinn-lua" "$T/mods.lua" 2>&1)
+r=$?
+mv "$T/tar.so.away" "$T/root/usr/lib/djinn/tar.so"
+echo "$out" | grep -q "module djinn.tar: tar.so is missing (looked for .*/usr/bin/mod/tar.so, .*/usr/bin/../lib/djinn/tar.so, .*/lib/djinn/tar.so;" &&
+	[ $r -ne 0 ]
+ok $? "a missing module file is named with every place tried (exit $r)"
+
 cat >"$T/m.yml" <<'YML'
 driver:
   type: os

@@ -202,3 +202,83 @@ w:job_start(job)
 w:output("abc" .. ESC .. "[2Jdef")
 t:like(out:text(), "\nabc^%[\n%[djinn: output truncated", "cap: the cut ESC " ..
        "is shown, then the notice")
+
+-- term.columns: the table `image ls` prints (issue 13), against the Lua
+-- it replaced (pad every cell but the last of its line to the widest
+-- cell of its column, two spaces between, a newline after every line).
+local function lua_columns(header, rows)
+    local w = {}
+    for i, h in ipairs(header) do w[i] = #h end
+    for _, r in ipairs(rows) do
+        for i, c in ipairs(r) do
+            if #c > w[i] then w[i] = #c end
+        end
+    end
+    local lines = {}
+    local function line(cells)
+        local out = {}
+        for i, c in ipairs(cells) do
+            out[i] = i < #cells and (c .. string.rep(" ", w[i] - #c)) or c
+        end
+        lines[#lines + 1] = table.concat(out, "  ") .. "\n"
+    end
+    line(header)
+    for _, r in ipairs(rows) do line(r) end
+    return table.concat(lines)
+end
+t:is(term.columns({ "A", "BB", "C" }, { { "xyz", "1", "" }, { "", "", "q" } }),
+     "A    BB  C\nxyz  1   \n         q\n",
+     "columns: padded to the widest cell, the last cell unpadded")
+t:is(term.columns({ "NAME" }, {}), "NAME\n", "columns: a header alone")
+t:is(term.columns({ "A", "B", "C" }, { { "long cell" } }),
+     "A          B  C\nlong cell\n",
+     "columns: a short row ends at its last cell")
+local rng_rows = {}
+math.randomseed(13)
+for i = 1, 500 do
+    local r = {}
+    for j = 1, 7 do
+        r[j] = string.rep(string.char(96 + j), math.random(0, 20)) ..
+            (i % 7 == 0 and "\0ü" or "")
+    end
+    rng_rows[i] = r
+end
+local hdr = { "NAMESPACE", "IMAGE", "OWNER", "SIZE", "VIRTUAL", "SHA256",
+              "CHECK" }
+t:is(term.columns(hdr, rng_rows), lua_columns(hdr, rng_rows),
+     "columns: 500 random rows (NULs, UTF-8) as the Lua version lays them out")
+t:checkerr("cell 2 is a number %(cells are strings%)", term.columns,
+           { "A", "B" }, { { "x", 5 } })
+t:checkerr("row 2 is a string %(arrays%)", term.columns, { "A" },
+           { { "x" }, "y" })
+t:checkerr("table expected", term.columns, "A", {})
+
+-- term.size: the byte counts `image ls` and the progress lines show,
+-- against the Lua version it replaced on edges and random values.
+local UNITS = { "B", "KiB", "MiB", "GiB", "TiB" }
+local function lua_size(n)
+    if type(n) ~= "number" then return "-" end
+    local i = 1
+    while n >= 1024 and i < #UNITS do
+        n = n / 1024
+        i = i + 1
+    end
+    return i == 1 and string.format("%d B", n) or
+        string.format("%.1f %s", n, UNITS[i])
+end
+local sizes = { 0, 1, 1023, 1024, 1025, 2304, 1048575, 1048576, 1 << 40,
+                (1 << 50) + 7, 1 << 62, math.maxinteger, -5, 1024.0, 1536.5,
+                0.0 }
+for i = 0, 62 do sizes[#sizes + 1] = (1 << i) - 1 end
+for _ = 1, 20000 do sizes[#sizes + 1] = math.random(0, 1 << 45) end
+local differ = {}
+for _, n in ipairs(sizes) do
+    if term.size(n) ~= lua_size(n) then
+        differ[#differ + 1] = string.format("%s: %s vs %s", tostring(n),
+                                            term.size(n), lua_size(n))
+    end
+end
+t:is(differ, {}, "size: " .. #sizes .. " values as the Lua version shows them")
+t:is({ term.size(nil), term.size("12"), term.size(1536.4), term.size(7.6) },
+     { "-", "-", "1.5 KiB", "8 B" },
+     "size: a non-number is -, a fraction under 1 KiB is rounded")

@@ -1,0 +1,160 @@
+/*
+** lazy.c - the C modules that stand on large libraries, loaded the first
+** time they are needed (issue 13: start-up).
+**
+** Linking libcurl, libssh and libarchive into djinn-lua made every start
+** map about 40 more shared objects (gnutls, krb5, ldap, libxml2 ...):
+** about 30 ms of a 50 ms start on this machine kind, paid by `image ls`,
+** `check` and each build a queue worker runs, which mostly need none of
+** them. They live in modules of their own instead:
+**
+**   mod/ssh.so    djinn.ssh   (l_ssh*.c; libssh)
+**   mod/http.so   djinn.http  (l_http.c; libcurl) and dj_fetch
+**                 (ext/fetch.c: the registry's URL import; libcurl)
+**   mod/tar.so    djinn.tar   (l_tar.c; libarchive)
+**
+** Each is looked for, first file found wins, as
+**   <exe dir>/mod/NAME.so            (the build tree: build/mod)
+**   <exe dir>/../lib/djinn/NAME.so   (an installed tree, even moved)
+**   DJINN_LIBDIR/NAME.so             ($(PREFIX)/lib/djinn at build time)
+** and opened with RTLD_NOW (a missing symbol fails at once, not in the
+** middle of a build) and never closed: userdata of the module may be
+** collected as late as lua_close().
+**
+**   dj_lazy_preload(L)  package.preload entries for the three modules
+**                       (the table at the top of the stack)
+**   dj_fetch(...)       fetch.h's, forwarded to the module's
+** A module that cannot be loaded is an error naming every path tried and
+** the loader's reason: `require` raises it, dj_fetch returns it.
+*/
+#include <dlfcn.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "djinn.h"
+#include "fetch.h"
+
+#ifndef DJINN_LIBDIR
+#define DJINN_LIBDIR "/usr/local/lib/djinn"
+#endif
+
+struct lazy_mod {
+    const char *name; /* file: NAME.so */
+    void *handle;     /* once loaded */
+};
+
+static struct lazy_mod mods[] = {{"ssh", NULL}, {"http", NULL}, {"tar", NULL}};
+
+/* Open module m (once); NULL with why filled in. */
+static void *lazy_open(struct lazy_mod *m, char *why, size_t whylen)
+{
+    char exe[PATH_MAX], path[3][PATH_MAX + 64];
+    const char *reason = NULL;
+    ssize_t n;
+    char *slash = NULL;
+    int i, npath = 0;
+
+    if (m->handle != NULL)
+        return m->handle;
+    n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        slash = strrchr(exe, '/');
+    }
+    if (slash != NULL) {
+        *slash = '\0';
+        snprintf(path[npath++], sizeof(path[0]), "%s/mod/%s.so", exe, m->name);
+        snprintf(path[npath++], sizeof(path[0]), "%s/../lib/djinn/%s.so", exe,
+                 m->name);
+    }
+    snprintf(path[npath++], sizeof(path[0]), "%s/%s.so", DJINN_LIBDIR, m->name);
+    for (i = 0; i < npath; i++) {
+        if (access(path[i], F_OK) != 0)
+            continue;
+        m->handle = dlopen(path[i], RTLD_NOW | RTLD_LOCAL);
+        if (m->handle != NULL)
+            return m->handle;
+        reason = dlerror();
+        snprintf(why, whylen, "cannot load %.4200s: %.2048s", path[i],
+                 reason ? reason : "unknown error");
+        return NULL;
+    }
+    snprintf(why, whylen, "%s.so is missing (looked for %s", m->name, path[0]);
+    for (i = 1; i < npath; i++) {
+        size_t used = strlen(why);
+
+        snprintf(why + used, whylen - used, ", %s", path[i]);
+    }
+    n = (ssize_t)strlen(why);
+    snprintf(why + n, whylen - (size_t)n,
+             "; djinn-lua loads it from beside itself: build with make, "
+             "or install with make install)");
+    return NULL;
+}
+
+/* package.preload opener: upvalue 1 the module index, 2 its luaopen. */
+static int lazy_require(lua_State *L)
+{
+    struct lazy_mod *m = &mods[lua_tointeger(L, lua_upvalueindex(1))];
+    const char *sym = lua_tostring(L, lua_upvalueindex(2));
+    char why[3 * PATH_MAX];
+    void *h = lazy_open(m, why, sizeof(why));
+    lua_CFunction open;
+
+    if (h == NULL)
+        return luaL_error(L, "module djinn.%s: %s", m->name, why);
+    /* (POSIX: a function pointer converts from dlsym's void *) */
+    *(void **)(&open) = dlsym(h, sym);
+    if (open == NULL)
+        return luaL_error(L, "module djinn.%s: %s: no %s", m->name,
+                          "its library is from another build", sym);
+    return open(L);
+}
+
+void dj_lazy_preload(lua_State *L)
+{
+    static const char *const opens[] = {
+        "luaopen_djinn_ssh", "luaopen_djinn_http", "luaopen_djinn_tar"};
+    int i;
+
+    for (i = 0; i < (int)(sizeof(mods) / sizeof(mods[0])); i++) {
+        lua_pushfstring(L, "djinn.%s", mods[i].name);
+        lua_pushinteger(L, i);
+        lua_pushstring(L, opens[i]);
+        lua_pushcclosure(L, lazy_require, 2);
+        lua_settable(L, -3);
+    }
+}
+
+typedef int (*fetch_fn)(const char *, const struct dj_fetch_opts *,
+                        dj_fetch_sink, dj_fetch_progress, void *,
+                        struct dj_fetch_result *, char **);
+
+int dj_fetch(const char *url, const struct dj_fetch_opts *o, dj_fetch_sink sink,
+             dj_fetch_progress progress, void *arg, struct dj_fetch_result *res,
+             char **err)
+{
+    static fetch_fn fetch;
+    char why[3 * PATH_MAX];
+
+    if (fetch == NULL) {
+        void *h = lazy_open(&mods[1], why, sizeof(why));
+
+        if (h != NULL)
+            *(void **)(&fetch) = dlsym(h, "dj_fetch");
+        if (h != NULL && fetch == NULL)
+            snprintf(why, sizeof(why), "its library is from another build");
+    }
+    if (fetch == NULL) {
+        memset(res, 0, sizeof(*res));
+        *err =
+            sqlite3_mprintf("downloads need djinn-lua's http module: %s", why);
+        return *err != NULL ? SQLITE_ERROR : SQLITE_NOMEM;
+    }
+    return fetch(url, o, sink, progress, arg, res, err);
+}
