@@ -36,6 +36,12 @@
 **   proc.kill(pid [, sig = "TERM"])        -> true | nil, msg
 **     (addition for the crash reaper: a process this runner did not
 **     spawn, by pid; pid must be > 0, so no process group is signalled)
+**   proc.ready(children [, timeout_s])     -> i | nil, "timeout" | nil, "eof"
+**     (addition for the queue worker, issue 16: one wait over all its
+**     builds) waits until one of the children (an array of child
+**     handles) has output or an end of output to read, and returns the
+**     index of the first such; "eof" at once when none has an open pipe.
+**     Nothing is read. Closed handles are passed over.
 **   proc.now() proc.sleep(s) proc.getpid() proc.isatty(fd) proc.environ()
 **   proc.on_signals{"INT", ...} proc.pending_signal() proc.default_signals()
 **
@@ -1164,6 +1170,59 @@ static int l_proc_read(lua_State *L)
     return 2;
 }
 
+/* proc.ready(children [, timeout]): see header. */
+static int l_proc_ready(lua_State *L)
+{
+    double timeout = opttimeout(L, 2);
+    lua_Integer n, i;
+    struct pollfd *p;
+    lua_Integer *owner;
+    int np = 0, r, k;
+
+    luaL_checktype(L, 1, LUA_TTABLE);
+    n = (lua_Integer)lua_rawlen(L, 1);
+    luaL_argcheck(L, n <= 4096, 1, "at most 4096 children");
+    p = (struct pollfd *)lua_newuserdatauv(
+        L, (sizeof(*p) + sizeof(*owner)) * 2 * (size_t)(n + 1), 0);
+    owner = (lua_Integer *)(void *)(p + 2 * (n + 1));
+    for (i = 1; i <= n; i++) {
+        struct child *c;
+
+        lua_rawgeti(L, 1, i);
+        c = (struct child *)luaL_testudata(L, -1, CHILD_MT);
+        if (c == NULL)
+            return luaL_error(L, "proc.ready: item %I is not a child", i);
+        lua_pop(L, 1); /* (the array keeps it) */
+        for (k = 0; k < 2 && c->pid >= 0; k++) {
+            int fd = k == 0 ? c->out_fd : c->err_fd;
+
+            if (fd < 0)
+                continue;
+            p[np].fd = fd;
+            p[np].events = POLLIN;
+            p[np].revents = 0;
+            owner[np++] = i;
+        }
+    }
+    if (np == 0) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "eof");
+        return 2;
+    }
+    r = poll(p, (nfds_t)np, ms_left(timeout < 0 ? -1 : dj_now() + timeout));
+    if (r < 0 && errno != EINTR)
+        return dj_pushfail(L, "proc.ready: poll: %s", strerror(errno));
+    for (k = 0; r > 0 && k < np; k++) {
+        if (p[k].revents != 0) {
+            lua_pushinteger(L, owner[k]);
+            return 1;
+        }
+    }
+    lua_pushnil(L);
+    lua_pushliteral(L, "timeout");
+    return 2;
+}
+
 /* child:write(data [, timeout]): all of data, or nil, msg. */
 static int l_proc_write(lua_State *L)
 {
@@ -1439,6 +1498,7 @@ static const luaL_Reg proc_funcs[] = {
     {"kill", l_proc_kill_pid},
     {"now", l_proc_now},
     {"sleep", l_proc_sleep},
+    {"ready", l_proc_ready},
     {"getpid", l_proc_getpid},
     {"isatty", l_proc_isatty},
     {"environ", l_proc_environ},

@@ -566,13 +566,16 @@ function M.main(opts)
         end
         if not took and (#self.running >= self.slots or self.draining or
                          self.q == nil) then
-            -- Wait on the first child's output (or just sleep).
-            local b = self.running[1]
-            if b and b.child and not b.eof then
-                absorb(b, 0.02)
-            else
-                proc.sleep(0.02)
+            -- Wait on every child's output at once (a build that ends is
+            -- seen at once, not at the next 20 ms tick), or just sleep.
+            local children = {}
+            for _, b in ipairs(self.running) do
+                if b.child and not b.eof then
+                    children[#children + 1] = b.child
+                end
             end
+            local _, why = proc.ready(children, 0.02)
+            if why == "eof" then proc.sleep(0.02) end
         end
     end
     if self.q then

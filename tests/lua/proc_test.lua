@@ -340,3 +340,31 @@ do
   raised, msg = pcall(proc.kill, 1, "NOPE")
   t:ok(not raised, "proc.kill with an unknown signal name raises: " .. tostring(msg))
 end
+
+-- proc.ready: one wait over several children (the queue worker's loop).
+do
+  local quiet = assert(proc.spawn { argv = { "sleep", "100" } })
+  local talker = assert(proc.spawn { argv = { "sh", "-c", "sleep 0.3; echo hi" } })
+  local t0 = proc.now()
+  local i, why = proc.ready({ quiet, talker }, 10)
+  local waited = proc.now() - t0
+  t:is({ i, why }, { 2 }, "ready: the second child's output wakes the wait")
+  t:ok(waited >= 0.2 and waited < 8, string.format(
+    "ready: it waited for that output (%.2f s), not for the timeout", waited))
+  t:is({ talker:read(1) }, { "hi\n", "stdout" }, "ready: nothing was read")
+  t:is({ proc.ready({ quiet }, 0.1) }, { nil, "timeout" },
+       "ready: a quiet child times out")
+  quiet:kill("KILL")
+  t:is({ proc.ready({ quiet }, 5) }, { 1 }, "ready: a child's end of output counts")
+  drain(quiet, 5)
+  drain(talker, 5)
+  quiet:wait(5)
+  talker:wait(5)
+  t0 = proc.now()
+  t:is({ proc.ready({ quiet, talker }, 5) }, { nil, "eof" },
+       "ready: no open pipe left: eof at once")
+  t:ok(proc.now() - t0 < 1, "ready: eof does not wait for the timeout")
+  t:is({ proc.ready({}, 0) }, { nil, "eof" }, "ready: no children: eof")
+  t:checkerr("item 1 is not a child", proc.ready, { "x" }, 1)
+  t:checkerr("timeout must be", proc.ready, {}, -1)
+end
