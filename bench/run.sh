@@ -6,6 +6,7 @@
 #                  BENCH=output, BENCH='docker*')
 #   RUNS=N         runs of each side (default 7)
 # The benches (each also runs alone: bash bench/NAME.sh BUILD):
+#   startup.sh          djinn-lua's start vs sqlite3 and lua5.4
 #   output.sh           run's output path: plain, --json, secrets, RSS
 #   docker-output.sh    docker job output vs `docker run` (private dockerd)
 #   registry-lookup.sh  image_path / resolve / image ls vs raw SQL
@@ -26,7 +27,7 @@ BENCH_TSV=$(mktemp "${TMPDIR:-/tmp}/bench-tsv.XXXXXX") || exit 1
 trap 'rm -f "$BENCH_TSV"' EXIT
 trap 'exit 130' INT TERM
 failed=0
-for name in output docker-output registry-lookup url-import manifest-load qcow2-bench queue; do
+for name in startup output docker-output registry-lookup url-import manifest-load qcow2-bench queue; do
 	script=$TOP/bench/$name.sh
 	# shellcheck disable=SC2053 # BENCH is a pattern
 	[[ -n ${BENCH:-} && $name != ${BENCH} && $name != *${BENCH}* ]] && continue
