@@ -101,16 +101,16 @@ $(B)/djinn-lua: $(EXE_OBJS)
 
 # Each module has its own copy of runtime/util.c's helpers (-Bsymbolic:
 # its calls stay inside it); Lua and SQLite come from djinn-lua's process.
-MOD_LINK = $(CC) $(CFLAGS) -shared -Wl,-Bsymbolic -o $@ $^ $(LDFLAGS)
-$(B)/mod/ssh.so: $(SSH_OBJS) $(B)/rt/runtime/util.o
+MOD_PKGS_ssh  = libssh
+MOD_PKGS_http = libcurl libcrypto
+MOD_PKGS_tar  = libarchive
+$(B)/mod/ssh.so: $(SSH_OBJS)
+$(B)/mod/http.so: $(HTTP_OBJS)
+$(B)/mod/tar.so: $(TAR_OBJS)
+$(MODS): $(B)/mod/%.so: $(B)/rt/runtime/util.o
 	@mkdir -p $(@D)
-	$(MOD_LINK) $(shell $(PKG_CONFIG) --libs libssh)
-$(B)/mod/http.so: $(HTTP_OBJS) $(B)/rt/runtime/util.o
-	@mkdir -p $(@D)
-	$(MOD_LINK) $(shell $(PKG_CONFIG) --libs libcurl libcrypto)
-$(B)/mod/tar.so: $(TAR_OBJS) $(B)/rt/runtime/util.o
-	@mkdir -p $(@D)
-	$(MOD_LINK) $(shell $(PKG_CONFIG) --libs libarchive)
+	$(CC) $(CFLAGS) -shared -Wl,-Bsymbolic -o $@ $^ $(LDFLAGS) \
+		$(shell $(PKG_CONFIG) --libs $(MOD_PKGS_$*))
 
 $(B)/tests/%: tests/c/%.c tests/c/tap.h $(CORE_OBJS)
 	@mkdir -p $(@D)

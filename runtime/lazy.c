@@ -97,22 +97,30 @@ static void *lazy_open(struct lazy_mod *m, char *why, size_t whylen)
     return NULL;
 }
 
+/* The symbol sym of module m, loading m first; NULL with why filled in. */
+static void *lazy_sym(struct lazy_mod *m, const char *sym, char *why,
+                      size_t whylen)
+{
+    void *h = lazy_open(m, why, whylen);
+    void *p = h != NULL ? dlsym(h, sym) : NULL;
+
+    if (h != NULL && p == NULL)
+        snprintf(why, whylen, "its library is from another build (no %s)", sym);
+    return p;
+}
+
 /* package.preload opener: upvalue 1 the module index, 2 its luaopen. */
 static int lazy_require(lua_State *L)
 {
     struct lazy_mod *m = &mods[lua_tointeger(L, lua_upvalueindex(1))];
-    const char *sym = lua_tostring(L, lua_upvalueindex(2));
     char why[3 * PATH_MAX];
-    void *h = lazy_open(m, why, sizeof(why));
     lua_CFunction open;
 
-    if (h == NULL)
-        return luaL_error(L, "module djinn.%s: %s", m->name, why);
     /* (POSIX: a function pointer converts from dlsym's void *) */
-    *(void **)(&open) = dlsym(h, sym);
+    *(void **)(&open) =
+        lazy_sym(m, lua_tostring(L, lua_upvalueindex(2)), why, sizeof(why));
     if (open == NULL)
-        return luaL_error(L, "module djinn.%s: %s: no %s", m->name,
-                          "its library is from another build", sym);
+        return luaL_error(L, "module djinn.%s: %s", m->name, why);
     return open(L);
 }
 
@@ -142,14 +150,8 @@ int dj_fetch(const char *url, const struct dj_fetch_opts *o, dj_fetch_sink sink,
     static fetch_fn fetch;
     char why[3 * PATH_MAX];
 
-    if (fetch == NULL) {
-        void *h = lazy_open(&mods[1], why, sizeof(why));
-
-        if (h != NULL)
-            *(void **)(&fetch) = dlsym(h, "dj_fetch");
-        if (h != NULL && fetch == NULL)
-            snprintf(why, sizeof(why), "its library is from another build");
-    }
+    if (fetch == NULL)
+        *(void **)(&fetch) = lazy_sym(&mods[1], "dj_fetch", why, sizeof(why));
     if (fetch == NULL) {
         memset(res, 0, sizeof(*res));
         *err =
