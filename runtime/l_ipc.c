@@ -54,8 +54,13 @@
 #define LISTENER_MT "djinn.ipc.listener"
 #define COPY_CHUNK 65536
 
+/* owner: the process that made it. In a proc.spawn{fn =} child, what it
+** inherited is its parent's (the fds were closed at the fork and their
+** numbers may be reused): released there as forgotten, never closed or
+** unlinked. */
 struct lock {
     int fd;
+    pid_t owner;
 };
 
 struct listener {
@@ -64,6 +69,7 @@ struct listener {
     int out;        /* the destination file while receiving */
     char path[108]; /* sizeof(sun_path) */
     char dst[4096]; /* removed by __gc when a raise left it */
+    pid_t owner;
 };
 
 static double now_s(void)
@@ -88,6 +94,8 @@ static int lock_release(lua_State *L)
 {
     struct lock *k = (struct lock *)luaL_checkudata(L, 1, LOCK_MT);
 
+    if (k->owner != getpid())
+        k->fd = -1;
     close_fd(&k->fd); /* closing the only fd drops the flock */
     lua_pushboolean(L, 1);
     return 1;
@@ -106,6 +114,7 @@ static int l_ipc_lock(lua_State *L)
     luaL_argcheck(L, wait >= 0 && wait <= 86400, 2, "0 .. 86400 seconds");
     k = (struct lock *)lua_newuserdatauv(L, sizeof(*k), 0);
     k->fd = -1;
+    k->owner = getpid();
     luaL_setmetatable(L, LOCK_MT);
     k->fd =
         open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
@@ -158,6 +167,10 @@ static int listener_close(lua_State *L)
 {
     struct listener *l = checklistener(L);
 
+    if (l->owner != getpid()) {
+        l->fd = l->conn = l->out = -1;
+        l->dst[0] = '\0';
+    }
     close_fd(&l->conn);
     drop_dst(l);
     if (l->fd >= 0) {
@@ -183,6 +196,7 @@ static int l_ipc_listen_unix(lua_State *L)
     l = (struct listener *)lua_newuserdatauv(L, sizeof(*l), 0);
     l->fd = l->conn = l->out = -1;
     l->dst[0] = '\0';
+    l->owner = getpid();
     memcpy(l->path, path, len + 1);
     luaL_setmetatable(L, LISTENER_MT);
     memset(&sa, 0, sizeof(sa));

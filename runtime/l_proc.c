@@ -33,6 +33,18 @@
 **     program as fd 3, 4, ... in order (qemu's -incoming fd:3 reads its
 **     saved state so, with no file name on any command line or shell).
 **     Not with reap = true; at most MAX_FILES.
+**     fn = function (addition for the queue worker, issue 16), instead
+**     of argv: the child is a fork of this state that calls fn() and
+**     exits with its results as djinn-lua's main would (dj_exit_status;
+**     an error: its traceback and 1); the same pipes, env (the child's
+**     environ), cwd, setpgid and pdeathsig; not with reap or files.
+**     title = "...": what ps shows as the child's command line. Before
+**     the fork a full collection runs the finalizers of what is garbage
+**     (in their owner) and stdio is flushed. In the child every inherited
+**     fd is closed; the handles, connections, databases and sockets it
+**     inherited are inert (each records its owner pid and only its owner
+**     signals, closes or unlinks through it); the state is closed at the
+**     end, so the child's own objects are finalized.
 **   proc.kill(pid [, sig = "TERM"])        -> true | nil, msg
 **     (addition for the crash reaper: a process this runner did not
 **     spawn, by pid; pid must be > 0, so no process group is signalled)
@@ -119,6 +131,7 @@ struct child {
     int signaled; /* status: 1 = killed by signal, 0 = exited */
     int code;     /* exit code or signal number */
     int next_err; /* read fairness: check stderr first next time */
+    pid_t owner;  /* the process that spawned it (see l_proc_gc) */
 };
 
 static const struct {
@@ -326,10 +339,21 @@ static int do_terminate(struct child *c, double grace)
     return 0;
 }
 
+/*
+** In a proc.spawn{fn =} child (a fork of this state), the handles it
+** inherited are its parent's: their fds were closed at the fork (and the
+** numbers may be reused), and their processes are not its children. Such
+** a handle is only marked closed here, never signalled.
+*/
 static int l_proc_gc(lua_State *L)
 {
     struct child *c = tochild(L);
 
+    if (c->owner != getpid()) {
+        c->pid = -1;
+        c->pidfd = c->in_fd = c->out_fd = c->err_fd = -1;
+        return 0;
+    }
     if (c->pid > 0 && !c->reaped)
         do_terminate(c, 2);
     close_fd(&c->in_fd);
@@ -505,6 +529,60 @@ static void child_exec(char **argv, char **envp, const char *cwd, int fds[3],
     else
         execvp(argv[0], argv);
     child_fail(fd3, 0, errno);
+}
+
+/*
+** Child side of proc.spawn{fn =} after fork(): the same setup as
+** child_exec, then, instead of an exec, the function runs in this copy of
+** the state and the process exits with its results (dj_exit_status, as
+** djinn-lua's main; an error: its traceback and 1). The state is closed
+** first, so the child's own objects are finalized; what it inherited is
+** inert (see l_proc_gc and the other modules' owner checks). Never
+** returns.
+*/
+static void child_run(lua_State *L, int fn, const char *title, char **envp,
+                      const char *cwd, int fds[3], const int modes[3],
+                      int status_fd, int setpg, int deathsig, pid_t parent)
+{
+    sigset_t none;
+    int fd3, base;
+    lua_Integer st;
+
+    pending_signo = 0;
+    child_default_signals();
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    if (setpg)
+        setpgid(0, 0);
+    if (deathsig) {
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
+            child_fail(status_fd, 2, errno);
+        if (getppid() != parent)
+            _exit(127);
+    }
+    fd3 = child_fds(fds, modes, status_fd, NULL, 0);
+    if (fd3 < 0)
+        child_fail(status_fd, 2, errno);
+    if (cwd != NULL && chdir(cwd) < 0)
+        child_fail(fd3, 1, errno);
+    if (envp != NULL)
+        environ = envp; /* the array lives in this copy of the state */
+    if (title != NULL)
+        dj_set_title(title);
+    close(fd3); /* EOF: started */
+    base = lua_gettop(L);
+    lua_pushcfunction(L, dj_msghandler);
+    lua_pushvalue(L, fn);
+    if (lua_pcall(L, 0, LUA_MULTRET, base + 1) != LUA_OK) {
+        fprintf(stderr, "djinn-lua: %s\n", lua_tostring(L, -1));
+        st = 1;
+    } else {
+        st = dj_exit_status(L, lua_gettop(L) - base - 1, "proc.spawn's fn");
+    }
+    fflush(NULL);
+    lua_close(L);
+    fflush(NULL);
+    _exit((int)st);
 }
 
 /*
@@ -736,6 +814,36 @@ static void keeper_exit(int status)
     _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 127);
 }
 
+/*
+** The keeper starts the job with vfork: the job only makes system calls
+** until it execs (every handler is SIG_DFL in the keeper, and the mask
+** full until just before the exec, so no handler runs on the shared
+** memory), and the keeper's copy of the runner's memory is not copied a
+** second time. A function of its own, so that no local of keeper_main
+** lives across the vfork. Returns the job's pid, or -1 (errno).
+*/
+static pid_t keeper_start_job(char **argv, char **envp, int fd3, pid_t self)
+{
+    sigset_t none;
+    pid_t job = vfork();
+
+    if (job != 0)
+        return job;
+    setpgid(0, 0);
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
+        child_fail(fd3, 2, errno);
+    if (getppid() != self)
+        _exit(127);
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    if (envp != NULL)
+        execvpe(argv[0], argv, envp);
+    else
+        execvp(argv[0], argv);
+    child_fail(fd3, 0, errno);
+    return -1; /* not reached: child_fail exits */
+}
+
 /* The keeper's side after fork(): never returns. See above. */
 static void keeper_main(char **argv, char **envp, const char *cwd, int fds[3],
                         const int modes[3], int status_fd, int deathsig,
@@ -744,7 +852,7 @@ static void keeper_main(char **argv, char **envp, const char *cwd, int fds[3],
     static const int forward[] = {SIGUSR1, SIGUSR2, SIGALRM, SIGCONT, SIGWINCH};
     pid_t self = getpid();
     pid_t job;
-    sigset_t waitset, none;
+    sigset_t waitset;
     long long deadline = -1;
     int status = 0, done = 0;
     int fd3, fd;
@@ -767,23 +875,9 @@ static void keeper_main(char **argv, char **envp, const char *cwd, int fds[3],
         child_fail(status_fd, 2, errno);
     if (cwd != NULL && chdir(cwd) < 0)
         child_fail(fd3, 1, errno);
-    job = fork();
+    job = keeper_start_job(argv, envp, fd3, self);
     if (job < 0)
         child_fail(fd3, 2, errno);
-    if (job == 0) {
-        setpgid(0, 0);
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
-            child_fail(fd3, 2, errno);
-        if (getppid() != self)
-            _exit(127);
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        if (envp != NULL)
-            execvpe(argv[0], argv, envp);
-        else
-            execvp(argv[0], argv);
-        child_fail(fd3, 0, errno);
-    }
     setpgid(job, job); /* also here: no race with kill(-job) */
     /* The job holds the pipes now; the keeper keeps none of them. */
     close(fd3);
@@ -867,7 +961,10 @@ static int l_proc_spawn(lua_State *L)
     static const char *const err_names[] = {"pipe", "stdout", "null", "inherit",
                                             NULL};
     static const int err_vals[] = {IO_PIPE, IO_STDOUT, IO_NULL, IO_INHERIT};
+    static char fn_name[] = "fn";
+    static char *fn_argv[] = {fn_name, NULL};
     struct child *c = NULL;
+    const char *title = NULL;
     char **argv = NULL;
     char **envp = NULL;
     const char *cwd = NULL;
@@ -895,33 +992,48 @@ static int l_proc_spawn(lua_State *L)
     c->pidfd = c->in_fd = c->out_fd = c->err_fd = -1;
     c->group = c->keeper = c->reaped = c->signaled = c->code = 0;
     c->next_err = 0;
+    c->owner = parent;
     luaL_setmetatable(L, CHILD_MT);
 
-    /* 3: argv table, 4: argv array (userdata, Lua-owned). */
-    if (lua_getfield(L, 1, "argv") != LUA_TTABLE)
-        return luaL_error(L, "proc.spawn: argv must be a table of strings");
-    argc = (lua_Integer)lua_rawlen(L, 3);
-    if (argc < 1 || argc > 65536)
-        return luaL_error(L, "proc.spawn: argv must have 1..65536 entries");
-    argv =
-        (char **)lua_newuserdatauv(L, (size_t)(argc + 1) * sizeof(char *), 0);
-    for (i = 1; i <= argc; i++) {
-        size_t len;
-
-        if (lua_rawgeti(L, 3, i) != LUA_TSTRING)
-            return luaL_error(L, "proc.spawn: argv[%d] must be a string",
-                              (int)i);
-        argv[i - 1] = (char *)lua_tolstring(L, -1, &len);
-        if (strlen(argv[i - 1]) != len)
-            return luaL_error(L, "proc.spawn: argv[%d] contains a NUL byte",
-                              (int)i);
-        lua_pop(L, 1); /* still anchored by the argv table */
+    /* 3: fn, 4: argv table, 5: argv array (userdata, Lua-owned). */
+    lua_getfield(L, 1, "fn");
+    if (!lua_isnil(L, 3) && !lua_isfunction(L, 3))
+        return luaL_error(L, "proc.spawn: fn must be a function");
+    if (lua_isfunction(L, 3)) {
+        if (lua_getfield(L, 1, "argv") != LUA_TNIL)
+            return luaL_error(L, "proc.spawn: argv and fn do not go together");
+        lua_pushnil(L);
+        argv = fn_argv;
+        argc = 0;
+    } else if (lua_getfield(L, 1, "argv") != LUA_TTABLE) {
+        return luaL_error(L, "proc.spawn: argv must be a table of strings "
+                             "(or give fn, a function)");
+    } else {
+        argc = (lua_Integer)lua_rawlen(L, 4);
     }
-    argv[argc] = NULL;
-    if (argv[0][0] == '\0')
-        return luaL_error(L, "proc.spawn: argv[1] (the program) is empty");
+    if (argv == NULL) {
+        if (argc < 1 || argc > 65536)
+            return luaL_error(L, "proc.spawn: argv must have 1..65536 entries");
+        argv = (char **)lua_newuserdatauv(
+            L, (size_t)(argc + 1) * sizeof(char *), 0);
+        for (i = 1; i <= argc; i++) {
+            size_t len;
 
-    /* 5: env strings table, 6: envp array. */
+            if (lua_rawgeti(L, 4, i) != LUA_TSTRING)
+                return luaL_error(L, "proc.spawn: argv[%d] must be a string",
+                                  (int)i);
+            argv[i - 1] = (char *)lua_tolstring(L, -1, &len);
+            if (strlen(argv[i - 1]) != len)
+                return luaL_error(L, "proc.spawn: argv[%d] contains a NUL byte",
+                                  (int)i);
+            lua_pop(L, 1); /* still anchored by the argv table */
+        }
+        argv[argc] = NULL;
+        if (argv[0][0] == '\0')
+            return luaL_error(L, "proc.spawn: argv[1] (the program) is empty");
+    }
+
+    /* 6: env strings table, 7: envp array. */
     lua_newtable(L);
     if (lua_getfield(L, 1, "env") == LUA_TTABLE) {
         lua_Integer nenv = 0;
@@ -938,14 +1050,14 @@ static int l_proc_spawn(lua_State *L)
                                   lua_tostring(L, -2));
             lua_pushfstring(L, "%s=%s", lua_tostring(L, -2),
                             lua_tostring(L, -1));
-            lua_rawseti(L, 5, ++nenv);
+            lua_rawseti(L, 6, ++nenv);
             lua_pop(L, 1);
         }
         lua_pop(L, 1);
         envp = (char **)lua_newuserdatauv(
             L, (size_t)(nenv + 1) * sizeof(char *), 0);
         for (i = 1; i <= nenv; i++) {
-            lua_rawgeti(L, 5, i);
+            lua_rawgeti(L, 6, i);
             envp[i - 1] = (char *)lua_tostring(L, -1);
             lua_pop(L, 1);
         }
@@ -957,7 +1069,7 @@ static int l_proc_spawn(lua_State *L)
         lua_pushnil(L);
     }
 
-    /* 7: cwd. */
+    /* 8: cwd. */
     lua_getfield(L, 1, "cwd");
     if (lua_type(L, -1) == LUA_TSTRING)
         cwd = lua_tostring(L, -1);
@@ -972,6 +1084,16 @@ static int l_proc_spawn(lua_State *L)
     keeper = optbool(L, 1, "reap", 0);
     if (keeper)
         setpg = 1; /* the keeper leads its group; the job leads another */
+    if (argc == 0 && keeper)
+        return luaL_error(L, "proc.spawn: fn and reap = true do not go "
+                             "together");
+    /* 9: title (fn only). */
+    lua_getfield(L, 1, "title");
+    if (lua_type(L, -1) == LUA_TSTRING && argc == 0)
+        title = lua_tostring(L, -1);
+    else if (!lua_isnil(L, -1))
+        return luaL_error(L, "proc.spawn: title must be a string, and goes "
+                             "with fn");
 
     /* fidx: the files table (checked before any fd is opened). */
     if (lua_getfield(L, 1, "files") == LUA_TTABLE) {
@@ -979,6 +1101,9 @@ static int l_proc_spawn(lua_State *L)
 
         if (nf > MAX_FILES)
             return luaL_error(L, "proc.spawn: at most %d files", MAX_FILES);
+        if (nf > 0 && argc == 0)
+            return luaL_error(L, "proc.spawn: files and fn do not go "
+                                 "together");
         if (nf > 0 && keeper)
             return luaL_error(L, "proc.spawn: files and reap = true do not "
                                  "go together");
@@ -993,6 +1118,11 @@ static int l_proc_spawn(lua_State *L)
         return luaL_error(L, "proc.spawn: files must be a table of paths");
     }
     fidx = lua_gettop(L);
+
+    /* fn: the finalizers of what is already garbage run here, in its
+    ** owner, not in the child. */
+    if (argc == 0)
+        lua_gc(L, LUA_GCCOLLECT);
 
     /* From here on: no Lua call until the fds are owned or closed. */
     for (k = 0; k < nfiles; k++) {
@@ -1020,11 +1150,16 @@ static int l_proc_spawn(lua_State *L)
     childfds[1] = pipes[1][1];
     childfds[2] = pipes[2][1];
 
+    if (argc == 0)
+        fflush(NULL); /* no buffered output written twice */
     sigfillset(&all);
     sigprocmask(SIG_BLOCK, &all, &old);
     pid = fork();
     if (pid == 0) {
         close_fd(&status_pipe[0]);
+        if (argc == 0)
+            child_run(L, 3, title, envp, cwd, childfds, modes, status_pipe[1],
+                      setpg, deathsig, parent);
         if (keeper)
             keeper_main(argv, envp, cwd, childfds, modes, status_pipe[1],
                         deathsig, parent);

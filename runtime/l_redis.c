@@ -31,6 +31,7 @@
 #include <signal.h>
 #include <time.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include <hiredis/hiredis.h>
 #include <lauxlib.h>
@@ -43,6 +44,7 @@
 
 struct conn {
     redisContext *c;
+    pid_t owner; /* the process that connected (see conn_drop) */
 };
 
 static struct timeval seconds_tv(lua_Number s)
@@ -104,8 +106,15 @@ static struct conn *check_conn(lua_State *L)
     return (struct conn *)luaL_checkudata(L, 1, CONN_MT);
 }
 
+/* In a proc.spawn{fn =} child the connection is its parent's (the socket
+** was closed at the fork; its number may be reused): forgotten, never
+** freed. */
 static void conn_drop(struct conn *k)
 {
+    if (k->c != NULL && k->owner != getpid()) {
+        k->c = NULL;
+        return;
+    }
     if (k->c != NULL) {
         redisFree(k->c);
         k->c = NULL;
@@ -150,6 +159,7 @@ static int l_connect(lua_State *L)
                           (int)port);
     k = (struct conn *)lua_newuserdatauv(L, sizeof *k, 0);
     k->c = NULL;
+    k->owner = getpid();
     luaL_setmetatable(L, CONN_MT);
     k->c = path != NULL ? redisConnectUnixWithTimeout(path, tv)
                         : redisConnectWithTimeout(host, (int)port, tv);

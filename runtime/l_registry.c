@@ -71,6 +71,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -87,10 +88,19 @@
 struct regdb {
     sqlite3 *db;
     sqlite3_stmt *stmt;
+    pid_t owner; /* the process that opened it */
 };
 
+/* A connection inherited by a proc.spawn{fn =} child is its parent's:
+** closing it here could checkpoint or delete the parent's WAL (SQLite's
+** "do not carry a connection across fork"). It is forgotten. */
 static void db_release(struct regdb *d)
 {
+    if (d->owner != getpid()) {
+        d->db = NULL;
+        d->stmt = NULL;
+        return;
+    }
     sqlite3_finalize(d->stmt); /* NULL is a no-op */
     d->stmt = NULL;
     if (d->db != NULL)
@@ -182,6 +192,7 @@ static int l_registry_open(lua_State *L)
 
     d->db = NULL;
     d->stmt = NULL;
+    d->owner = getpid();
     luaL_setmetatable(L, DB_MT);
     if (slash != NULL && slash != path &&
         (size_t)(slash - path) < sizeof(dir)) {
@@ -644,6 +655,7 @@ static int l_registry_list(lua_State *L)
 
 struct ling {
     struct store_ingest *ing;
+    pid_t owner; /* the process that began it: only it aborts it */
 };
 
 static struct ling *checking(lua_State *L)
@@ -688,6 +700,7 @@ static int l_registry_ingest(lua_State *L)
 
     g = lua_newuserdatauv(L, sizeof(*g), 1);
     g->ing = NULL;
+    g->owner = getpid();
     luaL_setmetatable(L, ING_MT);
     lua_pushvalue(L, 1);
     lua_setiuservalue(L, -2, 1);
@@ -752,6 +765,10 @@ static int l_ingest_abort(lua_State *L)
 {
     struct ling *g = (struct ling *)luaL_checkudata(L, 1, ING_MT);
 
+    if (g->owner != getpid()) { /* a parent's, inherited over a fork */
+        g->ing = NULL;
+        return 0;
+    }
     store_ingest_abort(g->ing);
     g->ing = NULL;
     return 0;

@@ -241,6 +241,16 @@ static void release_session(struct ssh_ud *s)
     int own = -1;
     if (s->ssh == NULL)
         return;
+    if (s->owner != getpid()) {
+        /* Inherited by a proc.spawn{fn =} child: the session is its
+         * parent's (the socket was closed at the fork). A disconnect
+         * here would write on whatever file has the number now. */
+        s->ssh = NULL;
+        s->sftp = NULL;
+        s->chan = NULL;
+        s->fd = -1;
+        return;
+    }
     (void)lssh_set_timeout(s, 2); /* a dead peer must not stall __gc */
     lssh_release_channel(s, 1);
     if (s->sftp != NULL) {
@@ -505,6 +515,7 @@ static int l_ssh_connect(lua_State *L)
     s = lua_newuserdatauv(L, sizeof *s, 0);
     memset(s, 0, sizeof *s);
     s->fd = -1;
+    s->owner = getpid();
     luaL_setmetatable(L, SESSION_MT);
     s->no_sftp = no_sftp;
     s->io_timeout = io_timeout;

@@ -13,6 +13,8 @@
 #ifndef DJINN_L_SSH_H
 #define DJINN_L_SSH_H
 
+#include <sys/types.h>
+
 #include <libssh/callbacks.h>
 #include <libssh/libssh.h>
 #include <libssh/sftp.h>
@@ -47,6 +49,7 @@ struct ssh_ud {
     char fingerprint[128];
     char errtext[300]; /* lssh_errtext's copy */
     const char *auth_method;
+    pid_t owner; /* the process that connected (see release_session) */
 };
 
 /* l_ssh.c: helpers every part uses. */

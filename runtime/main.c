@@ -51,6 +51,7 @@
 
 #include "djinn.h"
 #include "l_host.h"
+#include "util.h"
 
 #ifndef DJINN_LUADIR
 #define DJINN_LUADIR "/usr/local/share/djinn/lua"
@@ -72,21 +73,6 @@ static const luaL_Reg preloads[] = {
     {"djinn.crypto", luaopen_djinn_crypto},
     {NULL, NULL},
 };
-
-/* Message handler: add a traceback (lua.c msghandler). */
-static int msghandler(lua_State *L)
-{
-    const char *msg = lua_tostring(L, 1);
-
-    if (msg == NULL) {
-        if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
-            return 1;
-        msg = lua_pushfstring(L, "(error object is a %s value)",
-                              luaL_typename(L, 1));
-    }
-    luaL_traceback(L, L, msg, 1);
-    return 1;
-}
 
 /* Set package.path from the executable's location (see header). */
 static void set_paths(lua_State *L)
@@ -177,42 +163,6 @@ static int ends_with_lua(const char *s)
     return n > 4 && strcmp(s + n - 4, ".lua") == 0;
 }
 
-/*
-** The exit status from the nres results at the top of the stack (see the
-** header); strict: they are cli.main's, which always returns a status.
-*/
-static lua_Integer exit_status(lua_State *L, int nres, int strict)
-{
-    int first = lua_gettop(L) - nres + 1;
-    const char *msg = NULL;
-    lua_Integer st = 1;
-
-    if (nres >= 1 && lua_isinteger(L, first)) {
-        st = lua_tointeger(L, first);
-        return (st < 0 || st > 255) ? 1 : st;
-    }
-    if (nres >= 1 && lua_isboolean(L, first))
-        return lua_toboolean(L, first) ? 0 : 1;
-    if (nres >= 2 && lua_isnil(L, first) &&
-        lua_type(L, first + 1) == LUA_TSTRING)
-        msg = lua_tostring(L, first + 1);
-    if (msg != NULL) {
-        if (nres >= 3 && lua_isinteger(L, first + 2))
-            st = lua_tointeger(L, first + 2);
-        fprintf(stderr, "djinn-lua: %s\n", msg);
-        fflush(stderr);
-        return (st < 1 || st > 255) ? 1 : st;
-    }
-    if (!strict)
-        return 0;
-    fprintf(stderr,
-            "djinn-lua: internal error: djinn.cli.main returned %s "
-            "instead of an exit status\n",
-            nres >= 1 ? luaL_typename(L, first) : "nothing");
-    fflush(stderr);
-    return 1;
-}
-
 /* Leave the exit status (integer) on the stack. */
 static int pmain(lua_State *L)
 {
@@ -258,7 +208,8 @@ static int pmain(lua_State *L)
                           "'%s'); usage: djinn-lua SCRIPT.lua [ARGS...]",
                           lua_tostring(L, -1));
     }
-    status = exit_status(L, lua_gettop(L) - base, strict);
+    status = dj_exit_status(L, lua_gettop(L) - base,
+                            strict ? "djinn.cli.main" : NULL);
     lua_pushinteger(L, status);
     return 1;
 }
@@ -289,13 +240,14 @@ int main(int argc, char **argv)
     int rc;
 
     sanitize_stdio();
+    dj_title_area(argc, argv);
     L = luaL_newstate();
     if (L == NULL) {
         fprintf(stderr, "djinn-lua: cannot create Lua state: not enough "
                         "memory\n");
         return 1;
     }
-    lua_pushcfunction(L, msghandler);
+    lua_pushcfunction(L, dj_msghandler);
     lua_pushcfunction(L, pmain);
     lua_pushinteger(L, argc);
     lua_pushlightuserdata(L, argv);

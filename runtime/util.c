@@ -13,6 +13,10 @@
 
 #include <lauxlib.h>
 
+/* The command line's strings (dj_title_area; set once by main). */
+static char *title_start;
+static size_t title_len;
+
 static void dj_oom(size_t n)
 {
     fprintf(stderr, "djinn-lua: out of memory allocating %zu bytes\n", n);
@@ -103,4 +107,79 @@ double dj_now(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int dj_msghandler(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+
+    if (msg == NULL) {
+        if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+            return 1;
+        msg = lua_pushfstring(L, "(error object is a %s value)",
+                              luaL_typename(L, 1));
+    }
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+lua_Integer dj_exit_status(lua_State *L, int nres, const char *what)
+{
+    int first = lua_gettop(L) - nres + 1;
+    const char *msg = NULL;
+    lua_Integer st = 1;
+
+    if (nres >= 1 && lua_isinteger(L, first)) {
+        st = lua_tointeger(L, first);
+        return (st < 0 || st > 255) ? 1 : st;
+    }
+    if (nres >= 1 && lua_isboolean(L, first))
+        return lua_toboolean(L, first) ? 0 : 1;
+    if (nres >= 2 && lua_isnil(L, first) &&
+        lua_type(L, first + 1) == LUA_TSTRING)
+        msg = lua_tostring(L, first + 1);
+    if (msg != NULL) {
+        if (nres >= 3 && lua_isinteger(L, first + 2))
+            st = lua_tointeger(L, first + 2);
+        fprintf(stderr, "djinn-lua: %s\n", msg);
+        fflush(stderr);
+        return (st < 1 || st > 255) ? 1 : st;
+    }
+    if (what == NULL)
+        return 0;
+    fprintf(stderr,
+            "djinn-lua: internal error: %s returned %s instead of an exit "
+            "status\n",
+            what, nres >= 1 ? luaL_typename(L, first) : "nothing");
+    fflush(stderr);
+    return 1;
+}
+
+void dj_title_area(int argc, char **argv)
+{
+    char *end;
+    int i;
+
+    if (argc < 1 || argv[0] == NULL)
+        return;
+    end = argv[0] + strlen(argv[0]);
+    for (i = 1; i < argc; i++) {
+        if (argv[i] != end + 1)
+            break; /* not contiguous: only the strings up to here */
+        end = argv[i] + strlen(argv[i]);
+    }
+    title_start = argv[0];
+    title_len = (size_t)(end - argv[0]);
+}
+
+void dj_set_title(const char *title)
+{
+    size_t n = strlen(title);
+
+    if (title_start == NULL || title_len == 0)
+        return;
+    if (n > title_len)
+        n = title_len;
+    memcpy(title_start, title, n);
+    memset(title_start + n, 0, title_len - n);
 }

@@ -32,4 +32,30 @@ double dj_optnumfield(lua_State *L, int idx, const char *name, double def);
 /* Monotonic clock, seconds. */
 double dj_now(void);
 
+/* A lua_pcall message handler: the message with a traceback (lua.c). */
+int dj_msghandler(lua_State *L);
+
+/*
+** The exit status of a program from the nres values at the top of the
+** stack (what djinn-lua's main and proc.spawn{fn =} children exit with):
+**   an integer         that status (outside 0..255: 1)
+**   true / false       0 / 1
+**   nil, "message" [, code]   "djinn-lua: message" on stderr, then code
+**                      (an integer 1..255) or 1
+**   anything else      strict (what != NULL): "djinn-lua: internal
+**                      error: WHAT returned TYPE instead of an exit
+**                      status" and 1; otherwise 0 (as lua.c, for a
+**                      script returning nothing).
+*/
+lua_Integer dj_exit_status(lua_State *L, int nres, const char *what);
+
+/*
+** The process title (what ps shows as the command line), as setproctitle
+** in sshd and PostgreSQL: main() hands over its argv once (the strings
+** are contiguous), and a forked child (proc.spawn{fn =, title =}) writes
+** its title over them, NUL-padded, cut to the space the kernel gave.
+*/
+void dj_title_area(int argc, char **argv);
+void dj_set_title(const char *title);
+
 #endif /* DJINN_UTIL_H */

@@ -1,9 +1,16 @@
 -- djinn.worker: `djinn-lua worker`, the queue's build runner (issue 16).
 --
--- One process, one loop, no threads. Each build runs as a child
+-- One process, one loop, no threads. Each build runs as a child process,
 -- `djinn-lua run --json` in its own process group with PDEATHSIG, so the
 -- loop never blocks on a VM or a job, and a worker that dies (kill -9,
--- OOM) takes its builds' processes, VMs and containers down with it.
+-- OOM) takes its builds' processes, VMs and containers down with it. The
+-- child is a fork of the worker (proc.spawn{fn =}) that calls djinn.cli's
+-- main with run's arguments, as an exec of djinn-lua would, without
+-- starting djinn-lua and compiling the Lua library again for each build
+-- (the worker loads the pipeline and its queues' drivers once). What the
+-- child inherits of the worker (its Redis connection, the other builds'
+-- handles) is closed at the fork and inert in the child. A worker runs
+-- the Lua library it started with: restart it to take a new one.
 --
 -- The loop, every turn:
 --   1. each child: forward its complete output lines (JSON events) to the
@@ -35,6 +42,9 @@ local json = require "djinn.json"
 local redis = require "djinn.redis"
 
 local M = {}
+
+-- djinn.cli's main, set by M.main (djinn.cli requires this module).
+local cli_main
 
 M.GRACE = 10      -- seconds between SIGTERM and SIGKILL of a cancelled build
 M.STDERR_TAIL = 2000
@@ -93,10 +103,6 @@ end
 
 -- Forward complete lines of the child's stdout to the build's log.
 function W:forward(b, final)
-    if b.secrets_file and (b.buf ~= "" or final) then
-        os.remove(b.secrets_file)
-        b.secrets_file = nil
-    end
     local start = 1
     while true do
         local nl = b.buf:find("\n", start, true)
@@ -329,9 +335,8 @@ function W:start(qname, entry)
             return
         end
     end
-    local argv = { self.exe, "run", "--json", "--objects",
-                   b.dir .. "/objects", "--artifacts",
-                   b.dir .. "/artifacts" }
+    local argv = { "run", "--json", "--objects", b.dir .. "/objects",
+                   "--artifacts", b.dir .. "/artifacts" }
     if self.driver_config then
         argv[#argv + 1] = "--driver-config=" .. self.driver_config
     end
@@ -355,26 +360,23 @@ function W:start(qname, entry)
         local values = {}
         for i, kv in ipairs(list) do values[i] = kv:match("=(.*)$") end
         b.mask = require("djinn.mask").new(values)
-        -- For the child's option parsing only: removed at its first
-        -- output line (it has read the file by then), or with the
-        -- build's directory.
-        b.secrets_file = b.dir .. "/secrets"
-        local ok, werr = fs.writefile(b.secrets_file,
-                                      table.concat(list, "\n") .. "\n", 384)
-        if not ok then
-            b.fail = "the worker could not write the build's secrets: " ..
-                tostring(werr)
-            self:finish(b, "exit", 3)
-            return
+        -- In memory only: the child is a fork that reads run's arguments
+        -- from this table (its command line is its title), so the
+        -- secrets never touch the disk.
+        for _, kv in ipairs(list) do
+            argv[#argv + 1] = "--secret=" .. kv
         end
-        argv[#argv + 1] = "--secret-file=" .. b.secrets_file
     end
     argv[#argv + 1] = "--"
     argv[#argv + 1] = b.dir .. "/manifest/" .. file
     fs.mkdir_p(b.dir .. "/artifacts", 448)
     local env = proc.environ()
     env.DJINN_BUILD = id
-    local child, err = proc.spawn{ argv = argv, cwd = b.dir .. "/objects",
+    local child, err = proc.spawn{ fn = function()
+                                       return cli_main(argv)
+                                   end,
+                                   title = "djinn-lua run: build " .. id,
+                                   cwd = b.dir .. "/objects",
                                    env = env, stdin = "null",
                                    stdout = "pipe", stderr = "pipe",
                                    setpgid = true, pdeathsig = true }
@@ -515,7 +517,16 @@ function M.main(opts)
         timeout = math.max(1, (opts.lease or 10) / 3),
         tmp = os.getenv("TMPDIR") or "/tmp",
     }, W)
-    self.exe = assert(fs.realpath("/proc/self/exe"))
+    -- What every build loads, loaded once: the builds run in forks of
+    -- this process.
+    cli_main = require("djinn.cli").main
+    for _, m in ipairs{ "djinn", "djinn.pipeline", "djinn.state",
+                        "djinn.yaml" } do
+        require(m)
+    end
+    for _, q in ipairs(self.queues) do
+        pcall(require, "djinn.drivers." .. q)
+    end
     self.host = (fs.readfile("/proc/sys/kernel/hostname", 256) or
                  "localhost"):gsub("%s+$", "")
     self.consumer = string.format("%s:%d:%d", self.name, proc.getpid(),

@@ -194,6 +194,11 @@ run lr submit "$W/long.yml"
 lr=$(cat "$W/lr.out")
 wait_for 20 running "$lr" && wait_for 10 sh -c "ls '$W'/jobs/long.yml.* >/dev/null 2>&1"
 ljob=$(cat "$W"/jobs/long.yml.* 2>/dev/null | head -1)
+# The build's run is a fork of its worker, titled for ps.
+lrun=$(sed -n "s/.* build $lr: started (attempt [0-9]*, pid \([0-9]*\)).*/\1/p" "$W"/*.log | head -1)
+lparent=$(ps -o ppid= -p "${lrun:-0}" | tr -d ' ')
+check "the running build is a child of its worker titled 'djinn-lua run: build $lr' ($(ps -o args= -p "${lrun:-0}"))" \
+	sh -c "ps -o args= -p '${lrun:-0}' | grep -q '^djinn-lua run: build $lr\$' && ps -o args= -p '${lparent:-0}' | grep -q ' worker '"
 t0=$(date +%s%N)
 run cr cancel "$lr"
 check "cancel of a running build: 'requested'" \

@@ -156,8 +156,11 @@ worker wk --queue-key "$W/queue.key"
 wait_for 20 sh -c "redis-cli -s '$SOCK' --raw XRANGE djinn:log:1 - + | grep -q started"
 ok $? "the worker runs it; the job has printed 'started'"
 ls "$W"/tmp/djinn-build-*/ >"$W/builddir.ls" 2>&1
-check "while the job runs, the worker's copy of the secrets for its child is gone" \
-	sh -c "grep -q manifest '$W/builddir.ls' && ! ls '$W'/tmp/djinn-build-*/secrets"
+check "while the job runs, no file of the worker's holds the secret (they go to its run in memory)" \
+	sh -c "grep -q manifest '$W/builddir.ls' && ! grep -rqF '$SECRET' '$W'/tmp"
+runpid=$(sed -n 's/.* build 1: started (attempt [0-9]*, pid \([0-9]*\)).*/\1/p' "$W/wk.log" | head -1)
+check "... nor its run's command line (pid $runpid: $(tr '\0' ' ' </proc/"${runpid:-0}"/cmdline 2>/dev/null))" \
+	sh -c "[ -n '$runpid' ] && [ -r /proc/$runpid/cmdline ] && ! tr '\\0' ' ' </proc/$runpid/cmdline | grep -qF '$SECRET'"
 check "the build passes" wait_for 30 terminal 1
 check "... status passed" test "$(bstatus 1)" = passed
 check "the job got the real value" test "$(cat "$W/seen" 2>/dev/null)" = "$SECRET"
