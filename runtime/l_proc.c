@@ -499,10 +499,16 @@ static void child_fail(int status_fd, int stage, int err)
     _exit(127);
 }
 
-/* Child side after fork(): never returns. Only async-signal-safe calls. */
-static void child_exec(char **argv, char **envp, const char *cwd, int fds[3],
-                       const int modes[3], int status_fd, int setpg,
-                       int deathsig, pid_t parent, const int *files, int nfiles)
+/*
+** Child side after fork(), shared by child_exec and child_run: default
+** handlers and an empty mask, the process group, PDEATHSIG, the fds
+** (child_fds), the working directory. Returns the status pipe's fd; a
+** failure is reported on it and the child _exits. Only async-signal-safe
+** calls.
+*/
+static int child_setup(int fds[3], const int modes[3], int status_fd, int setpg,
+                       int deathsig, pid_t parent, const int *files, int nfiles,
+                       const char *cwd)
 {
     sigset_t none;
     int fd3;
@@ -524,6 +530,17 @@ static void child_exec(char **argv, char **envp, const char *cwd, int fds[3],
         child_fail(status_fd, 2, errno);
     if (cwd != NULL && chdir(cwd) < 0)
         child_fail(fd3, 1, errno);
+    return fd3;
+}
+
+/* Child side after fork(): never returns. Only async-signal-safe calls. */
+static void child_exec(char **argv, char **envp, const char *cwd, int fds[3],
+                       const int modes[3], int status_fd, int setpg,
+                       int deathsig, pid_t parent, const int *files, int nfiles)
+{
+    int fd3 = child_setup(fds, modes, status_fd, setpg, deathsig, parent, files,
+                          nfiles, cwd);
+
     if (envp != NULL)
         execvpe(argv[0], argv, envp);
     else
@@ -544,27 +561,12 @@ static void child_run(lua_State *L, int fn, const char *title, char **envp,
                       const char *cwd, int fds[3], const int modes[3],
                       int status_fd, int setpg, int deathsig, pid_t parent)
 {
-    sigset_t none;
     int fd3, base;
     lua_Integer st;
 
     pending_signo = 0;
-    child_default_signals();
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    if (setpg)
-        setpgid(0, 0);
-    if (deathsig) {
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
-            child_fail(status_fd, 2, errno);
-        if (getppid() != parent)
-            _exit(127);
-    }
-    fd3 = child_fds(fds, modes, status_fd, NULL, 0);
-    if (fd3 < 0)
-        child_fail(status_fd, 2, errno);
-    if (cwd != NULL && chdir(cwd) < 0)
-        child_fail(fd3, 1, errno);
+    fd3 = child_setup(fds, modes, status_fd, setpg, deathsig, parent, NULL, 0,
+                      cwd);
     if (envp != NULL)
         environ = envp; /* the array lives in this copy of the state */
     if (title != NULL)
