@@ -533,6 +533,17 @@ static int child_setup(int fds[3], const int modes[3], int status_fd, int setpg,
     return fd3;
 }
 
+/* Exec argv (PATH searched; envp, else environ); on failure report
+** {0, errno} on status_fd and _exit. Never returns. */
+static void exec_or_fail(char **argv, char **envp, int status_fd)
+{
+    if (envp != NULL)
+        execvpe(argv[0], argv, envp);
+    else
+        execvp(argv[0], argv);
+    child_fail(status_fd, 0, errno);
+}
+
 /* Child side after fork(): never returns. Only async-signal-safe calls. */
 static void child_exec(char **argv, char **envp, const char *cwd, int fds[3],
                        const int modes[3], int status_fd, int setpg,
@@ -541,11 +552,7 @@ static void child_exec(char **argv, char **envp, const char *cwd, int fds[3],
     int fd3 = child_setup(fds, modes, status_fd, setpg, deathsig, parent, files,
                           nfiles, cwd);
 
-    if (envp != NULL)
-        execvpe(argv[0], argv, envp);
-    else
-        execvp(argv[0], argv);
-    child_fail(fd3, 0, errno);
+    exec_or_fail(argv, envp, fd3);
 }
 
 /*
@@ -838,12 +845,8 @@ static pid_t keeper_start_job(char **argv, char **envp, int fd3, pid_t self)
         _exit(127);
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
-    if (envp != NULL)
-        execvpe(argv[0], argv, envp);
-    else
-        execvp(argv[0], argv);
-    child_fail(fd3, 0, errno);
-    return -1; /* not reached: child_fail exits */
+    exec_or_fail(argv, envp, fd3);
+    return -1; /* not reached */
 }
 
 /* The keeper's side after fork(): never returns. See above. */
@@ -971,7 +974,7 @@ static int l_proc_spawn(lua_State *L)
     char **envp = NULL;
     const char *cwd = NULL;
     int modes[3];
-    int setpg, deathsig, keeper;
+    int setpg, deathsig, keeper, fn;
     lua_Integer argc, i;
     int pipes[3][2] = {{-1, -1}, {-1, -1}, {-1, -1}};
     int status_pipe[2] = {-1, -1};
@@ -1001,19 +1004,17 @@ static int l_proc_spawn(lua_State *L)
     lua_getfield(L, 1, "fn");
     if (!lua_isnil(L, 3) && !lua_isfunction(L, 3))
         return luaL_error(L, "proc.spawn: fn must be a function");
-    if (lua_isfunction(L, 3)) {
+    fn = lua_isfunction(L, 3);
+    if (fn) {
         if (lua_getfield(L, 1, "argv") != LUA_TNIL)
             return luaL_error(L, "proc.spawn: argv and fn do not go together");
         lua_pushnil(L);
-        argv = fn_argv;
-        argc = 0;
+        argv = fn_argv; /* (its name, for messages) */
     } else if (lua_getfield(L, 1, "argv") != LUA_TTABLE) {
         return luaL_error(L, "proc.spawn: argv must be a table of strings "
                              "(or give fn, a function)");
     } else {
         argc = (lua_Integer)lua_rawlen(L, 4);
-    }
-    if (argv == NULL) {
         if (argc < 1 || argc > 65536)
             return luaL_error(L, "proc.spawn: argv must have 1..65536 entries");
         argv = (char **)lua_newuserdatauv(
@@ -1086,12 +1087,12 @@ static int l_proc_spawn(lua_State *L)
     keeper = optbool(L, 1, "reap", 0);
     if (keeper)
         setpg = 1; /* the keeper leads its group; the job leads another */
-    if (argc == 0 && keeper)
+    if (fn && keeper)
         return luaL_error(L, "proc.spawn: fn and reap = true do not go "
                              "together");
     /* 9: title (fn only). */
     lua_getfield(L, 1, "title");
-    if (lua_type(L, -1) == LUA_TSTRING && argc == 0)
+    if (lua_type(L, -1) == LUA_TSTRING && fn)
         title = lua_tostring(L, -1);
     else if (!lua_isnil(L, -1))
         return luaL_error(L, "proc.spawn: title must be a string, and goes "
@@ -1103,7 +1104,7 @@ static int l_proc_spawn(lua_State *L)
 
         if (nf > MAX_FILES)
             return luaL_error(L, "proc.spawn: at most %d files", MAX_FILES);
-        if (nf > 0 && argc == 0)
+        if (nf > 0 && fn)
             return luaL_error(L, "proc.spawn: files and fn do not go "
                                  "together");
         if (nf > 0 && keeper)
@@ -1123,7 +1124,7 @@ static int l_proc_spawn(lua_State *L)
 
     /* fn: the finalizers of what is already garbage run here, in its
     ** owner, not in the child. */
-    if (argc == 0)
+    if (fn)
         lua_gc(L, LUA_GCCOLLECT);
 
     /* From here on: no Lua call until the fds are owned or closed. */
@@ -1152,14 +1153,14 @@ static int l_proc_spawn(lua_State *L)
     childfds[1] = pipes[1][1];
     childfds[2] = pipes[2][1];
 
-    if (argc == 0)
+    if (fn)
         fflush(NULL); /* no buffered output written twice */
     sigfillset(&all);
     sigprocmask(SIG_BLOCK, &all, &old);
     pid = fork();
     if (pid == 0) {
         close_fd(&status_pipe[0]);
-        if (argc == 0)
+        if (fn)
             child_run(L, 3, title, envp, cwd, childfds, modes, status_pipe[1],
                       setpg, deathsig, parent);
         if (keeper)

@@ -335,20 +335,20 @@ function W:start(qname, entry)
             return
         end
     end
-    local argv = { "run", "--json", "--objects", b.dir .. "/objects",
+    local args = { "run", "--json", "--objects", b.dir .. "/objects",
                    "--artifacts", b.dir .. "/artifacts" }
     if self.driver_config then
-        argv[#argv + 1] = "--driver-config=" .. self.driver_config
+        args[#args + 1] = "--driver-config=" .. self.driver_config
     end
-    if self.registry then argv[#argv + 1] = "--registry=" .. self.registry end
+    if self.registry then args[#args + 1] = "--registry=" .. self.registry end
     if h.image and h.image ~= "" then
-        argv[#argv + 1] = "--image-pin=" .. h.image
+        args[#args + 1] = "--image-pin=" .. h.image
     end
     if self.cache_max then
-        argv[#argv + 1] = "--image-cache-max=" .. self.cache_max
+        args[#args + 1] = "--image-cache-max=" .. self.cache_max
     end
     for _, kv in ipairs(json.decode(h.env or "[]") or {}) do
-        argv[#argv + 1] = "--env=" .. kv
+        args[#args + 1] = "--env=" .. kv
     end
     if h.secrets and h.secrets ~= "" then
         local list, why = self:open_secrets(h)
@@ -364,16 +364,16 @@ function W:start(qname, entry)
         -- from this table (its command line is its title), so the
         -- secrets never touch the disk.
         for _, kv in ipairs(list) do
-            argv[#argv + 1] = "--secret=" .. kv
+            args[#args + 1] = "--secret=" .. kv
         end
     end
-    argv[#argv + 1] = "--"
-    argv[#argv + 1] = b.dir .. "/manifest/" .. file
+    args[#args + 1] = "--"
+    args[#args + 1] = b.dir .. "/manifest/" .. file
     fs.mkdir_p(b.dir .. "/artifacts", 448)
     local env = proc.environ()
     env.DJINN_BUILD = id
     local child, err = proc.spawn{ fn = function()
-                                       return cli_main(argv)
+                                       return cli_main(args)
                                    end,
                                    title = "djinn-lua run: build " .. id,
                                    cwd = b.dir .. "/objects",
