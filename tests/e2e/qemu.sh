@@ -332,7 +332,9 @@ BOOTSH=$!
 start B run --registry "$REG" --driver-config "$W/vm.conf" --artifacts "$W/art-b" "$W/b.yml"
 start G run --registry "$REG" --driver-config "$W/vm-net.conf" --artifacts "$W/art-g" "$W/g.yml"
 wait $BOOTSH
-ok $? "a VM for the SSH driver booted: $(cat "$W/sshvm.out")"
+rcb=$?
+ok $rcb "a VM for the SSH driver booted: $(tail -1 "$W/sshvm.out")"
+[ "$rcb" = 0 ] || show sshvm.out
 SSHVM=$(sed -n 's/^pid=\([0-9]*\) .*/\1/p' "$W/sshvm.out")
 VPORT=$(sed -n 's/.* port=\([0-9]*\) .*/\1/p' "$W/sshvm.out")
 cat >"$W/v.yml" <<EOF

@@ -151,6 +151,7 @@ check "P: qemu is gone, no state left" sh -c "test -z \"\$(ls -A '$W/run/djinn' 
 
 # --- V: the ssh driver on the same image ----------------------------------
 ok $rcb "V: boot.sh booted the Images-page image ($(cat "$W/boot.out" | tail -1))"
+[ "$rcb" = 0 ] || show boot.out
 cat >"$W/v.yml" <<EOF
 driver:
   type: ssh

@@ -56,6 +56,7 @@ local function boot(image, name)
     "-monitor", "stdio", "-serial", "file:" .. log,
     "-netdev", "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:0-:22",
     "-device", "virtio-net-pci,netdev=n0",
+    "-device", "virtio-rng-pci", -- sshd waits for the guest's RNG (as the driver's)
     "-drive", "file=" .. image:gsub(",", ",,") .. ",if=virtio,snapshot=on",
   }, stdin = "pipe", stdout = "pipe", stderr = "pipe" })
   local vm = { q = q, log = log, name = name }

@@ -6,14 +6,16 @@
 #       Starts qemu in the background (disk snapshot=on: the image is never
 #       written), waits until the guest's SSH server sends its banner, and
 #       prints one line:  pid=PID port=PORT seconds=BOOT_SECONDS
-#       On failure (qemu exits, or no banner within TIMEOUT_S, default 120)
-#       it stops qemu, prints its stderr and exits 1.
+#       On failure (qemu exits, or no banner within TIMEOUT_S of wall-clock
+#       time, default 120) it stops qemu, prints its stderr and the end of
+#       the guest's console, and exits 1.
 #   tests/vm/boot.sh stop PID
 #       SIGTERM, then SIGKILL after 5 s; refuses a PID that is not qemu.
 #
 # Env: QEMU (qemu-system-x86_64), ACCEL (tcg: KVM does not work on every
 #      machine, see docs/testing.md §1), MEM (256 MiB),
-#      SERIAL_LOG (file for the guest console; default none).
+#      SERIAL_LOG (file for the guest console; default a temporary one,
+#      whose last lines a failure prints).
 #
 # Port choice, without a fixed port or a scan that races other builds:
 # the forward is requested with host port 0 (hostfwd=tcp:127.0.0.1:0-:22),
@@ -26,7 +28,8 @@
 # Fallback where no monitor is possible: pick a random free-looking port,
 # and when qemu exits at once with "Could not set up host forwarding rule",
 # pick another. Readiness is the "SSH-" banner, not a TCP connect: slirp
-# accepts connections before the guest exists.
+# accepts connections before the guest exists. A virtio-rng device seeds
+# the guest's RNG, as the qemu driver's does: sshd waits for it at start.
 set -euo pipefail
 W=
 prog=boot.sh
@@ -57,6 +60,18 @@ stop() { # pid
 	kill -KILL "$pid" 2>/dev/null || true
 }
 
+console_tail() { # file: its last lines, on stderr, marked
+	[ -s "$1" ] || {
+		printf '%s: the guest console (%s) is empty\n' "$prog" "$1" >&2
+		return 0
+	}
+	printf '%s: the end of the guest console (%s):\n' "$prog" "$1" >&2
+	{
+		tail -n 30 "$1"
+		echo
+	} | tr -d '\r' | sed 's/^/  | /' >&2
+}
+
 start() { # image [timeout]
 	local image=$1 timeout=${2:-120}
 	local fifo pid port="" t0 t1
@@ -68,13 +83,12 @@ start() { # image [timeout]
 	mkfifo "$fifo"
 	exec 3<>"$fifo" # keeps the fifo open for writing; never blocks
 	: >"$W/monitor.out"
-	local serial=none
-	[ -n "${SERIAL_LOG:-}" ] && serial=file:$SERIAL_LOG
+	local console=${SERIAL_LOG:-$W/console.log}
 	local drive=file=${image//,/,,},if=virtio,snapshot=on
 	t0=$(date +%s%N)
 	setsid "${QEMU:-qemu-system-x86_64}" -accel "${ACCEL:-tcg}" -display none -m "${MEM:-256}" -smp 1 \
-		-monitor stdio -serial "$serial" -pidfile "$W/pid" \
-		-netdev user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:0-:22 -device virtio-net-pci,netdev=n0 \
+		-monitor stdio -serial "file:$console" -pidfile "$W/pid" \
+		-netdev user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:0-:22 -device virtio-net-pci,netdev=n0 -device virtio-rng-pci \
 		-drive "$drive" <"$fifo" >"$W/monitor.out" 2>"$W/stderr" &
 	local spawned=$!
 	printf 'info usernet\n' >&3
@@ -91,9 +105,15 @@ start() { # image [timeout]
 		cat "$W/stderr" >&2
 		die "start: qemu did not report a forwarded port"
 	fi
-	for _ in $(seq $((timeout * 10))); do
+	# A deadline on the clock, not a count of tries: slirp accepts the
+	# connection before the guest's sshd exists, so a try can take its
+	# whole second, and 10 tries a second would make TIMEOUT_S eleven
+	# times longer (a guest that never booted held CI for 30 minutes).
+	local deadline=$((SECONDS + timeout))
+	while [ "$SECONDS" -lt "$deadline" ]; do
 		if ! kill -0 "$pid" 2>/dev/null; then
 			cat "$W/stderr" >&2
+			console_tail "$console"
 			die "start: qemu exited before the guest was ready"
 		fi
 		# shellcheck disable=SC2016 # $1 expands in the inner shell
@@ -107,6 +127,7 @@ start() { # image [timeout]
 	done
 	stop "$pid"
 	cat "$W/stderr" >&2
+	console_tail "$console"
 	die "start: no SSH banner on 127.0.0.1:$port within $timeout s"
 }
 
