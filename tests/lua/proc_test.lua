@@ -419,6 +419,26 @@ do
   c:wait(10)
   t:ok(tonumber(out) and wait_gone(tonumber(out)),
        "fn: a process the child spawned and left is terminated at its exit")
+  -- A Lua finalizer runs at the child's close, and may allocate there
+  -- (the closing state never frees, l_proc.c exit_alloc).
+  local gcfile = dir .. "/gc.out"
+  c = assert(proc.spawn { fn = function()
+    _G.keep = setmetatable({}, { __gc = function()
+      local parts = {}
+      for i = 1, 20000 do parts[i] = tostring(i) end
+      local f = assert(io.open(gcfile, "w"))
+      f:write(table.concat(parts, ","))
+      f:close()
+    end })
+    return 0
+  end })
+  drain(c)
+  t:is({ c:wait(10) }, { "exit", 0 }, "fn: a child with a finalizer exits 0")
+  local f = io.open(gcfile)
+  local got = f and f:read("a")
+  if f then f:close() end
+  t:ok(got and #got > 100000 and got:sub(-12) == ",19999,20000",
+       "fn: its finalizer ran at the close, allocating as it went")
 
   -- An inherited socket listener is not unlinked by the child.
   local ipc = require "djinn.ipc"
