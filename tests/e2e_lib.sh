@@ -45,15 +45,17 @@ run() {
 has() { grep -q -e "$2" "$W/$1"; }
 hasF() { grep -q -F -e "$2" "$W/$1"; }
 show() { sed 's/^/# /' "$W/$1" | tail -n "${SHOW_LINES:-1000}"; }
+# wait_for SECONDS CMD...: CMD every 0.1 s until it succeeds (0) or
+# SECONDS have passed on the clock (1); a deadline, not a count of tries,
+# so a CMD that takes long itself cannot stretch the wait.
 wait_for() {
-	wt=$(($1 * 10))
+	wt_end=$(($(date +%s%N) / 1000000 + $1 * 1000))
 	shift
-	while [ "$wt" -gt 0 ]; do
+	while :; do
 		"$@" >/dev/null 2>&1 && return 0
+		[ "$(($(date +%s%N) / 1000000))" -lt "$wt_end" ] || return 1
 		sleep 0.1
-		wt=$((wt - 1))
 	done
-	return 1
 }
 tap_end() {
 	echo "1..$n"
