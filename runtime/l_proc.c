@@ -556,25 +556,6 @@ static void child_exec(char **argv, char **envp, const char *cwd, int fds[3],
 }
 
 /*
-** The allocator of a fn child's state while it closes: memory is never
-** given back, because the process exits right after. lua_close still runs
-** every finalizer (they may allocate), but freeing each inherited object
-** would write to the heap pages the child shares with its parent, and
-** each such write is a copy-on-write fault, which costs much on a
-** paravirtualized VM (measured on a worker-sized state: 398 page faults
-** per fn child with the frees, 323 without; 12.3 instead of 13.5 ms of
-** CPU). Growth and shrinking still go through realloc.
-*/
-static void *exit_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
-{
-    (void)ud;
-    (void)osize;
-    if (nsize == 0)
-        return NULL;
-    return realloc(ptr, nsize);
-}
-
-/*
 ** Child side of proc.spawn{fn =} after fork(): the same setup as
 ** child_exec, then, instead of an exec, the function runs in this copy of
 ** the state and the process exits with its results (dj_exit_status, as
@@ -608,7 +589,6 @@ static void child_run(lua_State *L, int fn, const char *title, char **envp,
         st = dj_exit_status(L, lua_gettop(L) - base - 1, "proc.spawn's fn");
     }
     fflush(NULL);
-    lua_setallocf(L, exit_alloc, NULL);
     lua_close(L);
     fflush(NULL);
     _exit((int)st);

@@ -419,8 +419,7 @@ do
   c:wait(10)
   t:ok(tonumber(out) and wait_gone(tonumber(out)),
        "fn: a process the child spawned and left is terminated at its exit")
-  -- A Lua finalizer runs at the child's close, and may allocate there
-  -- (the closing state never frees, l_proc.c exit_alloc).
+  -- A Lua finalizer runs at the child's close, and may allocate there.
   local gcfile = dir .. "/gc.out"
   c = assert(proc.spawn { fn = function()
     _G.keep = setmetatable({}, { __gc = function()
