@@ -6,6 +6,8 @@
 **   yaml.parse(text [, opts]) -> root node | nil, "FILE:LINE:COL: message"
 **   yaml.decode(text [, opts]) -> plain Lua value | nil, msg
 **   yaml.parse_packed(text [, opts]) -> value, meta, shared | nil, msg
+**   yaml.manifest_fast(text [, opts]) -> root, meta, 0 | nil, why
+**     (djinn.manifest's one-pass load: see the comment at its code)
 **     opts = { filename = "<string>", max_depth = 64 (nesting of
 **              sequences/mappings), max_size = 8 MiB (bytes of input),
 **              max_nodes = 100000 (nodes, counting every alias as the
@@ -960,9 +962,615 @@ static const char decode_src[] =
     "  return conv(root)\n"
     "end\n";
 
+/*
+** yaml.manifest_fast(text [, opts]) -> root, meta, 0 | nil, why
+**
+** The common manifest in one pass, for djinn.manifest: the packed tree of
+** parse_packed, except that a `jobs:` list is built straight into the job
+** tables the loader returns (m.jobs: stage, name, commands, artifacts as
+** { src, dst, named, line, col }, line, col), with no node per scalar.
+** It takes only what loads without a message: any job the loader would
+** warn about or refuse (an unknown or repeated key, a null job, stage or
+** item, a key of the wrong type, an artifact with an empty source or a
+** destination that leaves the artifacts directory), any anchor, alias,
+** merge key or tag on a collection, a repeated or non-string top-level
+** key, more than one document, a YAML error or a limit reached gives
+** nil and why, and djinn.manifest loads the text the full way
+** (parse_packed), which says what is wrong and where. The jobs value is
+** { kind = "seq", fast = true, items = { job ... } }, its meta the
+** list's position; djinn.manifest still checks stages and names.
+** opts: max_size, max_nodes and max_depth as for parse_packed (nesting
+** deeper than FAST_MAX_DEPTH is left to the full load too).
+*/
+#define FAST_MAX_DEPTH 32
+
+struct fast {
+    lua_State *L;
+    struct yparser *yp;
+    lua_Integer max_nodes;
+    lua_Integer max_depth; /* collections open at once, <= FAST_MAX_DEPTH */
+    lua_Integer count;
+    const char *why;
+};
+
+/* The next event into yp->event; 0 (why set) for anything not taken. */
+static int fast_next(struct fast *F)
+{
+    struct yparser *yp = F->yp;
+    yaml_event_t *ev = &yp->event;
+
+    if (yp->event_live)
+        yaml_event_delete(ev);
+    yp->event_live = 0;
+    if (!yaml_parser_parse(&yp->parser, ev)) {
+        F->why = "a YAML error";
+        return 0;
+    }
+    yp->event_live = 1;
+    switch (ev->type) {
+    case YAML_SCALAR_EVENT:
+        if (ev->data.scalar.anchor != NULL) {
+            F->why = "an anchor";
+            return 0;
+        }
+        break;
+    case YAML_SEQUENCE_START_EVENT:
+        if (ev->data.sequence_start.anchor != NULL ||
+            ev->data.sequence_start.tag != NULL) {
+            F->why = "an anchor or a tag on a list";
+            return 0;
+        }
+        break;
+    case YAML_MAPPING_START_EVENT:
+        if (ev->data.mapping_start.anchor != NULL ||
+            ev->data.mapping_start.tag != NULL) {
+            F->why = "an anchor or a tag on a mapping";
+            return 0;
+        }
+        break;
+    case YAML_ALIAS_EVENT:
+        F->why = "an alias";
+        return 0;
+    default:
+        return 1;
+    }
+    if (++F->count > F->max_nodes) {
+        F->why = "the node limit";
+        return 0;
+    }
+    return 1;
+}
+
+static int fast_is(const yaml_event_t *ev, const char *s, size_t n)
+{
+    return ev->data.scalar.length == n &&
+           memcmp(ev->data.scalar.value, s, n) == 0;
+}
+
+/* Push the current scalar event's value; its meta in *meta. */
+static void fast_scalar(struct fast *F, lua_Integer *meta)
+{
+    const yaml_event_t *ev = &F->yp->event;
+
+    *meta = scalar_meta(ev);
+    lua_pushlstring(F->L, (const char *)ev->data.scalar.value,
+                    ev->data.scalar.length);
+}
+
+/*
+** Push the node that starts with the current event, packed as
+** parse_packed packs it (a scalar and its meta, or a collection table
+** whose array part holds its items' metas); its meta in *meta.
+*/
+static int fast_node(struct fast *F, int depth, lua_Integer *meta)
+{
+    lua_State *L = F->L;
+    yaml_event_t *ev = &F->yp->event;
+    lua_Integer n = 0, odd = 0, m;
+    int node, items, values = 0, is_map;
+
+    if (ev->type == YAML_SCALAR_EVENT) {
+        fast_scalar(F, meta);
+        return 1;
+    }
+    if (depth >= F->max_depth) {
+        F->why = "deep nesting";
+        return 0;
+    }
+    is_map = ev->type == YAML_MAPPING_START_EVENT;
+    *meta = pack_meta(&ev->start_mark, 0);
+    luaL_checkstack(L, 8, "yaml: nesting too deep");
+    lua_createtable(L, 0, 4);
+    node = lua_gettop(L);
+    lua_pushstring(L, is_map ? "map" : "seq");
+    lua_setfield(L, node, "kind");
+    lua_newtable(L);
+    items = lua_gettop(L);
+    if (is_map) {
+        lua_newtable(L);
+        values = lua_gettop(L);
+    }
+    for (;;) {
+        if (!fast_next(F))
+            return 0;
+        if (ev->type == YAML_SEQUENCE_END_EVENT ||
+            ev->type == YAML_MAPPING_END_EVENT)
+            break;
+        if (is_map) {
+            if (ev->type != YAML_SCALAR_EVENT) {
+                F->why = "a key that is not a scalar";
+                return 0;
+            }
+            fast_scalar(F, &m);
+            if (m & META_MERGE) {
+                F->why = "a merge key";
+                return 0;
+            }
+            lua_rawseti(L, items, ++n);
+            lua_pushinteger(L, m);
+            lua_rawseti(L, node, 2 * n - 1);
+            if (!fast_next(F) || !fast_node(F, depth + 1, &m))
+                return 0;
+            lua_rawseti(L, values, n);
+            lua_pushinteger(L, m);
+            lua_rawseti(L, node, 2 * n);
+        } else {
+            int coll = ev->type != YAML_SCALAR_EVENT;
+
+            if (!fast_node(F, depth + 1, &m))
+                return 0;
+            if (coll || (m & META_NULL))
+                odd++;
+            lua_rawseti(L, items, ++n);
+            lua_pushinteger(L, m);
+            lua_rawseti(L, node, n);
+        }
+    }
+    if (is_map) {
+        lua_pushvalue(L, values);
+        lua_setfield(L, node, "values");
+        if (!map_keys_distinct(L, items, n)) {
+            lua_pushboolean(L, 1);
+            lua_setfield(L, node, "dup");
+        }
+    }
+    lua_pushvalue(L, items);
+    lua_setfield(L, node, is_map ? "keys" : "items");
+    if (odd > 0) {
+        lua_pushinteger(L, odd);
+        lua_setfield(L, node, "odd");
+    }
+    lua_settop(L, node);
+    return 1;
+}
+
+/* Lua's %s: what util.trim removes. */
+static int fast_space(unsigned char c)
+{
+    return c == ' ' || (c >= '\t' && c <= '\r');
+}
+
+/* Push util.trim(s[0..n)). */
+static void fast_trimmed(lua_State *L, const char *s, size_t n, const char **ts,
+                         size_t *tn)
+{
+    while (n > 0 && fast_space((unsigned char)s[0])) {
+        s++;
+        n--;
+    }
+    while (n > 0 && fast_space((unsigned char)s[n - 1]))
+        n--;
+    *ts = s;
+    *tn = n;
+    lua_pushlstring(L, s, n);
+}
+
+/*
+** One artifact, SRC [=> DST], as manifest.parse_passthrough reads it, into
+** a table { src, dst, named, line, col } on the stack; 0 when the loader
+** would have a message for it (an empty SRC; a DST that is absolute or
+** has a ".." component).
+*/
+static int fast_artifact(struct fast *F, lua_Integer meta)
+{
+    lua_State *L = F->L;
+    const yaml_event_t *ev = &F->yp->event;
+    const char *s = (const char *)ev->data.scalar.value, *src, *dst;
+    size_t n = ev->data.scalar.length, srcn, dstn = 0, i;
+    const char *arrow = NULL;
+    int named = 0;
+
+    for (i = 0; i + 1 < n; i++)
+        if (s[i] == '=' && s[i + 1] == '>') {
+            arrow = s + i;
+            break;
+        }
+    lua_createtable(L, 0, 5);
+    fast_trimmed(L, s, arrow ? (size_t)(arrow - s) : n, &src, &srcn);
+    if (srcn == 0) {
+        F->why = "an artifact with an empty source";
+        return 0;
+    }
+    lua_setfield(L, -2, "src");
+    if (arrow != NULL) {
+        fast_trimmed(L, arrow + 2, n - (size_t)(arrow + 2 - s), &dst, &dstn);
+        if (dstn > 0) {
+            named = 1;
+            lua_setfield(L, -2, "dst");
+        } else {
+            lua_pop(L, 1);
+        }
+    }
+    if (!named) {
+        /* util.basename(src): without trailing "/"s, after the last "/" */
+        size_t end = srcn, b;
+
+        while (end > 0 && src[end - 1] == '/')
+            end--;
+        if (end == 0) {
+            lua_pushliteral(L, "/");
+        } else {
+            b = end;
+            while (b > 0 && src[b - 1] != '/')
+                b--;
+            lua_pushlstring(L, src + b, end - b);
+        }
+        lua_setfield(L, -2, "dst");
+    } else {
+        /* check_paths: a written DST stays inside the artifacts dir */
+        size_t c = 0;
+
+        if (dst[0] == '/') {
+            F->why = "an absolute artifact destination";
+            return 0;
+        }
+        while (c < dstn) {
+            size_t e = c;
+
+            while (e < dstn && dst[e] != '/')
+                e++;
+            if (e - c == 2 && dst[c] == '.' && dst[c + 1] == '.') {
+                F->why = "an artifact destination with \"..\"";
+                return 0;
+            }
+            c = e + 1;
+        }
+    }
+    lua_pushboolean(L, named);
+    lua_setfield(L, -2, "named");
+    lua_pushinteger(L, meta >> 36);
+    lua_setfield(L, -2, "line");
+    lua_pushinteger(L, (meta >> 7) & (((lua_Integer)1 << 29) - 1));
+    lua_setfield(L, -2, "col");
+    return 1;
+}
+
+/*
+** A job's commands or artifacts (the current event starts it): a list of
+** non-null scalars, or null for none; its table on the stack.
+*/
+static int fast_list(struct fast *F, int artifacts)
+{
+    lua_State *L = F->L;
+    yaml_event_t *ev = &F->yp->event;
+    lua_Integer n = 0, meta;
+    int list;
+
+    if (ev->type == YAML_SCALAR_EVENT) {
+        if (!(scalar_meta(ev) & META_NULL)) {
+            F->why = "a job's list that is a scalar";
+            return 0;
+        }
+        lua_newtable(L);
+        return 1;
+    }
+    if (ev->type != YAML_SEQUENCE_START_EVENT) {
+        F->why = "a job's list that is a mapping";
+        return 0;
+    }
+    lua_createtable(L, artifacts ? 1 : 4, 0);
+    list = lua_gettop(L);
+    for (;;) {
+        if (!fast_next(F))
+            return 0;
+        if (ev->type == YAML_SEQUENCE_END_EVENT)
+            break;
+        if (ev->type != YAML_SCALAR_EVENT) {
+            F->why = "a list item that is not a scalar";
+            return 0;
+        }
+        meta = scalar_meta(ev);
+        if (meta & META_NULL) {
+            F->why = "a null list item";
+            return 0;
+        }
+        if (artifacts) {
+            if (!fast_artifact(F, meta))
+                return 0;
+        } else {
+            lua_pushlstring(L, (const char *)ev->data.scalar.value,
+                            ev->data.scalar.length);
+        }
+        lua_rawseti(L, list, ++n);
+    }
+    return 1;
+}
+
+/* A job's keys, in the bits of fast_jobs' `seen`. */
+static const char *const job_fields[] = {"stage", "name", "commands",
+                                         "artifacts"};
+
+/* The jobs list (the current event starts it), as described above. */
+static int fast_jobs(struct fast *F)
+{
+    lua_State *L = F->L;
+    yaml_event_t *ev = &F->yp->event;
+    lua_Integer n = 0, meta;
+    int jobs, job;
+
+    luaL_checkstack(L, 12, "yaml: nesting too deep");
+    lua_createtable(L, 0, 3);
+    lua_pushliteral(L, "seq");
+    lua_setfield(L, -2, "kind");
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "fast");
+    lua_newtable(L);
+    jobs = lua_gettop(L);
+    for (;;) {
+        unsigned seen = 0;
+
+        if (!fast_next(F))
+            return 0;
+        if (ev->type == YAML_SEQUENCE_END_EVENT)
+            break;
+        if (ev->type != YAML_MAPPING_START_EVENT) {
+            F->why = "a job that is not a mapping";
+            return 0;
+        }
+        lua_createtable(L, 0, 7);
+        job = lua_gettop(L);
+        lua_pushinteger(L, (lua_Integer)ev->start_mark.line + 1);
+        lua_setfield(L, job, "line");
+        lua_pushinteger(L, (lua_Integer)ev->start_mark.column + 1);
+        lua_setfield(L, job, "col");
+        for (;;) {
+            unsigned bit;
+            const char *field;
+            int which;
+
+            if (!fast_next(F))
+                return 0;
+            if (ev->type == YAML_MAPPING_END_EVENT)
+                break;
+            if (ev->type != YAML_SCALAR_EVENT) {
+                F->why = "a job key that is not a scalar";
+                return 0;
+            }
+            for (which = 0; which < 4; which++)
+                if (fast_is(ev, job_fields[which], strlen(job_fields[which])))
+                    break;
+            if (which == 4) {
+                F->why = "an unknown job key";
+                return 0;
+            }
+            field = job_fields[which];
+            bit = 1u << which;
+            if (seen & bit) {
+                F->why = "a repeated job key";
+                return 0;
+            }
+            seen |= bit;
+            if (!fast_next(F))
+                return 0;
+            if (which >= 2) {
+                if (!fast_list(F, which == 3))
+                    return 0;
+            } else if (ev->type != YAML_SCALAR_EVENT) {
+                F->why = "a job's stage or name that is not a scalar";
+                return 0;
+            } else {
+                meta = scalar_meta(ev);
+                if (meta & META_NULL) {
+                    if (which == 0) {
+                        F->why = "a null stage";
+                        return 0;
+                    }
+                    continue; /* a null name: the default name */
+                }
+                lua_pushlstring(L, (const char *)ev->data.scalar.value,
+                                ev->data.scalar.length);
+            }
+            lua_setfield(L, job, field);
+        }
+        if (!(seen & 1u)) {
+            F->why = "a job without a stage";
+            return 0;
+        }
+        if (!(seen & 4u)) {
+            lua_newtable(L);
+            lua_setfield(L, job, "commands");
+        }
+        if (!(seen & 8u)) {
+            lua_newtable(L);
+            lua_setfield(L, job, "artifacts");
+        }
+        lua_rawseti(L, jobs, ++n);
+    }
+    lua_setfield(L, -2, "items");
+    return 1;
+}
+
+/*
+** The top-level env list (the current event starts it): KEY=VALUE items,
+** each split on its first "=" into { key, value }, as djinn.manifest
+** splits them; an item without "=", with an empty KEY or with a NUL byte
+** is left to the full load. Pushes { kind = "seq", fast = true, items }.
+*/
+static int fast_env(struct fast *F)
+{
+    lua_State *L = F->L;
+    yaml_event_t *ev = &F->yp->event;
+    lua_Integer n = 0;
+    int list;
+
+    luaL_checkstack(L, 8, "yaml: nesting too deep");
+    lua_createtable(L, 0, 3);
+    lua_pushliteral(L, "seq");
+    lua_setfield(L, -2, "kind");
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "fast");
+    lua_newtable(L);
+    list = lua_gettop(L);
+    for (;;) {
+        const char *v, *eq;
+        size_t len;
+
+        if (!fast_next(F))
+            return 0;
+        if (ev->type == YAML_SEQUENCE_END_EVENT)
+            break;
+        if (ev->type != YAML_SCALAR_EVENT || (scalar_meta(ev) & META_NULL)) {
+            F->why = "an env item that is not a string";
+            return 0;
+        }
+        v = (const char *)ev->data.scalar.value;
+        len = ev->data.scalar.length;
+        eq = memchr(v, '=', len);
+        if (eq == NULL || eq == v || memchr(v, '\0', len) != NULL) {
+            F->why = "an env item that is not KEY=VALUE";
+            return 0;
+        }
+        lua_createtable(L, 0, 2);
+        lua_pushlstring(L, v, (size_t)(eq - v));
+        lua_setfield(L, -2, "key");
+        lua_pushlstring(L, eq + 1, len - (size_t)(eq - v) - 1);
+        lua_setfield(L, -2, "value");
+        lua_rawseti(L, list, ++n);
+    }
+    lua_setfield(L, -2, "items");
+    return 1;
+}
+
+/* The document: a mapping at the top, then its end and the stream's. */
+static int fast_document(struct fast *F, lua_Integer *root_meta)
+{
+    lua_State *L = F->L;
+    yaml_event_t *ev = &F->yp->event;
+    lua_Integer n = 0, m;
+    int node, keys, values;
+
+    do {
+        if (!fast_next(F))
+            return 0;
+    } while (ev->type == YAML_STREAM_START_EVENT ||
+             ev->type == YAML_DOCUMENT_START_EVENT);
+    if (ev->type != YAML_MAPPING_START_EVENT) {
+        F->why = "a document that is not a mapping";
+        return 0;
+    }
+    *root_meta = pack_meta(&ev->start_mark, 0);
+    lua_createtable(L, 16, 3);
+    node = lua_gettop(L);
+    lua_pushliteral(L, "map");
+    lua_setfield(L, node, "kind");
+    lua_createtable(L, 8, 0);
+    keys = lua_gettop(L);
+    lua_createtable(L, 8, 0);
+    values = lua_gettop(L);
+    for (;;) {
+        int is_jobs; /* 1 jobs, 2 env: built as djinn.manifest's */
+
+        if (!fast_next(F))
+            return 0;
+        if (ev->type == YAML_MAPPING_END_EVENT)
+            break;
+        if (ev->type != YAML_SCALAR_EVENT || n >= DUP_CHECK_MAX) {
+            F->why = "a key that is not a scalar, or many keys";
+            return 0;
+        }
+        fast_scalar(F, &m);
+        if (m & META_MERGE) {
+            F->why = "a merge key";
+            return 0;
+        }
+        is_jobs = fast_is(ev, "jobs", 4) ? 1 : fast_is(ev, "env", 3) ? 2 : 0;
+        lua_rawseti(L, keys, ++n);
+        lua_pushinteger(L, m);
+        lua_rawseti(L, node, 2 * n - 1);
+        if (!fast_next(F))
+            return 0;
+        if (is_jobs && ev->type == YAML_SEQUENCE_START_EVENT) {
+            m = pack_meta(&ev->start_mark, 0);
+            if (!(is_jobs == 1 ? fast_jobs(F) : fast_env(F)))
+                return 0;
+        } else if (!fast_node(F, 1, &m)) {
+            return 0;
+        }
+        lua_rawseti(L, values, n);
+        lua_pushinteger(L, m);
+        lua_rawseti(L, node, 2 * n);
+    }
+    if (!map_keys_distinct(L, keys, n)) {
+        F->why = "a repeated top-level key";
+        return 0;
+    }
+    lua_pushvalue(L, keys);
+    lua_setfield(L, node, "keys");
+    lua_pushvalue(L, values);
+    lua_setfield(L, node, "values");
+    lua_settop(L, node);
+    if (!fast_next(F) || ev->type != YAML_DOCUMENT_END_EVENT || !fast_next(F) ||
+        ev->type != YAML_STREAM_END_EVENT) {
+        F->why = F->why ? F->why : "more than one document";
+        return 0;
+    }
+    return 1;
+}
+
+static int l_yaml_manifest_fast(lua_State *L)
+{
+    size_t len;
+    const char *text = luaL_checklstring(L, 1, &len);
+    int opts = lua_istable(L, 2) ? 2 : 0;
+    lua_Integer max_size =
+        optlimit(L, opts, "max_size", DEF_MAX_SIZE, PACKED_MAX_SIZE);
+    struct fast F;
+    lua_Integer root_meta = 0;
+    int ok;
+
+    F.L = L;
+    F.max_nodes = optlimit(L, opts, "max_nodes", DEF_MAX_NODES, LUA_MAXINTEGER);
+    F.max_depth = optlimit(L, opts, "max_depth", DEF_MAX_DEPTH, HARD_MAX_DEPTH);
+    if (F.max_depth > FAST_MAX_DEPTH)
+        F.max_depth = FAST_MAX_DEPTH;
+    F.count = 0;
+    F.why = NULL;
+    if ((lua_Integer)len > max_size || len > (size_t)LUA_MAXINTEGER)
+        return dj_pushfail(L, "the size limit");
+    if (F.max_depth < 4) /* the jobs' lists sit at depth 3 */
+        return dj_pushfail(L, "the depth limit");
+    lua_settop(L, 2);
+    F.yp = lua_newuserdatauv(L, sizeof(*F.yp), 0);
+    memset(F.yp, 0, sizeof(*F.yp));
+    luaL_setmetatable(L, PARSER_MT);
+    if (!yaml_parser_initialize(&F.yp->parser))
+        return dj_pushfail(L, "cannot initialize the YAML parser");
+    F.yp->parser_live = 1;
+    yaml_parser_set_input_string(&F.yp->parser, (const unsigned char *)text,
+                                 len);
+    ok = fast_document(&F, &root_meta);
+    yp_release(F.yp);
+    if (!ok)
+        return dj_pushfail(L, "%s", F.why ? F.why : "not a manifest");
+    lua_pushinteger(L, root_meta);
+    lua_pushinteger(L, 0);
+    return 3;
+}
+
 static const luaL_Reg yaml_funcs[] = {
     {"parse", l_yaml_parse},
     {"parse_packed", l_yaml_parse_packed},
+    {"manifest_fast", l_yaml_manifest_fast},
     {"decode", NULL},
     {NULL, NULL},
 };

@@ -3,6 +3,15 @@
 -- is its string with a position integer beside it, no table per scalar)
 -- and validated strictly.
 --
+-- Two loads, one result. The one-pass load (yaml.manifest_fast, in C)
+-- builds the jobs and the env list straight from libyaml's events into
+-- the tables below while it checks them, and takes only what loads
+-- without a message; whatever it declines (anything this file would warn
+-- about or refuse in the jobs or env, anchors and aliases, merge keys, a
+-- second document, a YAML error, a limit) is loaded the full way, which
+-- says what and where. M.loader picks them (see there); tests and the
+-- manifest fuzzer run both and fail when they differ.
+--
 --   manifest.parse(text [, filename [, limits]]) -> m, warnings | nil, errors
 --   manifest.load(path [, limits])    -> m, warnings | nil, errors
 --       limits = { max_manifest_size =, max_manifest_aliases = } (driver.conf
@@ -591,6 +600,10 @@ local function parse_job(ctx, node, nm, i)
     return job, stage_m, name_m
 end
 
+-- validate's answer when a tree from yaml.manifest_fast has something to
+-- say about its jobs: load the text the full way instead.
+local FALLBACK = {}
+
 local function validate(root, rm, file, shared)
     local ctx = setmetatable({ file = file, errors = {}, warnings = {},
                                shared = shared ~= nil and shared > 0 },
@@ -636,7 +649,12 @@ local function validate(root, rm, file, shared)
     end
     m.driver = parse_driver(ctx, nv.driver, nmeta.driver, rm)
 
-    local env_items, env_metas = ctx:string_list(nv.env, nmeta.env, "env")
+    local env_items, env_metas = {}, nil
+    if type(nv.env) == "table" and nv.env.fast then
+        m.env = nv.env.items -- (yaml.manifest_fast split them)
+    else
+        env_items, env_metas = ctx:string_list(nv.env, nmeta.env, "env")
+    end
     local menv = m.env
     for i, item in ipairs(env_items) do
         local eq = item:find("=", 1, true)
@@ -698,7 +716,34 @@ local function validate(root, rm, file, shared)
     end
 
     local jobs, jm = nv.jobs, nmeta.jobs
-    if jm and not is_null(jobs, jm) and
+    if jm and type(jobs) == "table" and jobs.fast then
+        -- yaml.manifest_fast built the jobs, each of which loads without
+        -- a message; what is left is what needs the stages. Anything
+        -- here that has a message is left to the full load, which says
+        -- it (FALLBACK).
+        local count, names = {}, {}
+        local mjobs = m.jobs
+        for i, job in ipairs(jobs.items) do
+            local st = job.stage
+            if not stage_at[st] then return FALLBACK end
+            local c = (count[st] or 0) + 1
+            count[st] = c
+            local seen = names[st]
+            if seen == nil then
+                seen = {}
+                names[st] = seen
+            end
+            local name = job.name
+            if name == nil or name == "" then
+                name = st .. "." .. c
+                job.name = name
+            end
+            if seen[name] then return FALLBACK end
+            seen[name] = true
+            job.index = i
+            mjobs[i] = job
+        end
+    elseif jm and not is_null(jobs, jm) and
         (type(jobs) ~= "table" or jobs.kind ~= "seq") then
         ctx:err(jm, "jobs: expected a list of jobs, got %s",
                 describe(jobs, jm))
@@ -867,14 +912,22 @@ function M.parse(text, filename, limits)
     return m, msgs
 end
 
-parse_text = function(text, filename, limits)
-    filename = filename or "<manifest>"
-    local yaml = require "djinn.yaml"
-    local max_size, max_alias = manifest_limits(limits)
-    local opts = { filename = filename, max_size = max_size,
-                   max_alias_nodes = max_alias,
-                   max_nodes = math.min(math.maxinteger // 2,
-                                        2 * max_size + max_alias + 64) }
+-- The one-pass load (yaml.manifest_fast): true, m, msgs, or nil when it
+-- declines the text (the full load then says what is wrong and where).
+local function fast_load(yaml, text, filename, opts)
+    local root, rm, shared = yaml.manifest_fast(text, opts)
+    if root == nil then
+        return nil
+    end
+    local m, msgs = validate(root, rm, filename, shared)
+    if m == FALLBACK then
+        return nil
+    end
+    return true, m, msgs
+end
+
+-- The full load: the packed tree of the whole text, then the validator.
+local function full_load(yaml, text, filename, opts, max_size, max_alias)
     local root, rm, shared = yaml.parse_packed(text, opts)
     local second
     if root == nil then
@@ -897,6 +950,57 @@ parse_text = function(text, filename, limits)
             "document, as in Djinn)", filename, second))
     end
     return m, msgs
+end
+
+-- Where two results differ ("[jobs][2][name]"), or nil (for "both").
+local function differ(a, b, path)
+    if type(a) ~= "table" or type(b) ~= "table" then
+        if a == b then return nil end
+        return path
+    end
+    for k, v in pairs(a) do
+        local where = differ(v, b[k], path .. "[" .. tostring(k) .. "]")
+        if where then return where end
+    end
+    for k in pairs(b) do
+        if a[k] == nil then return path .. "[" .. tostring(k) .. "]" end
+    end
+    return nil
+end
+
+-- M.loader: "auto" (the one-pass load, else the full one), "full" (only
+-- the full load) or "both" (tests and the fuzzer: both loads, raising if
+-- the one-pass load's result or messages differ from the full load's).
+-- M.last_loader says which load gave the last result: "fast" or "full".
+M.loader = "auto"
+
+parse_text = function(text, filename, limits)
+    filename = filename or "<manifest>"
+    local yaml = require "djinn.yaml"
+    local max_size, max_alias = manifest_limits(limits)
+    local opts = { filename = filename, max_size = max_size,
+                   max_alias_nodes = max_alias,
+                   max_nodes = math.min(math.maxinteger // 2,
+                                        2 * max_size + max_alias + 64) }
+    if M.loader ~= "full" then
+        local ok, m, msgs = fast_load(yaml, text, filename, opts)
+        if ok and M.loader == "both" then
+            local fm, fmsgs = full_load(yaml, text, filename, opts, max_size,
+                                        max_alias)
+            local where = differ({ m, msgs }, { fm, fmsgs }, "")
+            if where then
+                error(string.format("djinn.manifest: the one-pass load " ..
+                    "differs from the full load of %s at %s", filename,
+                    where), 0)
+            end
+        end
+        if ok then
+            M.last_loader = "fast"
+            return m, msgs
+        end
+    end
+    M.last_loader = "full"
+    return full_load(yaml, text, filename, opts, max_size, max_alias)
 end
 
 -- load(path [, limits])

@@ -13,6 +13,9 @@ local function is_msgs(e)
 end
 if target == 1 then
     local manifest = require 'djinn.manifest'
+    -- Both loads: the one-pass load (yaml.manifest_fast) must give what
+    -- the full load gives, result and messages, or manifest.parse raises.
+    manifest.loader = 'both'
     return function(data)
         local m, e = manifest.parse(data, 'fuzz.yml')
         if m == nil then

@@ -5,6 +5,9 @@
 -- accepted `team@..` and an 80-character owner.
 local t = ...
 local manifest = require "djinn.manifest"
+-- Both loads, the one-pass and the full: they must agree on every case
+-- (manifest_fast_test.lua).
+manifest.loader = "both"
 local registry = require "djinn.registry"
 
 local function first_err(text)
