@@ -14,13 +14,28 @@
 #         LABEL<TAB>ours_median<TAB>ref_median<TAB>ratio<TAB>spread_ours<TAB>spread_ref<TAB>REF_NAME
 #       for the summary `make bench` prints. A function that fails aborts
 #       the bench (exit 1) with its name: a bench never times a failure.
-#   bench_time fn      -> seconds (float) of one run of fn, on stdout
+#   bench_time fn      -> seconds (float) of one run of fn, on stdout: by
+#       the wall clock, or, when BENCH_SELF_TIMED is set, the number on
+#       the last "seconds S" line fn prints (a tool that times its own
+#       loop, leaving its start-up out)
 #   bench_median       -> the median of the numbers on stdin (one per line)
 #   bench_peak_rss_kb CMD ARGS... -> peak RSS (KiB) of CMD, via
 #       /usr/bin/time -f %M (stdout of CMD discarded)
 
 bench_time() {
-	local t0 t1
+	local t0 t1 out
+	if [ -n "${BENCH_SELF_TIMED:-}" ]; then
+		out=$("$@") || {
+			echo "bench: '$*' failed" >&2
+			return 1
+		}
+		printf '%s\n' "$out" | awk '$1 == "seconds" { s = $2 }
+			END { if (s == "") exit 1; printf "%.6f\n", s }' || {
+			echo "bench: '$*' printed no \"seconds S\" line" >&2
+			return 1
+		}
+		return 0
+	fi
 	t0=$EPOCHREALTIME
 	"$@" >/dev/null || {
 		echo "bench: '$*' failed" >&2

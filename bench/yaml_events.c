@@ -4,11 +4,13 @@
 ** (libyaml's own event loop, the floor under any YAML loader that is
 ** built on it).
 **
-**   yaml_events FILE [REPEAT] -> exit 0 and "N events" on stdout, or
-**       exit 1 and the libyaml problem on stderr. REPEAT (default 1)
-**       parses the file that many times in the one process (the file is
-**       read once), as bench/manifest-load.lua loads it that many times:
-**       process start-up then weighs little on either side.
+**   yaml_events FILE [REPEAT] -> exit 0 and "N events" and "seconds S"
+**       on stdout, or exit 1 and the libyaml problem on stderr. REPEAT
+**       (default 1) parses the file that many times in the one process
+**       (the file is read once), as bench/manifest-load.lua loads it that
+**       many times; S is the CPU time of those passes (user and system,
+**       as manifest-load.lua's os.clock; process start-up left out, as
+**       manifest-load.lua leaves out its own, 10-30 times longer).
 **
 ** Built by bench/manifest-load.sh:
 **   cc -O2 -o BUILD/yaml_events bench/yaml_events.c \
@@ -16,6 +18,7 @@
 */
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include <yaml.h>
 
@@ -92,6 +95,7 @@ int main(int argc, char **argv)
     size_t len = 0;
     long long events = 0;
     long repeat = 1, i;
+    struct timespec t0, t1;
 
     if (argc != 2 && argc != 3) {
         fprintf(stderr, "usage: yaml_events FILE [REPEAT]\n");
@@ -108,13 +112,17 @@ int main(int argc, char **argv)
         perror(argv[1]);
         return 1;
     }
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t0);
     for (i = 0; i < repeat; i++) {
         if (pull_events(argv[1], text, len, &events) < 0) {
             free(text);
             return 1;
         }
     }
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t1);
     free(text);
-    printf("%lld events\n", events);
+    printf("%lld events\nseconds %.6f\n", events,
+           (double)(t1.tv_sec - t0.tv_sec) +
+               (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
     return 0;
 }
