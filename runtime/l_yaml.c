@@ -7,6 +7,7 @@
 **   yaml.decode(text [, opts]) -> plain Lua value | nil, msg
 **   yaml.parse_packed(text [, opts]) -> value, meta, shared | nil, msg
 **   yaml.manifest_fast(text [, opts]) -> root, meta, 0 | nil, why
+**   yaml.manifest_fast_file(path [, opts]) -> the same, over a file
 **     (djinn.manifest's one-pass load: see the comment at its code)
 **     opts = { filename = "<string>", max_depth = 64 (nesting of
 **              sequences/mappings), max_size = 8 MiB (bytes of input),
@@ -62,10 +63,15 @@
 ** on the Lua stack (FRAME_SLOTS slots each), with the depth checked
 ** before each push, and their bookkeeping in a Lua-owned array.
 */
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -117,6 +123,9 @@ struct yparser {
     /* packed: the metas of the open collections' items, innermost last */
     lua_Integer *metas;
     size_t nmeta, capmeta;
+    /* manifest_fast_file: the file's bytes (an anonymous mapping) */
+    void *text;
+    size_t textlen;
 };
 
 /* One open sequence or mapping. */
@@ -152,6 +161,10 @@ static void yp_release(struct yparser *p)
     free(p->metas);
     p->metas = NULL;
     p->nmeta = p->capmeta = 0;
+    if (p->text != NULL)
+        munmap(p->text, p->textlen);
+    p->text = NULL;
+    p->textlen = 0;
 }
 
 static int yp_gc(lua_State *L)
@@ -1527,11 +1540,13 @@ static int fast_document(struct fast *F, lua_Integer *root_meta)
     return 1;
 }
 
-static int l_yaml_manifest_fast(lua_State *L)
+/*
+** The one-pass load over text (len bytes) with the options at index opts
+** (0: none), yp the parser userdata on the stack; its results pushed.
+*/
+static int fast_run(lua_State *L, struct yparser *yp, const char *text,
+                    size_t len, int opts)
 {
-    size_t len;
-    const char *text = luaL_checklstring(L, 1, &len);
-    int opts = lua_istable(L, 2) ? 2 : 0;
     lua_Integer max_size =
         optlimit(L, opts, "max_size", DEF_MAX_SIZE, PACKED_MAX_SIZE);
     struct fast F;
@@ -1539,27 +1554,26 @@ static int l_yaml_manifest_fast(lua_State *L)
     int ok;
 
     F.L = L;
+    F.yp = yp;
     F.max_nodes = optlimit(L, opts, "max_nodes", DEF_MAX_NODES, LUA_MAXINTEGER);
     F.max_depth = optlimit(L, opts, "max_depth", DEF_MAX_DEPTH, HARD_MAX_DEPTH);
     if (F.max_depth > FAST_MAX_DEPTH)
         F.max_depth = FAST_MAX_DEPTH;
     F.count = 0;
     F.why = NULL;
-    if ((lua_Integer)len > max_size || len > (size_t)LUA_MAXINTEGER)
-        return dj_pushfail(L, "the size limit");
-    if (F.max_depth < 4) /* the jobs' lists sit at depth 3 */
-        return dj_pushfail(L, "the depth limit");
-    lua_settop(L, 2);
-    F.yp = lua_newuserdatauv(L, sizeof(*F.yp), 0);
-    memset(F.yp, 0, sizeof(*F.yp));
-    luaL_setmetatable(L, PARSER_MT);
-    if (!yaml_parser_initialize(&F.yp->parser))
+    if ((lua_Integer)len > max_size || len > (size_t)LUA_MAXINTEGER ||
+        F.max_depth < 4 /* the jobs' lists sit at depth 3 */) {
+        yp_release(yp);
+        return dj_pushfail(L, "the size or depth limit");
+    }
+    if (!yaml_parser_initialize(&yp->parser)) {
+        yp_release(yp);
         return dj_pushfail(L, "cannot initialize the YAML parser");
-    F.yp->parser_live = 1;
-    yaml_parser_set_input_string(&F.yp->parser, (const unsigned char *)text,
-                                 len);
+    }
+    yp->parser_live = 1;
+    yaml_parser_set_input_string(&yp->parser, (const unsigned char *)text, len);
     ok = fast_document(&F, &root_meta);
-    yp_release(F.yp);
+    yp_release(yp);
     if (!ok)
         return dj_pushfail(L, "%s", F.why ? F.why : "not a manifest");
     lua_pushinteger(L, root_meta);
@@ -1567,10 +1581,97 @@ static int l_yaml_manifest_fast(lua_State *L)
     return 3;
 }
 
+static struct yparser *new_parser(lua_State *L)
+{
+    struct yparser *yp = lua_newuserdatauv(L, sizeof(*yp), 0);
+
+    memset(yp, 0, sizeof(*yp));
+    luaL_setmetatable(L, PARSER_MT);
+    return yp;
+}
+
+static int l_yaml_manifest_fast(lua_State *L)
+{
+    size_t len;
+    const char *text = luaL_checklstring(L, 1, &len);
+    int opts = lua_istable(L, 2) ? 2 : 0;
+
+    lua_settop(L, 2);
+    return fast_run(L, new_parser(L), text, len, opts);
+}
+
+/*
+** yaml.manifest_fast_file(path [, opts]): manifest_fast over a regular
+** file's bytes, read once into memory of its own (populated in one call,
+** freed on return) rather than into a Lua string, which costs the bytes
+** twice over (io.read's buffer, then the string). nil, why for a file it
+** cannot read ("the file cannot be opened"), one that is not a regular
+** file ("not a regular file": never opened), over max_size, or that
+** changed size while it was read: the caller then reads it as before.
+*/
+static int l_yaml_manifest_fast_file(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    int opts = lua_istable(L, 2) ? 2 : 0;
+    lua_Integer max_size =
+        optlimit(L, opts, "max_size", DEF_MAX_SIZE, PACKED_MAX_SIZE);
+    struct yparser *yp = NULL;
+    struct stat st;
+    size_t got = 0;
+    char extra;
+    ssize_t n;
+    int fd;
+
+    lua_settop(L, 2);
+    yp = new_parser(L);
+    /* (a pipe or FIFO is never opened here: opening and closing it could
+     * cost its writer its reader) */
+    if (stat(path, &st) != 0)
+        return dj_pushfail(L, "the file cannot be opened");
+    if (!S_ISREG(st.st_mode))
+        return dj_pushfail(L, "not a regular file");
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        return dj_pushfail(L, "the file cannot be opened");
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return dj_pushfail(L, "not a regular file");
+    }
+    if (st.st_size < 0 || (lua_Integer)st.st_size > max_size) {
+        close(fd);
+        return dj_pushfail(L, "over the size limit");
+    }
+    yp->textlen = st.st_size > 0 ? (size_t)st.st_size : 1;
+    yp->text = mmap(NULL, yp->textlen, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    if (yp->text == MAP_FAILED) {
+        yp->text = NULL;
+        close(fd);
+        return dj_pushfail(L, "no memory for the file");
+    }
+    while (got < (size_t)st.st_size) {
+        n = read(fd, (char *)yp->text + got, (size_t)st.st_size - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    /* (a file that changed size while read is left to the caller) */
+    do
+        n = read(fd, &extra, 1);
+    while (n < 0 && errno == EINTR);
+    close(fd);
+    if (got != (size_t)st.st_size || n != 0)
+        return dj_pushfail(L, "the file changed while it was read");
+    return fast_run(L, yp, yp->text, got, opts);
+}
+
 static const luaL_Reg yaml_funcs[] = {
     {"parse", l_yaml_parse},
     {"parse_packed", l_yaml_parse_packed},
     {"manifest_fast", l_yaml_manifest_fast},
+    {"manifest_fast_file", l_yaml_manifest_fast_file},
     {"decode", NULL},
     {NULL, NULL},
 };

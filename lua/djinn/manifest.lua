@@ -899,25 +899,30 @@ end
 
 -- parse(text [, filename [, limits]]): see the file header.
 local parse_text
-function M.parse(text, filename, limits)
-    -- The collector is held while the tree is built and validated: all of
-    -- it is live until the end (tracing it while it grows, many times
-    -- over, cost a third of a large load), and neither the YAML layer nor
-    -- the validator makes much garbage.
+-- The collector is held while the tree is built and validated: all of it
+-- is live until the end (tracing it while it grows, many times over, cost
+-- a third of a large load), and neither the YAML layer nor the validator
+-- makes much garbage.
+local function gc_held(...)
     local running = collectgarbage("isrunning")
     collectgarbage("stop")
-    local ok, m, msgs = pcall(parse_text, text, filename, limits)
+    local ok, m, msgs = pcall(parse_text, ...)
     if running then collectgarbage("restart") end
     if not ok then error(m, 0) end
     return m, msgs
 end
 
--- The one-pass load (yaml.manifest_fast): true, m, msgs, or nil when it
--- declines the text (the full load then says what is wrong and where).
-local function fast_load(yaml, text, filename, opts)
-    local root, rm, shared = yaml.manifest_fast(text, opts)
+function M.parse(text, filename, limits)
+    return gc_held(text, filename, limits)
+end
+
+-- The one-pass load (yaml.manifest_fast, or manifest_fast_file over the
+-- file at src): true, m, msgs, or nil (and why, from djinn.yaml) when it
+-- declines (the full load then says what is wrong and where).
+local function fast_load(fast, src, filename, opts)
+    local root, rm, shared = fast(src, opts)
     if root == nil then
-        return nil
+        return nil, nil, nil, rm
     end
     local m, msgs = validate(root, rm, filename, shared)
     if m == FALLBACK then
@@ -974,7 +979,10 @@ end
 -- M.last_loader says which load gave the last result: "fast" or "full".
 M.loader = "auto"
 
-parse_text = function(text, filename, limits)
+-- text, or nil and read: a function that returns the text or nil,
+-- errors (load: the one-pass load reads the file itself, and the text is
+-- read only when it declines, or for "both").
+parse_text = function(text, filename, limits, read)
     filename = filename or "<manifest>"
     local yaml = require "djinn.yaml"
     local max_size, max_alias = manifest_limits(limits)
@@ -982,9 +990,30 @@ parse_text = function(text, filename, limits)
                    max_alias_nodes = max_alias,
                    max_nodes = math.min(math.maxinteger // 2,
                                         2 * max_size + max_alias + 64) }
+    local errs
     if M.loader ~= "full" then
-        local ok, m, msgs = fast_load(yaml, text, filename, opts)
+        local ok, m, msgs, why
+        if text == nil then
+            ok, m, msgs, why = fast_load(yaml.manifest_fast_file, filename,
+                                         filename, opts)
+            if why == "not a regular file" then
+                -- a pipe: its text, then the one-pass load of that
+                text, errs = read()
+                if text == nil then
+                    return nil, errs
+                end
+            end
+        end
+        if text ~= nil and not ok then
+            ok, m, msgs = fast_load(yaml.manifest_fast, text, filename, opts)
+        end
         if ok and M.loader == "both" then
+            if text == nil then
+                text, errs = read()
+                if text == nil then
+                    error("djinn.manifest: " .. errs[1], 0)
+                end
+            end
             local fm, fmsgs = full_load(yaml, text, filename, opts, max_size,
                                         max_alias)
             local where = differ({ m, msgs }, { fm, fmsgs }, "")
@@ -1000,16 +1029,17 @@ parse_text = function(text, filename, limits)
         end
     end
     M.last_loader = "full"
+    if text == nil then
+        text, errs = read()
+        if text == nil then
+            return nil, errs
+        end
+    end
     return full_load(yaml, text, filename, opts, max_size, max_alias)
 end
 
 -- load(path [, limits])
 function M.load(path, limits)
-    local f, err = io.open(path, "rb")
-    if f == nil then
-        return nil, { string.format("%s: cannot read the manifest: %s",
-                                    path, err) }
-    end
     local max_size, max_alias = manifest_limits(limits)
     local function too_big(size)
         local hint = size_to_raise(size or max_size + 1)
@@ -1020,24 +1050,32 @@ function M.load(path, limits)
             ", and past the most a manifest may be, " ..
             human_size(HARD_MAX_SIZE))
     end
-    -- Check the size first (a regular file): nothing of a huge file is
-    -- read. For pipes, read at most the limit + 1 byte.
-    local size = f:seek("end")
-    if size and size > max_size then
+    local function read()
+        local f, err = io.open(path, "rb")
+        if f == nil then
+            return nil, { string.format("%s: cannot read the manifest: %s",
+                                        path, err) }
+        end
+        -- Check the size first (a regular file): nothing of a huge file
+        -- is read. For pipes, read at most the limit + 1 byte.
+        local size = f:seek("end")
+        if size and size > max_size then
+            f:close()
+            return nil, { too_big(size) }
+        end
+        if size then f:seek("set", 0) end
+        -- (a regular file: read exactly its size, one buffer of that
+        -- size; a pipe: up to the limit + 1 byte)
+        local text = f:read(size and size + 1 or max_size + 1)
         f:close()
-        return nil, { too_big(size) }
+        text = text or ""
+        if #text > max_size then
+            return nil, { too_big(nil) }
+        end
+        return text
     end
-    if size then f:seek("set", 0) end
-    -- (a regular file: read exactly its size, one buffer of that size; a
-    -- pipe: up to the limit + 1 byte)
-    local text = f:read(size and size + 1 or max_size + 1)
-    f:close()
-    text = text or ""
-    if #text > max_size then
-        return nil, { too_big(nil) }
-    end
-    return M.parse(text, path, { max_manifest_size = max_size,
-                                 max_manifest_aliases = max_alias })
+    return gc_held(nil, path, { max_manifest_size = max_size,
+                                max_manifest_aliases = max_alias }, read)
 end
 
 -- Plain Lua value -> packed node (positions 0:0: meta 0, plus flags), so

@@ -227,3 +227,51 @@ for _, k in ipairs({ { "jobs", 2000 }, { "cmds", 2000 }, { "env", 2000 } }) do
     t:is(which(text), "fast", string.format("generated %s %d: one-pass, " ..
          "same as the full load", k[1], k[2]))
 end
+
+-- manifest.load reads a file itself (yaml.manifest_fast_file: one copy of
+-- the bytes, no Lua string) and gives what manifest.parse gives the text;
+-- what it cannot take (not a regular file, over the size limit, missing)
+-- is read as before, with the same messages.
+local fs = require "djinn.fs"
+local proc = require "djinn.proc"
+local dir = t:tmpdir()
+local text = gen("jobs", 50)
+local path = dir .. "/m.yml"
+local f = assert(io.open(path, "wb"))
+f:write(text)
+f:close()
+local lm1, lw1 = manifest.load(path)
+t:is(manifest.last_loader, "fast", "load: the one-pass load over the file")
+local pm, pw = manifest.parse(text, path)
+t:is({ lm1, lw1 }, { pm, pw }, "load: the same result as parse of the text")
+local froot, fwhy = yaml.manifest_fast_file(path)
+local troot = yaml.manifest_fast(text)
+t:ok(froot ~= nil and fwhy ~= nil, "manifest_fast_file: a root and its meta")
+t:is(froot, troot, "manifest_fast_file: the tree manifest_fast gives")
+t:is({ yaml.manifest_fast_file(dir) }, { nil, "not a regular file" },
+     "manifest_fast_file: a directory is declined")
+t:is({ yaml.manifest_fast_file(path, { max_size = 10 }) },
+     { nil, "over the size limit" },
+     "manifest_fast_file: over max_size is declined")
+t:is({ yaml.manifest_fast_file(dir .. "/none.yml") },
+     { nil, "the file cannot be opened" },
+     "manifest_fast_file: a missing file is declined")
+local none, nerr = manifest.load(dir .. "/none.yml")
+t:ok(none == nil and manifest.last_loader == "full" and
+     nerr[1]:find("cannot read the manifest", 1, true) ~= nil,
+     "load of a missing file: the full load's message")
+local big, berr = manifest.load(path, { max_manifest_size = 100 })
+t:ok(big == nil and berr[1]:find("is larger than 100 bytes", 1, true),
+     "load over max_manifest_size: the size message, nothing parsed: " ..
+     tostring(berr and berr[1]))
+-- A pipe: read as before (up to the limit), the one-pass load on the text.
+local fifo = dir .. "/fifo.yml"
+local mk = proc.spawn{ argv = { "mkfifo", fifo } }
+t:ok(mk and mk:wait(10) == "exit", "mkfifo")
+local writer = proc.spawn{ argv = { "sh", "-c", 'cat "$1" > "$2"', "sh", path,
+                                    fifo } }
+local qm = manifest.load(fifo)
+t:ok(qm ~= nil and #qm.jobs == 50 and manifest.last_loader == "fast",
+     "load of a named pipe: read, then the one-pass load of the text")
+if writer then writer:wait(10) end
+t:ok(fs.stat(dir) ~= nil, "the test directory is there")
