@@ -680,6 +680,13 @@ static int reg_store_owner(sqlite3 *db, const char *dir, int dfd, int claim,
                                        strerror(errno));
                 return SQLITE_IOERR;
             }
+            /* A registry claims the store (writes the marker) before
+             * it writes any file into it, so files and no marker can
+             * also be a registry that claimed the store and wrote an
+             * image after our read of the marker, before its commit
+             * (rows == 0): read the marker again. */
+            if (m > 0 && reg_marker_read(dfd, mark) != 0)
+                continue;
             if (m > 0) {
                 *owner = REG_OWNER_LOST;
                 *why = sqlite3_mprintf(
