@@ -1011,6 +1011,7 @@ static int fast_next(struct fast *F)
 {
     struct yparser *yp = F->yp;
     yaml_event_t *ev = &yp->event;
+    const yaml_char_t *anchor = NULL, *tag = NULL;
 
     if (yp->event_live)
         yaml_event_delete(ev);
@@ -1022,30 +1023,25 @@ static int fast_next(struct fast *F)
     yp->event_live = 1;
     switch (ev->type) {
     case YAML_SCALAR_EVENT:
-        if (ev->data.scalar.anchor != NULL) {
-            F->why = "an anchor";
-            return 0;
-        }
+        anchor = ev->data.scalar.anchor;
         break;
     case YAML_SEQUENCE_START_EVENT:
-        if (ev->data.sequence_start.anchor != NULL ||
-            ev->data.sequence_start.tag != NULL) {
-            F->why = "an anchor or a tag on a list";
-            return 0;
-        }
+        anchor = ev->data.sequence_start.anchor;
+        tag = ev->data.sequence_start.tag;
         break;
     case YAML_MAPPING_START_EVENT:
-        if (ev->data.mapping_start.anchor != NULL ||
-            ev->data.mapping_start.tag != NULL) {
-            F->why = "an anchor or a tag on a mapping";
-            return 0;
-        }
+        anchor = ev->data.mapping_start.anchor;
+        tag = ev->data.mapping_start.tag;
         break;
     case YAML_ALIAS_EVENT:
         F->why = "an alias";
         return 0;
     default:
         return 1;
+    }
+    if (anchor != NULL || tag != NULL) {
+        F->why = "an anchor, or a tag on a collection";
+        return 0;
     }
     if (++F->count > F->max_nodes) {
         F->why = "the node limit";

@@ -604,6 +604,30 @@ end
 -- say about its jobs: load the text the full way instead.
 local FALLBACK = {}
 
+-- A job's place in its stage (count[stage]: jobs so far; names[stage]:
+-- name -> what was first seen under it): the default name "<stage>.<n>"
+-- (n = the jobs already in the stage + 1, as Djinn's offline runner) when
+-- it has none, and what was first seen under its name (nil: nothing, and
+-- seen_as is remembered).
+local function place_job(count, names, job, seen_as)
+    local st = job.stage
+    local c = (count[st] or 0) + 1
+    count[st] = c
+    local seen = names[st]
+    if seen == nil then
+        seen = {}
+        names[st] = seen
+    end
+    if job.name == nil or job.name == "" then
+        job.name = st .. "." .. c
+    end
+    local first = seen[job.name]
+    if first == nil then
+        seen[job.name] = seen_as
+    end
+    return first
+end
+
 local function validate(root, rm, file, shared)
     local ctx = setmetatable({ file = file, errors = {}, warnings = {},
                                shared = shared ~= nil and shared > 0 },
@@ -724,22 +748,10 @@ local function validate(root, rm, file, shared)
         local count, names = {}, {}
         local mjobs = m.jobs
         for i, job in ipairs(jobs.items) do
-            local st = job.stage
-            if not stage_at[st] then return FALLBACK end
-            local c = (count[st] or 0) + 1
-            count[st] = c
-            local seen = names[st]
-            if seen == nil then
-                seen = {}
-                names[st] = seen
+            if not stage_at[job.stage] or
+                place_job(count, names, job, true) then
+                return FALLBACK
             end
-            local name = job.name
-            if name == nil or name == "" then
-                name = st .. "." .. c
-                job.name = name
-            end
-            if seen[name] then return FALLBACK end
-            seen[name] = true
             job.index = i
             mjobs[i] = job
         end
@@ -760,25 +772,12 @@ local function validate(root, rm, file, shared)
                          #m.stages > 0 and table.concat(m.stages, ", ")
                          or "none")
             elseif job then
-                local st = job.stage
-                local c = (count[st] or 0) + 1
-                count[st] = c
-                local seen = names[st]
-                if seen == nil then
-                    seen = {}
-                    names[st] = seen
-                end
-                if job.name == nil or job.name == "" then
-                    job.name = st .. "." .. c
-                end
-                local first = seen[job.name]
+                local first = place_job(count, names, job, name_m or jmeta)
                 if first then
                     ctx:err(name_m or jmeta, "jobs[%d]: duplicate " ..
                             "job name %q in stage %s (first at line %d:%d)",
-                            i, job.name, st, first >> 36,
+                            i, job.name, job.stage, first >> 36,
                             (first >> 7) & POS_MASK)
-                else
-                    seen[job.name] = name_m or jmeta
                 end
                 job.index = i
                 mjobs[#mjobs + 1] = job
