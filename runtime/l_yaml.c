@@ -1305,6 +1305,22 @@ static int fast_list(struct fast *F, int artifacts)
     return 1;
 }
 
+/*
+** Push { kind = "seq", fast = true } and, above it, the table its items
+** go into (set as its `items` when the list ends); the items' index.
+*/
+static int fast_open_list(lua_State *L)
+{
+    luaL_checkstack(L, 12, "yaml: nesting too deep");
+    lua_createtable(L, 0, 3);
+    lua_pushliteral(L, "seq");
+    lua_setfield(L, -2, "kind");
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "fast");
+    lua_newtable(L);
+    return lua_gettop(L);
+}
+
 /* A job's keys, in the bits of fast_jobs' `seen`. */
 static const char *const job_fields[] = {"stage", "name", "commands",
                                          "artifacts"};
@@ -1317,14 +1333,7 @@ static int fast_jobs(struct fast *F)
     lua_Integer n = 0, meta;
     int jobs, job;
 
-    luaL_checkstack(L, 12, "yaml: nesting too deep");
-    lua_createtable(L, 0, 3);
-    lua_pushliteral(L, "seq");
-    lua_setfield(L, -2, "kind");
-    lua_pushboolean(L, 1);
-    lua_setfield(L, -2, "fast");
-    lua_newtable(L);
-    jobs = lua_gettop(L);
+    jobs = fast_open_list(L);
     for (;;) {
         unsigned seen = 0;
 
@@ -1422,14 +1431,7 @@ static int fast_env(struct fast *F)
     lua_Integer n = 0;
     int list;
 
-    luaL_checkstack(L, 8, "yaml: nesting too deep");
-    lua_createtable(L, 0, 3);
-    lua_pushliteral(L, "seq");
-    lua_setfield(L, -2, "kind");
-    lua_pushboolean(L, 1);
-    lua_setfield(L, -2, "fast");
-    lua_newtable(L);
-    list = lua_gettop(L);
+    list = fast_open_list(L);
     for (;;) {
         const char *v, *eq;
         size_t len;
