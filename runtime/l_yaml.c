@@ -69,7 +69,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -123,7 +122,7 @@ struct yparser {
     /* packed: the metas of the open collections' items, innermost last */
     lua_Integer *metas;
     size_t nmeta, capmeta;
-    /* manifest_fast_file: the file's bytes (an anonymous mapping) */
+    /* manifest_fast_file: the file's bytes */
     void *text;
     size_t textlen;
 };
@@ -162,7 +161,7 @@ static void yp_release(struct yparser *p)
     p->metas = NULL;
     p->nmeta = p->capmeta = 0;
     if (p->text != NULL)
-        munmap(p->text, p->textlen);
+        free(p->text);
     p->text = NULL;
     p->textlen = 0;
 }
@@ -1600,8 +1599,8 @@ static int l_yaml_manifest_fast(lua_State *L)
 
 /*
 ** yaml.manifest_fast_file(path [, opts]): manifest_fast over a regular
-** file's bytes, read once into memory of its own (populated in one call,
-** freed on return) rather than into a Lua string, which costs the bytes
+** file's bytes, read once into a buffer of its own (freed on return)
+** rather than into a Lua string, which costs the bytes
 ** twice over (io.read's buffer, then the string). nil, why for a file it
 ** cannot read ("the file cannot be opened"), one that is not a regular
 ** file ("not a regular file": never opened), over max_size, or that
@@ -1640,10 +1639,8 @@ static int l_yaml_manifest_fast_file(lua_State *L)
         return dj_pushfail(L, "over the size limit");
     }
     yp->textlen = st.st_size > 0 ? (size_t)st.st_size : 1;
-    yp->text = mmap(NULL, yp->textlen, PROT_READ | PROT_WRITE,
-                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-    if (yp->text == MAP_FAILED) {
-        yp->text = NULL;
+    yp->text = malloc(yp->textlen);
+    if (yp->text == NULL) {
         close(fd);
         return dj_pushfail(L, "no memory for the file");
     }
