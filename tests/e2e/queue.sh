@@ -286,8 +286,15 @@ freeze_case() {
 	sleep 6
 	kill -CONT "$(wpid "${1}1")"
 	wait_for 20 terminal "$fid"
-	sleep 1
+	# Fenced: give the woken worker time to record a second finish (it
+	# must not). Unfenced: wait for the second finish it records.
+	if [ "$1" = unfenced ]; then
+		wait_for 15 two_finishes "$fid"
+	else
+		sleep 2
+	fi
 }
+two_finishes() { [ "$(finishes "$1")" -ge 2 ]; }
 freeze_case fenced DJINN_TEST_UNFENCED=0
 check "Q3: fencing on: a frozen worker's build ends once ($(finishes "$fid"))" \
 	test "$(finishes "$fid")" = 1
