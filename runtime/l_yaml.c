@@ -124,7 +124,6 @@ struct yparser {
     size_t nmeta, capmeta;
     /* manifest_fast_file: the file's bytes */
     void *text;
-    size_t textlen;
 };
 
 /* One open sequence or mapping. */
@@ -160,10 +159,8 @@ static void yp_release(struct yparser *p)
     free(p->metas);
     p->metas = NULL;
     p->nmeta = p->capmeta = 0;
-    if (p->text != NULL)
-        free(p->text);
+    free(p->text);
     p->text = NULL;
-    p->textlen = 0;
 }
 
 static int yp_gc(lua_State *L)
@@ -1346,10 +1343,7 @@ static int fast_jobs(struct fast *F)
         }
         lua_createtable(L, 0, 7);
         job = lua_gettop(L);
-        lua_pushinteger(L, (lua_Integer)ev->start_mark.line + 1);
-        lua_setfield(L, job, "line");
-        lua_pushinteger(L, (lua_Integer)ev->start_mark.column + 1);
-        lua_setfield(L, job, "col");
+        set_pos(L, &ev->start_mark);
         for (;;) {
             unsigned bit;
             const char *field;
@@ -1638,8 +1632,7 @@ static int l_yaml_manifest_fast_file(lua_State *L)
         close(fd);
         return dj_pushfail(L, "over the size limit");
     }
-    yp->textlen = st.st_size > 0 ? (size_t)st.st_size : 1;
-    yp->text = malloc(yp->textlen);
+    yp->text = malloc(st.st_size > 0 ? (size_t)st.st_size : 1);
     if (yp->text == NULL) {
         close(fd);
         return dj_pushfail(L, "no memory for the file");

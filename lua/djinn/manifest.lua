@@ -990,28 +990,30 @@ parse_text = function(text, filename, limits, read)
                    max_nodes = math.min(math.maxinteger // 2,
                                         2 * max_size + max_alias + 64) }
     local errs
+    -- The text, read (once) when it was not given: nil when it cannot be,
+    -- and errs says why.
+    local function the_text()
+        if text == nil then
+            text, errs = read()
+        end
+        return text
+    end
     if M.loader ~= "full" then
         local ok, m, msgs, why
         if text == nil then
             ok, m, msgs, why = fast_load(yaml.manifest_fast_file, filename,
                                          filename, opts)
-            if why == "not a regular file" then
-                -- a pipe: its text, then the one-pass load of that
-                text, errs = read()
-                if text == nil then
-                    return nil, errs
-                end
+            -- a pipe: its text, then the one-pass load of that
+            if why == "not a regular file" and the_text() == nil then
+                return nil, errs
             end
         end
         if text ~= nil and not ok then
             ok, m, msgs = fast_load(yaml.manifest_fast, text, filename, opts)
         end
         if ok and M.loader == "both" then
-            if text == nil then
-                text, errs = read()
-                if text == nil then
-                    error("djinn.manifest: " .. errs[1], 0)
-                end
+            if the_text() == nil then
+                error("djinn.manifest: " .. errs[1], 0)
             end
             local fm, fmsgs = full_load(yaml, text, filename, opts, max_size,
                                         max_alias)
@@ -1028,11 +1030,8 @@ parse_text = function(text, filename, limits, read)
         end
     end
     M.last_loader = "full"
-    if text == nil then
-        text, errs = read()
-        if text == nil then
-            return nil, errs
-        end
+    if the_text() == nil then
+        return nil, errs
     end
     return full_load(yaml, text, filename, opts, max_size, max_alias)
 end
