@@ -1063,6 +1063,40 @@ static void fast_scalar(struct fast *F, lua_Integer *meta)
 }
 
 /*
+** A mapping's key (the current event): a scalar, not a merge key, added
+** as the (*n + 1)th key, its meta into node's array part as the packed
+** tree keeps it; 0 (why set) for anything else. The event stays current.
+*/
+static int fast_key(struct fast *F, int node, int keys, lua_Integer *n)
+{
+    lua_State *L = F->L;
+    lua_Integer m;
+
+    if (F->yp->event.type != YAML_SCALAR_EVENT) {
+        F->why = "a key that is not a scalar";
+        return 0;
+    }
+    fast_scalar(F, &m);
+    if (m & META_MERGE) {
+        F->why = "a merge key";
+        return 0;
+    }
+    lua_rawseti(L, keys, ++*n);
+    lua_pushinteger(L, m);
+    lua_rawseti(L, node, 2 * *n - 1);
+    return 1;
+}
+
+/* The value on top of the stack (meta m) as the nth key's value. */
+static void fast_value(lua_State *L, int node, int values, lua_Integer n,
+                       lua_Integer m)
+{
+    lua_rawseti(L, values, n);
+    lua_pushinteger(L, m);
+    lua_rawseti(L, node, 2 * n);
+}
+
+/*
 ** Push the node that starts with the current event, packed as
 ** parse_packed packs it (a scalar and its meta, or a collection table
 ** whose array part holds its items' metas); its meta in *meta.
@@ -1102,23 +1136,10 @@ static int fast_node(struct fast *F, int depth, lua_Integer *meta)
             ev->type == YAML_MAPPING_END_EVENT)
             break;
         if (is_map) {
-            if (ev->type != YAML_SCALAR_EVENT) {
-                F->why = "a key that is not a scalar";
+            if (!fast_key(F, node, items, &n) || !fast_next(F) ||
+                !fast_node(F, depth + 1, &m))
                 return 0;
-            }
-            fast_scalar(F, &m);
-            if (m & META_MERGE) {
-                F->why = "a merge key";
-                return 0;
-            }
-            lua_rawseti(L, items, ++n);
-            lua_pushinteger(L, m);
-            lua_rawseti(L, node, 2 * n - 1);
-            if (!fast_next(F) || !fast_node(F, depth + 1, &m))
-                return 0;
-            lua_rawseti(L, values, n);
-            lua_pushinteger(L, m);
-            lua_rawseti(L, node, 2 * n);
+            fast_value(L, node, values, n, m);
         } else {
             int coll = ev->type != YAML_SCALAR_EVENT;
 
@@ -1488,19 +1509,13 @@ static int fast_document(struct fast *F, lua_Integer *root_meta)
             return 0;
         if (ev->type == YAML_MAPPING_END_EVENT)
             break;
-        if (ev->type != YAML_SCALAR_EVENT || n >= DUP_CHECK_MAX) {
-            F->why = "a key that is not a scalar, or many keys";
+        if (n >= DUP_CHECK_MAX) {
+            F->why = "more top-level keys than are checked for repeats";
             return 0;
         }
-        fast_scalar(F, &m);
-        if (m & META_MERGE) {
-            F->why = "a merge key";
+        if (!fast_key(F, node, keys, &n))
             return 0;
-        }
         is_jobs = fast_is(ev, "jobs", 4) ? 1 : fast_is(ev, "env", 3) ? 2 : 0;
-        lua_rawseti(L, keys, ++n);
-        lua_pushinteger(L, m);
-        lua_rawseti(L, node, 2 * n - 1);
         if (!fast_next(F))
             return 0;
         if (is_jobs && ev->type == YAML_SEQUENCE_START_EVENT) {
@@ -1510,9 +1525,7 @@ static int fast_document(struct fast *F, lua_Integer *root_meta)
         } else if (!fast_node(F, 1, &m)) {
             return 0;
         }
-        lua_rawseti(L, values, n);
-        lua_pushinteger(L, m);
-        lua_rawseti(L, node, 2 * n);
+        fast_value(L, node, values, n, m);
     }
     if (!map_keys_distinct(L, keys, n)) {
         F->why = "a repeated top-level key";
