@@ -51,8 +51,11 @@
 **                                         uid=}
 **   fs.glob(pattern)                  -> sorted array (empty when none)
 **   fs.readfile(path [, max_bytes])   -> string
-**   fs.writefile(path, data [, mode = 0644]) -> true (temp file in the
-**                                        same dir, fsync, rename)
+**   fs.writefile(path, data [, mode = 0644 [, sync = true]]) -> true
+**                                       (temp file in the same dir, fsync,
+**                                       rename; sync = false: no fsync, for
+**                                       a file nothing reads after a crash:
+**                                       a job's script, a build's copy)
 **   fs.listdir(path)                  -> sorted names without . and ..
 **   fs.realpath(p) fs.exists(p) fs.remove(p) fs.rename(a, b) fs.cwd()
 **   fs.touch(p) (mtime = now)
@@ -1039,13 +1042,15 @@ static int l_fs_readfile(lua_State *L)
     return 1;
 }
 
-/* Atomic write: "<dir>/.<base>.XXXXXX", write, fsync, rename. */
+/* Atomic write: "<dir>/.<base>.XXXXXX", write, fsync (unless sync is
+** false), rename. */
 static int l_fs_writefile(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
     size_t len, off = 0;
     const char *data = luaL_checklstring(L, 2, &len);
     lua_Integer mode = luaL_optinteger(L, 3, 0644);
+    int sync = lua_isnoneornil(L, 4) || lua_toboolean(L, 4);
     struct fs_res *r = NULL;
     char tmp[PATH_MAX];
     const char *slash = strrchr(path, '/');
@@ -1074,7 +1079,7 @@ static int l_fs_writefile(lua_State *L)
             goto failed;
         off += (size_t)w;
     }
-    if (fchmod(r->fd, (mode_t)mode) < 0 || fsync(r->fd) < 0)
+    if (fchmod(r->fd, (mode_t)mode) < 0 || (sync && fsync(r->fd) < 0))
         goto failed;
     n = close(r->fd);
     r->fd = -1;

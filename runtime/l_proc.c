@@ -44,7 +44,8 @@
 **     fd is closed; the handles, connections, databases and sockets it
 **     inherited are inert (each records its owner pid and only its owner
 **     signals, closes or unlinks through it); the state is closed at the
-**     end, so the child's own objects are finalized.
+**     end, so the child's own objects are finalized (nothing is freed:
+**     exit_alloc).
 **   proc.kill(pid [, sig = "TERM"])        -> true | nil, msg
 **     (addition for the crash reaper: a process this runner did not
 **     spawn, by pid; pid must be > 0, so no process group is signalled)
@@ -564,6 +565,28 @@ static void child_exec(char **argv, char **envp, const char *cwd, int fds[3],
 ** inert (see l_proc_gc and the other modules' owner checks). Never
 ** returns.
 */
+/*
+** The allocator of a forked child's last moments (child_run): lua_close
+** runs every finalizer, which may allocate, but nothing it frees is worth
+** freeing: _exit returns it all. Freeing would write to every block the
+** child inherited, and each write to a page still shared with the parent
+** copies that page (a copy-on-write fault each).
+*/
+static void *exit_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    void *p;
+
+    (void)ud;
+    if (nsize == 0)
+        return NULL;
+    if (ptr != NULL && nsize <= osize)
+        return ptr;
+    p = malloc(nsize);
+    if (p != NULL && ptr != NULL)
+        memcpy(p, ptr, osize);
+    return p;
+}
+
 static void child_run(lua_State *L, int fn, const char *title, char **envp,
                       const char *cwd, int fds[3], const int modes[3],
                       int status_fd, int setpg, int deathsig, pid_t parent)
@@ -589,6 +612,7 @@ static void child_run(lua_State *L, int fn, const char *title, char **envp,
         st = dj_exit_status(L, lua_gettop(L) - base - 1, "proc.spawn's fn");
     }
     fflush(NULL);
+    lua_setallocf(L, exit_alloc, NULL);
     lua_close(L);
     fflush(NULL);
     _exit((int)st);
@@ -1123,7 +1147,9 @@ static int l_proc_spawn(lua_State *L)
     fidx = lua_gettop(L);
 
     /* fn: the finalizers of what is already garbage run here, in its
-    ** owner, not in the child. */
+    ** owner, not in the child. It also starts the child at the beginning
+    ** of a collection cycle: a child that inherited one half done would
+    ** mark its whole heap, each page a copy-on-write fault. */
     if (fn)
         lua_gc(L, LUA_GCCOLLECT);
 

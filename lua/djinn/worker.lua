@@ -326,7 +326,16 @@ function W:start(qname, entry)
         ".djinn.yml"
     fs.mkdir_p(b.dir .. "/objects", 448)
     fs.mkdir_p(b.dir .. "/manifest", 448)
-    fs.writefile(b.dir .. "/manifest/" .. file, h.manifest)
+    -- No fsync: a worker that crashes takes this directory's build with
+    -- it (another worker re-runs it from Redis).
+    local wok, werr = fs.writefile(b.dir .. "/manifest/" .. file, h.manifest,
+                                   tonumber("644", 8), false)
+    if not wok then
+        b.fail = "the worker could not write the build's manifest: " ..
+            tostring(werr)
+        self:finish(b, "exit", 3)
+        return
+    end
     if h.objects and h.objects ~= "" then
         local ok, names, terr = pcall(require("djinn.tar").extract,
                                       h.objects, b.dir .. "/objects")

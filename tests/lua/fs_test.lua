@@ -34,6 +34,42 @@ r, rmsg = fs.readfile(fs.join(root, "missing"))
 t:ok(r == nil and rmsg == "fs.readfile: " .. root .. "/missing: No such file or directory", "readfile missing file")
 local w, wmsg = fs.writefile(fs.join(root, "nodir", "x"), "y")
 t:ok(w == nil and wmsg:find("No such file or directory", 1, true), "writefile into a missing dir")
+local us = fs.join(root, "unsynced", "file")
+assert(fs.mkdir_p(fs.dirname(us)))
+t:ok(fs.writefile(us, "unsynced", tonumber("640", 8), false), "writefile sync = false")
+t:is(fs.readfile(us), "unsynced", "sync = false: the content")
+t:is(fs.stat(us).mode, tonumber("640", 8), "sync = false: the mode")
+t:is(table.concat(fs.listdir(fs.dirname(us))), "file", "sync = false: no temp file left behind")
+-- Whether the fsync happens, seen by strace (the real system calls of a
+-- djinn-lua writing with sync true, nil and false).
+do
+    local proc = require "djinn.proc"
+    local build = assert(os.getenv("DJINN_BUILD"), "DJINN_BUILD is not set (run tests/run.sh)")
+    local script = fs.join(root, "sync.lua")
+    assert(fs.writefile(script, [==[
+local fs = require "djinn.fs"
+local p, mode = arg[1], tonumber("644", 8)
+local sync = ({ ["true"] = true, ["false"] = false })[arg[2]]
+assert(fs.writefile(p, "x", mode, sync))
+]==]))
+    -- LeakSanitizer cannot run under ptrace (an ASan build's exit).
+    local env = proc.environ()
+    env.ASAN_OPTIONS = (env.ASAN_OPTIONS and env.ASAN_OPTIONS .. ":" or "") .. "detect_leaks=0"
+    for _, case in ipairs{ { "true", 1 }, { "nil", 1 }, { "false", 0 } } do
+        local trace = fs.join(root, "trace-" .. case[1])
+        local c = assert(proc.spawn{ argv = { "strace", "-f", "-qq", "-e", "trace=fsync,fdatasync",
+                                              "-o", trace, build .. "/djinn-lua", script,
+                                              fs.join(root, "synced-" .. case[1]), case[1] },
+                                     env = env, stdout = "null", stderr = "null" })
+        local how, code = c:wait(60)
+        t:ok(how == "exit" and code == 0, "strace djinn-lua writefile sync = " .. case[1] .. ": " .. tostring(how) .. " " .. tostring(code))
+        local n = 0
+        for line in (fs.readfile(trace) or ""):gmatch("[^\n]+") do
+            if line:find("fsync(", 1, true) or line:find("fdatasync(", 1, true) then n = n + 1 end
+        end
+        t:is(n, case[2], "writefile sync = " .. case[1] .. ": fsync calls")
+    end
+end
 
 -- copy
 local src = fs.join(root, "src.sh")

@@ -439,6 +439,28 @@ do
   t:ok(got and #got > 100000 and got:sub(-12) == ",19999,20000",
        "fn: its finalizer ran at the close, allocating as it went")
 
+  -- Garbage at the fork: the collection before it runs its finalizer in
+  -- the parent, once; the child's close does not run it again.
+  do
+    local pidfile = dir .. "/gc-pids"
+    local running = collectgarbage("isrunning")
+    collectgarbage("stop")
+    setmetatable({}, { __gc = function()
+      local pf = assert(io.open(pidfile, "a"))
+      pf:write(proc.getpid(), "\n")
+      pf:close()
+    end })
+    c = assert(proc.spawn { fn = function() return 0 end })
+    if running then collectgarbage("restart") end
+    drain(c)
+    t:is({ c:wait(10) }, { "exit", 0 }, "fn: a child forked with garbage about exits 0")
+    collectgarbage()
+    local pf = io.open(pidfile)
+    t:is(pf and pf:read("a"), proc.getpid() .. "\n",
+         "fn: garbage at the fork is finalized once, in the parent")
+    if pf then pf:close() end
+  end
+
   -- An inherited socket listener is not unlinked by the child.
   local ipc = require "djinn.ipc"
   local sock = dir .. "/s.sock"
