@@ -83,15 +83,31 @@ count_done() {
 		b == 1 { if (type == "finish" && $0 + 0 >= lo && $0 + 0 <= hi) c++; b = 0 }
 		END { print c + 0 }'
 }
+mkfifo "$W/fifo" # a sleep without a process: read -t on it
 t2=$EPOCHREALTIME
 worker ta 4 10s
 worker tb 4 10s
 worker tc 4 10s
-# Waiting reads the workers' own logs (a line per recorded finish: one
-# grep of three small files), not XRANGE of the whole event stream: that
-# re-read every entry each turn and took CPU from the builds it measured.
-ended() { cat "$W/ta.log" "$W/tb.log" "$W/tc.log" | grep -c '^[0-9:]* build [0-9]* [a-z_]* (exit [0-9]*)$'; }
-while [ "$(ended)" -lt "$N" ]; do sleep 0.1; done
+# Waiting reads the workers' own logs (a line per recorded finish), not
+# XRANGE of the whole event stream: that re-read every entry each turn
+# and took CPU from the builds it measured. It reads them with bash's
+# own read, no process started: a cat, grep and sleep every 0.1 s took
+# about 4 ms of CPU a build from the builds it measured.
+finish_re='^[0-9:]+ build [0-9]+ [a-z_]+ \(exit [0-9]+\)$'
+ended() { # -> $n: finishes logged so far
+	n=0
+	local f line
+	for f in "$W/ta.log" "$W/tb.log" "$W/tc.log"; do
+		while IFS= read -r line; do
+			[[ $line =~ $finish_re ]] && n=$((n + 1))
+		done <"$f"
+	done
+}
+n=0
+while [ "$n" -lt "$N" ]; do
+	read -r -t 0.1 <>"$W/fifo" || :
+	ended
+done
 t3=$EPOCHREALTIME
 done_n=$(count_done)
 [ "$done_n" = "$N" ] || echo "queue: WARNING: the workers logged $N finishes, the event stream has $done_n" >&2
