@@ -557,15 +557,6 @@ static void child_exec(char **argv, char **envp, const char *cwd, int fds[3],
 }
 
 /*
-** Child side of proc.spawn{fn =} after fork(): the same setup as
-** child_exec, then, instead of an exec, the function runs in this copy of
-** the state and the process exits with its results (dj_exit_status, as
-** djinn-lua's main; an error: its traceback and 1). The state is closed
-** first, so the child's own objects are finalized; what it inherited is
-** inert (see l_proc_gc and the other modules' owner checks). Never
-** returns.
-*/
-/*
 ** The allocator of a forked child's last moments (child_run): lua_close
 ** runs every finalizer, which may allocate, but nothing it frees is worth
 ** freeing: _exit returns it all. Freeing would write to every block the
@@ -587,6 +578,15 @@ static void *exit_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     return p;
 }
 
+/*
+** Child side of proc.spawn{fn =} after fork(): the same setup as
+** child_exec, then, instead of an exec, the function runs in this copy of
+** the state and the process exits with its results (dj_exit_status, as
+** djinn-lua's main; an error: its traceback and 1). The state is closed
+** first, under exit_alloc, so the child's own objects are finalized
+** (nothing is freed); what it inherited is inert (see l_proc_gc and the
+** other modules' owner checks). Never returns.
+*/
 static void child_run(lua_State *L, int fn, const char *title, char **envp,
                       const char *cwd, int fds[3], const int modes[3],
                       int status_fd, int setpg, int deathsig, pid_t parent)
