@@ -67,7 +67,8 @@ VERSION := $(shell git describe --always --dirty 2>/dev/null || echo 0.1)
 
 .PHONY: all test check asan valgrind fuzz lint format-check clean install \
 	uninstall demo
-all: $(B)/djinn.so $(if $(RT_SRCS),$(B)/djinn-lua $(MODS) $(B)/djinn-lua.bash)
+all: $(B)/djinn.so $(if $(RT_SRCS),$(B)/djinn-lua $(B)/djinn-keeper $(MODS) \
+	$(B)/djinn-lua.bash)
 
 # The bash completion, generated from the option tables of djinn.cli.
 $(B)/djinn-lua.bash: $(B)/djinn-lua lua/djinn/cli.lua lua/djinn/queue_cli.lua \
@@ -98,6 +99,13 @@ $(B)/djinn.so: $(PIC_OBJS)
 
 $(B)/djinn-lua: $(EXE_OBJS)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(EXE_LIBS) -lm
+
+# The keeper of the os driver's jobs (proc.spawn{reap = true}): a program
+# of its own, libc only, started by djinn-lua with vfork and exec.
+$(B)/djinn-keeper: runtime/keeper/keeper.c runtime/proc_spawn.c runtime/proc_spawn.h
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(WARN) -D_DEFAULT_SOURCE -D_GNU_SOURCE -Iruntime -o $@ \
+		runtime/keeper/keeper.c runtime/proc_spawn.c $(LDFLAGS)
 
 # Each module has its own copy of runtime/util.c's helpers (-Bsymbolic:
 # its calls stay inside it); Lua and SQLite come from djinn-lua's process.
@@ -194,7 +202,7 @@ lint:
 		--inline-suppr --std=c11 --quiet -D__GNUC__ -Iext ext runtime
 
 format-check:
-	clang-format --dry-run -Werror ext/*.c ext/*.h $(wildcard runtime/*.c runtime/*.h)
+	clang-format --dry-run -Werror ext/*.c ext/*.h $(wildcard runtime/*.c runtime/*.h runtime/keeper/*.c)
 
 # What install copies, as paths relative to the source tree: every Lua
 # module (in its folder), the examples, and the image builder
@@ -207,6 +215,7 @@ MAN1       = $(SHARE)/man/man1
 BASHCOMP   = $(SHARE)/bash-completion/completions
 INST_FILES = $(DESTDIR)$(PREFIX)/bin/djinn-lua \
 	$(DESTDIR)$(PREFIX)/lib/djinn/djinn.so \
+	$(DESTDIR)$(PREFIX)/lib/djinn/djinn-keeper \
 	$(MODS:$(B)/mod/%=$(DESTDIR)$(PREFIX)/lib/djinn/%) \
 	$(LUA_FILES:lua/%=$(SHARE)/djinn/lua/%) \
 	$(EX_FILES:%=$(SHARE)/djinn/%) \
@@ -216,6 +225,7 @@ INST_FILES = $(DESTDIR)$(PREFIX)/bin/djinn-lua \
 install: all
 	install -D -m 755 $(B)/djinn.so $(DESTDIR)$(PREFIX)/lib/djinn/djinn.so
 	install -D -m 755 $(B)/djinn-lua $(DESTDIR)$(PREFIX)/bin/djinn-lua
+	install -D -m 755 $(B)/djinn-keeper $(DESTDIR)$(PREFIX)/lib/djinn/djinn-keeper
 	for f in $(MODS:$(B)/mod/%=%); do \
 		install -D -m 755 $(B)/mod/$$f $(DESTDIR)$(PREFIX)/lib/djinn/$$f || exit 1; done
 	for f in $(LUA_FILES:lua/%=%); do \

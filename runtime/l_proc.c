@@ -8,9 +8,12 @@
 **     pdeathsig = true, reap = false}      -> child | nil, msg
 **     reap = true (addition for the os driver, issue 10): the program
 **     runs under a keeper, a child subreaper in its own process group
-**     (see keeper_main), so that every process it starts, detached or
-**     not, stays in reach. When the program exits the keeper kills
-**     whatever it left running and exits with the program's status (the
+**     (djinn-keeper, runtime/keeper/keeper.c: a program of its own,
+**     started with vfork and exec, so the runner's memory is never copied
+**     for it; see keeper_program for where it is looked for), so that
+**     every process it starts, detached or not, stays in reach. When
+**     the program exits the keeper kills whatever it left running and
+**     exits with the program's status (the
 **     same signal when it was killed by one), so EOF on the pipes and
 **     wait() come when the program ends, not when its last background
 **     process does. child:pid() is the keeper's pid (the program's
@@ -44,8 +47,7 @@
 **     fd is closed; the handles, connections, databases and sockets it
 **     inherited are inert (each records its owner pid and only its owner
 **     signals, closes or unlinks through it); the state is closed at the
-**     end, so the child's own objects are finalized (nothing is freed:
-**     exit_alloc).
+**     end, so the child's own objects are finalized.
 **   proc.kill(pid [, sig = "TERM"])        -> true | nil, msg
 **     (addition for the crash reaper: a process this runner did not
 **     spawn, by pid; pid must be > 0, so no process group is signalled)
@@ -68,7 +70,8 @@
 ** pid while its process group exists).
 **
 ** Spawning: argv array only, never a shell. All signals are blocked
-** around fork(). The child resets every handler to SIG_DFL and clears the
+** around the vfork() (fork() for fn). The child resets every handler to SIG_DFL
+*and clears the
 ** mask, setpgid(0, 0) when asked, PR_SET_PDEATHSIG(SIGKILL) and re-checks
 ** getppid() (the parent may have died before prctl), dup2()s its pipes,
 ** closes every other fd, chdir()s, and execs. A failure writes {stage,
@@ -79,8 +82,8 @@
 ** Ownership: a `djinn.proc.child` userdata is created closed (pid -1, fds
 ** -1) before anything is acquired; its __gc/__close terminate(2) a live
 ** child and close the fds. The only C global is the signal handler's
-** volatile sig_atomic_t flag. A keeper has no Lua state of its own: it
-** runs only async-signal-safe code between fork and _exit.
+** volatile sig_atomic_t flag. The keeper is a program of its own: the
+** vfork child that starts it makes only system calls before the exec.
 */
 #include <errno.h>
 #include <fcntl.h>
@@ -103,14 +106,11 @@
 #include <lua.h>
 
 #include "djinn.h"
+#include "proc_spawn.h"
 #include "util.h"
 
 #define CHILD_MT "djinn.proc.child"
 #define READ_CHUNK 65536
-/* The keeper (reap = true): see keeper_main. */
-#define KEEPER_GRACE_MS 1000
-#define KEEPER_GIVEUP_MS 10000
-#define KEEPER_MAX_KIDS 512
 #define MAX_FILES 8
 
 extern char **environ;
@@ -324,7 +324,7 @@ static int do_terminate(struct child *c, double grace)
         r = reap(c, grace);
         if (r == 0 && c->keeper) {
             kill(c->pid, SIGQUIT);
-            r = reap(c, KEEPER_GIVEUP_MS / 1000.0 + 1);
+            r = reap(c, SPAWN_KEEPER_GIVEUP_MS / 1000.0 + 1);
         }
         if (r == 0) {
             signal_child(c, SIGKILL);
@@ -414,12 +414,6 @@ static int optbool(lua_State *L, int tidx, const char *field, int def)
     return v;
 }
 
-/* What the child reports through the status pipe. */
-struct spawn_failure {
-    int stage; /* 0 exec, 1 chdir, 2 setup (dup2/open/prctl) */
-    int err;
-};
-
 /* In a child after fork(): every handler back to SIG_DFL (mask kept). */
 static void child_default_signals(void)
 {
@@ -488,20 +482,9 @@ static int child_fds(int fds[3], const int modes[3], int status_fd,
     return top;
 }
 
-/* Report {stage, errno} on the status pipe and _exit(127). */
-static void child_fail(int status_fd, int stage, int err)
-{
-    struct spawn_failure f;
-
-    f.stage = stage;
-    f.err = err;
-    while (write(status_fd, &f, sizeof(f)) < 0 && errno == EINTR)
-        ;
-    _exit(127);
-}
-
 /*
-** Child side after fork(), shared by child_exec and child_run: default
+** Child side after vfork() or fork(), shared by spawn_program and
+** child_run: default
 ** handlers and an empty mask, the process group, PDEATHSIG, the fds
 ** (child_fds), the working directory. Returns the status pipe's fd; a
 ** failure is reported on it and the child _exits. Only async-signal-safe
@@ -522,70 +505,53 @@ static int child_setup(int fds[3], const int modes[3], int status_fd, int setpg,
         setpgid(0, 0);
     if (deathsig) {
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
-            child_fail(status_fd, 2, errno);
+            spawn_fail(status_fd, SPAWN_SETUP, errno);
         if (getppid() != parent)
             _exit(127); /* the parent died before prctl took effect */
     }
     fd3 = child_fds(fds, modes, status_fd, files, nfiles);
     if (fd3 < 0)
-        child_fail(status_fd, 2, errno);
+        spawn_fail(status_fd, SPAWN_SETUP, errno);
     if (cwd != NULL && chdir(cwd) < 0)
-        child_fail(fd3, 1, errno);
+        spawn_fail(fd3, SPAWN_CHDIR, errno);
     return fd3;
 }
 
-/* Exec argv (PATH searched; envp, else environ); on failure report
-** {0, errno} on status_fd and _exit. Never returns. */
-static void exec_or_fail(char **argv, char **envp, int status_fd)
-{
-    if (envp != NULL)
-        execvpe(argv[0], argv, envp);
-    else
-        execvp(argv[0], argv);
-    child_fail(status_fd, 0, errno);
-}
-
-/* Child side after fork(): never returns. Only async-signal-safe calls. */
-static void child_exec(char **argv, char **envp, const char *cwd, int fds[3],
-                       const int modes[3], int status_fd, int setpg,
-                       int deathsig, pid_t parent, const int *files, int nfiles)
-{
-    int fd3 = child_setup(fds, modes, status_fd, setpg, deathsig, parent, files,
-                          nfiles, cwd);
-
-    exec_or_fail(argv, envp, fd3);
-}
-
 /*
-** The allocator of a forked child's last moments (child_run): lua_close
-** runs every finalizer, which may allocate, but nothing it frees is worth
-** freeing: _exit returns it all. Freeing would write to every block the
-** child inherited, and each write to a page still shared with the parent
-** copies that page (a copy-on-write fault each).
+** Start argv with vfork: the child (child_setup, then the exec) makes only
+** system calls until the exec, every handler back to SIG_DFL before the
+** mask is cleared, so no handler runs on the shared memory, and it writes
+** no variable of this function's caller; the runner's memory and page
+** tables are not copied (a fork of a large runner copied its page tables,
+** and every page the runner wrote afterwards while the child lived was a
+** copy-on-write fault). A function of its own, so that no local of the
+** caller lives across the vfork. Returns the child's pid, or -1 (errno).
 */
-static void *exit_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+static pid_t spawn_program(char **argv, char **envp, const char *cwd,
+                           int fds[3], const int modes[3], int status_fd,
+                           int setpg, int deathsig, pid_t parent,
+                           const int *files, int nfiles)
 {
-    void *p;
+    pid_t pid = vfork();
 
-    (void)ud;
-    if (nsize == 0)
-        return NULL;
-    if (ptr != NULL && nsize <= osize)
-        return ptr;
-    p = malloc(nsize);
-    if (p != NULL && ptr != NULL)
-        memcpy(p, ptr, osize);
-    return p;
+    if (pid == 0) {
+        int fd3 = child_setup(fds, modes, status_fd, setpg, deathsig, parent,
+                              files, nfiles, cwd);
+
+        spawn_exec(argv, envp, fd3);
+    }
+    return pid;
 }
 
 /*
 ** Child side of proc.spawn{fn =} after fork(): the same setup as
-** child_exec, then, instead of an exec, the function runs in this copy of
+** spawn_program's child, then, instead of an exec, the function runs in this
+*copy of
 ** the state and the process exits with its results (dj_exit_status, as
 ** djinn-lua's main; an error: its traceback and 1). The state is closed
-** first, under exit_alloc, so the child's own objects are finalized
-** (nothing is freed); what it inherited is inert (see l_proc_gc and the
-** other modules' owner checks). Never returns.
+** first, so the child's own objects are finalized; what it inherited is
+** inert (see l_proc_gc and the other modules' owner checks). Never
+** returns.
 */
 static void child_run(lua_State *L, int fn, const char *title, char **envp,
                       const char *cwd, int fds[3], const int modes[3],
@@ -612,359 +578,97 @@ static void child_run(lua_State *L, int fn, const char *title, char **envp,
         st = dj_exit_status(L, lua_gettop(L) - base - 1, "proc.spawn's fn");
     }
     fflush(NULL);
-    lua_setallocf(L, exit_alloc, NULL);
     lua_close(L);
     fflush(NULL);
     _exit((int)st);
 }
 
 /*
-** The keeper (spawn option reap = true), run in the forked child. It
-** becomes a child subreaper (PR_SET_CHILD_SUBREAPER) leading its own
-** process group, forks the job (leading another group) and waits with
-** every signal blocked (sigwaitinfo: no handler ever runs after fork).
-** Every process the job starts stays its descendant: orphans are
-** reparented to it however they detach ((cmd &), setsid, nohup, double
-** forks). The keeper
-**   - reaps orphans that exit while the job runs;
-**   - when the job exits: kills every remaining descendant (the sweep)
-**     and exits with the job's status (killed by a signal: it raises the
-**     same signal on itself, with core dumps off);
-**   - on TERM, INT or HUP (terminate, or the runner's death through
-**     PDEATHSIG = TERM): sends TERM and CONT to the job's process group,
-**     waits up to KEEPER_GRACE_MS for the job, then sweeps;
-**   - on QUIT (terminate's escalation, child:kill("KILL")): sweeps now;
-**   - forwards USR1, USR2, ALRM, CONT and WINCH to the job's group.
-** The sweep lists the keeper's children (/proc/thread-self/children, or
-** a scan of /proc/N/stat without it), SIGKILLs each, and its process
-** group when it leads one (a group a descendant made holds only
-** descendants), reaps, and repeats until waitpid says no child is left
-** (the children of a killed process come to the keeper), giving up after
-** KEEPER_GIVEUP_MS. It never signals its own group, the runner's, or -1.
-** Only async-signal-safe calls (raw open/read/getdents64/kill/waitpid),
-** no malloc or stdio, no globals.
+** The keeper program (reap = true; runtime/keeper/keeper.c), looked for,
+** first found wins, as
+**   <exe dir>/djinn-keeper             (the build tree: build/)
+**   <exe dir>/../lib/djinn/djinn-keeper  (an installed tree, even moved)
+**   DJINN_LIBDIR/djinn-keeper
+** Its path into path (size PATH_MAX + 64), or 0 with why filled in.
 */
-
-/* The layout of a getdents64 record (only read through a pointer). */
-struct keeper_dirent {
-    unsigned long long d_ino;
-    long long d_off;
-    unsigned short d_reclen;
-    unsigned char d_type;
-    char d_name[256];
-};
-
-static long long keeper_ms(void)
+static int keeper_program(char *path, char *why, size_t whylen)
 {
-    struct timespec ts;
+    char exe[PATH_MAX], cand[3][PATH_MAX + 64];
+    char *slash = NULL;
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    int i, ncand = 0;
 
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Decimal numbers separated by anything else, from fd into out. */
-static int read_pids(int fd, pid_t *out, int max)
-{
-    char buf[1024];
-    long cur = -1;
-    int n = 0;
-
-    for (;;) {
-        ssize_t got = read(fd, buf, sizeof(buf));
-        ssize_t i;
-
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got <= 0)
-            break;
-        for (i = 0; i < got; i++) {
-            if (buf[i] >= '0' && buf[i] <= '9' && cur < 100000000) {
-                cur = (cur < 0 ? 0 : cur * 10) + (buf[i] - '0');
-            } else if (cur >= 0) {
-                if (n < max)
-                    out[n++] = (pid_t)cur;
-                cur = -1;
-            }
+    if (n > 0) {
+        exe[n] = '\0';
+        slash = strrchr(exe, '/');
+    }
+    if (slash != NULL) {
+        *slash = '\0';
+        snprintf(cand[ncand++], sizeof(cand[0]), "%s/djinn-keeper", exe);
+        snprintf(cand[ncand++], sizeof(cand[0]), "%s/../lib/djinn/djinn-keeper",
+                 exe);
+    }
+    snprintf(cand[ncand++], sizeof(cand[0]), "%s/djinn-keeper", DJINN_LIBDIR);
+    for (i = 0; i < ncand; i++) {
+        if (access(cand[i], X_OK) == 0) {
+            memcpy(path, cand[i], sizeof(cand[i]));
+            return 1;
         }
     }
-    if (cur >= 0 && n < max)
-        out[n++] = (pid_t)cur;
-    return n;
-}
+    snprintf(why, whylen,
+             "the keeper program djinn-keeper is missing "
+             "(looked for %s",
+             cand[0]);
+    for (i = 1; i < ncand; i++) {
+        size_t used = strlen(why);
 
-/* The parent of the process /proc/<name>, from its stat; -1 if unknown. */
-static pid_t stat_ppid(const char *name)
-{
-    char path[64];
-    char buf[512];
-    size_t len = strlen(name);
-    const char *p = NULL;
-    ssize_t n;
-    long ppid = 0;
-    int fd;
-
-    if (len > 20)
-        return -1;
-    memcpy(path, "/proc/", 6);
-    memcpy(path + 6, name, len);
-    memcpy(path + 6 + len, "/stat", 6);
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    do {
-        n = read(fd, buf, sizeof(buf) - 1);
-    } while (n < 0 && errno == EINTR);
-    close(fd);
-    if (n <= 0)
-        return -1;
-    buf[n] = '\0';
-    /* "pid (comm) S ppid ...": comm may hold ')', take the last one */
-    p = strrchr(buf, ')');
-    if (p == NULL || p[1] != ' ' || p[2] == '\0' || p[3] != ' ')
-        return -1;
-    for (p += 4; *p >= '0' && *p <= '9'; p++)
-        ppid = ppid * 10 + (*p - '0');
-    return (pid_t)ppid;
-}
-
-/* Children of self by scanning /proc (no children file); -1 if no /proc. */
-static int scan_children(pid_t self, pid_t *out, int max)
-{
-    long long buf[512]; /* 4 KiB, 8-byte aligned for the records */
-    int fd = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    int n = 0;
-
-    if (fd < 0)
-        return -1;
-    for (;;) {
-        long got = syscall(SYS_getdents64, fd, buf, sizeof(buf));
-        long off = 0;
-
-        if (got <= 0)
-            break;
-        while (off < got) {
-            const struct keeper_dirent *d =
-                (const struct keeper_dirent *)((char *)buf + off);
-            pid_t pid = 0;
-            const char *q = NULL;
-
-            off += d->d_reclen;
-            if (d->d_name[0] < '1' || d->d_name[0] > '9')
-                continue;
-            for (q = d->d_name; *q >= '0' && *q <= '9'; q++)
-                pid = pid * 10 + (*q - '0');
-            if (*q == '\0' && n < max && stat_ppid(d->d_name) == self)
-                out[n++] = pid;
-        }
+        snprintf(why + used, whylen - used, ", %s", cand[i]);
     }
-    close(fd);
-    return n;
-}
-
-/* The keeper's (single-threaded) children; -1 when they cannot be read. */
-static int list_children(pid_t self, pid_t *out, int max)
-{
-    int fd = open("/proc/thread-self/children", O_RDONLY | O_CLOEXEC);
-    int n;
-
-    if (fd < 0)
-        return scan_children(self, out, max);
-    n = read_pids(fd, out, max);
-    close(fd);
-    return n;
-}
-
-/* Reap what has exited (the job's status into *status, *done = 1). */
-static int keeper_reap(pid_t job, int *status, int *done)
-{
-    int st = 0;
-
-    for (;;) {
-        pid_t r = waitpid(-1, &st, WNOHANG);
-
-        if (r > 0) {
-            if (r == job) {
-                *status = st;
-                *done = 1;
-            }
-            continue;
-        }
-        if (r == 0)
-            return 0;
-        if (errno == EINTR)
-            continue;
-        return -1; /* ECHILD: no child left */
-    }
-}
-
-/* Kill and reap every descendant (see above). */
-static void keeper_sweep(pid_t self, pid_t job, int *status, int *done)
-{
-    pid_t kids[KEEPER_MAX_KIDS];
-    long long start = keeper_ms();
-    struct timespec tick = {0, 20 * 1000 * 1000};
-    sigset_t chld;
-    int n, i;
-
-    sigemptyset(&chld);
-    sigaddset(&chld, SIGCHLD);
-    while (keeper_reap(job, status, done) == 0) {
-        n = list_children(self, kids, KEEPER_MAX_KIDS);
-        for (i = 0; i < n; i++) {
-            if (kids[i] <= 1 || kids[i] == self)
-                continue;
-            if (getpgid(kids[i]) == kids[i])
-                kill(-kids[i], SIGKILL);
-            kill(kids[i], SIGKILL);
-        }
-        if (keeper_ms() - start > KEEPER_GIVEUP_MS)
-            return;
-        /* until a child changes state, or 20 ms (just reparented ones) */
-        (void)sigtimedwait(&chld, NULL, &tick);
-    }
-}
-
-/* Exit as the job did: its code, or its signal (no core dump). */
-static void keeper_exit(int status)
-{
-    if (WIFSIGNALED(status)) {
-        int sig = WTERMSIG(status);
-        struct rlimit nocore = {0, 0};
-        struct sigaction sa;
-        sigset_t one;
-
-        (void)setrlimit(RLIMIT_CORE, &nocore);
-        memset(&sa, 0, sizeof(sa));
-        sa.sa_handler = SIG_DFL;
-        sigemptyset(&sa.sa_mask);
-        (void)sigaction(sig, &sa, NULL);
-        sigemptyset(&one);
-        sigaddset(&one, sig);
-        (void)sigprocmask(SIG_UNBLOCK, &one, NULL);
-        (void)kill(getpid(), sig);
-        _exit(128 + sig);
-    }
-    _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 127);
+    n = (ssize_t)strlen(why);
+    snprintf(why + n, whylen - (size_t)n,
+             "; build it with make, or install with make install)");
+    return 0;
 }
 
 /*
-** The keeper starts the job with vfork: the job only makes system calls
-** until it execs (every handler is SIG_DFL in the keeper, and the mask
-** full until just before the exec, so no handler runs on the shared
-** memory), and the keeper's copy of the runner's memory is not copied a
-** second time. A function of its own, so that no local of keeper_main
-** lives across the vfork. Returns the job's pid, or -1 (errno).
+** Start the keeper (reap = true) with vfork and exec: the child only makes
+** system calls until the exec (every handler back to SIG_DFL first, the
+** mask kept full, so no handler runs on the shared memory) and writes no
+** variable of this function's caller; the runner's memory is not copied.
+** In the child: its own process group, PDEATHSIG = TERM (the keeper then
+** sweeps the job), the fds (child_fds: the status pipe as fd 3, kept open
+** across the exec), the job's cwd; then exec path with kargv and envp,
+** the job's environment (keeper.c). A function of its own, so that no
+** local of the caller lives across the vfork. Returns the keeper's pid,
+** or -1 (errno).
 */
-static pid_t keeper_start_job(char **argv, char **envp, int fd3, pid_t self)
+static pid_t spawn_keeper(const char *path, char **kargv, char **envp,
+                          const char *cwd, int fds[3], const int modes[3],
+                          int status_fd, int deathsig, pid_t parent)
 {
-    sigset_t none;
-    pid_t job = vfork();
+    pid_t pid = vfork();
+    int fd3;
 
-    if (job != 0)
-        return job;
-    setpgid(0, 0);
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
-        child_fail(fd3, 2, errno);
-    if (getppid() != self)
-        _exit(127);
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    exec_or_fail(argv, envp, fd3);
-    return -1; /* not reached */
-}
-
-/* The keeper's side after fork(): never returns. See above. */
-static void keeper_main(char **argv, char **envp, const char *cwd, int fds[3],
-                        const int modes[3], int status_fd, int deathsig,
-                        pid_t parent)
-{
-    static const int forward[] = {SIGUSR1, SIGUSR2, SIGALRM, SIGCONT, SIGWINCH};
-    pid_t self = getpid();
-    pid_t job;
-    sigset_t waitset;
-    long long deadline = -1;
-    int status = 0, done = 0;
-    int fd3, fd;
-    size_t i;
-
-    /* The mask stays full (blocked around fork by the parent). */
+    if (pid != 0)
+        return pid;
     child_default_signals();
     setpgid(0, 0);
     if (deathsig) {
         if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0)
-            child_fail(status_fd, 2, errno);
+            spawn_fail(status_fd, SPAWN_SETUP, errno);
         if (getppid() != parent)
             _exit(127); /* the parent died before prctl took effect */
     }
-    if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
-        child_fail(status_fd, 2, errno);
-    (void)prctl(PR_SET_NAME, "djinn-keeper"); /* what ps shows (comm) */
     fd3 = child_fds(fds, modes, status_fd, NULL, 0);
     if (fd3 < 0)
-        child_fail(status_fd, 2, errno);
+        spawn_fail(status_fd, SPAWN_SETUP, errno);
     if (cwd != NULL && chdir(cwd) < 0)
-        child_fail(fd3, 1, errno);
-    job = keeper_start_job(argv, envp, fd3, self);
-    if (job < 0)
-        child_fail(fd3, 2, errno);
-    setpgid(job, job); /* also here: no race with kill(-job) */
-    /* The job holds the pipes now; the keeper keeps none of them. */
-    close(fd3);
-    fd = open("/dev/null", O_RDWR | O_CLOEXEC);
-    if (fd >= 0) {
-        dup2(fd, 0);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        if (fd > 2)
-            close(fd);
-    }
-    sigemptyset(&waitset);
-    sigaddset(&waitset, SIGCHLD);
-    sigaddset(&waitset, SIGTERM);
-    sigaddset(&waitset, SIGINT);
-    sigaddset(&waitset, SIGHUP);
-    sigaddset(&waitset, SIGQUIT);
-    for (i = 0; i < sizeof(forward) / sizeof(forward[0]); i++)
-        sigaddset(&waitset, forward[i]);
-    for (;;) {
-        int sig;
-
-        if (deadline < 0) {
-            sig = sigwaitinfo(&waitset, NULL);
-        } else {
-            long long left = deadline - keeper_ms();
-            struct timespec ts;
-
-            if (left <= 0)
-                break;
-            ts.tv_sec = (time_t)(left / 1000);
-            ts.tv_nsec = (long)(left % 1000) * 1000000;
-            sig = sigtimedwait(&waitset, NULL, &ts);
-            if (sig < 0 && errno == EAGAIN)
-                break; /* the grace is over */
-        }
-        if (sig < 0)
-            continue;
-        if (sig == SIGCHLD) {
-            (void)keeper_reap(job, &status, &done);
-            if (done)
-                break;
-        } else if (sig == SIGQUIT) {
-            break;
-        } else if (sig == SIGTERM || sig == SIGINT || sig == SIGHUP) {
-            if (deadline < 0) {
-                kill(-job, SIGTERM);
-                kill(-job, SIGCONT); /* a stopped job cannot act on TERM */
-                deadline = keeper_ms() + KEEPER_GRACE_MS;
-            }
-        } else {
-            kill(-job, sig);
-        }
-    }
-    keeper_sweep(self, job, &status, &done);
-    if (!done)
-        _exit(128 + SIGKILL);
-    keeper_exit(status);
+        spawn_fail(fd3, SPAWN_CHDIR, errno);
+    if (fcntl(fd3, F_SETFD, 0) < 0)
+        spawn_fail(fd3, SPAWN_SETUP, errno);
+    execve(path, kargv, envp);
+    spawn_fail(fd3, SPAWN_KEEPER, errno);
+    return -1; /* not reached */
 }
 
 static int set_nonblock(int fd)
@@ -992,6 +696,8 @@ static int l_proc_spawn(lua_State *L)
     static const int err_vals[] = {IO_PIPE, IO_STDOUT, IO_NULL, IO_INHERIT};
     static char fn_name[] = "fn";
     static char *fn_argv[] = {fn_name, NULL};
+    static char kname[] = "djinn-keeper", kinherit[] = "inherit",
+                kenv[] = "env", dashdash[] = "--";
     struct child *c = NULL;
     const char *title = NULL;
     char **argv = NULL;
@@ -999,13 +705,15 @@ static int l_proc_spawn(lua_State *L)
     const char *cwd = NULL;
     int modes[3];
     int setpg, deathsig, keeper, fn;
-    lua_Integer argc, i;
+    lua_Integer argc = 0, i;
     int pipes[3][2] = {{-1, -1}, {-1, -1}, {-1, -1}};
     int status_pipe[2] = {-1, -1};
     int childfds[3] = {-1, -1, -1};
     int files[MAX_FILES];
     int nfiles = 0, fidx;
     struct spawn_failure f = {0, 0};
+    char **kargv = NULL;
+    char kpath[PATH_MAX + 64];
     sigset_t all, old;
     pid_t pid, parent = getpid();
     ssize_t n;
@@ -1146,6 +854,33 @@ static int l_proc_spawn(lua_State *L)
     }
     fidx = lua_gettop(L);
 
+    /* reap: the keeper program and its argv (keeper.c): "djinn-keeper",
+    ** "inherit", or "env" and this process's PATH (the job's program is
+    ** sought on it, as execvpe here would), "--", the job's argv. The
+    ** job's environment is the keeper's own (never on a command line). */
+    if (keeper) {
+        lua_Integer at = 0;
+        char why[3 * PATH_MAX + 256];
+        char *search = getenv("PATH");
+
+        if (!keeper_program(kpath, why, sizeof(why)))
+            return dj_pushfail(L, "proc.spawn: %s: %s", argv[0], why);
+        kargv = (char **)lua_newuserdatauv(
+            L, (size_t)(argc + 5) * sizeof(char *), 0);
+        kargv[at++] = kname;
+        if (envp == NULL) {
+            kargv[at++] = kinherit;
+        } else {
+            kargv[at++] = kenv;
+            if (search != NULL && *search != '\0')
+                kargv[at++] = search;
+        }
+        kargv[at++] = dashdash;
+        for (i = 0; i < argc; i++)
+            kargv[at++] = argv[i];
+        kargv[at] = NULL;
+    }
+
     /* fn: the finalizers of what is already garbage run here, in its
     ** owner, not in the child. It also starts the child at the beginning
     ** of a collection cycle: a child that inherited one half done would
@@ -1183,17 +918,19 @@ static int l_proc_spawn(lua_State *L)
         fflush(NULL); /* no buffered output written twice */
     sigfillset(&all);
     sigprocmask(SIG_BLOCK, &all, &old);
-    pid = fork();
-    if (pid == 0) {
-        close_fd(&status_pipe[0]);
-        if (fn)
+    if (keeper) {
+        pid = spawn_keeper(kpath, kargv, envp != NULL ? envp : environ, cwd,
+                           childfds, modes, status_pipe[1], deathsig, parent);
+    } else if (fn) {
+        pid = fork();
+        if (pid == 0) {
+            close_fd(&status_pipe[0]);
             child_run(L, 3, title, envp, cwd, childfds, modes, status_pipe[1],
                       setpg, deathsig, parent);
-        if (keeper)
-            keeper_main(argv, envp, cwd, childfds, modes, status_pipe[1],
-                        deathsig, parent);
-        child_exec(argv, envp, cwd, childfds, modes, status_pipe[1], setpg,
-                   deathsig, parent, files, nfiles);
+        }
+    } else {
+        pid = spawn_program(argv, envp, cwd, childfds, modes, status_pipe[1],
+                            setpg, deathsig, parent, files, nfiles);
     }
     saved = errno;
     sigprocmask(SIG_SETMASK, &old, NULL);
@@ -1239,12 +976,15 @@ static int l_proc_spawn(lua_State *L)
         close_fd(&c->in_fd);
         close_fd(&c->out_fd);
         close_fd(&c->err_fd);
-        if (f.stage == 1)
+        if (f.stage == SPAWN_CHDIR)
             return dj_pushfail(L, "proc.spawn: chdir %s: %s", cwd,
                                strerror(f.err));
-        if (f.stage == 2)
+        if (f.stage == SPAWN_SETUP)
             return dj_pushfail(L, "proc.spawn: %s: child setup failed: %s",
                                argv[0], strerror(f.err));
+        if (f.stage == SPAWN_KEEPER)
+            return dj_pushfail(L, "proc.spawn: %s: the keeper program %s: %s",
+                               argv[0], kpath, strerror(f.err));
         return dj_pushfail(L, "proc.spawn: %s: %s", argv[0], strerror(f.err));
     }
     lua_pushvalue(L, 2);

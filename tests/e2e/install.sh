@@ -15,9 +15,10 @@ ok() { n=$((n + 1)); if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not o
 make -s -C "$TOP" B="$B" DESTDIR="$T/root" PREFIX=/usr install >"$T/make.log" 2>&1
 ok $? "make install DESTDIR=... PREFIX=/usr"
 [ -x "$T/root/usr/bin/djinn-lua" ] && [ -f "$T/root/usr/lib/djinn/djinn.so" ] &&
+	[ -x "$T/root/usr/lib/djinn/djinn-keeper" ] &&
 	[ -f "$T/root/usr/share/djinn/lua/djinn/cli.lua" ] &&
 	[ -f "$T/root/usr/share/djinn/lua/djinn/drivers/os.lua" ]
-ok $? "binary, extension and Lua modules are installed"
+ok $? "binary, extension, the os driver's djinn-keeper and Lua modules are installed"
 
 cd "$T" || exit 1
 out=$("$T/root/usr/bin/djinn-lua" --version 2>&1)

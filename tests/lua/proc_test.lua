@@ -273,6 +273,65 @@ t:is({ rc2, rmsg }, { nil, "proc.spawn: /nonexistent/prog: No such file or direc
 rc2, rmsg = proc.spawn { argv = { "true" }, cwd = "/nonexistent/dir", reap = true }
 t:is(rmsg, "proc.spawn: chdir /nonexistent/dir: No such file or directory", "reap: a bad cwd is nil, msg")
 
+-- The keeper is a program of its own (djinn-keeper, started with vfork
+-- and exec, issue 16). The job's environment is never on its command
+-- line (anyone may read a command line; the environment may hold
+-- secrets), and the job's program is still sought on the runner's PATH,
+-- also when the env given has none.
+do
+  local secret = "s3cr3t-" .. MARK
+  local kc = assert(proc.spawn { argv = { "sh", "-c", 'echo "$DJINN_KEEPER_TEST"; exec sleep 30' },
+                                 env = { DJINN_KEEPER_TEST = secret }, reap = true })
+  local got = ""
+  local deadline = proc.now() + 10
+  while not got:find("\n", 1, true) and proc.now() < deadline do
+    got = got .. (kc:read(1) or "")
+  end
+  t:is(got, secret .. "\n", "reap: the job's environment is the env given (sh found without a PATH in it)")
+  local f = io.open("/proc/" .. kc:pid() .. "/cmdline")
+  local cmdline = f and f:read("a") or ""
+  if f then f:close() end
+  t:is(cmdline:match("^[^%z]*"), "djinn-keeper", "reap: the keeper is the djinn-keeper program")
+  t:ok(cmdline ~= "" and not cmdline:find(secret, 1, true),
+       "reap: no value of the job's environment on the keeper's command line: " .. cmdline:gsub("%z", " "))
+  kc:kill("KILL")
+  t:is(kc:wait(5), "signal", "reap: that keeper ends with KILL")
+  t:ok(none_marked(), "reap: and leaves nothing")
+end
+do
+  local build = assert(os.getenv("DJINN_BUILD"), "DJINN_BUILD is not set (run tests/run.sh)")
+  -- run by hand: no status pipe (fd 3), a usage line, exit 2
+  local kc = assert(proc.spawn { argv = { build .. "/djinn-keeper", "inherit", "--", "true" } })
+  local out, err = drain(kc)
+  t:is({ kc:wait(5) }, { "exit", 2 }, "djinn-keeper run by hand exits 2")
+  t:like(err, "started by djinn%-lua, not by hand", "djinn-keeper run by hand says what it is")
+  -- a djinn-lua with no djinn-keeper beside it (nor installed): a clear
+  -- error naming where it looked
+  local dir = t:tmpdir()
+  local exe = dir .. "/bin/djinn-lua"
+  assert(fs.mkdir_p(dir .. "/bin"))
+  assert(fs.copy(build .. "/djinn-lua", exe))
+  assert(fs.writefile(dir .. "/spawn.lua", [==[
+local proc = require "djinn.proc"
+local c, msg = proc.spawn { argv = { "true" }, reap = true }
+io.write(tostring(c and "started" or msg))
+if c then c:wait(5) end
+return 0
+]==]))
+  local installed = "/usr/local/lib/djinn/djinn-keeper"
+  kc = assert(proc.spawn { argv = { exe, dir .. "/spawn.lua" } })
+  out = drain(kc)
+  kc:wait(10)
+  if fs.exists(installed) then
+    t:diag("reap without a keeper beside djinn-lua: " .. installed .. " is installed here, so it is found: " .. out)
+  else
+    t:is(out, "proc.spawn: true: the keeper program djinn-keeper is missing (looked for " ..
+      dir .. "/bin/djinn-keeper, " .. dir .. "/bin/../lib/djinn/djinn-keeper, " .. installed ..
+      "; build it with make, or install with make install)",
+      "reap: no djinn-keeper: nil, msg naming where it looked")
+  end
+end
+
 -- terminate: TERM to the script's group, everything killed after the
 -- keeper's grace (1 s), also when the script ignores TERM
 c = assert(proc.spawn { argv = { "sh", "-c", "trap '' TERM; setsid " .. s(6) .. " & (" .. s(7) ..
