@@ -584,48 +584,21 @@ static void child_run(lua_State *L, int fn, const char *title, char **envp,
 }
 
 /*
-** The keeper program (reap = true; runtime/keeper/keeper.c), looked for,
-** first found wins, as
-**   <exe dir>/djinn-keeper             (the build tree: build/)
-**   <exe dir>/../lib/djinn/djinn-keeper  (an installed tree, even moved)
-**   DJINN_LIBDIR/djinn-keeper
-** Its path into path (size PATH_MAX + 64), or 0 with why filled in.
+** The keeper program (reap = true; runtime/keeper/keeper.c): djinn-keeper
+** beside djinn-lua, in <exe dir>/../lib/djinn or in DJINN_LIBDIR
+** (dj_find_lib). Its path into path (size DJ_LIBPATH), or 0 with why.
 */
 static int keeper_program(char *path, char *why, size_t whylen)
 {
-    char exe[PATH_MAX], cand[3][PATH_MAX + 64];
-    char *slash = NULL;
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-    int i, ncand = 0;
+    size_t n = (size_t)snprintf(why, whylen, "the keeper program ");
 
-    if (n > 0) {
-        exe[n] = '\0';
-        slash = strrchr(exe, '/');
-    }
-    if (slash != NULL) {
-        *slash = '\0';
-        snprintf(cand[ncand++], sizeof(cand[0]), "%s/djinn-keeper", exe);
-        snprintf(cand[ncand++], sizeof(cand[0]), "%s/../lib/djinn/djinn-keeper",
-                 exe);
-    }
-    snprintf(cand[ncand++], sizeof(cand[0]), "%s/djinn-keeper", DJINN_LIBDIR);
-    for (i = 0; i < ncand; i++) {
-        if (access(cand[i], X_OK) == 0) {
-            memcpy(path, cand[i], sizeof(cand[i]));
-            return 1;
-        }
-    }
-    snprintf(why, whylen,
-             "the keeper program djinn-keeper is missing "
-             "(looked for %s",
-             cand[0]);
-    for (i = 1; i < ncand; i++) {
-        size_t used = strlen(why);
-
-        snprintf(why + used, whylen - used, ", %s", cand[i]);
-    }
-    n = (ssize_t)strlen(why);
-    snprintf(why + n, whylen - (size_t)n,
+    if (n >= whylen)
+        n = 0;
+    if (dj_find_lib("djinn-keeper", "djinn-keeper", X_OK, path, why + n,
+                    whylen - n))
+        return 1;
+    n = strlen(why);
+    snprintf(why + n, whylen - n,
              "; build it with make, or install with make install)");
     return 0;
 }
@@ -713,7 +686,7 @@ static int l_proc_spawn(lua_State *L)
     int nfiles = 0, fidx;
     struct spawn_failure f = {0, 0};
     char **kargv = NULL;
-    char kpath[PATH_MAX + 64];
+    char kpath[DJ_LIBPATH];
     sigset_t all, old;
     pid_t pid, parent = getpid();
     ssize_t n;

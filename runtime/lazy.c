@@ -13,7 +13,7 @@
 **                 (ext/fetch.c: the registry's URL import; libcurl)
 **   mod/tar.so    djinn.tar   (l_tar.c; libarchive)
 **
-** Each is looked for, first file found wins, as
+** Each is looked for (dj_find_lib, util.c), first file found wins, as
 **   <exe dir>/mod/NAME.so            (the build tree: build/mod)
 **   <exe dir>/../lib/djinn/NAME.so   (an installed tree, even moved)
 **   DJINN_LIBDIR/NAME.so             ($(PREFIX)/lib/djinn at build time)
@@ -38,10 +38,7 @@
 
 #include "djinn.h"
 #include "fetch.h"
-
-#ifndef DJINN_LIBDIR
-#define DJINN_LIBDIR "/usr/local/lib/djinn"
-#endif
+#include "util.h"
 
 struct lazy_mod {
     const char *name; /* file: NAME.so */
@@ -53,47 +50,27 @@ static struct lazy_mod mods[] = {{"ssh", NULL}, {"http", NULL}, {"tar", NULL}};
 /* Open module m (once); NULL with why filled in. */
 static void *lazy_open(struct lazy_mod *m, char *why, size_t whylen)
 {
-    char exe[PATH_MAX], path[3][PATH_MAX + 64];
+    char rel[64], file[64], path[DJ_LIBPATH];
     const char *reason = NULL;
-    ssize_t n;
-    char *slash = NULL;
-    int i, npath = 0;
+    size_t n;
 
     if (m->handle != NULL)
         return m->handle;
-    n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-    if (n > 0) {
-        exe[n] = '\0';
-        slash = strrchr(exe, '/');
-    }
-    if (slash != NULL) {
-        *slash = '\0';
-        snprintf(path[npath++], sizeof(path[0]), "%s/mod/%s.so", exe, m->name);
-        snprintf(path[npath++], sizeof(path[0]), "%s/../lib/djinn/%s.so", exe,
-                 m->name);
-    }
-    snprintf(path[npath++], sizeof(path[0]), "%s/%s.so", DJINN_LIBDIR, m->name);
-    for (i = 0; i < npath; i++) {
-        if (access(path[i], F_OK) != 0)
-            continue;
-        m->handle = dlopen(path[i], RTLD_NOW | RTLD_LOCAL);
-        if (m->handle != NULL)
-            return m->handle;
-        reason = dlerror();
-        snprintf(why, whylen, "cannot load %.4200s: %.2048s", path[i],
-                 reason ? reason : "unknown error");
+    snprintf(rel, sizeof(rel), "mod/%s.so", m->name);
+    snprintf(file, sizeof(file), "%s.so", m->name);
+    if (!dj_find_lib(rel, file, F_OK, path, why, whylen)) {
+        n = strlen(why);
+        snprintf(why + n, whylen - n,
+                 "; djinn-lua loads it from beside itself: build with make, "
+                 "or install with make install)");
         return NULL;
     }
-    snprintf(why, whylen, "%s.so is missing (looked for %s", m->name, path[0]);
-    for (i = 1; i < npath; i++) {
-        size_t used = strlen(why);
-
-        snprintf(why + used, whylen - used, ", %s", path[i]);
-    }
-    n = (ssize_t)strlen(why);
-    snprintf(why + n, whylen - (size_t)n,
-             "; djinn-lua loads it from beside itself: build with make, "
-             "or install with make install)");
+    m->handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (m->handle != NULL)
+        return m->handle;
+    reason = dlerror();
+    snprintf(why, whylen, "cannot load %.4200s: %.2048s", path,
+             reason ? reason : "unknown error");
     return NULL;
 }
 

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <lauxlib.h>
 
@@ -182,4 +183,42 @@ void dj_set_title(const char *title)
         n = title_len;
     memcpy(title_start, title, n);
     memset(title_start + n, 0, title_len - n);
+}
+
+#ifndef DJINN_LIBDIR
+#define DJINN_LIBDIR "/usr/local/lib/djinn"
+#endif
+
+int dj_find_lib(const char *build_rel, const char *name, int mode, char *path,
+                char *why, size_t whylen)
+{
+    char exe[PATH_MAX], cand[3][DJ_LIBPATH];
+    char *slash = NULL;
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    int i, ncand = 0;
+    size_t used;
+
+    if (n > 0) {
+        exe[n] = '\0';
+        slash = strrchr(exe, '/');
+    }
+    if (slash != NULL) {
+        *slash = '\0';
+        snprintf(cand[ncand++], sizeof(cand[0]), "%s/%s", exe, build_rel);
+        snprintf(cand[ncand++], sizeof(cand[0]), "%s/../lib/djinn/%s", exe,
+                 name);
+    }
+    snprintf(cand[ncand++], sizeof(cand[0]), "%s/%s", DJINN_LIBDIR, name);
+    for (i = 0; i < ncand; i++) {
+        if (access(cand[i], mode) == 0) {
+            memcpy(path, cand[i], sizeof(cand[i]));
+            return 1;
+        }
+    }
+    snprintf(why, whylen, "%s is missing (looked for %s", name, cand[0]);
+    for (i = 1; i < ncand; i++) {
+        used = strlen(why);
+        snprintf(why + used, whylen - used, ", %s", cand[i]);
+    }
+    return 0;
 }

@@ -11,6 +11,7 @@
 #ifndef DJINN_UTIL_H
 #define DJINN_UTIL_H
 
+#include <limits.h>
 #include <stddef.h>
 
 #include <lua.h>
@@ -57,5 +58,19 @@ lua_Integer dj_exit_status(lua_State *L, int nres, const char *what);
 */
 void dj_title_area(int argc, char **argv);
 void dj_set_title(const char *title);
+
+/*
+** A file of ours that djinn-lua finds from where it runs (the lazy
+** modules, the keeper program), first found wins:
+**   <exe dir>/BUILD_REL            (the build tree: build/)
+**   <exe dir>/../lib/djinn/NAME    (an installed tree, even moved)
+**   DJINN_LIBDIR/NAME              ($(PREFIX)/lib/djinn at build time)
+** found: access(path, mode) succeeds. -> 1 with its path in path (size
+** DJ_LIBPATH), or 0 with why: "NAME is missing (looked for A, B, C",
+** for the caller to end.
+*/
+#define DJ_LIBPATH (PATH_MAX + 64)
+int dj_find_lib(const char *build_rel, const char *name, int mode, char *path,
+                char *why, size_t whylen);
 
 #endif /* DJINN_UTIL_H */
