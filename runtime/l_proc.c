@@ -13,10 +13,10 @@
 **     for it; see keeper_program for where it is looked for), so that
 **     every process it starts, detached or not, stays in reach. When
 **     the program exits the keeper kills whatever it left running and
-**     exits with the program's status (the
-**     same signal when it was killed by one), so EOF on the pipes and
-**     wait() come when the program ends, not when its last background
-**     process does. child:pid() is the keeper's pid (the program's
+**     exits with the program's status (the same signal when it was
+**     killed by one), so EOF on the pipes and wait() come when the
+**     program ends, not when its last background process does. child:pid() is
+*the keeper's pid (the program's
 **     $PPID). terminate(): TERM to the program's group, everything killed
 **     after 1 s, or at once when grace runs out first; kill("KILL")
 **     kills everything at once; other signals of kill() are forwarded to
@@ -70,14 +70,13 @@
 ** pid while its process group exists).
 **
 ** Spawning: argv array only, never a shell. All signals are blocked
-** around the vfork() (fork() for fn). The child resets every handler to SIG_DFL
-*and clears the
-** mask, setpgid(0, 0) when asked, PR_SET_PDEATHSIG(SIGKILL) and re-checks
-** getppid() (the parent may have died before prctl), dup2()s its pipes,
-** closes every other fd, chdir()s, and execs. A failure writes {stage,
-** errno} to a CLOEXEC status pipe and _exit(127)s; the parent reads the
-** pipe (EOF = exec succeeded), so a missing program is nil, msg and never
-** a child exiting 127.
+** around the vfork() (fork() for fn). The child resets every handler to
+** SIG_DFL and clears the mask, setpgid(0, 0) when asked,
+** PR_SET_PDEATHSIG(SIGKILL) and re-checks getppid() (the parent may have
+** died before prctl), dup2()s its pipes, closes every other fd, chdir()s,
+** and execs. A failure writes {stage, errno} to a CLOEXEC status pipe and
+** _exit(127)s; the parent reads the pipe (EOF = exec succeeded), so a
+** missing program is nil, msg and never a child exiting 127.
 **
 ** Ownership: a `djinn.proc.child` userdata is created closed (pid -1, fds
 ** -1) before anything is acquired; its __gc/__close terminate(2) a live
@@ -483,28 +482,29 @@ static int child_fds(int fds[3], const int modes[3], int status_fd,
 }
 
 /*
-** Child side after vfork() or fork(), shared by spawn_program and
-** child_run: default
-** handlers and an empty mask, the process group, PDEATHSIG, the fds
-** (child_fds), the working directory. Returns the status pipe's fd; a
-** failure is reported on it and the child _exits. Only async-signal-safe
-** calls.
+** Child side after vfork() or fork(), shared by spawn_program, child_run
+** and spawn_keeper: default handlers, an empty mask (unless keep_mask:
+** the keeper starts with every signal blocked), the process group,
+** PDEATHSIG = deathsig (0: none), the fds (child_fds), the working
+** directory. Returns the status pipe's fd; a failure is reported on it
+** and the child _exits. Only async-signal-safe calls.
 */
 static int child_setup(int fds[3], const int modes[3], int status_fd, int setpg,
                        int deathsig, pid_t parent, const int *files, int nfiles,
-                       const char *cwd)
+                       const char *cwd, int keep_mask)
 {
     sigset_t none;
     int fd3;
 
     child_default_signals();
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-
+    if (!keep_mask) {
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+    }
     if (setpg)
         setpgid(0, 0);
     if (deathsig) {
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
+        if (prctl(PR_SET_PDEATHSIG, deathsig) != 0)
             spawn_fail(status_fd, SPAWN_SETUP, errno);
         if (getppid() != parent)
             _exit(127); /* the parent died before prctl took effect */
@@ -535,8 +535,9 @@ static pid_t spawn_program(char **argv, char **envp, const char *cwd,
     pid_t pid = vfork();
 
     if (pid == 0) {
-        int fd3 = child_setup(fds, modes, status_fd, setpg, deathsig, parent,
-                              files, nfiles, cwd);
+        int fd3 =
+            child_setup(fds, modes, status_fd, setpg, deathsig ? SIGKILL : 0,
+                        parent, files, nfiles, cwd, 0);
 
         spawn_exec(argv, envp, fd3);
     }
@@ -545,13 +546,12 @@ static pid_t spawn_program(char **argv, char **envp, const char *cwd,
 
 /*
 ** Child side of proc.spawn{fn =} after fork(): the same setup as
-** spawn_program's child, then, instead of an exec, the function runs in this
-*copy of
-** the state and the process exits with its results (dj_exit_status, as
-** djinn-lua's main; an error: its traceback and 1). The state is closed
-** first, so the child's own objects are finalized; what it inherited is
-** inert (see l_proc_gc and the other modules' owner checks). Never
-** returns.
+** spawn_program's child, then, instead of an exec, the function runs in
+** this copy of the state and the process exits with its results
+** (dj_exit_status, as djinn-lua's main; an error: its traceback and 1).
+** The state is closed first, so the child's own objects are finalized;
+** what it inherited is inert (see l_proc_gc and the other modules' owner
+** checks). Never returns.
 */
 static void child_run(lua_State *L, int fn, const char *title, char **envp,
                       const char *cwd, int fds[3], const int modes[3],
@@ -561,8 +561,8 @@ static void child_run(lua_State *L, int fn, const char *title, char **envp,
     lua_Integer st;
 
     pending_signo = 0;
-    fd3 = child_setup(fds, modes, status_fd, setpg, deathsig, parent, NULL, 0,
-                      cwd);
+    fd3 = child_setup(fds, modes, status_fd, setpg, deathsig ? SIGKILL : 0,
+                      parent, NULL, 0, cwd, 0);
     if (envp != NULL)
         environ = envp; /* the array lives in this copy of the state */
     if (title != NULL)
@@ -608,9 +608,9 @@ static int keeper_program(char *path, char *why, size_t whylen)
 ** system calls until the exec (every handler back to SIG_DFL first, the
 ** mask kept full, so no handler runs on the shared memory) and writes no
 ** variable of this function's caller; the runner's memory is not copied.
-** In the child: its own process group, PDEATHSIG = TERM (the keeper then
-** sweeps the job), the fds (child_fds: the status pipe as fd 3, kept open
-** across the exec), the job's cwd; then exec path with kargv and envp,
+** In the child: child_setup with the mask kept full, its own process
+** group and PDEATHSIG = TERM (the keeper then sweeps the job); the status
+** pipe (fd 3) kept open across the exec; then exec path with kargv and envp,
 ** the job's environment (keeper.c). A function of its own, so that no
 ** local of the caller lives across the vfork. Returns the keeper's pid,
 ** or -1 (errno).
@@ -624,19 +624,8 @@ static pid_t spawn_keeper(const char *path, char **kargv, char **envp,
 
     if (pid != 0)
         return pid;
-    child_default_signals();
-    setpgid(0, 0);
-    if (deathsig) {
-        if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0)
-            spawn_fail(status_fd, SPAWN_SETUP, errno);
-        if (getppid() != parent)
-            _exit(127); /* the parent died before prctl took effect */
-    }
-    fd3 = child_fds(fds, modes, status_fd, NULL, 0);
-    if (fd3 < 0)
-        spawn_fail(status_fd, SPAWN_SETUP, errno);
-    if (cwd != NULL && chdir(cwd) < 0)
-        spawn_fail(fd3, SPAWN_CHDIR, errno);
+    fd3 = child_setup(fds, modes, status_fd, 1, deathsig ? SIGTERM : 0, parent,
+                      NULL, 0, cwd, 1);
     if (fcntl(fd3, F_SETFD, 0) < 0)
         spawn_fail(fd3, SPAWN_SETUP, errno);
     execve(path, kargv, envp);

@@ -11,9 +11,9 @@
 ** is never copied for it (it was a fork of the runner: every page the
 ** runner wrote after that fork was a copy-on-write fault, and the fork
 ** copied its page tables). It comes with fds 0-2 the job's, fd 3 the
-** status pipe (proc_spawn.h; not close-on-exec, to outlive this exec), its own
-** process group, PDEATHSIG = TERM when the runner asked for one, the
-** job's working directory, every handler SIG_DFL and every signal
+** status pipe (proc_spawn.h; not close-on-exec, to outlive this exec),
+** its own process group, PDEATHSIG = TERM when the runner asked for one,
+** the job's working directory, every handler SIG_DFL and every signal
 ** blocked. The job's program is sought on the runner's PATH, as it
 ** always was. (The job's environment comes as ours, never on the command
 ** line: anyone may read a command line, and it may hold secrets.)
@@ -49,9 +49,9 @@ extern char **environ;
 ** What the keeper does. It is a child subreaper (PR_SET_CHILD_SUBREAPER)
 ** leading its own process group; it starts the job (leading another
 ** group) and waits with every signal blocked (sigwaitinfo: no handler
-** ever runs). Every process the job starts stays its descendant: orphans are
-** reparented to it however they detach ((cmd &), setsid, nohup, double
-** forks). The keeper
+** ever runs). Every process the job starts stays its descendant: orphans
+** are reparented to it however they detach ((cmd &), setsid, nohup,
+** double forks). The keeper
 **   - reaps orphans that exit while the job runs;
 **   - when the job exits: kills every remaining descendant (the sweep)
 **     and exits with the job's status (killed by a signal: it raises the
@@ -300,9 +300,10 @@ static pid_t keeper_start_job(char **argv, char **envp, int fd3, pid_t self)
 
 /*
 ** The job's argv and its program's search path from ours (see above);
-** *search: NULL to search our own PATH, "" for none given. 0, or -1.
+** *search: NULL for "inherit" (the job's environment and search are
+** ours), else the runner's PATH ("" for none given). 0, or -1.
 */
-static int parse_args(int argc, char **argv, int *inherit, char **search,
+static int parse_args(int argc, char **argv, const char **search,
                       char ***job_argv)
 {
     int sep = 2;
@@ -310,16 +311,13 @@ static int parse_args(int argc, char **argv, int *inherit, char **search,
     if (argc < 4)
         return -1;
     *search = NULL;
-    if (strcmp(argv[1], "inherit") == 0) {
-        *inherit = 1;
-    } else if (strcmp(argv[1], "env") == 0) {
-        *inherit = 0;
-        *search = (char *)"";
+    if (strcmp(argv[1], "env") == 0) {
+        *search = "";
         if (strcmp(argv[2], "--") != 0) {
             *search = argv[2];
             sep = 3;
         }
-    } else {
+    } else if (strcmp(argv[1], "inherit") != 0) {
         return -1;
     }
     if (sep + 1 >= argc || strcmp(argv[sep], "--") != 0)
@@ -334,8 +332,8 @@ int main(int argc, char **argv)
     pid_t self = getpid();
     pid_t job;
     char **envp = NULL, **job_argv = NULL;
-    char *search = NULL, *path_env[2] = {NULL, NULL};
-    int inherit = 1;
+    char *path_env[2] = {NULL, NULL};
+    const char *search = NULL;
     sigset_t waitset;
     long long deadline = -1;
     int status = 0, done = 0;
@@ -348,9 +346,9 @@ int main(int argc, char **argv)
               stderr);
         return 2;
     }
-    if (parse_args(argc, argv, &inherit, &search, &job_argv) != 0)
+    if (parse_args(argc, argv, &search, &job_argv) != 0)
         spawn_fail(STATUS_FD, SPAWN_SETUP, EINVAL);
-    if (!inherit) {
+    if (search != NULL) {
         /* Our environment is the job's; the program is sought on the
         ** runner's PATH (execvpe searches the caller's own). */
         size_t len = strlen(search);
