@@ -1918,10 +1918,9 @@ static int reg_verified(sqlite3 *db, const char *path, const char *sha,
 }
 
 /*
-** Remember (id and sha non-NULL) or forget (both NULL) a check. The cache only
-*saves work: a
-** registry the caller may read but not write (another user's) still
-** verifies, so a failed write is not an error.
+** Remember (id and sha non-NULL) or forget (both NULL) a check. The
+** cache only saves work: a registry the caller may read but not write
+** (another user's) still verifies, so a failed write is not an error.
 */
 static void reg_verified_set(sqlite3 *db, const char *path, const char *sha,
                              const struct reg_ident *id)

@@ -634,9 +634,9 @@ static void close_collection(lua_State *L, const struct yframe *f,
 
 /*
 ** The event loop. Returns 0 with the root in S_ROOT (packed: its meta in
-** *root_meta, and in *shared the number of aliases of collections), or -1 with
-*the message in buf. Raises only on
-** out-of-memory (the userdata cleans up).
+** *root_meta, and in *shared the number of aliases of collections), or -1
+** with the message in buf. Raises only on out-of-memory (the userdata
+** cleans up).
 */
 static int parse_tree(lua_State *L, struct yparser *yp,
                       const struct ylimits *lim, const char *text, size_t len,
