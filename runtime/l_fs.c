@@ -189,12 +189,19 @@ static int l_fs_mkdtemp(lua_State *L)
     return 1;
 }
 
-/* mkdir -p on a writable copy; 0 or -1 with errno (path names the step). */
+/*
+** mkdir -p on a writable copy; 0 or -1 with errno (path names the step).
+** The whole path first: where its parent exists (nearly always) that is
+** one system call, not a mkdir and a stat for each component.
+*/
 static int mkdir_p(char *path, mode_t mode)
 {
     char *p = path;
     struct stat st;
 
+    if (mkdir(path, mode) == 0 ||
+        (errno == EEXIST && stat(path, &st) == 0 && S_ISDIR(st.st_mode)))
+        return 0;
     while (*p == '/')
         p++;
     for (;;) {

@@ -43,11 +43,18 @@
 **     environ), cwd, setpgid and pdeathsig; not with reap or files.
 **     title = "...": what ps shows as the child's command line. Before
 **     the fork a full collection runs the finalizers of what is garbage
-**     (in their owner) and stdio is flushed. In the child every inherited
-**     fd is closed; the handles, connections, databases and sockets it
+**     (in their owner) and stdio is flushed; collect = false leaves the
+**     collection out, for a caller in generational mode (the worker: its
+**     collectgarbage("step") before the spawn is a young collection,
+**     which neither writes to its old objects nor leaves the child a
+**     cycle half done, where a full one wrote to every page it shares
+**     with its running builds). In the child every inherited fd is
+**     closed; the handles, connections, databases and sockets it
 **     inherited are inert (each records its owner pid and only its owner
 **     signals, closes or unlinks through it); the state is closed at the
-**     end, so the child's own objects are finalized.
+**     end, so every finalizer runs, but nothing is freed (exit_alloc):
+**     the process ends at once, and freeing wrote to every page of the
+**     heap it shared with its parent.
 **   proc.kill(pid [, sig = "TERM"])        -> true | nil, msg
 **     (addition for the crash reaper: a process this runner did not
 **     spawn, by pid; pid must be > 0, so no process group is signalled)
@@ -108,13 +115,23 @@
 #include "proc_spawn.h"
 #include "util.h"
 
+/* valgrind's client request: the one place that asks is child_run's close. */
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#endif
+#endif
+#ifndef RUNNING_ON_VALGRIND
+#define RUNNING_ON_VALGRIND 0
+#endif
+
 #define CHILD_MT "djinn.proc.child"
 #define READ_CHUNK 65536
 #define MAX_FILES 8
 
 extern char **environ;
 
-/* The one C global: the last signal recorded by on_signals' handler. */
+/* The last signal recorded by on_signals' handler. */
 static volatile sig_atomic_t pending_signo;
 
 enum { IO_NULL, IO_PIPE, IO_INHERIT, IO_STDOUT };
@@ -545,6 +562,26 @@ static pid_t spawn_program(char **argv, char **envp, const char *cwd,
 }
 
 /*
+** The allocator of a fn child's state while it closes: every finalizer
+** runs (they may allocate), nothing is freed. Freeing each object wrote
+** to every page of a heap the child shares with its parent, each write a
+** copy-on-write fault, for memory that _exit returns a moment later.
+** What the close itself lets go stays reachable from closing_state; a
+** buffer a finalizer frees does not, so under valgrind (whose leak check
+** would count it as lost) the close frees as usual.
+*/
+static lua_State *volatile closing_state;
+
+static void *exit_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    (void)ud;
+    (void)osize;
+    if (nsize == 0)
+        return NULL;
+    return realloc(ptr, nsize);
+}
+
+/*
 ** Child side of proc.spawn{fn =} after fork(): the same setup as
 ** spawn_program's child, then, instead of an exec, the function runs in
 ** this copy of the state and the process exits with its results
@@ -578,6 +615,9 @@ static void child_run(lua_State *L, int fn, const char *title, char **envp,
         st = dj_exit_status(L, lua_gettop(L) - base - 1, "proc.spawn's fn");
     }
     fflush(NULL);
+    closing_state = L;
+    if (!RUNNING_ON_VALGRIND)
+        lua_setallocf(L, exit_alloc, NULL);
     lua_close(L);
     fflush(NULL);
     _exit((int)st);
@@ -666,7 +706,7 @@ static int l_proc_spawn(lua_State *L)
     char **envp = NULL;
     const char *cwd = NULL;
     int modes[3];
-    int setpg, deathsig, keeper, fn;
+    int setpg, deathsig, keeper, fn, collect;
     lua_Integer argc = 0, i;
     int pipes[3][2] = {{-1, -1}, {-1, -1}, {-1, -1}};
     int status_pipe[2] = {-1, -1};
@@ -784,6 +824,9 @@ static int l_proc_spawn(lua_State *L)
     if (fn && keeper)
         return luaL_error(L, "proc.spawn: fn and reap = true do not go "
                              "together");
+    collect = optbool(L, 1, "collect", 1);
+    if (!collect && !fn)
+        return luaL_error(L, "proc.spawn: collect goes with fn");
     /* 9: title (fn only). */
     lua_getfield(L, 1, "title");
     if (lua_type(L, -1) == LUA_TSTRING && fn)
@@ -846,8 +889,9 @@ static int l_proc_spawn(lua_State *L)
     /* fn: the finalizers of what is already garbage run here, in its
     ** owner, not in the child. It also starts the child at the beginning
     ** of a collection cycle: a child that inherited one half done would
-    ** mark its whole heap, each page a copy-on-write fault. */
-    if (fn)
+    ** mark its whole heap, each page a copy-on-write fault. collect =
+    ** false: the caller collects (see the file header). */
+    if (fn && collect)
         lua_gc(L, LUA_GCCOLLECT);
 
     /* From here on: no Lua call until the fds are owned or closed. */

@@ -55,7 +55,8 @@
 --                  volumes = { name... }, kept = { dir... } }
 --
 -- The state file is JSON, written atomically (temp file + rename) after
--- every change:
+-- every change, and synced when it records something to clean up (the
+-- first write, with only the runner, is not):
 --   { "version": 1, "build": ID, "driver": TYPE,
 --     "runner": { "pid": N, "start": "TICKS" },
 --     "qemu": { "pid": N, "start": "TICKS" },
@@ -163,9 +164,13 @@ function M.new_id()
     end))
 end
 
-function Rec:save()
+-- sync = false: no fsync (the first save, which records nothing to clean
+-- up: lost in a power cut, the directory is removed as one without a
+-- state file). Every save that records a process, container or volume is
+-- made durable.
+function Rec:save(sync)
     local ok, err = fs.writefile(self.dir .. "/state",
-        json.encode(self.data) .. "\n", tonumber("600", 8))
+        json.encode(self.data) .. "\n", tonumber("600", 8), sync ~= false)
     if not ok then
         return nil, "state: cannot write " .. self.dir .. "/state: " ..
             tostring(err)
@@ -255,7 +260,7 @@ function M.begin(dtype, opts)
         version = 1, build = id, driver = dtype,
         runner = { pid = pid, start = start },
     } }, Rec)
-    ok, err = rec:save()
+    ok, err = rec:save(false)
     if not ok then
         fs.rm_rf(dir)
         return nil, err

@@ -384,9 +384,11 @@ function W:start(qname, entry)
     fs.mkdir_p(b.dir .. "/artifacts", 448)
     local env = proc.environ()
     env.DJINN_BUILD = id
+    collectgarbage("step") -- a young collection (see M.main)
     local child, err = proc.spawn{ fn = function()
                                        return cli_main(args)
                                    end,
+                                   collect = false,
                                    title = "djinn-lua run: build " .. id,
                                    cwd = b.dir .. "/objects",
                                    env = env, stdin = "null",
@@ -539,6 +541,14 @@ function M.main(opts)
     for _, q in ipairs(self.queues) do
         pcall(require, "djinn.drivers." .. q)
     end
+    -- Generational: what is loaded above becomes old and stays unwritten.
+    -- Each build is a fork that shares this heap's pages until one side
+    -- writes to them, and every such write is a copy-on-write fault (on
+    -- this machine kind a TLB flush through the hypervisor). A young
+    -- collection touches only young objects; the incremental collector
+    -- marked every object each cycle, and the full collection before each
+    -- fork (which a young one replaces, spawn's collect = false) did too.
+    collectgarbage("generational")
     self.host = (fs.readfile("/proc/sys/kernel/hostname", 256) or
                  "localhost"):gsub("%s+$", "")
     self.consumer = string.format("%s:%d:%d", self.name, proc.getpid(),
