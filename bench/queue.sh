@@ -5,8 +5,9 @@
 #      --follow` (submit -> worker -> finish -> the follower exits) vs the
 #      same `djinn-lua run` directly (RUNS interleaved runs, medians);
 #   2. throughput: N (default 500, QUEUE_N) trivial builds queued, then 3
-#      workers x 4 slots start: builds/s until the last ends, and each
-#      worker's share (balance = busiest / least busy);
+#      workers x 4 slots start: builds/s until the last ends, each
+#      worker's share (balance = busiest / least busy), and the CPU a
+#      build costs (the workers and all they start);
 #   3. recovery: a worker killed (kill -9) while it runs a build: from the
 #      kill to the build's start on the other worker (lease 2 s; 5 times,
 #      median);
@@ -83,6 +84,11 @@ count_done() {
 		b == 1 { if (type == "finish" && $0 + 0 >= lo && $0 + 0 <= hi) c++; b = 0 }
 		END { print c + 0 }'
 }
+# CPU of the workers and everything they start (each build's run, keeper
+# and shell), from bash's own accounting of its reaped children: steadier
+# than builds/s on a machine whose speed varies (one CPU hog elsewhere
+# moves builds/s, not the CPU a build costs).
+times >"$W/times0"
 mkfifo "$W/fifo" # a sleep without a process: read -t on it
 t2=$EPOCHREALTIME
 worker ta 4 10s
@@ -118,8 +124,11 @@ awk -v n="$N" -v a="$t0" -v b="$t1" -v c="$t2" -v d="$t3" -v s="$shares" 'BEGIN 
 	printf "queue: %d submits in %.2f s (%.1f ms each, one process per submit)\n", n, b - a, (b - a) * 1000 / n
 	printf "queue: %d trivial builds on 3 workers x 4 slots in %.2f s: %.1f builds/s; shares %s(balance %.2f)\n", n, d - c, n / (d - c), s, (mn > 0 ? mx / mn : 0)
 }'
-for w in ta tb tc; do eval "kill -TERM \$wpid_$w"; done
-sleep 1
+for w in ta tb tc; do eval "kill -TERM \$wpid_$w; wait \$wpid_$w"; done
+times >"$W/times1"
+awk -v n="$N" 'function secs(t, a) { split(t, a, /[ms]/); return a[1] * 60 + a[2] }
+	FNR == 2 { if (NR == FNR) { u0 = secs($1); s0 = secs($2) } else { u1 = secs($1); s1 = secs($2) } }
+	END { printf "queue: CPU per build (the workers and all they start): %.1f ms (user %.1f, system %.1f)\n", (u1 - u0 + s1 - s0) * 1000 / n, (u1 - u0) * 1000 / n, (s1 - s0) * 1000 / n }' "$W/times0" "$W/times1"
 
 # 3. recovery
 cat >"$W/long.yml" <<EOF
