@@ -54,7 +54,12 @@
 **     signals, closes or unlinks through it); the state is closed at the
 **     end, so every finalizer runs, but nothing is freed (exit_alloc):
 **     the process ends at once, and freeing wrote to every page of the
-**     heap it shared with its parent.
+**     heap it shared with its parent. close = false: no close, the
+**     child exits as soon as fn returns (nothing it made is finalized:
+**     the processes it started with pdeathsig die with it; the rest is
+**     fn's to clean up). Lua's close wrote to every object (the
+**     generational collector turns each white again first; each string
+**     leaves the string table), a copy-on-write fault on every page.
 **   proc.kill(pid [, sig = "TERM"])        -> true | nil, msg
 **     (addition for the crash reaper: a process this runner did not
 **     spawn, by pid; pid must be > 0, so no process group is signalled)
@@ -586,13 +591,14 @@ static void *exit_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 ** spawn_program's child, then, instead of an exec, the function runs in
 ** this copy of the state and the process exits with its results
 ** (dj_exit_status, as djinn-lua's main; an error: its traceback and 1).
-** The state is closed first, so the child's own objects are finalized;
-** what it inherited is inert (see l_proc_gc and the other modules' owner
-** checks). Never returns.
+** The state is closed first (closestate), so the child's own objects are
+** finalized; what it inherited is inert (see l_proc_gc and the other
+** modules' owner checks). Never returns.
 */
 static void child_run(lua_State *L, int fn, const char *title, char **envp,
                       const char *cwd, int fds[3], const int modes[3],
-                      int status_fd, int setpg, int deathsig, pid_t parent)
+                      int status_fd, int setpg, int deathsig, pid_t parent,
+                      int closestate)
 {
     int fd3, base;
     lua_Integer st;
@@ -616,10 +622,12 @@ static void child_run(lua_State *L, int fn, const char *title, char **envp,
     }
     fflush(NULL);
     closing_state = L;
-    if (!RUNNING_ON_VALGRIND)
-        lua_setallocf(L, exit_alloc, NULL);
-    lua_close(L);
-    fflush(NULL);
+    if (closestate) {
+        if (!RUNNING_ON_VALGRIND)
+            lua_setallocf(L, exit_alloc, NULL);
+        lua_close(L);
+        fflush(NULL);
+    }
     _exit((int)st);
 }
 
@@ -706,7 +714,7 @@ static int l_proc_spawn(lua_State *L)
     char **envp = NULL;
     const char *cwd = NULL;
     int modes[3];
-    int setpg, deathsig, keeper, fn, collect;
+    int setpg, deathsig, keeper, fn, collect, closestate;
     lua_Integer argc = 0, i;
     int pipes[3][2] = {{-1, -1}, {-1, -1}, {-1, -1}};
     int status_pipe[2] = {-1, -1};
@@ -827,6 +835,9 @@ static int l_proc_spawn(lua_State *L)
     collect = optbool(L, 1, "collect", 1);
     if (!collect && !fn)
         return luaL_error(L, "proc.spawn: collect goes with fn");
+    closestate = optbool(L, 1, "close", 1);
+    if (!closestate && !fn)
+        return luaL_error(L, "proc.spawn: close goes with fn");
     /* 9: title (fn only). */
     lua_getfield(L, 1, "title");
     if (lua_type(L, -1) == LUA_TSTRING && fn)
@@ -932,7 +943,7 @@ static int l_proc_spawn(lua_State *L)
         if (pid == 0) {
             close_fd(&status_pipe[0]);
             child_run(L, 3, title, envp, cwd, childfds, modes, status_pipe[1],
-                      setpg, deathsig, parent);
+                      setpg, deathsig, parent, closestate);
         }
     } else {
         pid = spawn_program(argv, envp, cwd, childfds, modes, status_pipe[1],

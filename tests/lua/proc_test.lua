@@ -549,6 +549,31 @@ do
   t:checkerr("option 'collect' must be a boolean", proc.spawn,
              { fn = function() return 0 end, collect = "no" })
 
+  -- close = false: the child exits when fn returns, its state not
+  -- closed: a Lua finalizer of its own does not run; a process it started
+  -- (pdeathsig, the default) dies with it all the same.
+  do
+    local nofile = dir .. "/gc-noclose"
+    c = assert(proc.spawn { fn = function()
+      _G.keep_noclose = setmetatable({}, { __gc = function()
+        local nf = assert(io.open(nofile, "w"))
+        nf:write("finalized\n")
+        nf:close()
+      end })
+      local s = assert(proc.spawn { argv = { "sleep", "100" } })
+      io.write(s:pid(), "\n")
+      return 7
+    end, close = false })
+    out = drain(c)
+    t:is({ c:wait(10) }, { "exit", 7 }, "fn, close = false: the child exits with fn's status")
+    t:is(require("djinn.fs").exists(nofile), false,
+         "fn, close = false: no finalizer runs at its exit")
+    t:ok(tonumber(out) and wait_gone(tonumber(out)),
+         "fn, close = false: a process it started dies with it (pdeathsig)")
+  end
+  t:checkerr("close goes with fn", proc.spawn,
+             { argv = { "true" }, close = false })
+
   -- The child's close frees nothing: freeing wrote to every page of the
   -- heap it shares with its parent (each a copy-on-write fault), for
   -- memory the exit returns anyway. With 20 MiB of live tables here, the
