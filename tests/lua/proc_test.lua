@@ -498,17 +498,25 @@ do
   t:ok(got and #got > 100000 and got:sub(-12) == ",19999,20000",
        "fn: its finalizer ran at the close, allocating as it went")
 
+  -- An object already garbage, whose finalizer appends the pid of the
+  -- process running it to path; the collector is stopped until the
+  -- caller restarts it (if it was running: the result).
+  local function garbage_at(path)
+    local running = collectgarbage("isrunning")
+    collectgarbage("stop")
+    setmetatable({}, { __gc = function()
+      local pf = assert(io.open(path, "a"))
+      pf:write(proc.getpid(), "\n")
+      pf:close()
+    end })
+    return running
+  end
+
   -- Garbage at the fork: the collection before it runs its finalizer in
   -- the parent, once; the child's close does not run it again.
   do
     local pidfile = dir .. "/gc-pids"
-    local running = collectgarbage("isrunning")
-    collectgarbage("stop")
-    setmetatable({}, { __gc = function()
-      local pf = assert(io.open(pidfile, "a"))
-      pf:write(proc.getpid(), "\n")
-      pf:close()
-    end })
+    local running = garbage_at(pidfile)
     c = assert(proc.spawn { fn = function() return 0 end })
     if running then collectgarbage("restart") end
     drain(c)
@@ -525,13 +533,7 @@ do
   -- after the spawn, for the parent's own collector.
   do
     local pidfile = dir .. "/gc-nocollect"
-    local running = collectgarbage("isrunning")
-    collectgarbage("stop")
-    setmetatable({}, { __gc = function()
-      local pf = assert(io.open(pidfile, "a"))
-      pf:write(proc.getpid(), "\n")
-      pf:close()
-    end })
+    local running = garbage_at(pidfile)
     c = assert(proc.spawn { fn = function() return 0 end, collect = false })
     local pf = io.open(pidfile)
     local fin = pf and pf:read("a") or ""
