@@ -15,9 +15,9 @@
 **     the program exits the keeper kills whatever it left running and
 **     exits with the program's status (the same signal when it was
 **     killed by one), so EOF on the pipes and wait() come when the
-**     program ends, not when its last background process does. child:pid() is
-*the keeper's pid (the program's
-**     $PPID). terminate(): TERM to the program's group, everything killed
+**     program ends, not when its last background process does.
+**     child:pid() is the keeper's pid (the program's $PPID).
+**     terminate(): TERM to the program's group, everything killed
 **     after 1 s, or at once when grace runs out first; kill("KILL")
 **     kills everything at once; other signals of kill() are forwarded to
 **     the program's group. pdeathsig: the runner's death makes the keeper
@@ -92,8 +92,9 @@
 **
 ** Ownership: a `djinn.proc.child` userdata is created closed (pid -1, fds
 ** -1) before anything is acquired; its __gc/__close terminate(2) a live
-** child and close the fds. The only C global is the signal handler's
-** volatile sig_atomic_t flag. The keeper is a program of its own: the
+** child and close the fds. The C globals: the signal handler's volatile
+** sig_atomic_t flag, and closing_state (a fn child's state, kept
+** reachable as the child exits). The keeper is a program of its own: the
 ** vfork child that starts it makes only system calls before the exec.
 */
 #include <errno.h>
