@@ -22,6 +22,8 @@
 **     kills everything at once; other signals of kill() are forwarded to
 **     the program's group. pdeathsig: the runner's death makes the keeper
 **     kill everything.
+**   proc.setenv(name, value | nil)         -> true | nil, msg
+**   proc.settitle(s)                       (what ps shows)
 **   child:pid()                            -> integer
 **   child:read([timeout_s])                -> data, "stdout"|"stderr"
 **                                           | nil, "timeout" | nil, "eof"
@@ -1328,6 +1330,36 @@ static int l_proc_environ(lua_State *L)
     return 1;
 }
 
+/*
+** proc.setenv(name, value | nil): this process's environment, which
+** children spawned without env = inherit and proc.environ() reads (the
+** worker's runners, issue 16: one build after another in one process,
+** each with its own DJINN_BUILD). nil removes the variable.
+*/
+static int l_proc_setenv(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    const char *value = luaL_optstring(L, 2, NULL);
+
+    luaL_argcheck(L, name[0] != '\0' && strchr(name, '=') == NULL, 1,
+                  "a variable's name must be non-empty and have no '='");
+    if ((value != NULL ? setenv(name, value, 1) : unsetenv(name)) != 0)
+        return dj_pushfail(L, "proc.setenv %s: %s", name, strerror(errno));
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/*
+** proc.settitle(s): what ps shows as this process's command line (as
+** spawn's title; cut to the length of the command line it started with).
+** The worker's runners show the build they run.
+*/
+static int l_proc_settitle(lua_State *L)
+{
+    dj_set_title(luaL_checkstring(L, 1));
+    return 0;
+}
+
 static void record_signal(int signo)
 {
     pending_signo = signo;
@@ -1424,6 +1456,8 @@ static const luaL_Reg proc_funcs[] = {
     {"getpid", l_proc_getpid},
     {"isatty", l_proc_isatty},
     {"environ", l_proc_environ},
+    {"setenv", l_proc_setenv},
+    {"settitle", l_proc_settitle},
     {"on_signals", l_proc_on_signals},
     {"pending_signal", l_proc_pending_signal},
     {"default_signals", l_proc_default_signals},

@@ -52,6 +52,11 @@ local cli_main
 M.GRACE = 10      -- seconds between SIGTERM and SIGKILL of a cancelled build
 M.STDERR_TAIL = 2000
 M.MAX_ARTIFACTS = 64 * 1024 * 1024 -- bytes of artifacts sent back per build
+M.RUNNER_BUILDS = 100 -- builds a runner runs before a fresh one replaces it
+
+-- The line a runner prints after a build's own events: {"runner_done":CODE}
+-- (every line of run --json is an event object, {"event": first).
+local RUNNER_DONE = '{"runner_done":'
 
 local W = {}
 W.__index = W
@@ -116,7 +121,11 @@ function W:forward(b, final)
             local ev = json.decode(line)
             if type(ev) == "table" then b.result = ev end
         end
-        b.pending[#b.pending + 1] = line
+        if line:sub(1, #RUNNER_DONE) == RUNNER_DONE then
+            b.done = math.tointeger(tonumber(line:match("(%d+)}"))) or 1
+        else
+            b.pending[#b.pending + 1] = line
+        end
     end
     b.buf = b.buf:sub(start)
     if final and b.buf ~= "" then
@@ -246,6 +255,16 @@ function W:finish(b, how, code)
 end
 
 function W:cleanup(b)
+    local r = b.runner
+    if r then
+        b.runner = nil
+        if b.done and not b.cancelled and not self.cancelling and
+            r.builds < M.RUNNER_BUILDS then
+            self.idle[#self.idle + 1] = r
+        else
+            self:retire(r)
+        end
+    end
     fs.rm_rf(b.dir)
     for i, x in ipairs(self.running) do
         if x == b then table.remove(self.running, i) break end
@@ -256,6 +275,7 @@ function W:kill(b, why)
     if b.child then
         b.child:kill("KILL")
         b.child:wait(5)
+        b.runner = nil
     end
     self:say("build %s: stopped (%s)", b.id, why)
     self:cleanup(b)
@@ -283,6 +303,79 @@ function W:renew_all()
         drivers = json.array(self.queues),
         seen = tonumber((self:call("TIME") or { os.time() })[1]),
         draining = self.draining or false })
+end
+
+-- A runner: a child of the worker (a fork of it, proc.spawn{fn =}) that
+-- runs builds one after another, each as `djinn-lua run` would: it reads
+-- a request line on stdin ({"id": ID, "args": [run's arguments]}), sets
+-- DJINN_BUILD and its title (`djinn-lua run: build ID`), calls
+-- djinn.cli's main and prints RUNNER_DONE with the exit code after the
+-- run's own events. EOF on stdin: it exits. A fork for each build cost
+-- more than the build (on this machine kind every page a fresh process
+-- touches is a fault, ~12 ms a build: bench/queue.sh); a runner pays it
+-- once for M.RUNNER_BUILDS builds. A signal the previous build did not
+-- see is dropped before the next starts.
+local function runner_main()
+    proc.on_signals{ "INT", "TERM" }
+    proc.settitle("djinn-lua worker: idle runner")
+    while true do
+        local line, err, code = io.stdin:read("l")
+        if line == nil then
+            if code ~= 4 then return err and 3 or 0 end -- 4: EINTR
+        else
+            local req = json.decode(line)
+            if type(req) ~= "table" or type(req.args) ~= "table" then
+                io.stderr:write("djinn-lua: the worker sent a runner a " ..
+                                "request it cannot read\n")
+                return 3
+            end
+            while proc.pending_signal() do end
+            proc.setenv("DJINN_BUILD", tostring(req.id))
+            proc.settitle("djinn-lua run: build " .. tostring(req.id))
+            local ok, rc = xpcall(cli_main, debug.traceback, req.args)
+            if not ok then
+                io.stderr:write("djinn-lua: ", tostring(rc), "\n")
+            elseif type(rc) ~= "number" then
+                rc = (rc == false) and 1 or 0
+            end
+            io.stdout:write(RUNNER_DONE, ok and math.tointeger(rc) or 1,
+                            "}\n")
+            io.stdout:flush()
+            -- A run that raised may have left its state half made: this
+            -- runner runs no other build.
+            if not ok then return 1 end
+            proc.settitle("djinn-lua worker: idle runner")
+        end
+    end
+end
+
+-- An idle runner, or a new one. -> { child =, builds = } | nil, why
+function W:runner()
+    while #self.idle > 0 do
+        local r = table.remove(self.idle)
+        if r.child:wait(0) == nil then return r end
+    end
+    -- A young collection (see M.main). close = false: a runner's builds
+    -- clean up after themselves (their drivers' teardown, then
+    -- state:finish); what they start dies with the runner (pdeathsig).
+    collectgarbage("step")
+    local child, err = proc.spawn{ fn = runner_main,
+                                   collect = false, close = false,
+                                   title = "djinn-lua worker: runner",
+                                   cwd = self.tmp, stdin = "pipe",
+                                   stdout = "pipe", stderr = "pipe",
+                                   setpgid = true, pdeathsig = true }
+    if child == nil then return nil, err end
+    return { child = child, builds = 0 }
+end
+
+-- A runner that is not to run another build: EOF on its stdin ends it.
+function W:retire(r)
+    r.child:close_stdin()
+    if r.child:wait(2) == nil then
+        r.child:kill("KILL")
+        r.child:wait(5)
+    end
 end
 
 function W:start(qname, entry)
@@ -375,9 +468,9 @@ function W:start(qname, entry)
         local values = {}
         for i, kv in ipairs(list) do values[i] = kv:match("=(.*)$") end
         b.mask = require("djinn.mask").new(values)
-        -- In memory only: the child is a fork that reads run's arguments
-        -- from this table (its command line is its title), so the
-        -- secrets never touch the disk.
+        -- In memory only: run's arguments reach the runner through a
+        -- pipe (its command line is its title), so the secrets never
+        -- touch the disk.
         for _, kv in ipairs(list) do
             args[#args + 1] = "--secret=" .. kv
         end
@@ -385,32 +478,26 @@ function W:start(qname, entry)
     args[#args + 1] = "--"
     args[#args + 1] = b.dir .. "/manifest/" .. file
     fs.mkdir_p(b.dir .. "/artifacts", 448)
-    local env = proc.environ()
-    env.DJINN_BUILD = id
-    -- A young collection (see M.main). close = false: the run cleans up
-    -- after itself (its drivers' teardown, then state:finish), and what
-    -- it started dies with it (pdeathsig; a VM's or container's record
-    -- is the reaper's); closing its state wrote to every object of the
-    -- heap it shares with this worker (~2 ms of copy-on-write faults a
-    -- build here).
-    collectgarbage("step")
-    local child, err = proc.spawn{ fn = function()
-                                       return cli_main(args)
-                                   end,
-                                   collect = false, close = false,
-                                   title = "djinn-lua run: build " .. id,
-                                   cwd = b.dir .. "/objects",
-                                   env = env, stdin = "null",
-                                   stdout = "pipe", stderr = "pipe",
-                                   setpgid = true, pdeathsig = true }
-    if child == nil then
+    local r, err = self:runner()
+    if r then
+        local ok
+        ok, err = r.child:write(json.encode{ id = id, args = args } .. "\n",
+                                5)
+        if not ok then
+            r.child:kill("KILL")
+            r.child:wait(5)
+            r = nil
+        end
+    end
+    if r == nil then
         b.fail = "the worker could not start djinn-lua run: " ..
             tostring(err)
         self:finish(b, "exit", 3)
         return
     end
-    b.child = child
-    self:say("build %s: started (attempt %d, pid %d)", id, n, child:pid())
+    r.builds = r.builds + 1
+    b.runner, b.child = r, r.child
+    self:say("build %s: started (attempt %d, pid %d)", id, n, b.child:pid())
 end
 
 -- A build's secrets, opened with this worker's queue key.
@@ -536,7 +623,7 @@ function M.main(opts)
         cache_max = opts.cache_max, key = opts.key,
         out = opts.out or io.stdout, unfenced = opts.unfenced,
         max_attempts = opts.max_attempts or queue.MAX_ATTEMPTS,
-        running = {}, cursor = {}, turn = 0, next_claim = 0,
+        running = {}, idle = {}, cursor = {}, turn = 0, next_claim = 0,
         timeout = math.max(1, (opts.lease or 10) / 3),
         tmp = os.getenv("TMPDIR") or "/tmp",
     }, W)
@@ -576,7 +663,12 @@ function M.main(opts)
         self:signals()
         for _, b in ipairs({ table.unpack(self.running) }) do
             self:drain(b)
-            local how, code = b.child:wait(0)
+            local how, code
+            if b.done then
+                how, code = "exit", b.done
+            else
+                how, code = b.child:wait(0)
+            end
             if how then
                 self:finish(b, how, code)
             elseif b.cancelled and proc.now() - b.cancelled > M.GRACE then
@@ -620,6 +712,8 @@ function M.main(opts)
             if why == "eof" then proc.sleep(0.02) end
         end
     end
+    for _, r in ipairs(self.idle) do self:retire(r) end
+    self.idle = {}
     if self.q then
         self:call("HDEL", "djinn:workers", self.consumer)
         -- Forget this consumer where it holds nothing: deleting one with

@@ -194,7 +194,7 @@ run lr submit "$W/long.yml"
 lr=$(cat "$W/lr.out")
 wait_for 20 running "$lr" && wait_for 10 sh -c "ls '$W'/jobs/long.yml.* >/dev/null 2>&1"
 ljob=$(cat "$W"/jobs/long.yml.* 2>/dev/null | head -1)
-# The build's run is a fork of its worker, titled for ps.
+# The build runs in a runner, a child of its worker, titled for ps.
 lrun=$(sed -n "s/.* build $lr: started (attempt [0-9]*, pid \([0-9]*\)).*/\1/p" "$W"/*.log | head -1)
 lparent=$(ps -o ppid= -p "${lrun:-0}" | tr -d ' ')
 check "the running build is a child of its worker titled 'djinn-lua run: build $lr' ($(ps -o args= -p "${lrun:-0}"))" \
@@ -221,6 +221,59 @@ wait "$(wpid w0)"
 wrc=$?
 check "SIGTERM: the worker finishes its build and exits 0 (exit $wrc)" \
 	sh -c "[ $wrc -eq 0 ] && [ \"\$(redis-cli -s '$SOCK' HGET djinn:b:$sh1 status)\" = passed ]"
+
+# --- runners: one process runs a slot's builds one after another -------------
+cat >"$W/who.yml" <<EOF
+driver:
+  type: os
+stages: [a]
+jobs:
+- stage: a
+  commands:
+  - echo "build=\$DJINN_BUILD stdin=\$(readlink /proc/\$\$/fd/0)"
+EOF
+worker wr 1
+run r1 submit "$W/who.yml"
+run r2 submit "$W/who.yml"
+run r3 submit "$W/who.yml"
+r1=$(cat "$W/r1.out") r2=$(cat "$W/r2.out") r3=$(cat "$W/r3.out")
+wait_for 30 terminal "$r1" "$r2" "$r3"
+check "three builds on one slot pass ($(bstatus "$r1"), $(bstatus "$r2"), $(bstatus "$r3"))" \
+	sh -c "[ '$(bstatus "$r1")$(bstatus "$r2")$(bstatus "$r3")' = passedpassedpassed ]"
+# runpid ID: the pid the worker's log says the build started in
+runpid() { sed -n "s/.* build $1: started (attempt [0-9]*, pid \([0-9]*\)).*/\1/p" "$W/wr.log" | head -1; }
+p1=$(runpid "$r1") p2=$(runpid "$r2") p3=$(runpid "$r3")
+check "... all in one runner, a child of the worker (pids $p1 $p2 $p3)" \
+	sh -c "[ -n '$p1' ] && [ '$p1' = '$p2' ] && [ '$p2' = '$p3' ] && [ \"\$(ps -o ppid= -p '$p1' | tr -d ' ')\" = '$(wpid wr)' ]"
+check "... which ps shows as idle between builds ($(ps -o args= -p "${p1:-0}"))" \
+	sh -c "ps -o args= -p '${p1:-0}' | grep -q '^djinn-lua worker: idle runner\$'"
+for id in "$r1" "$r2" "$r3"; do
+	run "rl$id" logs "$id"
+done
+check "... each job saw its own build's DJINN_BUILD" \
+	sh -c "grep -qx 'build=$r1 stdin=/dev/null' '$W/rl$r1.out' && grep -qx 'build=$r2 stdin=/dev/null' '$W/rl$r2.out' && grep -qx 'build=$r3 stdin=/dev/null' '$W/rl$r3.out'"
+check "... and none could read the runner's requests (the job's stdin is /dev/null)" \
+	sh -c "! grep -q 'stdin=pipe' '$W'/rl*.out"
+manifest "$W/rlong.yml" 60
+run rc1 submit "$W/rlong.yml"
+rc1=$(cat "$W/rc1.out")
+wait_for 20 running "$rc1" && wait_for 10 sh -c "ls '$W'/jobs/rlong.yml.* >/dev/null 2>&1"
+run rcc cancel "$rc1"
+wait_for 15 terminal "$rc1"
+check "a cancelled build in a runner: killed" test "$(bstatus "$rc1")" = killed
+pc=$(runpid "$rc1")
+run r4 submit "$W/who.yml"
+r4=$(cat "$W/r4.out")
+wait_for 20 terminal "$r4"
+p4=$(runpid "$r4")
+check "... the next build passes in a fresh runner ($pc then $p4), the cancel not carried over" \
+	sh -c "[ '$(bstatus "$r4")' = passed ] && [ -n '$p4' ] && [ '$p4' != '$pc' ] && ! kill -0 '${pc:-0}' 2>/dev/null"
+wrpid=$(wpid wr)
+kill -TERM "$wrpid"
+wait "$wrpid"
+check "SIGTERM: the worker exits and its idle runner with it" \
+	sh -c "! kill -0 '${p4:-0}' 2>/dev/null"
+rm -f "$W"/jobs/rlong.yml.*
 
 # --- Q1/Q2: 30 builds, one worker killed, one frozen ------------------------
 i=1

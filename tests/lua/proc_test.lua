@@ -647,7 +647,29 @@ do
   else
     t:is(out:match("^[^%z]*"), "djinn-lua run: build 42",
          "fn: the title is the child's command line")
+    -- proc.settitle: the worker's runners say which build they run.
+    c = assert(proc.spawn { fn = function()
+      proc.settitle("djinn-lua run: build 7")
+      local g = assert(io.open("/proc/self/cmdline"))
+      io.write(g:read("a"))
+      g:close()
+      return 0
+    end, title = "djinn-lua worker: idle runner" })
+    out = drain(c)
+    c:wait(10)
+    t:is(out:match("^[^%z]*"), "djinn-lua run: build 7",
+         "settitle: a new command line, the old one gone")
   end
+  -- proc.setenv: what children spawned without env = and environ() see.
+  t:is(proc.setenv("DJINN_SETENV_TEST", "b=1"), true, "setenv: true")
+  t:is(proc.environ().DJINN_SETENV_TEST, "b=1", "setenv: environ() sees it")
+  c = assert(proc.spawn { argv = { "sh", "-c", "printf %s \"$DJINN_SETENV_TEST\"" } })
+  t:is(drain(c), "b=1", "setenv: a child spawned without env = inherits it")
+  c:wait(10)
+  t:is(proc.setenv("DJINN_SETENV_TEST"), true, "setenv(name): removes it")
+  t:is(os.getenv("DJINN_SETENV_TEST"), nil, "setenv(name): gone")
+  t:checkerr("non%-empty and have no '='", proc.setenv, "A=B", "1")
+  t:checkerr("non%-empty and have no '='", proc.setenv, "", "1")
   t:checkerr("title must be a string, and goes with fn", proc.spawn,
              { argv = { "true" }, title = "x" })
   t:checkerr("argv and fn do not go together", proc.spawn,
