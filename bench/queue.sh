@@ -8,6 +8,9 @@
 #      workers x 4 slots start: builds/s until the last ends, each
 #      worker's share (balance = busiest / least busy), and the CPU a
 #      build costs (the workers and all they start);
+#   2b. the floor under it: the same builds' processes with no work in
+#      them (bench/queue_floor.c), as the worker starts them, as it did
+#      with a fork per build, and as the reference note's prototype;
 #   3. recovery: a worker killed (kill -9) while it runs a build: from the
 #      kill to the build's start on the other worker (lease 2 s; 5 times,
 #      median);
@@ -129,6 +132,25 @@ times >"$W/times1"
 awk -v n="$N" 'function secs(t, a) { split(t, a, /[ms]/); return a[1] * 60 + a[2] }
 	FNR == 2 { if (NR == FNR) { u0 = secs($1); s0 = secs($2) } else { u1 = secs($1); s1 = secs($2) } }
 	END { printf "queue: CPU per build (the workers and all they start): %.1f ms (user %.1f, system %.1f)\n", (u1 - u0 + s1 - s0) * 1000 / n, (u1 - u0) * 1000 / n, (s1 - s0) * 1000 / n }' "$W/times0" "$W/times1"
+
+# 2b. the floor: the same number of builds' processes with no work in them
+# (bench/queue_floor.c): the keeper and the job's shell started from a
+# runner as the worker's builds are, the same with a fork of a
+# worker-sized process per build (the worker's shape before its runners),
+# and the reference note's prototype (a fork and an exec of /bin/true).
+# Medians of 3 interleaved runs each, 12 at a time as 3 x 4 slots.
+FLOOR=$B/queue_floor
+if [ ! -x "$FLOOR" ] || [ "$TOP/bench/queue_floor.c" -nt "$FLOOR" ]; then
+	cc -O2 -o "$FLOOR" "$TOP/bench/queue_floor.c" || exit 1
+fi
+for _ in 1 2 3; do
+	for m in keeper fork-keeper fork-exec; do
+		"$FLOOR" "$m" "$N" 12 "$B/djinn-keeper" >>"$W/floor.$m" || exit 1
+	done
+done
+for m in keeper fork-keeper fork-exec; do
+	echo "queue: floor ($m): $(awk '{ print $6 }' "$W/floor.$m" | bench_median) builds/s, CPU a build $(awk '{ print $11 }' "$W/floor.$m" | bench_median) ms (median of 3; $N builds, 12 at a time, no work in them)"
+done
 
 # 3. recovery
 cat >"$W/long.yml" <<EOF

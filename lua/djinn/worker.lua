@@ -1,34 +1,36 @@
 -- djinn.worker: `djinn-lua worker`, the queue's build runner (issue 16).
 --
--- One process, one loop, no threads. Each build runs as a child process,
--- `djinn-lua run --json` in its own process group with PDEATHSIG, so the
--- loop never blocks on a VM or a job, and a worker that dies (kill -9,
--- OOM) takes its builds' processes, VMs and containers down with it. The
--- child is a fork of the worker (proc.spawn{fn =}) that calls djinn.cli's
--- main with run's arguments, as an exec of djinn-lua would, without
--- starting djinn-lua and compiling the Lua library again for each build
--- (the worker loads the pipeline and its queues' drivers once). What the
--- child inherits of the worker (its Redis connection, the other builds'
--- handles) is closed at the fork and inert in the child. The worker runs
--- the generational collector and its builds exit without closing their
--- Lua state, so that neither side writes to the pages they share more
--- than it must (each such write is a copy-on-write fault). A worker runs
--- the Lua library it started with: restart it to take a new one.
+-- One process, one loop, no threads. Each build runs in a child process,
+-- a runner, running `djinn-lua run --json` in its own process group with
+-- PDEATHSIG, so the loop never blocks on a VM or a job, and a worker that
+-- dies (kill -9, OOM) takes its builds' processes, VMs and containers down
+-- with it. A runner is a fork of the worker (proc.spawn{fn =}) that calls
+-- djinn.cli's main with run's arguments, as an exec of djinn-lua would,
+-- without starting djinn-lua and compiling the Lua library again (the
+-- worker loads the pipeline and its queues' drivers once), and it runs its
+-- slot's builds one after another (runner_main), so that a build costs no
+-- fork. What a runner inherits of the worker (its Redis connection, the
+-- other builds' handles) is closed at the fork and inert in it. The worker
+-- runs the generational collector and its runners exit without closing
+-- their Lua state, so that neither side writes to the pages they share
+-- more than it must (each such write is a copy-on-write fault). A worker
+-- runs the Lua library it started with: restart it to take a new one.
 --
 -- The loop, every turn:
---   1. each child: forward its complete output lines (JSON events) to the
---      build's log stream; when it has exited, finish the build
+--   1. each build: forward its runner's complete output lines (JSON
+--      events) to the build's log stream; when the runner says the build
+--      is done (or has exited), finish the build
 --      (djinn_finish: recorded only if this worker still owns it);
 --   2. every lease/6: renew each build (djinn_renew). -1: the lease was
---      lost (another worker runs it now): kill the child at once, record
---      nothing. 1: cancel requested: SIGTERM its group (run exits 130 as
+--      lost (another worker runs it now): kill its runner at once, record
+--      nothing. 1: cancel requested: SIGTERM its runner (run exits 130 as
 --      killed), SIGKILL after a grace;
 --   3. a free slot: first, at most every 0.5 s, take over a build whose
 --      lease ran out (XAUTOCLAIM, idle > lease); else read the next new
 --      entry (XREADGROUP COUNT 1: no prefetch, a build is taken only by
 --      a worker with a free slot).
 -- Redis unreachable: reconnect every 0.5 s; after 0.8 x lease without
--- it, kill every child (other workers will re-run those builds; fencing
+-- it, kill every runner (other workers will re-run those builds; fencing
 -- keeps this worker's late results out). SIGTERM: take nothing more,
 -- finish what runs, exit 0; a second SIGTERM (or SIGINT) cancels the
 -- running builds (they close as killed) and exits 130.
