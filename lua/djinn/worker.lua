@@ -57,7 +57,8 @@ M.MAX_ARTIFACTS = 64 * 1024 * 1024 -- bytes of artifacts sent back per build
 M.RUNNER_BUILDS = 100 -- builds a runner runs before a fresh one replaces it
 
 -- The line a runner prints after a build's own events: {"runner_done":CODE}
--- (every line of run --json is an event object, {"event": first).
+-- (every line of run --json is an event object, {"event": first), after
+-- a newline (an empty line is no event: the worker drops it).
 local RUNNER_DONE = '{"runner_done":'
 
 local W = {}
@@ -125,7 +126,7 @@ function W:forward(b, final)
         end
         if line:sub(1, #RUNNER_DONE) == RUNNER_DONE then
             b.done = math.tointeger(tonumber(line:match("(%d+)}"))) or 1
-        else
+        elseif line ~= "\n" then -- (the runner's newline before its done)
             b.pending[#b.pending + 1] = line
         end
     end
@@ -340,8 +341,9 @@ local function runner_main()
             elseif type(rc) ~= "number" then
                 rc = (rc == false) and 1 or 0
             end
-            io.stdout:write(RUNNER_DONE, ok and math.tointeger(rc) or 1,
-                            "}\n")
+            -- On a line of its own even after a last line without one.
+            io.stdout:write("\n", RUNNER_DONE,
+                            ok and math.tointeger(rc) or 1, "}\n")
             io.stdout:flush()
             -- A run that raised may have left its state half made: this
             -- runner runs no other build.
