@@ -628,15 +628,22 @@ do
        "fn: a listener inherited and collected in the child leaves the socket")
   l:close()
 
-  -- ps tells a forked child from its parent: its title.
-  c = assert(proc.spawn { fn = function()
-    local f = assert(io.open("/proc/self/cmdline"))
-    io.write(f:read("a"))
-    f:close()
-    return 0
-  end, title = "djinn-lua run: build 42" })
-  out = drain(c)
-  c:wait(10)
+  -- ps tells a forked child from its parent: its title. cmdline_of(title,
+  -- before): the command line of a fn child titled so, once it has run
+  -- before().
+  local function cmdline_of(title, before)
+    local ch = assert(proc.spawn { fn = function()
+      if before then before() end
+      local g = assert(io.open("/proc/self/cmdline"))
+      io.write(g:read("a"))
+      g:close()
+      return 0
+    end, title = title })
+    local text = drain(ch)
+    ch:wait(10)
+    return text:match("^[^%z]*")
+  end
+  out = cmdline_of("djinn-lua run: build 42")
   local f = assert(io.open("/proc/self/comm"))
   local comm = f:read("a")
   f:close()
@@ -645,19 +652,12 @@ do
     -- copy as its command line: no title can reach it.
     t:diag("fn: title not checked under valgrind (the command line is valgrind's)")
   else
-    t:is(out:match("^[^%z]*"), "djinn-lua run: build 42",
+    t:is(out, "djinn-lua run: build 42",
          "fn: the title is the child's command line")
     -- proc.settitle: the worker's runners say which build they run.
-    c = assert(proc.spawn { fn = function()
+    t:is(cmdline_of("djinn-lua worker: idle runner", function()
       proc.settitle("djinn-lua run: build 7")
-      local g = assert(io.open("/proc/self/cmdline"))
-      io.write(g:read("a"))
-      g:close()
-      return 0
-    end, title = "djinn-lua worker: idle runner" })
-    out = drain(c)
-    c:wait(10)
-    t:is(out:match("^[^%z]*"), "djinn-lua run: build 7",
+    end), "djinn-lua run: build 7",
          "settitle: a new command line, the old one gone")
   end
   -- proc.setenv: what children spawned without env = and environ() see.
