@@ -60,6 +60,8 @@ M.RUNNER_BUILDS = 100 -- builds a runner runs before a fresh one replaces it
 -- (every line of run --json is an event object, {"event": first), after
 -- a newline (an empty line is no event: the worker drops it).
 local RUNNER_DONE = '{"runner_done":'
+-- What ps shows of a runner between builds (its spawn title too).
+local IDLE_TITLE = "djinn-lua worker: idle runner"
 
 local W = {}
 W.__index = W
@@ -320,7 +322,6 @@ end
 -- see is dropped before the next starts.
 local function runner_main()
     proc.on_signals{ "INT", "TERM" }
-    proc.settitle("djinn-lua worker: idle runner")
     while true do
         local line, err, code = io.stdin:read("l")
         if line == nil then
@@ -348,7 +349,7 @@ local function runner_main()
             -- A run that raised may have left its state half made: this
             -- runner runs no other build.
             if not ok then return 1 end
-            proc.settitle("djinn-lua worker: idle runner")
+            proc.settitle(IDLE_TITLE)
         end
     end
 end
@@ -365,7 +366,7 @@ function W:runner()
     collectgarbage("step")
     local child, err = proc.spawn{ fn = runner_main,
                                    collect = false, close = false,
-                                   title = "djinn-lua worker: runner",
+                                   title = IDLE_TITLE,
                                    cwd = self.tmp, stdin = "pipe",
                                    stdout = "pipe", stderr = "pipe",
                                    setpgid = true, pdeathsig = true }
@@ -642,7 +643,7 @@ function M.main(opts)
         pcall(require, "djinn.drivers." .. q)
     end
     -- Generational: what is loaded above becomes old and stays unwritten.
-    -- Each build is a fork that shares this heap's pages until one side
+    -- Each runner is a fork that shares this heap's pages until one side
     -- writes to them, and every such write is a copy-on-write fault (on
     -- this machine kind a TLB flush through the hypervisor). A young
     -- collection touches only young objects; the incremental collector
