@@ -33,7 +33,7 @@
 -- it, kill every runner (other workers will re-run those builds; fencing
 -- keeps this worker's late results out). SIGTERM: take nothing more,
 -- finish what runs, exit 0; a second SIGTERM (or SIGINT) cancels the
--- running builds (they close as killed) and exits 130.
+-- running builds (they close as killed), takes nothing more, and exits 130.
 --
 -- M.main(opts) -> exit status. opts: url, name, slots, drivers (a list of
 -- queue names), lease (s), driver_config, registry, cache_max (bytes:
@@ -602,6 +602,9 @@ function W:signals()
     local sig = proc.pending_signal()
     while sig do
         if sig == "INT" or self.draining then
+            -- Cancelling takes nothing more either, not even into a
+            -- slot a cancelled build leaves.
+            self.draining = true
             if not self.cancelling then
                 self.cancelling = true
                 self:say("stopping: cancelling %d running build(s)",

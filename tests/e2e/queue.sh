@@ -9,7 +9,7 @@
 #     unreachable URL;
 #   cancel of a queued, a running and an orphaned build (its worker
 #     killed; closed at takeover without a second start);
-#   SIGTERM drains a worker;
+#   SIGTERM drains a worker; SIGINT cancels and takes nothing more;
 #   Q1/Q2: 3 workers x 2 slots, 30 builds, one worker kill -9'd and one
 #     frozen (SIGSTOP) past its lease: every build ends once, nothing
 #     pending, no job of the killed worker left;
@@ -274,6 +274,28 @@ wait "$wrpid"
 check "SIGTERM: the worker exits and its idle runner with it" \
 	sh -c "! kill -0 '${p4:-0}' 2>/dev/null"
 rm -f "$W"/jobs/rlong.yml.*
+
+# SIGINT (Ctrl-C) cancels the running builds and takes nothing more, even
+# into a free slot while the cancelled ones are still stopping: a build
+# submitted after the signal stays queued for another worker.
+manifest "$W/ilong.yml" 60
+worker wi 2
+run i1 submit "$W/ilong.yml"
+i1=$(cat "$W/i1.out")
+wait_for 20 running "$i1" && wait_for 10 sh -c "ls '$W'/jobs/ilong.yml.* >/dev/null 2>&1"
+wipid=$(wpid wi)
+kill -INT "$wipid"
+run i2 submit "$W/who.yml"
+i2=$(cat "$W/i2.out")
+wait "$wipid"
+wrc=$?
+check "SIGINT: the worker cancels its build and exits 130 (exit $wrc, build $(bstatus "$i1"))" \
+	sh -c "[ $wrc -eq 130 ] && [ '$(bstatus "$i1")' = killed ]"
+check "... and took nothing after it: the next build is still queued ($(bstatus "$i2"))" \
+	test "$(bstatus "$i2")" = queued
+run ic cancel "$i2"
+wait_for 10 terminal "$i2"
+rm -f "$W"/jobs/ilong.yml.*
 
 # --- Q1/Q2: 30 builds, one worker killed, one frozen ------------------------
 i=1
