@@ -4,6 +4,9 @@
 #   1. overhead per build: a trivial os-driver build through `submit
 #      --follow` (submit -> worker -> finish -> the follower exits) vs the
 #      same `djinn-lua run` directly (RUNS interleaved runs, medians);
+#   1b. output: a build printing 16 MiB (`seq`, cut at the output cap)
+#      through `submit --follow` vs the same `djinn-lua run` (MB/s of
+#      the job's output);
 #   2. throughput: N (default 500, QUEUE_N) trivial builds queued, then 3
 #      workers x 4 slots start: builds/s until the last ends, each
 #      worker's share (balance = busiest / least busy), and the CPU a
@@ -71,6 +74,20 @@ queued() { "$D" submit --follow "$W/t.yml" >/dev/null 2>&1; }
 direct() { "$D" run "$W/t.yml" >/dev/null 2>&1; }
 bench_compare "queue: trivial os build, submit --follow" "$RUNS" 0 queued \
 	direct "djinn-lua run"
+
+# 1b. output
+cat >"$W/loud.yml" <<EOF
+driver:
+  type: os
+stages: [a]
+jobs:
+- stage: a
+  commands: [seq 1 5000000]
+EOF
+loud_queued() { "$D" submit --follow "$W/loud.yml" >/dev/null 2>&1; }
+loud_direct() { "$D" run "$W/loud.yml" >/dev/null 2>&1; }
+bench_compare "queue: a build printing 16 MiB, submit --follow" "$RUNS" \
+	$((16 << 20)) loud_queued loud_direct "djinn-lua run"
 kill -TERM "$wpid_w1"
 wait "$wpid_w1" 2>/dev/null
 

@@ -1111,22 +1111,19 @@ local function register_worker(regpath, ns, name, file, json, opts)
     local eof = not tty
     local how, code, sig
     -- A URL's worker reports "\30progress BYTES TOTAL|-" lines on stderr.
-    local got, partial = nil, ""
+    local got = nil
+    local feed_lines, partial_line = util.lines()
     local function progress_lines(data)
-        data = partial .. data
         local keep = {}
-        local last = 1
-        for line, nl in data:gmatch("([^\n]*)()\n") do
-            local g, t = line:match("^\30progress (%d+) ([%d-]+)$")
+        for _, line in ipairs(feed_lines(data)) do
+            local g, t = line:match("^\30progress (%d+) ([%d-]+)\n$")
             if g then
                 got = tonumber(g)
                 total = tonumber(t)
             else
-                keep[#keep + 1] = line .. "\n"
+                keep[#keep + 1] = line
             end
-            last = nl + 1
         end
-        partial = data:sub(last)
         return table.concat(keep)
     end
     while how == nil do
@@ -1177,7 +1174,7 @@ local function register_worker(regpath, ns, name, file, json, opts)
     if tty then io.stderr:write("\r\27[K") end
     io.stdout:write(table.concat(out))
     io.stdout:flush()
-    io.stderr:write(table.concat(errs), partial)
+    io.stderr:write(table.concat(errs), partial_line())
     local removed, problems = 0, {}
     if sig or how ~= "exit" or code ~= 0 then
         removed, problems = remove_worker_temps(regpath, pid)

@@ -14,6 +14,7 @@
 --                                  (rejects "", absolute paths and "..")
 --   util.fmt_duration(seconds)  "1.2s", "2m03s", "1h02m03s"
 --   util.shallow_copy(t)
+--   util.lines()                -> feed, rest: a stream cut into lines
 local M = {}
 
 -- (JSON: djinn.json, the one encoder; see runtime/l_json.c.)
@@ -323,6 +324,42 @@ function M.shallow_copy(t)
     local r = {}
     for k, v in pairs(t) do r[k] = v end
     return r
+end
+
+-- A stream read in pieces, cut into lines: feed(data) -> the list of the
+-- lines data completes, each with its "\n" (often none); rest() -> what
+-- is left of an unfinished line (and forgets it). Linear in the bytes:
+-- pieces of an unfinished line wait in a list and are joined once, when
+-- the line ends (a buffer that grew by `buf .. data` at each read and
+-- lost a line at a time copied its whole backlog again and again).
+function M.lines()
+    local parts = {}
+    local function feed(data)
+        local out = {}
+        local nl = data:find("\n", 1, true)
+        if nl == nil then
+            if data ~= "" then parts[#parts + 1] = data end
+            return out
+        end
+        parts[#parts + 1] = data:sub(1, nl)
+        out[1] = table.concat(parts)
+        parts = {}
+        local start = nl + 1
+        while true do
+            nl = data:find("\n", start, true)
+            if nl == nil then break end
+            out[#out + 1] = data:sub(start, nl)
+            start = nl + 1
+        end
+        if start <= #data then parts[1] = data:sub(start) end
+        return out
+    end
+    local function rest()
+        local r = table.concat(parts)
+        parts = {}
+        return r
+    end
+    return feed, rest
 end
 
 return M

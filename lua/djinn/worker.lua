@@ -45,6 +45,7 @@ local proc = require "djinn.proc"
 local fs = require "djinn.fs"
 local json = require "djinn.json"
 local redis = require "djinn.redis"
+local util = require "djinn.util"
 
 local M = {}
 
@@ -114,40 +115,46 @@ local function keys(b)
         "djinn:log:" .. id
 end
 
--- Forward complete lines of the child's stdout to the build's log.
-function W:forward(b, final)
-    local start = 1
-    while true do
-        local nl = b.buf:find("\n", start, true)
-        if nl == nil then break end
-        local line = b.buf:sub(start, nl)
-        start = nl + 1
-        if line:sub(1, 21) == '{"event":"build_end",' then
-            local ev = json.decode(line)
-            if type(ev) == "table" then b.result = ev end
-        end
-        if line:sub(1, #RUNNER_DONE) == RUNNER_DONE then
-            b.done = math.tointeger(tonumber(line:match("(%d+)}"))) or 1
-        elseif line ~= "\n" then -- (the runner's newline before its done)
-            b.pending[#b.pending + 1] = line
-        end
+-- One complete line of the runner's stdout: its result, its done line,
+-- or an event for the build's log.
+local function take_line(b, line)
+    if line:sub(1, 21) == '{"event":"build_end",' then
+        local ev = json.decode(line)
+        if type(ev) == "table" then b.result = ev end
     end
-    b.buf = b.buf:sub(start)
-    if final and b.buf ~= "" then
-        b.pending[#b.pending + 1] = b.buf .. "\n"
-        b.buf = ""
-    end
-    while #b.pending > 0 and self.q do
-        local ok = self:call("XADD", "djinn:log:" .. b.id, "MAXLEN", "~",
-                             queue.LOG_MAXLEN, "*", "a", b.attempt, "e",
-                             b.pending[1])
-        if ok == nil then break end
-        table.remove(b.pending, 1)
+    if line:sub(1, #RUNNER_DONE) == RUNNER_DONE then
+        b.done = math.tointeger(tonumber(line:match("(%d+)}"))) or 1
+    elseif line ~= "\n" then -- (the runner's newline before its done)
+        b.pending[#b.pending + 1] = line
     end
 end
 
--- One read of the child's output (waiting up to timeout): kept for
--- forward() (stdout) or as the stderr tail. -> whether data came
+-- Send the build's complete lines to its log (final: an unfinished last
+-- line too).
+function W:forward(b, final)
+    if final then
+        local rest = b.rest()
+        if rest ~= "" then take_line(b, rest .. "\n") end
+    end
+    local pending, sent = b.pending, 0
+    while sent < #pending and self.q do
+        local ok = self:call("XADD", "djinn:log:" .. b.id, "MAXLEN", "~",
+                             queue.LOG_MAXLEN, "*", "a", b.attempt, "e",
+                             pending[sent + 1])
+        if ok == nil then break end
+        sent = sent + 1
+    end
+    if sent > 0 then
+        local n = #pending
+        table.move(pending, sent + 1, n, 1)
+        for i = n - sent + 1, n do pending[i] = nil end
+    end
+end
+
+-- One read of the child's output (waiting up to timeout): stdout cut
+-- into lines (util.lines: joining every read onto the backlog once took
+-- the worker 9.7 s for a build's 16 MB), stderr kept as its tail.
+-- -> whether data came
 local function absorb(b, timeout)
     local data, which = b.child:read(timeout)
     if data == nil then
@@ -157,13 +164,17 @@ local function absorb(b, timeout)
     if which == "stderr" then
         b.err = (b.err .. data):sub(-M.STDERR_TAIL)
     else
-        b.buf = b.buf .. data
+        for _, line in ipairs(b.feed(data)) do take_line(b, line) end
     end
     return true
 end
 
+-- Read what the child has written, sending its lines after each read:
+-- what waits is never more than one read and an unfinished line.
 function W:drain(b)
-    while b.child and absorb(b, 0) do end
+    while b.child and absorb(b, 0) do
+        if #b.pending > 0 then self:forward(b) end
+    end
     self:forward(b)
 end
 
@@ -390,8 +401,9 @@ function W:start(qname, entry)
         self:call("XACK", "djinn:q:" .. qname, queue.GROUP, entry[1])
         return
     end
-    local b = { id = id, queue = qname, entry = entry[1], buf = "",
+    local b = { id = id, queue = qname, entry = entry[1],
                 err = "", pending = {} }
+    b.feed, b.rest = util.lines()
     local q, bk, ev, lk = keys(b)
     local r = self:call("FCALL", "djinn_start", 4, q, bk, ev, lk, b.entry,
                         self.consumer, id, self.max_attempts, self.name)

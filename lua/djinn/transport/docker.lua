@@ -55,6 +55,7 @@
 --       a frame's payload may come in pieces, as it arrives
 local http = require "djinn.http"
 local json = require "djinn.json"
+local util = require "djinn.util"
 
 local M = {}
 
@@ -221,25 +222,17 @@ end
 -- Split a stream of JSON messages (one per line) and hand each decoded
 -- message to fn.
 local function json_lines(fn)
-    local pending = ""
-    return function(chunk)
-        pending = pending .. chunk
-        while true do
-            local nl = pending:find("\n", 1, true)
-            if nl == nil then break end
-            local line = pending:sub(1, nl - 1):gsub("\r$", "")
-            pending = pending:sub(nl + 1)
-            if line ~= "" then
-                local ok, v = pcall(json.decode, line)
-                if ok and type(v) == "table" then fn(v) end
-            end
-        end
-    end, function()
-        if pending:match("%S") then
-            local ok, v = pcall(json.decode, pending)
+    local feed, rest = util.lines()
+    local function one(line)
+        if line:match("%S") then
+            local ok, v = pcall(json.decode, line)
             if ok and type(v) == "table" then fn(v) end
         end
-        pending = ""
+    end
+    return function(chunk)
+        for _, line in ipairs(feed(chunk)) do one(line) end
+    end, function()
+        one(rest())
     end
 end
 
