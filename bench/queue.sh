@@ -76,14 +76,8 @@ bench_compare "queue: trivial os build, submit --follow" "$RUNS" 0 queued \
 	direct "djinn-lua run"
 
 # 1b. output
-cat >"$W/loud.yml" <<EOF
-driver:
-  type: os
-stages: [a]
-jobs:
-- stage: a
-  commands: [seq 1 5000000]
-EOF
+printf 'driver: {type: os}\nstages: [a]\njobs: [{stage: a, commands: [seq 1 5000000]}]\n' \
+	>"$W/loud.yml"
 loud_queued() { "$D" submit --follow "$W/loud.yml" >/dev/null 2>&1; }
 loud_direct() { "$D" run "$W/loud.yml" >/dev/null 2>&1; }
 bench_compare "queue: a build printing 16 MiB, submit --follow" "$RUNS" \

@@ -224,15 +224,12 @@ check "SIGTERM: the worker finishes its build and exits 0 (exit $wrc)" \
 	sh -c "[ $wrc -eq 0 ] && [ \"\$(redis-cli -s '$SOCK' HGET djinn:b:$sh1 status)\" = passed ]"
 
 # --- runners: one process runs a slot's builds one after another -------------
-cat >"$W/who.yml" <<EOF
-driver:
-  type: os
-stages: [a]
-jobs:
-- stage: a
-  commands:
-  - echo "build=\$DJINN_BUILD stdin=\$(readlink /proc/\$\$/fd/0)"
-EOF
+# one_job FILE COMMAND: an os-driver build of one job running COMMAND.
+one_job() {
+	printf 'driver:\n  type: os\nstages: [a]\njobs:\n- stage: a\n  commands:\n  - %s\n' "$2" >"$1"
+}
+# shellcheck disable=SC2016 # the job's shell expands them
+one_job "$W/who.yml" 'echo "build=$DJINN_BUILD stdin=$(readlink /proc/$$/fd/0)"'
 worker wr 1
 run r1 submit "$W/who.yml"
 run r2 submit "$W/who.yml"
@@ -302,15 +299,7 @@ rm -f "$W"/jobs/ilong.yml.*
 # cap): its whole log arrives through the worker, in order. (The worker
 # once joined every read onto its backlog: 9.7 s for this build, 0.7 s
 # now; tests/lua/lines_test.lua guards the line splitter's work.)
-cat >"$W/loud.yml" <<EOF
-driver:
-  type: os
-stages: [a]
-jobs:
-- stage: a
-  commands:
-  - seq 1 5000000
-EOF
+one_job "$W/loud.yml" "seq 1 5000000"
 worker wl 1
 wait_for 10 sh -c "grep -q 'slot' '$W/wl.log'"
 wlpid=$(wpid wl)
