@@ -298,7 +298,8 @@ rm -f "$W"/jobs/ilong.yml.*
 # A build that prints as fast as it can (seq, cut at the 16 MiB output
 # cap): its whole log arrives through the worker, in order. (The worker
 # once joined every read onto its backlog: 9.7 s for this build, 0.7 s
-# now; tests/lua/lines_test.lua guards the line splitter's work.)
+# now; tests/lua/lines_test.lua guards the line splitter's work.) `logs`
+# reads it 32 entries at a time, so its memory stays bounded.
 one_job "$W/loud.yml" "seq 1 5000000"
 worker wl 1
 wait_for 10 sh -c "grep -q 'slot' '$W/wl.log'"
@@ -306,12 +307,15 @@ wlpid=$(wpid wl)
 run l1 submit "$W/loud.yml"
 l1=$(cat "$W/l1.out")
 wait_for 60 terminal "$l1"
-RUN_TIMEOUT=60 run l1l logs "$l1"
+timeout 60 /usr/bin/time -o "$W/loud.rss" -f %M "$D" logs "$l1" \
+	>"$W/l1l.out" 2>"$W/l1l.err"
 "$D" run "$W/loud.yml" >"$W/loud.run" 2>&1
 grep -x '[0-9][0-9]*' "$W/l1l.out" >"$W/loud.a"
 grep -x '[0-9][0-9]*' "$W/loud.run" >"$W/loud.b"
 check "16 MiB of output through a worker: passed, every line of run's in order ($(wc -l <"$W/loud.a") lines)" \
 	sh -c "[ '$(bstatus "$l1")' = passed ] && [ \$(wc -l <'$W/loud.a') -gt 2000000 ] && cmp -s '$W/loud.a' '$W/loud.b'"
+check "... and \`logs\` printed it in bounded memory: $(cat "$W/loud.rss") KB resident (< 32 MiB; 1,000 entries a read took 42 MB)" \
+	test "$(cat "$W/loud.rss")" -lt 32768
 rm -f "$W"/loud.*
 kill -TERM "$wlpid"
 wait "$wlpid"
