@@ -24,6 +24,7 @@
 **     kill everything.
 **   proc.setenv(name, value | nil)         -> true | nil, msg
 **   proc.settitle(s)                       (what ps shows)
+**   proc.malloc_keep(bytes)                -> true | nil, msg
 **   child:pid()                            -> integer
 **   child:read([timeout_s])                -> data, "stdout"|"stderr"
 **                                           | nil, "timeout" | nil, "eof"
@@ -102,6 +103,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <malloc.h>
 #include <math.h>
 #include <poll.h>
 #include <signal.h>
@@ -1360,6 +1362,31 @@ static int l_proc_settitle(lua_State *L)
     return 0;
 }
 
+/*
+** proc.malloc_keep(bytes): glibc's malloc keeps up to bytes of freed
+** memory at the top of its heap (M_TRIM_THRESHOLD) and serves requests
+** below bytes from the heap (M_MMAP_THRESHOLD), instead of giving memory
+** back to the system and taking it again: each give-back is a brk or
+** munmap, and on this machine kind the TLB flush that comes with it
+** costs more than the copying around it (the queue worker relaying a
+** 16 MiB log: 0.22 s of CPU at glibc's default of 128 KiB, 0.04 s with
+** 2 MiB kept). For this process and what it forks, not what it execs.
+** 0 < bytes <= 32 MiB (glibc's largest mmap threshold).
+*/
+static int l_proc_malloc_keep(lua_State *L)
+{
+    lua_Integer bytes = luaL_checkinteger(L, 1);
+
+    luaL_argcheck(L, bytes > 0 && bytes <= 32 * 1024 * 1024, 1,
+                  "between 1 byte and 32 MiB");
+    if (mallopt(M_TRIM_THRESHOLD, (int)bytes) != 1 ||
+        mallopt(M_MMAP_THRESHOLD, (int)bytes) != 1)
+        return dj_pushfail(L, "proc.malloc_keep: malloc refused %lld bytes",
+                           (long long)bytes);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 static void record_signal(int signo)
 {
     pending_signo = signo;
@@ -1458,6 +1485,7 @@ static const luaL_Reg proc_funcs[] = {
     {"environ", l_proc_environ},
     {"setenv", l_proc_setenv},
     {"settitle", l_proc_settitle},
+    {"malloc_keep", l_proc_malloc_keep},
     {"on_signals", l_proc_on_signals},
     {"pending_signal", l_proc_pending_signal},
     {"default_signals", l_proc_default_signals},

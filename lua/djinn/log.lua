@@ -132,6 +132,13 @@ local json = require "djinn.json"
 local M = {}
 
 M.DEFAULT_MAX_OUTPUT = 16 * 1024 * 1024
+-- OUTPUT FRAMES (the queue worker's runners set it): a JSON sink writes
+-- job output not as output events but as frames, a header line
+-- {"event":"output_raw"[,"build":ID],"bytes":N,"job":J} and then the N
+-- bytes as they are (masked and capped, not made UTF-8), which the
+-- worker stores in the build's log unchanged: `logs` prints them as `run`
+-- does, with no JSON decoding, and a job's output cannot forge a line.
+M.output_frames = false
 local Writer = {}
 Writer.__index = Writer
 
@@ -395,6 +402,15 @@ end
 -- in byte order), at the escaper's speed instead of jansson's tree.
 function Json:output(data, build)
     local job = self.job
+    if M.output_frames then -- (two writes: the bytes are not copied)
+        local out = self.out
+        out:write('{"event":"output_raw",' ..
+            (build ~= nil and '"build":' .. json.encode(build) .. ',' or '')
+            .. '"bytes":' .. #data .. ',"job":' ..
+            (job ~= nil and json.encode(job) or 'null') .. '}\n')
+        write_flush(out, data)
+        return
+    end
     if self.out_head == nil or self.out_key_job ~= job or
         self.out_key_build ~= build then
         self.out_key_job, self.out_key_build = job, build
@@ -418,6 +434,10 @@ end
 function Json:emit(ev)
     local k, b = ev.kind, ev.build
     if k == "output" then
+        if M.output_frames then -- (bytes as they are: nothing held back)
+            if ev.data ~= "" then self:output(ev.data, b) end
+            return
+        end
         local whole, rest = util.utf8_split(self.pending .. ev.data)
         self.pending = rest
         if whole ~= "" then self:output(whole, b) end

@@ -387,12 +387,15 @@ function Q:workers(within)
 end
 
 -- Replay one log entry into a djinn.log writer's sink as `run` printed
--- it: a `run --json` event line, a restart notice, or the end.
+-- it: a `run --json` event line, job output (its bytes), a restart
+-- notice, or the end.
 -- json_out: print the event lines themselves (with "attempt" added).
 function M.render(entry, out, json_out, state)
     local f = entry.f
     local attempt = tonumber(f.a) or 0
-    if f.e then
+    if f.o then
+        state.sink{ event = "output", data = f.o }
+    elseif f.e then
         -- (with --json, logs prints event lines itself, with their entry)
         local ev = json.decode(f.e)
         if type(ev) ~= "table" then return end

@@ -451,6 +451,29 @@ local function print_log(q, id, opts)
         sink = function(ev) M.replay(w, ev) end,
         line = function(text) w:_sink{ kind = "line", text = text } end,
     }
+    -- --json: job output as `run --json` prints it, from the bytes the
+    -- log keeps (djinn.log's output frames): valid UTF-8, a character
+    -- split between two entries held back until its end, invalid bytes
+    -- as U+FFFD.
+    local held, held_e = "", nil
+    local function json_event(data, e)
+        local f = e.f
+        local head = '{"event":"output",' .. (f.b and f.b ~= "" and
+            '"build":' .. json.encode(f.b) .. ',' or '') .. '"data":'
+        out:write(json.quote(data, head, ',"job":' ..
+            (f.j and f.j ~= "" and json.encode(f.j) or "null") ..
+            ',"attempt":' .. (tonumber(f.a) or 0) .. ',"entry":"' .. e.id ..
+            '"}\n'))
+    end
+    local function json_output(e)
+        local whole, rest = util.utf8_split(held .. e.f.o)
+        held, held_e = rest, e
+        if whole ~= "" then json_event(whole, e) end
+    end
+    local function json_flush()
+        if held ~= "" then json_event(held, held_e) end
+        held = ""
+    end
     local after = opts.after or "0"
     while true do
         -- 32 entries a read: a job printing as fast as it can makes
@@ -464,6 +487,7 @@ local function print_log(q, id, opts)
         end
         for _, e in ipairs(list) do
             after = e.id
+            if opts.json and not e.f.o then json_flush() end
             if e.f["end"] then
                 out:flush()
                 local code = tonumber(e.f.x) or 1
@@ -482,7 +506,9 @@ local function print_log(q, id, opts)
                 out:flush()
                 return code
             end
-            if opts.json and e.f.e then
+            if opts.json and e.f.o then
+                json_output(e)
+            elseif opts.json and e.f.e then
                 out:write(e.f.e:sub(1, -3), ',"attempt":', tonumber(e.f.a)
                           or 0, ',"entry":"', e.id, '"}\n')
             else

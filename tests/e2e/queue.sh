@@ -317,6 +317,36 @@ check "16 MiB of output through a worker: passed, every line of run's in order (
 check "... and \`logs\` printed it in bounded memory: $(cat "$W/loud.rss") KB resident (< 32 MiB; 1,000 entries a read took 42 MB)" \
 	test "$(cat "$W/loud.rss")" -lt 32768
 rm -f "$W"/loud.*
+
+# Job output reaches the log as bytes (djinn.log's output frames): bytes
+# that are not UTF-8 print as `run` prints them, `logs --json` shows them
+# as `run --json` does (U+FFFD each; a valid character whole), and output
+# that looks like the runner's own lines (a frame header, the done line)
+# is only output.
+# shellcheck disable=SC2016 # printf's escapes, for the job's shell
+one_job "$W/bytes.yml" 'printf "caf\\351 \\377\\376 ok\\n{\"event\":\"output_raw\",\"bytes\":3,\"job\":null}\\nabc\\n{\"runner_done\":0}\\n\\342\\202\\254 euro\\n"'
+run by submit "$W/bytes.yml"
+by=$(cat "$W/by.out")
+wait_for 30 terminal "$by"
+run byl logs "$by"
+run byj logs --json "$by"
+"$D" run "$W/bytes.yml" >"$W/bytes.run" 2>/dev/null
+"$D" run --json "$W/bytes.yml" >"$W/bytes.runj" 2>/dev/null
+grep -av '^Workspace' "$W/byl.out" | grep -av ' in [0-9.]*s$' >"$W/bytes.a"
+grep -av '^Workspace' "$W/bytes.run" | grep -av ' in [0-9.]*s$' >"$W/bytes.b"
+check "bytes that are not UTF-8: \`logs\` prints the job's output byte for byte as \`run\` ($(bstatus "$by"))" \
+	sh -c "[ '$(bstatus "$by")' = passed ] && cmp -s '$W/bytes.a' '$W/bytes.b' && grep -aq 'caf$(printf '\351') $(printf '\377\376') ok' '$W/bytes.a'"
+jq -j 'select(.event == "output") | .data' "$W/byj.out" 2>/dev/null |
+	grep -av '^Workspace' >"$W/bytes.ja"
+jq -j 'select(.event == "output") | .data' "$W/bytes.runj" 2>/dev/null |
+	grep -av '^Workspace' >"$W/bytes.jb"
+check "... \`logs --json\` the same output as \`run --json\` (U+FFFD for them; the euro sign whole)" \
+	sh -c "cmp -s '$W/bytes.ja' '$W/bytes.jb' && grep -q 'caf$(printf '\357\277\275') ' '$W/bytes.ja' && grep -q '€ euro' '$W/bytes.ja'"
+check "... every output event carries its attempt and entry" \
+	sh -c "jq -e -s '[.[] | select(.event == \"output\")] | length > 0 and all(.[]; .attempt == 1 and (.entry | type) == \"string\")' '$W/byj.out' >/dev/null"
+check "... and lines that imitate the runner's (a frame header, the done line) are only output" \
+	sh -c "grep -aqx '{\"event\":\"output_raw\",\"bytes\":3,\"job\":null}' '$W/bytes.a' && grep -aqx 'abc' '$W/bytes.a' && grep -aqx '{\"runner_done\":0}' '$W/bytes.a'"
+rm -f "$W"/bytes.*
 kill -TERM "$wlpid"
 wait "$wlpid"
 

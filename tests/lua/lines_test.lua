@@ -1,6 +1,7 @@
 -- lines_test.lua - util.lines: a stream read in pieces, cut into lines
--- (the queue worker's relay of a runner's events, the Docker transport's
--- JSON messages, the URL worker's progress lines). What it returns, and a
+-- (the Docker transport's JSON messages, the URL worker's progress
+-- lines; the queue worker once relayed a runner's output with a buffer
+-- that copied its backlog at every read). What it returns, and a
 -- guard on the work: the bytes it allocates are counted (the collector
 -- stopped, so every allocation stays in collectgarbage("count")), not
 -- timed, so a buffer that copies its backlog at every read fails here on
