@@ -1381,8 +1381,8 @@ static int l_proc_malloc_keep(lua_State *L)
                   "between 1 byte and 32 MiB");
     if (mallopt(M_TRIM_THRESHOLD, (int)bytes) != 1 ||
         mallopt(M_MMAP_THRESHOLD, (int)bytes) != 1)
-        return dj_pushfail(L, "proc.malloc_keep: malloc refused %lld bytes",
-                           (long long)bytes);
+        return dj_pushfail(L, "proc.malloc_keep: malloc refused %d bytes",
+                           (int)bytes);
     lua_pushboolean(L, 1);
     return 1;
 }
