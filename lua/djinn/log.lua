@@ -396,10 +396,20 @@ function Json:event(name, fields, build)
     write_flush(self.out, body .. "\n")
 end
 
+-- What surrounds the quoted data of a --json output event:
+-- '{"event":"output"[,"build":B],"data":' and ',"job":J}' (no newline),
+-- the bytes Json:event would give ({"event","build","data","job"}: keys
+-- in byte order). `logs --json` builds its output events with them too.
+function M.output_event_parts(build, job)
+    return '{"event":"output",' ..
+        (build ~= nil and '"build":' .. json.encode(build) .. ',' or '') ..
+        '"data":', ',"job":' .. (job ~= nil and json.encode(job) or 'null') ..
+        '}'
+end
+
 -- Output events are the volume of a --json run (issue 13): their line is
--- written by json.quote around a head and tail made once per job, the
--- same bytes Json:event would give ({"event","build","data","job"}: keys
--- in byte order), at the escaper's speed instead of jansson's tree.
+-- written by json.quote around a head and tail made once per job, at the
+-- escaper's speed instead of jansson's tree.
 function Json:output(data, build)
     local job = self.job
     if M.output_frames then -- (two writes: the bytes are not copied)
@@ -414,11 +424,8 @@ function Json:output(data, build)
     if self.out_head == nil or self.out_key_job ~= job or
         self.out_key_build ~= build then
         self.out_key_job, self.out_key_build = job, build
-        self.out_head = '{"event":"output",' ..
-            (build ~= nil and '"build":' .. json.encode(build) .. ',' or '')
-            .. '"data":'
-        self.out_tail = ',"job":' ..
-            (job ~= nil and json.encode(job) or 'null') .. '}\n'
+        local head, tail = M.output_event_parts(build, job)
+        self.out_head, self.out_tail = head, tail .. "\n"
     end
     write_flush(self.out, json.quote(data, self.out_head, self.out_tail))
 end

@@ -445,8 +445,8 @@ local function print_log(q, id, opts)
     local queue = require "djinn.queue"
     local json = require "djinn.json"
     local out = io.stdout
-    local w = require("djinn.log").new{ out = out, json = false,
-                                         max_output = 0 }
+    local log = require "djinn.log"
+    local w = log.new{ out = out, json = false, max_output = 0 }
     local state = {
         sink = function(ev) M.replay(w, ev) end,
         line = function(text) w:_sink{ kind = "line", text = text } end,
@@ -458,12 +458,10 @@ local function print_log(q, id, opts)
     local held, held_e = "", nil
     local function json_event(data, e)
         local f = e.f
-        local head = '{"event":"output",' .. (f.b and f.b ~= "" and
-            '"build":' .. json.encode(f.b) .. ',' or '') .. '"data":'
-        out:write(json.quote(data, head, ',"job":' ..
-            (f.j and f.j ~= "" and json.encode(f.j) or "null") ..
-            ',"attempt":' .. (tonumber(f.a) or 0) .. ',"entry":"' .. e.id ..
-            '"}\n'))
+        local head, tail = log.output_event_parts(
+            f.b ~= "" and f.b or nil, f.j ~= "" and f.j or nil)
+        out:write(json.quote(data, head, tail:sub(1, -2) .. ',"attempt":' ..
+            (tonumber(f.a) or 0) .. ',"entry":"' .. e.id .. '"}\n'))
     end
     local function json_output(e)
         local whole, rest = util.utf8_split(held .. e.f.o)

@@ -129,17 +129,23 @@ local function take_line(b, line)
     end
 end
 
+-- The frame being read (b.frame), as a log entry: its bytes so far, its
+-- job and build.
+local function end_frame(b)
+    local f = b.frame
+    b.pending[#b.pending + 1] = {
+        o = #f.raw == 1 and f.raw[1] or table.concat(f.raw),
+        j = f.j, b = f.b }
+    b.frame = nil
+end
+
 -- Send what the runner wrote to the build's log: event lines as `e`,
 -- output frames as `o` (the bytes), `j` (the job) and `b` (the run's own
 -- build id, as its events carry it). final: an unfinished last line or
 -- frame too.
 function W:forward(b, final)
     if final then
-        if b.need then -- (a runner that died inside a frame)
-            b.frame.o = table.concat(b.raw)
-            b.pending[#b.pending + 1] = b.frame
-            b.need, b.raw, b.frame = nil, nil, nil
-        end
+        if b.frame then end_frame(b) end -- (a runner that died in one)
         local rest = table.concat(b.head)
         b.head = {}
         if rest ~= "" then take_line(b, rest .. "\n") end
@@ -170,23 +176,19 @@ end
 -- lines, and output frames (djinn.log's output_frames: a header line,
 -- then that many bytes as they are, which no line of the job's output
 -- can imitate). Linear in the bytes: an unfinished line's pieces wait in
--- b.head and a frame's in b.raw, each joined once.
+-- b.head and a frame's in b.frame.raw, each joined once.
 local FRAME = '{"event":"output_raw",'
 local function take_data(b, data)
     local pos, len = 1, #data
     while pos <= len do
-        local need = b.need
-        if need then
-            local stop = math.min(len, pos + need - 1)
-            b.raw[#b.raw + 1] = (pos == 1 and stop == len) and data or
+        local f = b.frame
+        if f then
+            local stop = math.min(len, pos + f.need - 1)
+            f.raw[#f.raw + 1] = (pos == 1 and stop == len) and data or
                 data:sub(pos, stop)
-            b.need = need - (stop - pos + 1)
+            f.need = f.need - (stop - pos + 1)
             pos = stop + 1
-            if b.need == 0 then
-                b.frame.o = #b.raw == 1 and b.raw[1] or table.concat(b.raw)
-                b.pending[#b.pending + 1] = b.frame
-                b.need, b.raw, b.frame = nil, nil, nil
-            end
+            if f.need == 0 then end_frame(b) end
         else
             local nl = data:find("\n", pos, true)
             if nl == nil then
@@ -203,9 +205,9 @@ local function take_data(b, data)
             local h = line:sub(1, #FRAME) == FRAME and json.decode(line)
             local n = type(h) == "table" and math.tointeger(h.bytes)
             if n and n > 0 then
-                b.frame = { j = type(h.job) == "string" and h.job or nil,
+                b.frame = { need = n, raw = {},
+                            j = type(h.job) == "string" and h.job or nil,
                             b = type(h.build) == "string" and h.build or nil }
-                b.need, b.raw = n, {}
             elseif not h then
                 take_line(b, line)
             end
@@ -466,8 +468,7 @@ function W:start(qname, entry)
         return
     end
     local b = { id = id, queue = qname, entry = entry[1],
-                err = "", pending = {} }
-    b.head = {}
+                err = "", pending = {}, head = {} }
     local q, bk, ev, lk = keys(b)
     local r = self:call("FCALL", "djinn_start", 4, q, bk, ev, lk, b.entry,
                         self.consumer, id, self.max_attempts, self.name)
